@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer: one-sided RDMA transfers for LLM systems (KV-cache pages, weight
+ * updates, MoE dispatch/combine).
+ *
+ * Conventions (after liburing / rdma-core):
+ *  - every public name starts with xfer_ / XFER_;
+ *  - errors are returned as negative errno values, never through errno;
+ *  - attribute structs start with their size so they can grow without
+ *    breaking callers built against an older header;
+ *  - API calls never post to the NIC themselves: they hand work to the
+ *    engine's worker thread and return; completion arrives through a
+ *    callback (run on the worker thread) and/or a handle that can be
+ *    polled or waited on.
+ */
+#ifndef XFER_H
+#define XFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XFER_API_VERSION 1
+
+typedef struct xfer_engine xfer_engine;
+typedef struct xfer_mr xfer_mr;     /* a local registered region */
+typedef struct xfer_rmr xfer_rmr;   /* an imported remote region */
+typedef struct xfer_op xfer_op;     /* an operation handle */
+typedef struct xfer_watch xfer_watch;
+
+/* ------------------------------------------------------------------ */
+/* Engine                                                              */
+
+#define XFER_MAX_DOMAINS 8
+#define XFER_ADDR_MAX 1024   /* upper bound of a serialised engine address */
+#define XFER_DESC_MAX 512    /* upper bound of a serialised region descriptor */
+
+struct xfer_engine_attr {
+	uint32_t size;            /* sizeof(struct xfer_engine_attr) */
+	uint32_t flags;           /* XFER_ENGINE_F_*; unknown bits: -EINVAL */
+	/* "auto", "efa", "verbs;ofi_rxm", "shm", "tcp;ofi_rxm", "sockets" (all
+	 * through libfabric), or "verbs" (the ibverbs backend). NULL = auto. */
+	const char *provider;
+	uint32_t num_domains;     /* NICs (rails) per engine; 0 = 1 */
+	int32_t gpu;              /* CUDA device index, or -1 for none */
+	int32_t worker_cpu;       /* core for the worker, -1 = from topology */
+	uint32_t peer_timeout_ms; /* 0 = default (XFER_DEFAULT_TIMEOUT_MS) */
+	const char *node;         /* local address to bind (IP providers), or NULL */
+	const char *devices;      /* comma-separated NIC names (verbs / efa), or NULL */
+	uint64_t stripe_threshold;/* single writes >= this are striped; 0 = default */
+	uint32_t idle_spin_us;    /* busy-poll this long after activity; 0 = default */
+	uint32_t max_inflight;    /* pieces in flight per domain; 0 = default */
+};
+
+#define XFER_DEFAULT_TIMEOUT_MS 5000
+#define XFER_DEFAULT_STRIPE_THRESHOLD (256u * 1024)
+
+/* Fill attr with defaults (provider auto, 1 domain, no GPU, auto CPU). */
+void xfer_engine_attr_init(struct xfer_engine_attr *attr);
+int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out);
+/* Work still in flight completes with -ECANCELED before this returns. */
+void xfer_engine_destroy(xfer_engine *e);
+
+/* The engine's address, to be given to peers out of band. *len is the
+ * buffer size on entry and the address length on return (-ENOSPC if small). */
+int xfer_engine_address(xfer_engine *e, void *buf, size_t *len);
+/* Add a peer from its address; *peer receives a small index to name it by. */
+int xfer_engine_add_peer(xfer_engine *e, const void *addr, size_t len, uint32_t *peer);
+/* 0 while the peer is usable, else the error that took it down. */
+int xfer_peer_status(xfer_engine *e, uint32_t peer);
+
+struct xfer_engine_info {
+	uint32_t size;
+	uint32_t num_domains;
+	char provider[32];        /* the provider actually opened */
+	char domain_names[XFER_MAX_DOMAINS][64];
+	int32_t worker_cpu;
+	uint32_t imm_bits;        /* 32 */
+	uint64_t max_msg_size;
+};
+int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info);
+
+/* Per-domain counters, as published to the kernel module's stats page. */
+struct xfer_domain_stats {
+	uint64_t bytes_posted, bytes_completed;
+	uint64_t ops_posted, ops_completed, ops_failed;
+	uint64_t imm_received;
+};
+int xfer_engine_stats(xfer_engine *e, uint32_t domain, struct xfer_domain_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Memory                                                              */
+
+enum {
+	XFER_MEM_HOST = 0,   /* ordinary host memory */
+	XFER_MEM_CUDA = 1,   /* a CUDA device pointer (cuda_device names the GPU) */
+	XFER_MEM_DMABUF = 2, /* a dma-buf fd, offset; addr is the process VA if any */
+};
+
+#define XFER_MR_REMOTE_WRITE (1u << 0) /* peers may write into it */
+#define XFER_MR_KMOD_PIN     (1u << 1) /* pin through /dev/xfer (default when present) */
+#define XFER_MR_NO_KMOD      (1u << 2) /* never use /dev/xfer for this region */
+
+struct xfer_mem {
+	uint32_t size;       /* sizeof(struct xfer_mem) */
+	uint32_t kind;       /* XFER_MEM_* */
+	int32_t cuda_device;
+	int32_t dmabuf_fd;
+	uint64_t dmabuf_offset;
+};
+
+/* mem may be NULL for host memory. */
+int xfer_mr_reg(xfer_engine *e, void *addr, size_t len, const struct xfer_mem *mem,
+		uint32_t flags, xfer_mr **out);
+int xfer_mr_dereg(xfer_mr *mr);
+void *xfer_mr_addr(const xfer_mr *mr);
+size_t xfer_mr_len(const xfer_mr *mr);
+
+/* The region's descriptor: a versioned binary blob for peers. */
+int xfer_mr_descriptor(const xfer_mr *mr, void *buf, size_t *len);
+/* Import a peer's descriptor. Every field is validated (-EINVAL on any
+ * inconsistency, never an over-read); the descriptor must have been made
+ * by the engine that was added as `peer`. */
+int xfer_rmr_import(xfer_engine *e, uint32_t peer, const void *desc, size_t len,
+		    xfer_rmr **out);
+void xfer_rmr_free(xfer_rmr *rmr);
+uint64_t xfer_rmr_len(const xfer_rmr *rmr);
+
+/* ------------------------------------------------------------------ */
+/* Operations                                                          */
+
+/* Completion callback: runs on the worker thread; it must not block, but may
+ * submit further operations (they are posted without a queue hop). */
+typedef void (*xfer_done_fn)(void *ctx, int status);
+
+struct xfer_done {
+	xfer_done_fn fn;
+	void *ctx;
+};
+
+/* Flags for operations. */
+#define XFER_OP_IMM (1u << 0) /* deliver `imm` to the target once all data landed */
+
+/* Every submit function takes an optional completion `done` and an optional
+ * handle `op`. If `op` is non-NULL the caller owns a handle that must be
+ * released with xfer_op_release(); otherwise the engine frees it itself. On
+ * a submit error nothing was posted, no callback will run and *op is NULL. */
+
+/* One write: len bytes from src+src_off into dst+dst_off. Large writes are
+ * striped across domains. With XFER_OP_IMM the target counts one arrival
+ * of imm after the whole payload has landed. */
+int xfer_write(xfer_engine *e, xfer_mr *src, uint64_t src_off, xfer_rmr *dst,
+	       uint64_t dst_off, uint64_t len, uint32_t flags, uint32_t imm,
+	       const struct xfer_done *done, xfer_op **op);
+
+/* An immediate alone (zero-byte write with immediate) to a peer. */
+int xfer_imm(xfer_engine *e, uint32_t peer, uint32_t imm, const struct xfer_done *done,
+	     xfer_op **op);
+
+/* Paged writes, the KV-cache case: page i goes from
+ *   src + src_offset + src_pages[i] * src_stride
+ * to
+ *   dst + dst_offset + dst_pages[i] * dst_stride, page_size bytes each.
+ * Index arrays are copied; pages are spread over the domains. */
+struct xfer_paged {
+	uint32_t size;         /* sizeof(struct xfer_paged) */
+	uint32_t flags;        /* XFER_OP_IMM */
+	xfer_mr *src;
+	xfer_rmr *dst;
+	const uint32_t *src_pages;
+	const uint32_t *dst_pages;
+	uint32_t num_pages;
+	uint32_t imm;
+	uint64_t page_size;
+	uint64_t src_stride;   /* 0 = page_size */
+	uint64_t dst_stride;   /* 0 = page_size */
+	uint64_t src_offset;
+	uint64_t dst_offset;
+};
+int xfer_write_paged(xfer_engine *e, const struct xfer_paged *p, const struct xfer_done *done,
+		     xfer_op **op);
+
+/* Scatter: one source region to many peers, each with its own range. */
+struct xfer_scatter_dst {
+	xfer_rmr *dst;
+	uint64_t src_off;
+	uint64_t dst_off;
+	uint64_t len;          /* may be 0 with XFER_OP_IMM: an immediate alone */
+};
+int xfer_scatter(xfer_engine *e, xfer_mr *src, const struct xfer_scatter_dst *dsts,
+		 uint32_t num_dsts, uint32_t flags, uint32_t imm,
+		 const struct xfer_done *done, xfer_op **op);
+
+/* Barrier: an immediate to each of the given peers. */
+int xfer_barrier(xfer_engine *e, const uint32_t *peers, uint32_t num_peers, uint32_t imm,
+		 const struct xfer_done *done, xfer_op **op);
+
+/* Handles. */
+int xfer_op_test(xfer_op *op);                 /* -EINPROGRESS or final status */
+int xfer_op_wait(xfer_op *op, int timeout_ms); /* final status, or -ETIMEDOUT (op continues) */
+void xfer_op_release(xfer_op *op);
+
+/* ------------------------------------------------------------------ */
+/* Immediate counters (receiver side)                                  */
+
+/* Arrivals of imm not yet consumed. */
+uint64_t xfer_imm_count(xfer_engine *e, uint32_t imm);
+/* Wait until `count` unconsumed arrivals of imm exist, then consume them.
+ * -ETIMEDOUT (consuming nothing) if they do not come within timeout_ms
+ * (negative: wait forever). */
+int xfer_imm_wait(xfer_engine *e, uint32_t imm, uint64_t count, int timeout_ms);
+
+/* How to tell that an expectation was met. Any combination. The flag is
+ * the SM-free path: the worker stores flag_value into *flag (release order)
+ * and a CUDA stream can wait on it (cuStreamWaitValue64 on host-mapped memory). */
+struct xfer_notify {
+	uint32_t size;          /* sizeof(struct xfer_notify) */
+	uint32_t flags;         /* 0 */
+	xfer_done_fn fn;        /* called with status 0 (or an error on shutdown) */
+	void *ctx;
+	volatile uint64_t *flag;
+	uint64_t flag_value;
+};
+/* When `count` unconsumed arrivals of imm exist, consume them and notify. */
+int xfer_imm_expect(xfer_engine *e, uint32_t imm, uint64_t count, const struct xfer_notify *n);
+
+/* ------------------------------------------------------------------ */
+/* Watched words (SM-free trigger, producer side)                      */
+
+/* A prepared write that the worker posts each time *word is increased.
+ * The producer (a thread here, a CUDA stream with cuStreamWriteValue64
+ * on host-mapped memory on a GPU machine) stores successive values
+ * 1, 2, 3, ...; each increase by k posts the write k times. `done` runs
+ * once per posted write. */
+struct xfer_watch_attr {
+	uint32_t size;          /* sizeof(struct xfer_watch_attr) */
+	uint32_t flags;         /* XFER_OP_IMM */
+	const volatile uint64_t *word;
+	xfer_mr *src;
+	uint64_t src_off;
+	xfer_rmr *dst;
+	uint64_t dst_off;
+	uint64_t len;
+	uint32_t imm;
+	uint32_t reserved;
+	struct xfer_done done;
+};
+int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *attr, xfer_watch **out);
+/* Number of writes the watch has posted so far. */
+uint64_t xfer_watch_fired(const xfer_watch *w);
+int xfer_watch_remove(xfer_watch *w);
+
+/* ------------------------------------------------------------------ */
+/* Sharing through the kernel module (/dev/xfer). -ENODEV without it.  */
+
+#define XFER_SHARE_OWNER 0     /* only the owner's uid */
+#define XFER_SHARE_GROUP 1     /* members of gid */
+#define XFER_SHARE_UID   2     /* one explicit uid */
+
+int xfer_mr_share(xfer_mr *mr, uint32_t rule, uint32_t id, uint64_t *share_id);
+/* Open a region shared by another local process and register it with this
+ * engine's NICs; the mapping is released with xfer_mr_dereg(). */
+int xfer_mr_open_shared(xfer_engine *e, uint64_t share_id, uint32_t flags, xfer_mr **out);
+
+/* Status strings for the errors this library returns. */
+const char *xfer_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* XFER_H */

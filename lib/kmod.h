@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The library's side of the kernel module (/dev/xfer): pinning and
+ * accounting of registered host memory, sharing regions between local
+ * processes by handle, and the stats page the engine publishes its
+ * counters into (no syscall on the data path). Every call returns
+ * -ENODEV when the module is not loaded; the engine then works without it.
+ */
+#ifndef XFER_KMOD_H
+#define XFER_KMOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct xfer_kmod;
+
+/* Per-domain counters as laid out in the stats page (mirrors the uapi). */
+struct xfer_stats_domain {
+	uint64_t bytes_posted, bytes_completed;
+	uint64_t ops_posted, ops_completed, ops_failed;
+	uint64_t imm_received;
+};
+
+#define XFER_STATS_MAX_DOMAINS 8
+struct xfer_stats_page {
+	uint32_t version;          /* 1 */
+	uint32_t num_domains;
+	uint64_t ops_inflight;
+	int64_t last_error;        /* last negative errno seen, 0 if none */
+	struct xfer_stats_domain dom[XFER_STATS_MAX_DOMAINS];
+};
+
+int xfer_kmod_open(struct xfer_kmod **out);            /* -ENODEV without /dev/xfer */
+void xfer_kmod_close(struct xfer_kmod *k);
+/* Pin [addr, addr+len) of this process; *handle names the region. */
+int xfer_kmod_pin(struct xfer_kmod *k, void *addr, size_t len, uint64_t *handle);
+int xfer_kmod_release(struct xfer_kmod *k, uint64_t handle);
+int xfer_kmod_share(struct xfer_kmod *k, uint64_t handle, uint32_t rule, uint32_t id,
+		    uint64_t *share_id);
+/* Open a share and mmap it: *handle, *addr, *len describe the mapping. */
+int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *handle,
+			  void **addr, size_t *len);
+/* The mapped stats page of this context, or NULL. */
+struct xfer_stats_page *xfer_kmod_stats(struct xfer_kmod *k);
+
+#endif
