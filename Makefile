@@ -59,7 +59,7 @@ tests: $(TESTS) tools
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(XCFLAGS) -Itests/common $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBSO): $(LIB_OBJS) lib/xfer.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/xfer.map -Wl,--no-undefined \
@@ -82,7 +82,7 @@ $(BUILD)/%: tools/%.c $(TOOL_COMMON:%.c=$(BUILD)/%.o) $(LIBA)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIBA) $(LDLIBS)
+	$(CC) $(XCFLAGS) $(CFLAGS) -Itests/common $(LDFLAGS) -o $@ $< $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIBA) $(LDLIBS)
 
 deps-build:
 	@scripts/deps.sh build

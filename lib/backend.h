@@ -44,7 +44,9 @@ struct xfer_wr {
 	uint64_t rkey;
 	uint32_t imm;
 	uint8_t has_imm;
-	uint8_t pad[3];
+	uint8_t delivery;       /* complete only once the data is placed at the
+				 * target (an immediate follows it) */
+	uint8_t pad[2];
 	void *ctx;              /* returned in the completion */
 };
 

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The libfabric backend: one RDM endpoint per rail (EFA on AWS; shm,
+ * tcp;ofi_rxm and sockets for development). Each rail has its own fabric,
+ * domain, address vector and completion queue so that rails stand for
+ * separate NICs even on loopback providers.
+ *
+ * All calls come from the engine's worker thread (FI_THREAD_DOMAIN).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "internal.h"
+
+#define FAB_VERSION FI_VERSION(1, 14)
+#define FAB_CQ_SIZE 4096
+
+/* Per posted write: the fi_context2 libfabric needs plus our context. */
+struct fab_slot {
+	struct fi_context2 fctx;
+	void *user;
+	struct fab_slot *next_free;
+};
+
+struct xfer_rail {
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_ep *ep;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	bool virt_addr, prov_key, mr_endpoint;
+	bool delivery_ok;       /* the provider accepts FI_DELIVERY_COMPLETE */
+	uint64_t next_key;
+	fi_addr_t peers[XFER_MAX_PEERS];
+	struct fab_slot *slots, *free_slots;
+	uint32_t nslots;
+	uint64_t max_msg;
+};
+
+static int fab_err(int ret)
+{
+	/* libfabric's FI_E* equal errno values for the common ones */
+	if (ret > 0)
+		ret = -ret;
+	if (ret == -FI_EAGAIN)
+		return -EAGAIN;
+	return ret < -4096 ? -EIO : ret;
+}
+
+static struct fi_info *fab_hints(const char *prov)
+{
+	struct fi_info *h = fi_allocinfo();
+
+	if (!h)
+		return NULL;
+	h->ep_attr->type = FI_EP_RDM;
+	h->caps = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
+	h->mode = FI_CONTEXT | FI_CONTEXT2;
+	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
+				  FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+	h->domain_attr->threading = FI_THREAD_DOMAIN;
+	h->tx_attr->op_flags = FI_COMPLETION;
+	if (prov && *prov)
+		h->fabric_attr->prov_name = strdup(prov);
+	return h;
+}
+
+/* The index-th distinct domain (NIC) the provider offers, or the one named. */
+static struct fi_info *pick_domain(struct fi_info *list, const char *device, uint32_t index)
+{
+	const char *seen[64];
+	uint32_t nseen = 0;
+
+	for (struct fi_info *i = list; i; i = i->next) {
+		const char *name = i->domain_attr->name ? i->domain_attr->name : "";
+		bool dup = false;
+
+		if (device)
+			if (strcmp(name, device) == 0)
+				return i;
+		for (uint32_t k = 0; k < nseen; k++)
+			dup |= strcmp(seen[k], name) == 0;
+		if (dup || device)
+			continue;
+		if (nseen == index)
+			return i;
+		if (nseen < ARRAY_SIZE(seen))
+			seen[nseen++] = name;
+	}
+	/* Loopback providers offer one domain: every rail opens it again. */
+	return device ? NULL : list;
+}
+
+static int try_getinfo(const char *prov, const struct xfer_rail_attr *a, struct fi_info **out)
+{
+	struct fi_info *h = fab_hints(prov), *list = NULL;
+	uint64_t flags = 0;
+	const char *node = NULL;
+	int ret;
+
+	if (!h)
+		return -ENOMEM;
+	if (a->node && strncmp(prov, "shm", 3) != 0 && strncmp(prov, "efa", 3) != 0) {
+		node = a->node;
+		flags = FI_SOURCE;
+	}
+	ret = fi_getinfo(FAB_VERSION, node, NULL, flags, h, &list);
+	fi_freeinfo(h);
+	if (ret)
+		return fab_err(ret);
+	struct fi_info *pick = pick_domain(list, a->device, a->index);
+	if (!pick) {
+		fi_freeinfo(list);
+		return -ENODEV;
+	}
+	*out = fi_dupinfo(pick);
+	fi_freeinfo(list);
+	return *out ? 0 : -ENOMEM;
+}
+
+static void fab_close(struct xfer_rail *r)
+{
+	if (!r)
+		return;
+	if (r->ep)
+		fi_close(&r->ep->fid);
+	if (r->av)
+		fi_close(&r->av->fid);
+	if (r->cq)
+		fi_close(&r->cq->fid);
+	if (r->domain)
+		fi_close(&r->domain->fid);
+	if (r->fabric)
+		fi_close(&r->fabric->fid);
+	if (r->info)
+		fi_freeinfo(r->info);
+	free(r->slots);
+	free(r);
+}
+
+static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
+{
+	static const char *const auto_order[] = { "efa", "verbs;ofi_rxm", "tcp;ofi_rxm", "shm" };
+	struct xfer_rail *r;
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_DATA, .size = FAB_CQ_SIZE,
+				  .wait_obj = FI_WAIT_NONE };
+	struct fi_av_attr ava = { .type = FI_AV_TABLE };
+	int ret = -ENODEV;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	if (!a->provider || !*a->provider || strcmp(a->provider, "auto") == 0) {
+		for (size_t i = 0; i < ARRAY_SIZE(auto_order) && ret; i++)
+			ret = try_getinfo(auto_order[i], a, &r->info);
+	} else {
+		ret = try_getinfo(a->provider, a, &r->info);
+	}
+	if (ret)
+		goto err;
+
+	r->virt_addr = r->info->domain_attr->mr_mode & FI_MR_VIRT_ADDR;
+	r->prov_key = r->info->domain_attr->mr_mode & FI_MR_PROV_KEY;
+	r->mr_endpoint = r->info->domain_attr->mr_mode & FI_MR_ENDPOINT;
+	r->max_msg = r->info->ep_attr->max_msg_size;
+	r->delivery_ok = true;   /* until the provider refuses the flag */
+	if (r->info->domain_attr->cq_data_size < 4) {
+		ret = -EOPNOTSUPP;   /* immediates need 32 bits of CQ data */
+		goto err;
+	}
+	r->next_key = ((uint64_t)a->index << 32) | 1;
+
+	ret = fi_fabric(r->info->fabric_attr, &r->fabric, NULL);
+	if (!ret)
+		ret = fi_domain(r->fabric, r->info, &r->domain, NULL);
+	if (!ret)
+		ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
+	if (!ret)
+		ret = fi_av_open(r->domain, &ava, &r->av, NULL);
+	if (!ret)
+		ret = fi_endpoint(r->domain, r->info, &r->ep, NULL);
+	if (!ret)
+		ret = fi_ep_bind(r->ep, &r->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (!ret)
+		ret = fi_ep_bind(r->ep, &r->av->fid, 0);
+	if (!ret)
+		ret = fi_enable(r->ep);
+	if (ret) {
+		ret = fab_err(ret);
+		goto err;
+	}
+
+	r->nslots = a->max_inflight + 64;
+	r->slots = calloc(r->nslots, sizeof(*r->slots));
+	if (!r->slots) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	for (uint32_t i = 0; i < r->nslots; i++) {
+		r->slots[i].next_free = r->free_slots;
+		r->free_slots = &r->slots[i];
+	}
+	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++)
+		r->peers[i] = FI_ADDR_NOTAVAIL;
+	*out = r;
+	return 0;
+err:
+	fab_close(r);
+	return ret;
+}
+
+static void fab_info(struct xfer_rail *r, char *prov, size_t plen, char *dev, size_t dlen,
+		     uint64_t *max_msg)
+{
+	snprintf(prov, plen, "%s", r->info->fabric_attr->prov_name);
+	snprintf(dev, dlen, "%s", r->info->domain_attr->name ? r->info->domain_attr->name : "");
+	*max_msg = r->max_msg;
+}
+
+static int fab_addr(struct xfer_rail *r, void *buf, size_t *len)
+{
+	int ret = fi_getname(&r->ep->fid, buf, len);
+
+	return ret == -FI_ETOOSMALL ? -ENOSPC : fab_err(ret);
+}
+
+static int fab_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, size_t len)
+{
+	fi_addr_t fa = FI_ADDR_NOTAVAIL;
+	int ret;
+
+	if (peer >= XFER_MAX_PEERS)
+		return -EINVAL;
+	ret = fi_av_insert(r->av, addr, 1, &fa, 0, NULL);
+	if (ret != 1)
+		return ret < 0 ? fab_err(ret) : -EINVAL;
+	r->peers[peer] = fa;
+	return 0;
+}
+
+static void fab_remove_peer(struct xfer_rail *r, uint32_t peer)
+{
+	if (peer < XFER_MAX_PEERS && r->peers[peer] != FI_ADDR_NOTAVAIL) {
+		fi_av_remove(r->av, &r->peers[peer], 1, 0);
+		r->peers[peer] = FI_ADDR_NOTAVAIL;
+	}
+}
+
+static int fab_mr_reg(struct xfer_rail *r, void *addr, size_t len, uint32_t kind, int dmabuf_fd,
+		      uint64_t dmabuf_off, int remote_write, struct xfer_rail_mr *out)
+{
+	struct fid_mr *mr = NULL;
+	struct iovec iov = { .iov_base = addr, .iov_len = len };
+	struct fi_mr_attr ma = {
+		.mr_iov = &iov,
+		.iov_count = 1,
+		.access = FI_WRITE | (remote_write ? FI_REMOTE_WRITE : 0),
+		.requested_key = r->next_key++,
+		.iface = FI_HMEM_SYSTEM,
+	};
+	int ret;
+
+	if (kind == XFER_MEM_CUDA) {
+		if (!(r->info->caps & FI_HMEM))
+			return -EOPNOTSUPP;
+		ma.iface = FI_HMEM_CUDA;
+	} else if (kind == XFER_MEM_DMABUF) {
+		/* FI_MR_DMABUF arrived after libfabric 1.17: refuse clearly. */
+		(void)dmabuf_fd;
+		(void)dmabuf_off;
+		return -EOPNOTSUPP;
+	}
+	ret = fi_mr_regattr(r->domain, &ma, 0, &mr);
+	if (ret)
+		return fab_err(ret);
+	if (r->mr_endpoint) {
+		ret = fi_mr_bind(mr, &r->ep->fid, 0);
+		if (!ret)
+			ret = fi_mr_enable(mr);
+		if (ret) {
+			fi_close(&mr->fid);
+			return fab_err(ret);
+		}
+	}
+	out->handle = mr;
+	out->desc = fi_mr_desc(mr);
+	out->rkey = fi_mr_key(mr);
+	out->raddr = r->virt_addr ? (uint64_t)(uintptr_t)addr : 0;
+	return 0;
+}
+
+static void fab_mr_dereg(struct xfer_rail *r, struct xfer_rail_mr *mr)
+{
+	if (mr->handle)
+		fi_close(&((struct fid_mr *)mr->handle)->fid);
+	mr->handle = NULL;
+}
+
+static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs, int n)
+{
+	fi_addr_t dest;
+	int i;
+
+	if (peer >= XFER_MAX_PEERS || (dest = r->peers[peer]) == FI_ADDR_NOTAVAIL)
+		return -ENOTCONN;
+	for (i = 0; i < n; i++) {
+		const struct xfer_wr *w = &wrs[i];
+		struct fab_slot *s = r->free_slots;
+		ssize_t ret;
+
+		if (!s)
+			break;
+		s->user = w->ctx;
+		if (w->delivery && r->delivery_ok) {
+			struct iovec iov = { .iov_base = (void *)w->laddr, .iov_len = w->len };
+			void *desc = w->ldesc;
+			struct fi_rma_iov riov = { .addr = w->raddr, .len = w->len, .key = w->rkey };
+			struct fi_msg_rma msg = {
+				.msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = dest,
+				.rma_iov = &riov, .rma_iov_count = 1, .context = &s->fctx,
+				.data = w->imm,
+			};
+			ret = fi_writemsg(r->ep, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE |
+					  (w->has_imm ? FI_REMOTE_CQ_DATA : 0));
+			if (ret == -FI_EBADFLAGS || ret == -FI_EOPNOTSUPP || ret == -FI_ENOSYS) {
+				r->delivery_ok = false;
+				i--;
+				continue;
+			}
+		} else if (w->has_imm)
+			ret = fi_writedata(r->ep, w->laddr, w->len, w->ldesc, w->imm, dest,
+					   w->raddr, w->rkey, &s->fctx);
+		else
+			ret = fi_write(r->ep, w->laddr, w->len, w->ldesc, dest, w->raddr,
+				       w->rkey, &s->fctx);
+		if (ret == -FI_EAGAIN)
+			break;
+		if (ret)
+			return i ? i : fab_err((int)ret);
+		r->free_slots = s->next_free;
+	}
+	return i;
+}
+
+static void *slot_done(struct xfer_rail *r, void *op_context)
+{
+	struct fab_slot *s = op_context;
+	void *user;
+
+	if (!s)
+		return NULL;
+	user = s->user;
+	s->next_free = r->free_slots;
+	r->free_slots = s;
+	return user;
+}
+
+static int fab_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
+{
+	struct fi_cq_data_entry ent[32];
+	int got = 0;
+
+	while (got < n) {
+		int want = n - got < (int)ARRAY_SIZE(ent) ? n - got : (int)ARRAY_SIZE(ent);
+		ssize_t ret = fi_cq_read(r->cq, ent, want);
+
+		if (ret == -FI_EAGAIN)
+			break;
+		if (ret == -FI_EAVAIL) {
+			struct fi_cq_err_entry err = { 0 };
+
+			if (fi_cq_readerr(r->cq, &err, 0) != 1)
+				break;
+			if ((err.flags & FI_REMOTE_WRITE) && !err.op_context)
+				continue;   /* a failed arrival: nothing of ours to fail */
+			out[got++] = (struct xfer_cqe){
+				.kind = XFER_CQE_LOCAL,
+				.status = err.err ? -(int)err.err : -EIO,
+				.ctx = slot_done(r, err.op_context),
+			};
+			continue;
+		}
+		if (ret < 0)
+			return got ? got : fab_err((int)ret);
+		for (ssize_t i = 0; i < ret; i++) {
+			/* An arrival has both flags (VM-NOTES: op_context and FI_RMA
+			 * are not reliable on every provider). */
+			if ((ent[i].flags & FI_REMOTE_WRITE) && (ent[i].flags & FI_REMOTE_CQ_DATA)) {
+				out[got++] = (struct xfer_cqe){
+					.kind = XFER_CQE_IMM,
+					.imm = (uint32_t)ent[i].data,
+					.len = ent[i].len,
+				};
+			} else {
+				out[got++] = (struct xfer_cqe){
+					.kind = XFER_CQE_LOCAL,
+					.ctx = slot_done(r, ent[i].op_context),
+				};
+			}
+		}
+		if (ret < want)
+			break;
+	}
+	return got;
+}
+
+const struct xfer_backend_ops xfer_fabric_ops = {
+	.size = sizeof(struct xfer_backend_ops),
+	.name = "fabric",
+	.rail_open = fab_open,
+	.rail_close = fab_close,
+	.rail_info = fab_info,
+	.rail_addr = fab_addr,
+	.rail_add_peer = fab_add_peer,
+	.rail_remove_peer = fab_remove_peer,
+	.mr_reg = fab_mr_reg,
+	.mr_dereg = fab_mr_dereg,
+	.post_write = fab_post,
+	.poll = fab_poll,
+};

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine lifetime: open the rails (one per NIC) through a backend, register
+ * the immediate sink, start the worker; peers and their addresses; queries.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "internal.h"
+
+#define DEFAULT_MAX_INFLIGHT 1024
+#define DEFAULT_IDLE_SPIN_US 2000
+
+XFER_EXPORT void xfer_engine_attr_init(struct xfer_engine_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	a->provider = "auto";
+	a->num_domains = 1;
+	a->gpu = -1;
+	a->worker_cpu = -1;
+}
+
+/* Copy a caller's attr of any size: fields it does not have keep defaults;
+ * a newer caller's unknown tail must be zero. */
+static int attr_copy(struct xfer_engine_attr *dst, const struct xfer_engine_attr *src)
+{
+	size_t n;
+
+	xfer_engine_attr_init(dst);
+	if (!src)
+		return 0;
+	if (src->size < offsetof(struct xfer_engine_attr, provider))
+		return -EINVAL;
+	n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
+	for (size_t i = sizeof(*dst); i < src->size; i++)
+		if (((const uint8_t *)src)[i])
+			return -EINVAL;
+	memcpy(dst, src, n);
+	dst->size = sizeof(*dst);
+	if (dst->flags)
+		return -EINVAL;
+	if (dst->num_domains == 0)
+		dst->num_domains = 1;
+	if (dst->num_domains > XFER_MAX_DOMAINS)
+		return -EINVAL;
+	if (!dst->provider)
+		dst->provider = "auto";
+	return 0;
+}
+
+static void rails_close(xfer_engine *e)
+{
+	for (uint32_t i = 0; i < e->num_rails; i++) {
+		if (e->rail[i].r)
+			e->ops->rail_close(e->rail[i].r);
+		e->rail[i].r = NULL;
+	}
+}
+
+static int sink_register(xfer_engine *e)
+{
+	struct xfer_mr *mr = calloc(1, sizeof(*mr));
+	int ret = 0;
+
+	if (!mr)
+		return -ENOMEM;
+	e->sink_buf = aligned_alloc(64, XFER_SINK_SIZE);
+	if (!e->sink_buf) {
+		free(mr);
+		return -ENOMEM;
+	}
+	memset(e->sink_buf, 0, XFER_SINK_SIZE);
+	mr->e = e;
+	mr->addr = e->sink_buf;
+	mr->len = XFER_SINK_SIZE;
+	for (uint32_t i = 0; i < e->num_rails && !ret; i++)
+		ret = e->ops->mr_reg(e->rail[i].r, mr->addr, mr->len, XFER_MEM_HOST, -1, 0, 1,
+				     &mr->rail[i]);
+	e->sink = mr;
+	return ret;
+}
+
+static void sink_release(xfer_engine *e)
+{
+	if (!e->sink)
+		return;
+	for (uint32_t i = 0; i < e->num_rails; i++)
+		if (e->sink->rail[i].handle)
+			e->ops->mr_dereg(e->rail[i].r, &e->sink->rail[i]);
+	free(e->sink);
+	free(e->sink_buf);
+	e->sink = NULL;
+}
+
+static int build_self_addr(xfer_engine *e)
+{
+	struct xfer_addr *a = &e->self;
+
+	memset(a, 0, sizeof(*a));
+	a->engine_id = e->id;
+	a->backend = e->ops == &xfer_fabric_ops ? 1 : 2;
+	a->num_rails = e->num_rails;
+	memcpy(a->provider, e->provider, sizeof(a->provider) - 1);
+	for (uint32_t i = 0; i < e->num_rails; i++) {
+		size_t len = XFER_RAIL_ADDR_MAX;
+		int ret = e->ops->rail_addr(e->rail[i].r, a->rail[i].bytes, &len);
+
+		if (ret)
+			return ret;
+		a->rail[i].len = (uint16_t)len;
+		a->rail[i].sink.rkey = e->sink->rail[i].rkey;
+		a->rail[i].sink.raddr = e->sink->rail[i].raddr;
+	}
+	return 0;
+}
+
+XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out)
+{
+	xfer_engine *e;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	ret = attr_copy(&e->attr, attr);
+	if (ret)
+		goto err_free;
+	e->ops = xfer_backend_for(e->attr.provider);
+	if (!e->ops || !e->ops->rail_open) {
+		ret = -EOPNOTSUPP;
+		goto err_free;
+	}
+	if (getrandom(&e->id, sizeof(e->id), 0) != sizeof(e->id))
+		e->id = xfer_now_ns() ^ (uint64_t)(uintptr_t)e;
+	e->num_rails = e->attr.num_domains;
+	e->timeout_ms = e->attr.peer_timeout_ms ? e->attr.peer_timeout_ms : XFER_DEFAULT_TIMEOUT_MS;
+	e->stripe_threshold = e->attr.stripe_threshold ? e->attr.stripe_threshold
+						       : XFER_DEFAULT_STRIPE_THRESHOLD;
+	if (!e->attr.idle_spin_us)
+		e->attr.idle_spin_us = DEFAULT_IDLE_SPIN_US;
+	if (!e->attr.max_inflight)
+		e->attr.max_inflight = DEFAULT_MAX_INFLIGHT;
+	pthread_mutex_init(&e->peer_lock, NULL);
+	xfer_mpsc_init(&e->q);
+
+	if (xfer_kmod_open(&e->kmod) == 0)
+		e->stats = xfer_kmod_stats(e->kmod);
+	if (!e->stats)
+		e->stats = &e->stats_local;
+	e->stats->version = 1;
+	e->stats->num_domains = e->num_rails;
+
+	/* Devices named by the caller, one per rail. */
+	char devbuf[512] = "", *dev[XFER_MAX_DOMAINS] = { 0 }, *save = NULL;
+	if (e->attr.devices) {
+		snprintf(devbuf, sizeof(devbuf), "%s", e->attr.devices);
+		char *tok = strtok_r(devbuf, ",", &save);
+		for (uint32_t i = 0; tok && i < XFER_MAX_DOMAINS; i++, tok = strtok_r(NULL, ",", &save))
+			dev[i] = tok;
+	}
+	e->max_msg = UINT64_MAX;
+	for (uint32_t i = 0; i < e->num_rails; i++) {
+		struct xfer_rail_attr ra = {
+			.provider = e->attr.provider,
+			.node = e->attr.node,
+			.device = dev[i],
+			.index = i,
+			.num_rails = e->num_rails,
+			.max_inflight = e->attr.max_inflight,
+		};
+		uint64_t mm = 0;
+
+		ret = e->ops->rail_open(&ra, &e->rail[i].r);
+		if (ret)
+			goto err_rails;
+		e->ops->rail_info(e->rail[i].r, i == 0 ? e->provider : (char[32]){ 0 }, 32,
+				  e->rail_names[i], sizeof(e->rail_names[i]), &mm);
+		if (mm && mm < e->max_msg)
+			e->max_msg = mm;
+		e->rail[i].max_inflight = e->attr.max_inflight;
+		e->rail[i].st = &e->stats->dom[i];
+	}
+	if (e->max_msg > (1ull << 30))
+		e->max_msg = 1ull << 30;
+	ret = sink_register(e);
+	if (ret)
+		goto err_sink;
+	ret = build_self_addr(e);
+	if (ret)
+		goto err_sink;
+
+	e->worker_cpu = e->attr.worker_cpu >= 0 ? e->attr.worker_cpu
+			: xfer_topo_worker_cpu(e->attr.gpu, e->rail_names[0]);
+	ret = -pthread_create(&e->worker, NULL, xfer_worker_main, e);
+	if (ret)
+		goto err_sink;
+	*out = e;
+	return 0;
+
+err_sink:
+	sink_release(e);
+err_rails:
+	rails_close(e);
+	xfer_kmod_close(e->kmod);
+err_free:
+	free(e);
+	return ret;
+}
+
+XFER_EXPORT void xfer_engine_destroy(xfer_engine *e)
+{
+	struct xfer_cmd c = { .kind = CMD_STOP };
+
+	if (!e)
+		return;
+	xfer_cmd_run(e, &c);
+	pthread_join(e->worker, NULL);
+	sink_release(e);
+	rails_close(e);
+	/* pieces still referenced by the closed rails go with the slabs */
+	while (e->piece_slabs) {
+		struct xfer_piece *slab = e->piece_slabs;
+
+		e->piece_slabs = slab->next_free;
+		free(slab);
+	}
+	free(e->imm_ready);
+	free(e->imm_ready_op);
+	xfer_kmod_close(e->kmod);
+	pthread_mutex_destroy(&e->peer_lock);
+	free(e);
+}
+
+XFER_EXPORT int xfer_engine_address(xfer_engine *e, void *buf, size_t *len)
+{
+	if (!e || !len)
+		return -EINVAL;
+	return xfer_addr_encode(&e->self, buf, len);
+}
+
+XFER_EXPORT int xfer_engine_add_peer(xfer_engine *e, const void *addr, size_t len, uint32_t *peer)
+{
+	struct xfer_addr *a;
+	struct xfer_cmd c = { .kind = CMD_ADD_PEER };
+	uint32_t idx;
+	int ret;
+
+	if (!e || !addr || !peer)
+		return -EINVAL;
+	a = malloc(sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	ret = xfer_addr_decode(addr, len, a);
+	if (ret)
+		goto out;
+	if (a->backend != e->self.backend || strcmp(a->provider, e->self.provider) != 0) {
+		ret = -EPROTO;   /* a peer on another provider cannot be reached */
+		goto out;
+	}
+	pthread_mutex_lock(&e->peer_lock);
+	idx = e->num_peers;
+	if (idx >= XFER_MAX_PEERS) {
+		pthread_mutex_unlock(&e->peer_lock);
+		ret = -ENOSPC;
+		goto out;
+	}
+	e->num_peers++;
+	pthread_mutex_unlock(&e->peer_lock);
+
+	c.u.add_peer.peer = idx;
+	c.u.add_peer.addr = a;
+	ret = xfer_cmd_run(e, &c);
+	if (!ret)
+		*peer = idx;
+out:
+	free(a);
+	return ret;
+}
+
+/* Worker side of add_peer: rail k talks to the peer's rail k mod its count. */
+int xfer_worker_add_peer(xfer_engine *e, uint32_t idx, const struct xfer_addr *a)
+{
+	struct xfer_peer *p = &e->peers[idx];
+	int ret = 0;
+
+	for (uint32_t k = 0; k < e->num_rails && !ret; k++) {
+		uint32_t pr = k % a->num_rails;
+
+		ret = e->ops->rail_add_peer(e->rail[k].r, idx, a->rail[pr].bytes, a->rail[pr].len);
+	}
+	p->engine_id = a->engine_id;
+	p->num_rails = a->num_rails;
+	for (uint32_t k = 0; k < a->num_rails; k++)
+		p->sink[k] = a->rail[k].sink;
+	atomic_store(&p->status, ret);
+	p->used = true;
+	return ret;
+}
+
+XFER_EXPORT int xfer_peer_status(xfer_engine *e, uint32_t peer)
+{
+	if (!e || peer >= XFER_MAX_PEERS || !e->peers[peer].used)
+		return -EINVAL;
+	return atomic_load(&e->peers[peer].status);
+}
+
+XFER_EXPORT int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info)
+{
+	if (!e || !info || info->size < sizeof(*info))
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	info->size = sizeof(*info);
+	info->num_domains = e->num_rails;
+	snprintf(info->provider, sizeof(info->provider), "%s", e->provider);
+	for (uint32_t i = 0; i < e->num_rails; i++)
+		snprintf(info->domain_names[i], sizeof(info->domain_names[i]), "%s", e->rail_names[i]);
+	info->worker_cpu = e->worker_cpu;
+	info->imm_bits = 32;
+	info->max_msg_size = e->max_msg;
+	return 0;
+}
+
+XFER_EXPORT int xfer_engine_stats(xfer_engine *e, uint32_t domain, struct xfer_domain_stats *st)
+{
+	const struct xfer_stats_domain *d;
+
+	if (!e || !st || domain >= e->num_rails)
+		return -EINVAL;
+	d = &e->stats->dom[domain];
+	st->bytes_posted = __atomic_load_n(&d->bytes_posted, __ATOMIC_RELAXED);
+	st->bytes_completed = __atomic_load_n(&d->bytes_completed, __ATOMIC_RELAXED);
+	st->ops_posted = __atomic_load_n(&d->ops_posted, __ATOMIC_RELAXED);
+	st->ops_completed = __atomic_load_n(&d->ops_completed, __ATOMIC_RELAXED);
+	st->ops_failed = __atomic_load_n(&d->ops_failed, __ATOMIC_RELAXED);
+	st->imm_received = __atomic_load_n(&d->imm_received, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int xfer_cmd_run(xfer_engine *e, struct xfer_cmd *c)
+{
+	c->qn.kind = 2;
+	atomic_store(&c->done, 0);
+	if (xfer_worker_self == e) {
+		/* From a callback on the worker itself: no queue, no wait. */
+		return xfer_worker_exec_cmd(e, c);
+	}
+	xfer_mpsc_push(&e->q, &c->qn);
+	xfer_engine_kick(e);
+	if (c->async)
+		return 0;
+	while (!atomic_load_explicit(&c->done, memory_order_acquire))
+		xfer_futex_wait(&c->done, 0, -1);
+	return c->result;
+}

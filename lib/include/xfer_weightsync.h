@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer weight sync: model parameter lists, trainer / inference layouts, the
+ * static transfer schedule (planner, validator, file format), the cluster
+ * simulator and the fp8 block quantisation reference.
+ *
+ * The flow: xfer_ws_model_load() reads a Hugging Face config.json and
+ * derives every parameter; xfer_ws_plan() maps the parameters, sharded as
+ * the trainer holds them, onto the inference ranks' weight buffers and
+ * returns a schedule; xfer_ws_simulate() predicts its time on a cluster
+ * model; an executor runs it with the engine (xfer.h).
+ *
+ * Errors are negative errno values. Attribute structs start with their size
+ * (set it to sizeof the struct; fields past an older caller's size take their
+ * defaults).
+ */
+#ifndef XFER_WEIGHTSYNC_H
+#define XFER_WEIGHTSYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Data types                                                          */
+
+#define XFER_WS_DT_BF16    1u
+#define XFER_WS_DT_F32     2u
+#define XFER_WS_DT_FP8E4M3 3u   /* with float32 scales per 128x128 block */
+
+#define XFER_WS_FP8_BLOCK  128u /* quantisation block edge (rows and cols) */
+#define XFER_WS_FP8_MAX    448.0f
+
+/* Bytes per element of a dtype, 0 if unknown. */
+unsigned xfer_ws_dtype_size(uint32_t dtype);
+const char *xfer_ws_dtype_name(uint32_t dtype);
+
+/* ------------------------------------------------------------------ */
+/* Model: config.json -> parameter list                                */
+
+typedef struct xfer_ws_model xfer_ws_model;
+
+#define XFER_WS_NAME_MAX 96
+
+/* One trained parameter as the trainer holds it. 1-D tensors have cols = 1. */
+struct xfer_ws_param {
+	char name[XFER_WS_NAME_MAX]; /* Hugging Face name */
+	uint64_t rows, cols;         /* shape [rows, cols] (cols 1 for vectors) */
+	uint32_t ndim;               /* 1 or 2 */
+	uint32_t dtype;              /* XFER_WS_DT_BF16 or _F32 */
+	int32_t layer;               /* decoder layer; -1: embeddings; >= num_hidden_layers:
+	                              * final norm, lm_head, MTP layers (the last stage) */
+	int32_t expert;              /* routed expert index, -1 otherwise */
+};
+
+/* Load flags */
+#define XFER_WS_MODEL_MTP (1u << 0) /* include DeepSeek's multi-token-prediction layers */
+
+int xfer_ws_model_load(const char *config_path, uint32_t flags, xfer_ws_model **out);
+int xfer_ws_model_parse(const char *json_text, uint32_t flags, xfer_ws_model **out);
+void xfer_ws_model_free(xfer_ws_model *m);
+/* The parameter array, valid while m lives. */
+const struct xfer_ws_param *xfer_ws_model_params(const xfer_ws_model *m, size_t *count);
+uint64_t xfer_ws_model_numel(const xfer_ws_model *m);
+/* "deepseek_v3", "kimi_k2", "qwen3_moe", "qwen2", "llama", ... */
+const char *xfer_ws_model_type(const xfer_ws_model *m);
+
+/* ------------------------------------------------------------------ */
+/* Layouts                                                             */
+
+/*
+ * Trainer: world = dp * pp * fsdp * ep ranks, rank = ((d * pp + s) * ep + g) * fsdp + f.
+ * Decoder layers are split into pp contiguous stages (embeddings on the first,
+ * final norm and lm_head on the last). Non-expert parameters of a stage are
+ * sharded on dim 0 over its fsdp * ep ranks (torch.chunk sizes, FSDP2 Shard(0));
+ * routed experts are split over the ep groups in contiguous blocks, and inside
+ * a group over its fsdp ranks by whole experts when they divide evenly (the
+ * stacked-expert Shard(0) of torchtitan), else each expert on dim 0.
+ * dp is a plain replication (HSDP replicas); it gives the planner a choice
+ * of sources.
+ */
+struct xfer_ws_trainer_layout {
+	uint32_t size;
+	uint32_t dp, pp, fsdp, ep;
+};
+
+/*
+ * Inference: world = dp * ep * tp ranks, rank = (d * ep + e) * tp + t.
+ * Each of the dp replicas has ep * tp ranks; routed experts are split over
+ * ep in contiguous blocks and each expert over tp (w13 by rows, w2 by
+ * columns). Non-expert weights are split over tp (column-parallel by rows,
+ * row-parallel by columns, embeddings and lm_head by vocabulary rows, the
+ * rest replicated) and replicated over ep (attention data parallel).
+ * Projections are fused as the inference engines store them: q/k/v ->
+ * qkv_proj, gate/up -> gate_up_proj (experts: w13), MLA q_a/kv_a ->
+ * fused_qkv_a_proj_with_mqa.
+ * dtype: XFER_WS_DT_BF16, or XFER_WS_DT_FP8E4M3 for every 2-D projection
+ * (embeddings, lm_head, router, norms and biases stay in their dtype).
+ */
+struct xfer_ws_infer_layout {
+	uint32_t size;
+	uint32_t dp, ep, tp;
+	uint32_t dtype;
+};
+
+static inline uint32_t xfer_ws_trainer_world(const struct xfer_ws_trainer_layout *t)
+{
+	return t->dp * t->pp * t->fsdp * t->ep;
+}
+
+static inline uint32_t xfer_ws_infer_world(const struct xfer_ws_infer_layout *l)
+{
+	return l->dp * l->ep * l->tp;
+}
+
+/* Parse "fsdp=16,pp=2,ep=8[,dp=1]" / "tp=1,ep=32,dp=4"; missing keys are 1. */
+int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t);
+int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
+
+/* ------------------------------------------------------------------ */
+/* Schedule                                                            */
+
+/*
+ * A schedule is computed once and is then read-only. Arrays and their
+ * meaning (all indices are into the arrays of the same schedule):
+ *
+ *  params[]     the source tensors (copied from the model).
+ *  tensors[]    every destination tensor on every inference rank, grouped by
+ *               rank (ranks[r].first_tensor, .ntensors), in buffer order.
+ *               A rank's weights live in ONE buffer of ranks[r].buf_bytes;
+ *               fp8 tensors have a float32 scale grid beside their data.
+ *  chunks[]     a unit of work on one trainer: rows [row0, row0+rows) x cols
+ *               [col0, col0+cols) of param, transformed once (copy or fp8),
+ *               then written to nwrites destinations. Chunks are grouped by
+ *               owner in execution order: trainer t runs
+ *               chunks[trainers[t].first_chunk .. + nchunks] in that order.
+ *  writes[]     one destination of a chunk (chunk's writes are
+ *               writes[first_write .. + nwrites], in issue order): out_bytes
+ *               to dst_offset and, for fp8, scale_bytes to scale_offset of
+ *               rank dst_rank's buffer.
+ *  gathers[]    rows of a chunk that the owner does not hold: before the
+ *               pipeline starts, src_rank writes its rows [row0, row0+rows)
+ *               (columns of the chunk, packed bf16/f32 row-major) to offset
+ *               dst_offset of the owner's gather buffer (trainers[owner].
+ *               gather_bytes). Grouped by src_rank (trainers[t].first_gather,
+ *               .ngathers). A chunk with gather_offset != XFER_WS_NO_GATHER
+ *               reads its whole source rows x cols from the gather buffer at
+ *               gather_offset, where the owner also copies the rows it holds.
+ *
+ * Source data of a chunk: param rows/cols in the trainer's bf16 (or f32)
+ * shard, row-major; the trainer's shard of param starts at row
+ * xfer_ws_shard_row0(). Output layout in the destination: rows x cols
+ * row-major in the tensor's dtype; for fp8 the scale rows of the chunk
+ * (ceil(rows/128) x ceil(cols/128) float32, blocks counted from the chunk's
+ * first row, which the planner puts on a block boundary of the destination).
+ */
+#define XFER_WS_XF_COPY 0u /* bytes as they are (bf16 or f32) */
+#define XFER_WS_XF_FP8  1u /* bf16 -> fp8 e4m3 + float32 128x128 block scales */
+
+#define XFER_WS_NO_GATHER UINT64_MAX
+
+struct xfer_ws_tensor {
+	uint64_t offset, bytes;             /* data in the rank's buffer */
+	uint64_t scale_offset, scale_bytes; /* fp8 scales; 0, 0 if none */
+	uint64_t rows, cols;                /* local (fused, sliced) shape */
+	uint32_t rank;                      /* inference rank */
+	uint32_t dtype;
+	uint32_t name;                      /* offset into strtab */
+	uint32_t pad;
+};
+
+struct xfer_ws_chunk {
+	uint64_t out_bytes;       /* bytes of each write's data */
+	uint64_t scale_bytes;     /* bytes of each write's scales (fp8), else 0 */
+	uint64_t gather_offset;   /* XFER_WS_NO_GATHER or offset in the owner's gather buffer */
+	uint64_t row0, rows;      /* source rows of param */
+	uint64_t col0, cols;      /* source columns of param */
+	uint32_t owner;           /* trainer rank */
+	uint32_t param;
+	uint32_t transform;       /* XFER_WS_XF_* */
+	uint32_t tensor;          /* destination tensor of the first write (others: same slice on other ranks) */
+	uint32_t first_write, nwrites;
+	uint32_t first_gather, ngathers; /* this chunk's gathers, an index range into gathers_by_chunk[] */
+};
+
+struct xfer_ws_write {
+	uint64_t dst_offset;
+	uint64_t scale_offset;    /* valid when the chunk's scale_bytes != 0 */
+	uint32_t chunk;
+	uint32_t dst_rank;        /* inference rank */
+};
+
+struct xfer_ws_gather {
+	uint64_t row0, rows;      /* source rows (the chunk's columns) */
+	uint64_t dst_offset;      /* in the owner's gather buffer */
+	uint64_t bytes;
+	uint32_t src_rank;        /* trainer that holds the rows */
+	uint32_t chunk;           /* owner = chunks[chunk].owner */
+};
+
+struct xfer_ws_trainer_rank {
+	uint32_t first_chunk, nchunks;   /* execution order */
+	uint32_t first_gather, ngathers; /* gathers this rank sends */
+	uint64_t gather_bytes;           /* size of its gather buffer */
+	uint64_t tx_bytes;               /* writes + gathers sent */
+	uint64_t rx_bytes;               /* gathers received */
+};
+
+struct xfer_ws_infer_rank {
+	uint32_t first_tensor, ntensors;
+	uint64_t buf_bytes;              /* size of its weight buffer */
+	uint64_t rx_bytes;               /* bytes written into it (= data + scales) */
+};
+
+#define XFER_WS_SCHEDULE_VERSION 1u
+
+struct xfer_ws_schedule {
+	uint32_t version;
+	uint32_t align;                  /* tensor alignment in the buffers */
+	struct xfer_ws_trainer_layout trainer;
+	struct xfer_ws_infer_layout infer;
+	uint32_t ntrainers, ninfer;
+	uint32_t nlayers;                /* decoder layers (num_hidden_layers) */
+	uint32_t nexperts;               /* routed experts per layer, 0 if dense */
+	uint64_t nparams, ntensors, nchunks, nwrites, ngathers;
+	uint64_t strtab_len;
+	struct xfer_ws_param *params;
+	struct xfer_ws_tensor *tensors;
+	struct xfer_ws_chunk *chunks;
+	struct xfer_ws_write *writes;
+	struct xfer_ws_gather *gathers;          /* grouped by src_rank */
+	uint32_t *gathers_by_chunk;              /* indices into gathers[], grouped by chunk */
+	struct xfer_ws_trainer_rank *trainers;   /* [ntrainers] */
+	struct xfer_ws_infer_rank *infers;       /* [ninfer] */
+	char *strtab;
+};
+
+struct xfer_ws_plan_attr {
+	uint32_t size;
+	uint32_t flags;           /* must be 0 */
+	uint64_t min_chunk;       /* source bytes; shards smaller than this are merged (gathered); 0 = 4 MiB */
+	uint64_t max_chunk;       /* source bytes; larger pieces are split; 0 = 32 MiB */
+	uint32_t align;           /* destination tensor alignment; 0 = 256 */
+};
+
+int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
+		 const struct xfer_ws_infer_layout *l, const struct xfer_ws_plan_attr *attr,
+		 struct xfer_ws_schedule **out);
+void xfer_ws_schedule_free(struct xfer_ws_schedule *s);
+
+/* First row (of param) held by trainer rank, and the row count (0: none). */
+int xfer_ws_shard_rows(const struct xfer_ws_schedule *s, uint32_t param, uint32_t trainer,
+		       uint64_t *row0, uint64_t *rows);
+
+/*
+ * Check a schedule: every byte of every destination tensor (data and scales)
+ * written exactly once and nothing else; tensors inside their rank's buffer
+ * and not overlapping; each chunk's source rows held by its owner or
+ * gathered exactly once; sizes consistent with dtypes. 0 or -EINVAL with a
+ * reason in err (if errlen > 0).
+ */
+int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err, size_t errlen);
+
+/* Binary file format (little-endian, versioned). */
+int xfer_ws_schedule_save(const struct xfer_ws_schedule *s, FILE *f);
+int xfer_ws_schedule_load(FILE *f, struct xfer_ws_schedule **out);
+
+struct xfer_ws_stats {
+	uint64_t total_bytes;        /* written into inference buffers */
+	uint64_t gather_bytes;
+	uint64_t max_trainer_tx, min_trainer_tx;
+	uint64_t max_infer_rx, min_infer_rx;
+	double trainer_imbalance;    /* max / mean trainer tx */
+	double infer_imbalance;      /* max / mean inference rx */
+};
+void xfer_ws_schedule_stats(const struct xfer_ws_schedule *s, struct xfer_ws_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Simulator                                                           */
+
+struct xfer_ws_cluster {
+	uint32_t size;
+	double trainer_nic_gbps;  /* per trainer GPU, Gbit/s; 0 = 400 */
+	double infer_nic_gbps;    /* per inference GPU; 0 = trainer's */
+	double copy_gbs;          /* GB/s into staging (gathered or local); 0 = 1000 */
+	double xform_gbs;         /* GB/s of source bytes through fp8 quantisation; 0 = 400 */
+	double op_us;             /* per RDMA write posted; 0 = 2 */
+	double chunk_us;          /* per chunk prepared (launches); 0 = 10 */
+	double barrier_us;        /* final barrier; 0 = 20 */
+	uint64_t watermark;       /* staging bytes in flight per trainer; 0 = 2 GiB */
+	uint64_t piece;           /* NIC scheduling granularity, bytes; 0 = 4 MiB */
+	uint32_t window;          /* writes a trainer NIC can choose from; 0 = 8 */
+};
+
+struct xfer_ws_sim_result {
+	double predicted_s;
+	double bound_s;           /* busiest NIC's bytes / its rate */
+	double trainer_bound_s, infer_bound_s;
+	double prep_s;            /* busiest trainer's copy + transform time */
+	uint64_t events;
+};
+
+void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c);
+int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *c,
+		     struct xfer_ws_sim_result *r);
+
+/* ------------------------------------------------------------------ */
+/* fp8 e4m3 block quantisation (C reference; kernels/quant_fp8.cu is the GPU twin) */
+
+/*
+ * src: rows x cols bf16 (as uint16_t), row stride src_ld elements.
+ * dst: rows x cols e4m3 bytes, row stride dst_ld. scales: ceil(rows/128) x
+ * ceil(cols/128) float32 row-major (dequantised value = e4m3 * scale).
+ * Per block: scale = amax / 448 (amax over finite values; 1 if amax is 0),
+ * q = RNE(x / scale) saturated to +-448; NaN -> 0x7f (sign kept), +-Inf -> +-448.
+ */
+void xfer_ws_quant_fp8(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
+		       uint8_t *dst, size_t dst_ld, float *scales);
+uint8_t xfer_ws_f32_to_e4m3(float x);
+float xfer_ws_e4m3_to_f32(uint8_t v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine internals shared by the files of lib/. Nothing here is public.
+ *
+ * Threads: API calls run on any thread and only (a) read immutable or
+ * atomic state and (b) push nodes onto the engine's MPSC queue. The worker
+ * thread owns everything else: rails, the posting list, in-flight pieces,
+ * counters' expectations, watches, timeouts.
+ */
+#ifndef XFER_INTERNAL_H
+#define XFER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "xfer.h"
+#include "backend.h"
+#include "kmod.h"
+#include "queue.h"
+
+#define XFER_EXPORT __attribute__((visibility("default")))
+#define XFER_MAX_PEERS 1024
+#define XFER_SINK_SIZE 64
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
+uint64_t xfer_now_ns(void);
+void xfer_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns);
+void xfer_futex_wake(_Atomic uint32_t *word);
+
+/* ---- serialised formats (desc.c) ---------------------------------- */
+
+struct xfer_rail_key {
+	uint64_t rkey;
+	uint64_t raddr;
+};
+
+struct xfer_desc {
+	uint64_t owner_id;
+	uint64_t region_id;
+	uint64_t base;
+	uint64_t len;
+	uint32_t num_rails;
+	struct xfer_rail_key rail[XFER_MAX_DOMAINS];
+};
+
+#define XFER_RAIL_ADDR_MAX 96
+#define XFER_PROV_NAME_MAX 24
+
+struct xfer_addr {
+	uint64_t engine_id;
+	uint32_t backend;            /* 1 fabric, 2 verbs */
+	uint32_t num_rails;
+	char provider[XFER_PROV_NAME_MAX];
+	struct {
+		uint16_t len;
+		uint8_t bytes[XFER_RAIL_ADDR_MAX];
+		struct xfer_rail_key sink;
+	} rail[XFER_MAX_DOMAINS];
+};
+
+int xfer_desc_encode(const struct xfer_desc *d, void *buf, size_t *len);
+int xfer_desc_decode(const void *buf, size_t len, struct xfer_desc *d);
+int xfer_addr_encode(const struct xfer_addr *a, void *buf, size_t *len);
+int xfer_addr_decode(const void *buf, size_t len, struct xfer_addr *a);
+uint32_t xfer_crc32c(const void *buf, size_t len);
+
+/* ---- regions ------------------------------------------------------- */
+
+struct xfer_mr {
+	xfer_engine *e;
+	void *addr;
+	size_t len;
+	uint32_t flags;
+	uint32_t kind;
+	uint64_t region_id;
+	uint64_t kmod_handle;        /* 0: not pinned through /dev/xfer */
+	bool mapped_shared;          /* addr is a mapping of another process's share */
+	struct xfer_rail_mr rail[XFER_MAX_DOMAINS];
+};
+
+struct xfer_rmr {
+	xfer_engine *e;
+	uint32_t peer;
+	struct xfer_desc d;
+};
+
+/* ---- operations ---------------------------------------------------- */
+
+enum xfer_op_kind { OP_WRITE = 1, OP_PAGED, OP_SCATTER, OP_IMM };
+
+enum xfer_imm_mode {
+	IMM_NONE = 0,
+	IMM_ATTACHED,   /* carried by the target's single data piece */
+	IMM_AFTER,      /* posted alone once the target's data completed */
+};
+
+/* One destination of an operation. */
+struct xfer_target {
+	uint32_t peer;
+	uint32_t data_left;      /* data pieces not yet completed */
+	uint8_t imm_mode;
+	uint8_t imm_queued;
+	uint8_t pad[2];
+	/* this destination's region (a copy owned by the op) and range */
+	const struct xfer_rmr *dst;
+	uint64_t src_off, dst_off, len;
+	uint32_t first_piece;    /* index of its first piece */
+	uint32_t num_pieces;
+};
+
+struct xfer_op {
+	struct xfer_qnode qn;        /* submission queue link */
+	struct xfer_op *next;        /* worker's posting list */
+	struct xfer_op *lprev, *lnext; /* worker's live list (holds its ref) */
+	xfer_engine *e;
+	uint8_t kind;
+	bool imm;                    /* XFER_OP_IMM */
+	bool user_handle;            /* caller holds a handle */
+	bool finished;               /* worker: status delivered */
+	bool in_post;                /* worker: in the posting list */
+	bool live;                   /* worker: in the live list */
+	uint32_t rail0;              /* first rail of an unstriped op */
+	uint32_t imm_value;
+	_Atomic uint32_t state;      /* 0 running, 1 done (futex word) */
+	_Atomic int refs;            /* worker's + caller's */
+	int status;
+	struct xfer_done done;
+
+	/* expansion (worker) */
+	uint64_t pieces_total;       /* data pieces */
+	uint64_t pieces_next;        /* next data piece to post */
+	uint64_t pieces_inflight;    /* posted, not completed (data + imm) */
+	uint64_t deadline_ns;
+
+	/* the operation */
+	const struct xfer_mr *src;
+	uint64_t src_off, dst_off, len;  /* OP_WRITE */
+	uint64_t chunk;                  /* OP_WRITE: bytes per piece */
+	struct xfer_paged paged;         /* OP_PAGED (pages point into `pages`) */
+	uint32_t *pages;                 /* OP_PAGED: src then dst indices */
+	uint32_t num_targets;
+	struct xfer_target *targets;     /* == &target1 when one */
+	struct xfer_target target1;
+	struct xfer_rmr dst_copy;        /* OP_WRITE/PAGED: the rmr, copied */
+};
+
+/* ---- immediate counters (counters.c) ------------------------------- */
+
+struct xfer_expect {
+	struct xfer_expect *next;
+	uint64_t count;
+	struct xfer_notify n;
+	_Atomic uint32_t *fired;     /* internal waiters: set to 1 when met */
+};
+
+struct xfer_counter {
+	_Atomic uint64_t key;        /* imm + 1; 0 = empty slot */
+	_Atomic uint64_t arrived;
+	_Atomic uint64_t consumed;
+	struct xfer_expect *head, *tail;  /* worker only */
+};
+
+#define XFER_COUNTER_SLOTS 4096
+
+struct xfer_counter *xfer_counter_find(xfer_engine *e, uint32_t imm);
+struct xfer_counter *xfer_counter_get(xfer_engine *e, uint32_t imm); /* worker: find or insert */
+void xfer_counter_arrival(xfer_engine *e, uint32_t imm);              /* worker */
+void xfer_counter_add_expect(xfer_engine *e, uint32_t imm, struct xfer_expect *x);
+bool xfer_counter_cancel_expect(xfer_engine *e, uint32_t imm, struct xfer_expect *x);
+void xfer_counters_shutdown(xfer_engine *e);
+
+/* ---- watches ------------------------------------------------------- */
+
+struct xfer_watch {
+	struct xfer_watch *next;
+	xfer_engine *e;
+	struct xfer_watch_attr a;
+	struct xfer_rmr dst;
+	uint64_t last;               /* last value of *word acted on */
+	_Atomic uint64_t fired;
+	uint64_t pending;            /* writes owed but not yet submitted */
+};
+
+void xfer_watches_poll(xfer_engine *e);
+
+/* ---- control commands to the worker -------------------------------- */
+
+enum xfer_cmd_kind {
+	CMD_ADD_PEER = 1, CMD_MR_REG, CMD_MR_DEREG, CMD_EXPECT, CMD_CANCEL_EXPECT,
+	CMD_WATCH_ADD, CMD_WATCH_REMOVE, CMD_STOP,
+};
+
+struct xfer_cmd {
+	struct xfer_qnode qn;
+	uint32_t kind;
+	int result;
+	_Atomic uint32_t done;       /* futex: 1 when the worker finished it */
+	bool async;                  /* worker frees it (CMD_EXPECT) */
+	union {
+		struct { uint32_t peer; const struct xfer_addr *addr; } add_peer;
+		struct { struct xfer_mr *mr; int dmabuf_fd; uint64_t dmabuf_off; } mr;
+		struct { uint32_t imm; struct xfer_expect *x; } expect;
+		struct { struct xfer_watch *w; } watch;
+	} u;
+};
+
+/* Run a command on the worker and wait for it (or queue it, if async). */
+int xfer_cmd_run(xfer_engine *e, struct xfer_cmd *c);
+
+/* ---- the engine ---------------------------------------------------- */
+
+struct xfer_peer {
+	_Atomic int status;          /* 0 up, -errno down */
+	bool used;
+	uint64_t engine_id;
+	uint32_t num_rails;
+	struct xfer_rail_key sink[XFER_MAX_DOMAINS];
+};
+
+struct xfer_rail_state {
+	struct xfer_rail *r;
+	uint32_t inflight;
+	uint32_t max_inflight;
+	bool blocked;                /* provider said EAGAIN this round */
+	struct xfer_stats_domain *st;
+};
+
+/* A posted piece: what a completion refers back to. */
+struct xfer_piece {
+	struct xfer_piece *next_free;
+	struct xfer_op *op;
+	uint32_t target;
+	uint16_t rail;
+	uint8_t is_imm;
+	uint8_t pad;
+	uint64_t len;
+};
+
+struct xfer_engine {
+	struct xfer_engine_attr attr;
+	const struct xfer_backend_ops *ops;
+	uint64_t id;
+	uint32_t num_rails;
+	uint32_t timeout_ms;
+	uint64_t stripe_threshold;
+	uint64_t max_msg;
+	char provider[32];
+	char rail_names[XFER_MAX_DOMAINS][64];
+	struct xfer_rail_state rail[XFER_MAX_DOMAINS];
+	struct xfer_mr *sink;        /* target of immediates alone */
+	void *sink_buf;
+
+	struct xfer_addr self;
+
+	pthread_mutex_t peer_lock;   /* protects peer allocation (num_peers) */
+	uint32_t num_peers;
+	struct xfer_peer peers[XFER_MAX_PEERS];
+
+	struct xfer_mpsc q;          /* API -> worker */
+	_Atomic uint32_t wake;       /* futex: bumped to wake a sleeping worker */
+	_Atomic uint32_t sleeping;
+	pthread_t worker;
+	int worker_cpu;
+	_Atomic bool stopping;
+	bool on_worker_init;
+
+	/* worker-only state */
+	struct xfer_op *post_head, *post_tail;  /* ops with pieces left to post */
+	struct xfer_op *live;                   /* every op the worker holds */
+	uint32_t rr;                            /* round robin over rails */
+	struct xfer_piece *piece_free;
+	struct xfer_piece *piece_slabs;
+	struct xfer_target **imm_ready;         /* targets whose IMM_AFTER is due */
+	struct xfer_op **imm_ready_op;
+	uint32_t imm_ready_n, imm_ready_cap;
+	struct xfer_watch *watches;
+	uint64_t next_timeout_scan;
+	uint64_t region_seq;
+
+	struct xfer_counter counters[XFER_COUNTER_SLOTS];
+
+	struct xfer_kmod *kmod;
+	struct xfer_stats_page *stats;          /* kmod page, or stats_local */
+	struct xfer_stats_page stats_local;
+};
+
+extern __thread xfer_engine *xfer_worker_self;
+
+/* worker.c */
+void *xfer_worker_main(void *arg);
+void xfer_worker_submit(xfer_engine *e, struct xfer_op *op);   /* worker thread only */
+void xfer_engine_kick(xfer_engine *e);
+int xfer_worker_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr *a);
+
+/* ops.c */
+void xfer_op_finish(struct xfer_op *op, int status);  /* worker: deliver completion */
+void xfer_op_put(struct xfer_op *op);
+void xfer_live_add(xfer_engine *e, struct xfer_op *op);
+void xfer_live_drop(xfer_engine *e, struct xfer_op *op);
+struct xfer_op *xfer_live_first(xfer_engine *e);
+struct xfer_op *xfer_live_next(struct xfer_op *op);
+void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status);
+int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c);
+int xfer_op_prepare_write(xfer_engine *e, struct xfer_op *op, const struct xfer_mr *src,
+			  uint64_t src_off, const struct xfer_rmr *dst, uint64_t dst_off,
+			  uint64_t len, uint32_t flags, uint32_t imm);
+struct xfer_op *xfer_op_alloc(xfer_engine *e, const struct xfer_done *done, xfer_op **user);
+int xfer_op_submit(xfer_engine *e, struct xfer_op *op, xfer_op **user);
+
+/* topo.c */
+int xfer_topo_worker_cpu(int gpu, const char *nic);
+
+#endif

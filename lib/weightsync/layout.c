@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+/* Trainer and inference layouts: parsing, and where a parameter lives on the trainers. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weightsync/ws_internal.h"
+
+#define WS_MAX_DIM 65536u
+
+/* "a=1,b=2": each key named in keys[] stores into vals[]; others are refused. */
+static int parse_kv(const char *s, const char *const *keys, uint32_t **vals, unsigned nkeys)
+{
+	const char *p = s;
+
+	if (!s)
+		return -EINVAL;
+	for (unsigned i = 0; i < nkeys; i++)
+		*vals[i] = 1;
+	while (*p) {
+		const char *eq = strchr(p, '='), *end;
+		unsigned i;
+		unsigned long v;
+		char *num_end;
+
+		if (!eq)
+			return -EINVAL;
+		for (i = 0; i < nkeys; i++)
+			if (strlen(keys[i]) == (size_t)(eq - p) && !strncmp(p, keys[i], (size_t)(eq - p)))
+				break;
+		if (i == nkeys)
+			return -EINVAL;
+		v = strtoul(eq + 1, &num_end, 10);
+		end = num_end;
+		if (end == eq + 1 || v == 0 || v > WS_MAX_DIM || (*end && *end != ','))
+			return -EINVAL;
+		*vals[i] = (uint32_t)v;
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+WS_API int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t)
+{
+	static const char *const keys[] = { "fsdp", "pp", "ep", "dp" };
+	uint32_t *vals[] = { &t->fsdp, &t->pp, &t->ep, &t->dp };
+
+	t->size = sizeof(*t);
+	return parse_kv(s, keys, vals, 4);
+}
+
+WS_API int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l)
+{
+	static const char *const keys[] = { "tp", "ep", "dp" };
+	uint32_t *vals[] = { &l->tp, &l->ep, &l->dp };
+
+	l->size = sizeof(*l);
+	if (!l->dtype)
+		l->dtype = XFER_WS_DT_FP8E4M3;
+	return parse_kv(s, keys, vals, 3);
+}
+
+static uint32_t stage_of(int32_t layer, uint32_t nlayers, uint32_t pp)
+{
+	uint32_t s;
+
+	if (layer < 0)
+		return 0;
+	if ((uint32_t)layer >= nlayers)
+		return pp - 1;
+	for (s = pp - 1; s > 0; s--)
+		if (ws_split_at(nlayers, pp, s) <= (uint64_t)layer)
+			break;
+	return s;
+}
+
+void ws_shard_info(const struct xfer_ws_trainer_layout *t, uint32_t nlayers, uint32_t nexperts,
+		   const struct xfer_ws_param *p, struct ws_shard_info *si)
+{
+	uint32_t stage_ranks = t->fsdp * t->ep;
+
+	si->stage = stage_of(p->layer, nlayers, t->pp);
+	si->dp_stride = t->pp * stage_ranks;
+	si->base = si->stage * stage_ranks;
+	if (p->expert < 0 || !nexperts) {
+		si->nshards = stage_ranks;
+		si->stride = 1;
+	} else {
+		uint32_t per_group = (uint32_t)ws_div_up(nexperts, t->ep);
+		uint32_t g = (uint32_t)p->expert / per_group;
+		uint32_t first = g * per_group;
+		uint32_t ng = nexperts - first < per_group ? nexperts - first : per_group;
+
+		si->base += g * t->fsdp;
+		if (ng % t->fsdp == 0) {
+			/* stacked experts sharded on the expert dimension: whole experts */
+			si->base += ((uint32_t)p->expert - first) / (ng / t->fsdp);
+			si->nshards = 1;
+		} else {
+			si->nshards = t->fsdp;
+		}
+		si->stride = 1;
+	}
+	si->shard_rows = ws_div_up(p->rows, si->nshards);
+}

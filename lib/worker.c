@@ -1,0 +1,694 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker thread: the only thread that touches the NICs. Its loop
+ *   1. takes operations and commands from the MPSC queue,
+ *   2. expands operations into pieces and posts them in batches, bounded
+ *      per rail; when a rail is full or the provider says EAGAIN the rest
+ *      stays queued and is retried after the next completion poll (never
+ *      busy-retried at the head),
+ *   3. polls every rail's completions and counts immediates,
+ *   4. checks watched words and per-operation deadlines,
+ * and sleeps on a futex after idle_spin_us without activity.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+__thread xfer_engine *xfer_worker_self;
+
+#define POST_BATCH 16
+#define POLL_BATCH 64
+#define PIECE_SLAB 1024
+
+/* ---- pieces ---------------------------------------------------------- */
+
+static struct xfer_piece *piece_get(xfer_engine *e)
+{
+	struct xfer_piece *p = e->piece_free;
+
+	if (!p) {
+		/* slab[0] links the slabs, the rest are pieces */
+		struct xfer_piece *slab = calloc(PIECE_SLAB, sizeof(*slab));
+
+		if (!slab)
+			return NULL;
+		slab[0].next_free = e->piece_slabs;
+		e->piece_slabs = slab;
+		for (int i = PIECE_SLAB - 1; i >= 1; i--) {
+			slab[i].next_free = e->piece_free;
+			e->piece_free = &slab[i];
+		}
+		p = e->piece_free;
+	}
+	e->piece_free = p->next_free;
+	return p;
+}
+
+static void piece_put(xfer_engine *e, struct xfer_piece *p)
+{
+	p->next_free = e->piece_free;
+	e->piece_free = p;
+}
+
+/* ---- live operations --------------------------------------------------- */
+
+static void post_list_append(xfer_engine *e, struct xfer_op *op)
+{
+	op->next = NULL;
+	op->in_post = true;
+	if (e->post_tail)
+		e->post_tail->next = op;
+	else
+		e->post_head = op;
+	e->post_tail = op;
+}
+
+static bool peer_is_up(xfer_engine *e, uint32_t peer)
+{
+	return atomic_load_explicit(&e->peers[peer].status, memory_order_relaxed) == 0;
+}
+
+static void imm_ready_push(xfer_engine *e, struct xfer_op *op, struct xfer_target *t)
+{
+	if (e->imm_ready_n == e->imm_ready_cap) {
+		uint32_t cap = e->imm_ready_cap ? 2 * e->imm_ready_cap : 64;
+		void *a = realloc(e->imm_ready, cap * sizeof(*e->imm_ready));
+		void *b = a ? realloc(e->imm_ready_op, cap * sizeof(*e->imm_ready_op)) : NULL;
+
+		if (a)
+			e->imm_ready = a;
+		if (!b) {
+			xfer_op_finish(op, -ENOMEM);
+			return;
+		}
+		e->imm_ready_op = b;
+		e->imm_ready_cap = cap;
+	}
+	t->imm_queued = 1;
+	op->pieces_inflight++;     /* the immediate counts as outstanding from now */
+	e->imm_ready[e->imm_ready_n] = t;
+	e->imm_ready_op[e->imm_ready_n] = op;
+	e->imm_ready_n++;
+}
+
+/* Called whenever an op may have nothing left: deliver and drop the worker's ref. */
+static void op_check_done(xfer_engine *e, struct xfer_op *op)
+{
+	if (op->pieces_inflight == 0 && (op->status || op->pieces_next == op->pieces_total)) {
+		if (!op->finished)
+			xfer_op_finish(op, op->status);
+		if (!op->in_post)
+			xfer_live_drop(e, op);
+	}
+}
+
+/* Fail every unfinished op that involves `peer`. */
+static void peer_down(xfer_engine *e, uint32_t peer, int status)
+{
+	int expected = 0;
+
+	if (!atomic_compare_exchange_strong(&e->peers[peer].status, &expected, status))
+		return;
+	for (uint32_t k = 0; k < e->num_rails; k++)
+		e->ops->rail_remove_peer(e->rail[k].r, peer);
+	xfer_fail_peer_ops(e, peer, status);
+}
+
+/* ---- expansion: piece k of an op -------------------------------------- */
+
+struct gen {
+	uint32_t rail, peer, target;
+	struct xfer_wr wr;
+};
+
+static uint32_t target_of_piece(struct xfer_op *op, uint64_t k)
+{
+	uint32_t lo = 0, hi = op->num_targets;
+
+	while (hi - lo > 1) {   /* last target whose first_piece <= k */
+		uint32_t mid = (lo + hi) / 2;
+
+		if (op->targets[mid].first_piece <= k)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void op_piece(xfer_engine *e, struct xfer_op *op, uint64_t k, struct gen *g)
+{
+	const struct xfer_mr *src = op->src;
+	const struct xfer_rmr *dst;
+	struct xfer_target *t;
+	uint64_t soff, doff, len;
+	uint32_t rail;
+
+	memset(&g->wr, 0, sizeof(g->wr));
+	switch (op->kind) {
+	case OP_WRITE:
+		t = &op->targets[0];
+		dst = t->dst;
+		soff = op->src_off + k * op->chunk;
+		doff = op->dst_off + k * op->chunk;
+		len = op->len - k * op->chunk < op->chunk ? op->len - k * op->chunk : op->chunk;
+		rail = (uint32_t)((op->rail0 + k) % e->num_rails);
+		g->target = 0;
+		break;
+	case OP_PAGED: {
+		const struct xfer_paged *p = &op->paged;
+
+		t = &op->targets[0];
+		dst = t->dst;
+		soff = p->src_offset + (uint64_t)op->pages[k] * p->src_stride;
+		doff = p->dst_offset + (uint64_t)op->pages[p->num_pages + k] * p->dst_stride;
+		len = p->page_size;
+		rail = (uint32_t)(k % e->num_rails);
+		g->target = 0;
+		break;
+	}
+	default: { /* OP_SCATTER */
+		uint32_t ti = target_of_piece(op, k);
+		uint64_t sub = k - op->targets[ti].first_piece;
+
+		t = &op->targets[ti];
+		dst = t->dst;
+		soff = t->src_off + sub * e->max_msg;
+		doff = t->dst_off + sub * e->max_msg;
+		len = t->len - sub * e->max_msg < e->max_msg ? t->len - sub * e->max_msg : e->max_msg;
+		rail = (ti + (uint32_t)sub) % e->num_rails;
+		g->target = ti;
+		break;
+	}
+	}
+	uint32_t prail = rail % dst->d.num_rails;
+
+	g->rail = rail;
+	g->peer = t->peer;
+	g->wr.laddr = (const uint8_t *)src->addr + soff;
+	g->wr.ldesc = src->rail[rail].desc;
+	g->wr.len = len;
+	g->wr.raddr = dst->d.rail[prail].raddr + doff;
+	g->wr.rkey = dst->d.rail[prail].rkey;
+	if (t->imm_mode == IMM_ATTACHED) {
+		g->wr.has_imm = 1;
+		g->wr.imm = op->imm_value;
+	} else if (t->imm_mode == IMM_AFTER) {
+		g->wr.delivery = 1;
+	}
+}
+
+/* ---- posting ------------------------------------------------------------ */
+
+static void account_post(xfer_engine *e, uint32_t rail, uint64_t bytes)
+{
+	struct xfer_stats_domain *st = e->rail[rail].st;
+
+	__atomic_store_n(&st->bytes_posted, st->bytes_posted + bytes, __ATOMIC_RELAXED);
+	__atomic_store_n(&st->ops_posted, st->ops_posted + 1, __ATOMIC_RELAXED);
+}
+
+/* Post a batch of pieces already generated; returns how many were taken. */
+static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_wr *wrs,
+		      struct xfer_piece **pcs, int n, int *err)
+{
+	struct xfer_rail_state *rs = &e->rail[rail];
+	int got = e->ops->post_write(rs->r, peer, wrs, n);
+
+	*err = 0;
+	if (got < 0) {
+		if (got == -EAGAIN) {
+			got = 0;
+		} else {
+			*err = got;
+			got = 0;
+		}
+	}
+	if (got < n)
+		rs->blocked = true;
+	for (int i = 0; i < got; i++)
+		account_post(e, rail, wrs[i].len);
+	rs->inflight += got;
+	for (int i = got; i < n; i++)
+		piece_put(e, pcs[i]);
+	return got;
+}
+
+/* Expand and post the ops at the head of the posting list. */
+static int post_pending(xfer_engine *e)
+{
+	struct xfer_wr wrs[POST_BATCH];
+	struct xfer_piece *pcs[POST_BATCH];
+	int activity = 0;
+
+	for (uint32_t r = 0; r < e->num_rails; r++)
+		e->rail[r].blocked = false;
+
+	while (e->post_head) {
+		struct xfer_op *op = e->post_head;
+		bool stop = false;
+
+		if (!op->deadline_ns)
+			op->deadline_ns = xfer_now_ns() + (uint64_t)e->timeout_ms * 1000000ull;
+		while (!op->status && op->pieces_next < op->pieces_total && !stop) {
+			uint32_t brail = 0, bpeer = 0;
+			int n = 0, err = 0, got;
+			uint64_t first = op->pieces_next;
+
+			/* one batch: consecutive pieces on the same rail and peer */
+			while (n < POST_BATCH && op->pieces_next + n < op->pieces_total) {
+				struct gen g;
+				struct xfer_rail_state *rs;
+
+				op_piece(e, op, op->pieces_next + n, &g);
+				rs = &e->rail[g.rail];
+				if (n && (g.rail != brail || g.peer != bpeer))
+					break;
+				if (rs->blocked || rs->inflight + n >= rs->max_inflight) {
+					stop = true;
+					break;
+				}
+				if (!peer_is_up(e, g.peer)) {
+					op->status = atomic_load(&e->peers[g.peer].status);
+					stop = true;
+					break;
+				}
+				struct xfer_piece *pc = piece_get(e);
+				if (!pc) {
+					op->status = -ENOMEM;
+					stop = true;
+					break;
+				}
+				pc->op = op;
+				pc->target = g.target;
+				pc->rail = (uint16_t)g.rail;
+				pc->is_imm = 0;
+				pc->len = g.wr.len;
+				g.wr.ctx = pc;
+				wrs[n] = g.wr;
+				pcs[n] = pc;
+				brail = g.rail;
+				bpeer = g.peer;
+				n++;
+			}
+			if (!n)
+				break;
+			got = post_batch(e, brail, bpeer, wrs, pcs, n, &err);
+			op->pieces_next = first + got;
+			op->pieces_inflight += got;
+			if (got)
+				activity = 1;
+			if (err) {
+				op->status = err;
+				if (err == -ENOTCONN || err == -ECONNRESET || err == -EHOSTUNREACH)
+					peer_down(e, bpeer, err);
+			}
+			if (got < n)
+				stop = true;
+		}
+		if (op->status || op->pieces_next == op->pieces_total) {
+			/* fully posted (or failed): leave the posting list */
+			e->post_head = op->next;
+			if (!e->post_head)
+				e->post_tail = NULL;
+			op->next = NULL;
+			op->in_post = false;
+			op_check_done(e, op);
+			continue;
+		}
+		break;   /* head could not go further: completions first */
+	}
+	return activity;
+}
+
+/* Immediates that follow their targets' data. */
+static int post_imm_ready(xfer_engine *e)
+{
+	uint32_t kept = 0;
+	int activity = 0;
+
+	for (uint32_t i = 0; i < e->imm_ready_n; i++) {
+		struct xfer_target *t = e->imm_ready[i];
+		struct xfer_op *op = e->imm_ready_op[i];
+		struct xfer_peer *p = &e->peers[t->peer];
+		uint32_t rail = t->peer % e->num_rails;
+		struct xfer_rail_state *rs = &e->rail[rail];
+		struct xfer_piece *pc;
+		struct xfer_wr wr = { 0 };
+		int err, got;
+
+		if (op->finished || !peer_is_up(e, t->peer)) {
+			if (!op->status)
+				op->status = op->finished ? op->status : atomic_load(&p->status);
+			op->pieces_inflight--;
+			op_check_done(e, op);
+			continue;
+		}
+		if (rs->blocked || rs->inflight >= rs->max_inflight || !(pc = piece_get(e))) {
+			e->imm_ready[kept] = t;
+			e->imm_ready_op[kept++] = op;
+			continue;
+		}
+		pc->op = op;
+		pc->target = (uint32_t)(t - op->targets);
+		pc->rail = (uint16_t)rail;
+		pc->is_imm = 1;
+		pc->len = 0;
+		wr.has_imm = 1;
+		wr.imm = op->imm_value;
+		wr.rkey = p->sink[rail % p->num_rails].rkey;
+		wr.raddr = p->sink[rail % p->num_rails].raddr;
+		wr.ctx = pc;
+		got = post_batch(e, rail, t->peer, &wr, &pc, 1, &err);
+		if (got == 1) {
+			activity = 1;
+			continue;
+		}
+		if (err) {
+			op->status = err;
+			op->pieces_inflight--;
+			op_check_done(e, op);
+			continue;
+		}
+		e->imm_ready[kept] = t;
+		e->imm_ready_op[kept++] = op;
+	}
+	e->imm_ready_n = kept;
+	return activity;
+}
+
+/* ---- completions -------------------------------------------------------- */
+
+static bool is_peer_error(int status)
+{
+	return status == -ECONNRESET || status == -ECONNREFUSED || status == -EHOSTUNREACH ||
+	       status == -ENOTCONN || status == -EPIPE || status == -ETIMEDOUT ||
+	       status == -ESHUTDOWN || status == -ECONNABORTED;
+}
+
+static void complete_piece(xfer_engine *e, struct xfer_piece *pc, int status)
+{
+	struct xfer_op *op = pc->op;
+	struct xfer_rail_state *rs = &e->rail[pc->rail];
+	struct xfer_stats_domain *st = rs->st;
+	struct xfer_target *t = &op->targets[pc->target];
+
+	rs->inflight--;
+	if (status) {
+		__atomic_store_n(&st->ops_failed, st->ops_failed + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->stats->last_error, status, __ATOMIC_RELAXED);
+		if (!op->status)
+			op->status = status;
+		if (is_peer_error(status))
+			peer_down(e, t->peer, status);
+	} else {
+		__atomic_store_n(&st->ops_completed, st->ops_completed + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&st->bytes_completed, st->bytes_completed + pc->len,
+				 __ATOMIC_RELAXED);
+	}
+	if (!op->finished)
+		op->deadline_ns = xfer_now_ns() + (uint64_t)e->timeout_ms * 1000000ull;
+	if (!pc->is_imm && --t->data_left == 0 && t->imm_mode == IMM_AFTER && !op->status &&
+	    !op->finished && !t->imm_queued)
+		imm_ready_push(e, op, t);
+	op->pieces_inflight--;
+	piece_put(e, pc);
+	op_check_done(e, op);
+}
+
+static int poll_rails(xfer_engine *e)
+{
+	struct xfer_cqe cqe[POLL_BATCH];
+	int activity = 0;
+
+	for (uint32_t r = 0; r < e->num_rails; r++) {
+		int n = e->ops->poll(e->rail[r].r, cqe, POLL_BATCH);
+
+		for (int i = 0; i < n; i++) {
+			switch (cqe[i].kind) {
+			case XFER_CQE_LOCAL:
+				if (cqe[i].ctx)
+					complete_piece(e, cqe[i].ctx, cqe[i].status);
+				break;
+			case XFER_CQE_IMM: {
+				struct xfer_stats_domain *st = e->rail[r].st;
+
+				__atomic_store_n(&st->imm_received, st->imm_received + 1,
+						 __ATOMIC_RELAXED);
+				xfer_counter_arrival(e, cqe[i].imm);
+				break;
+			}
+			case XFER_CQE_PEER_DOWN:
+				if (cqe[i].peer < XFER_MAX_PEERS)
+					peer_down(e, cqe[i].peer, cqe[i].status ? cqe[i].status
+										: -ECONNRESET);
+				break;
+			}
+		}
+		if (n > 0)
+			activity = 1;
+	}
+	return activity;
+}
+
+/* ---- timeouts ---------------------------------------------------------- */
+
+/* Every op the worker holds is on the live list (ops.c) until it is
+ * finished and nothing of it is in flight. */
+void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status)
+{
+	for (struct xfer_op *op = xfer_live_first(e), *nx; op; op = nx) {
+		nx = xfer_live_next(op);
+		if (op->finished)
+			continue;
+		for (uint32_t i = 0; i < op->num_targets; i++) {
+			if (op->targets[i].peer == peer) {
+				if (!op->status)
+					op->status = status;
+				/* Pieces may never come back from a dead peer: the
+				 * caller hears now; the op's memory waits for them. */
+				xfer_op_finish(op, op->status);
+				break;
+			}
+		}
+	}
+}
+
+static void check_timeouts(xfer_engine *e, uint64_t now)
+{
+	for (struct xfer_op *op = xfer_live_first(e), *nx; op; op = nx) {
+		nx = xfer_live_next(op);
+		if (op->finished || !op->deadline_ns || now < op->deadline_ns)
+			continue;
+		if (op->pieces_inflight == 0 && op->pieces_next == 0 && op != e->post_head)
+			continue;   /* not started yet: it waits behind others */
+		uint32_t peer = op->targets[0].peer;
+
+		for (uint32_t i = 0; i < op->num_targets; i++) {
+			/* blame a target whose data or immediate is outstanding */
+			if (op->targets[i].data_left || op->targets[i].imm_queued) {
+				peer = op->targets[i].peer;
+				break;
+			}
+		}
+		if (!op->status)
+			op->status = -ETIMEDOUT;
+		peer_down(e, peer, -ETIMEDOUT);
+		if (!op->finished)
+			xfer_op_finish(op, op->status);
+	}
+}
+
+/* ---- queue and commands -------------------------------------------------- */
+
+void xfer_worker_submit(xfer_engine *e, struct xfer_op *op)
+{
+	xfer_live_add(e, op);
+	op->rail0 = e->rr++ % e->num_rails;
+	/* Immediates with no data ahead of them are due at once. */
+	for (uint32_t i = 0; i < op->num_targets; i++) {
+		struct xfer_target *t = &op->targets[i];
+
+		if (t->imm_mode == IMM_AFTER && t->data_left == 0)
+			imm_ready_push(e, op, t);
+	}
+	if (op->pieces_total > 0)
+		post_list_append(e, op);
+	else
+		op_check_done(e, op);
+}
+
+static void cancel_op(xfer_engine *e, struct xfer_op *op)
+{
+	op->status = -ECANCELED;
+	xfer_op_finish(op, -ECANCELED);
+	xfer_op_put(op);
+}
+
+int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
+{
+	int ret = 0;
+
+	switch (c->kind) {
+	case CMD_ADD_PEER:
+		ret = xfer_worker_add_peer(e, c->u.add_peer.peer, c->u.add_peer.addr);
+		break;
+	case CMD_MR_REG: {
+		struct xfer_mr *mr = c->u.mr.mr;
+		uint32_t i;
+
+		for (i = 0; i < e->num_rails && !ret; i++)
+			ret = e->ops->mr_reg(e->rail[i].r, mr->addr, mr->len, mr->kind,
+					     c->u.mr.dmabuf_fd, c->u.mr.dmabuf_off,
+					     !!(mr->flags & XFER_MR_REMOTE_WRITE), &mr->rail[i]);
+		if (ret)
+			while (i-- > 0)
+				if (mr->rail[i].handle)
+					e->ops->mr_dereg(e->rail[i].r, &mr->rail[i]);
+		break;
+	}
+	case CMD_MR_DEREG:
+		for (uint32_t i = 0; i < e->num_rails; i++)
+			if (c->u.mr.mr->rail[i].handle)
+				e->ops->mr_dereg(e->rail[i].r, &c->u.mr.mr->rail[i]);
+		break;
+	case CMD_EXPECT:
+		xfer_counter_add_expect(e, c->u.expect.imm, c->u.expect.x);
+		break;
+	case CMD_CANCEL_EXPECT:
+		ret = xfer_counter_cancel_expect(e, c->u.expect.imm, c->u.expect.x) ? 0 : -EALREADY;
+		break;
+	case CMD_WATCH_ADD:
+		c->u.watch.w->next = e->watches;
+		e->watches = c->u.watch.w;
+		break;
+	case CMD_WATCH_REMOVE:
+		for (struct xfer_watch **pp = &e->watches; *pp; pp = &(*pp)->next) {
+			if (*pp == c->u.watch.w) {
+				*pp = c->u.watch.w->next;
+				break;
+			}
+		}
+		break;
+	case CMD_STOP:
+		atomic_store(&e->stopping, true);
+		break;
+	default:
+		ret = -EINVAL;
+	}
+	c->result = ret;
+	if (c->async) {
+		free(c);
+	} else {
+		atomic_store_explicit(&c->done, 1, memory_order_release);
+		xfer_futex_wake(&c->done);
+	}
+	return ret;
+}
+
+static int drain_queue(xfer_engine *e)
+{
+	struct xfer_qnode *n;
+	bool busy;
+	int activity = 0;
+
+	while ((n = xfer_mpsc_pop(&e->q, &busy))) {
+		activity = 1;
+		if (n->kind == 1) {
+			struct xfer_op *op = (struct xfer_op *)n;
+
+			if (atomic_load(&e->stopping))
+				cancel_op(e, op);
+			else
+				xfer_worker_submit(e, op);
+		} else {
+			xfer_worker_exec_cmd(e, (struct xfer_cmd *)n);
+		}
+	}
+	return activity || busy;
+}
+
+void xfer_engine_kick(xfer_engine *e)
+{
+	if (atomic_load(&e->sleeping)) {
+		atomic_fetch_add(&e->wake, 1);
+		xfer_futex_wake(&e->wake);
+	}
+}
+
+static void shutdown_all(xfer_engine *e)
+{
+	/* Everything still in flight hears -ECANCELED. */
+	for (struct xfer_op *op = xfer_live_first(e), *nx; op; op = nx) {
+		nx = xfer_live_next(op);
+		if (!op->finished) {
+			op->status = -ECANCELED;
+			xfer_op_finish(op, -ECANCELED);
+		}
+	}
+	/* Drop the worker's references: the rails close after this thread. */
+	while (xfer_live_first(e))
+		xfer_live_drop(e, xfer_live_first(e));
+	e->post_head = e->post_tail = NULL;
+	e->imm_ready_n = 0;
+	xfer_counters_shutdown(e);
+	/* commands that raced with the stop */
+	drain_queue(e);
+}
+
+void *xfer_worker_main(void *arg)
+{
+	xfer_engine *e = arg;
+	uint64_t last_activity = xfer_now_ns();
+	uint64_t idle_ns = (uint64_t)e->attr.idle_spin_us * 1000;
+	uint64_t sleep_ns = 50000;
+
+	xfer_worker_self = e;
+	if (e->worker_cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(e->worker_cpu, &set);
+		sched_setaffinity(0, sizeof(set), &set);
+	}
+	while (!atomic_load_explicit(&e->stopping, memory_order_relaxed)) {
+		int act = drain_queue(e);
+		uint64_t now;
+
+		act |= poll_rails(e);
+		act |= post_imm_ready(e);
+		act |= post_pending(e);
+		if (e->watches)
+			xfer_watches_poll(e);
+		now = xfer_now_ns();
+		if (now >= e->next_timeout_scan) {
+			check_timeouts(e, now);
+			e->next_timeout_scan = now + 1000000;
+		}
+		if (act) {
+			last_activity = now;
+			sleep_ns = 50000;
+			continue;
+		}
+		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n)
+			continue;
+		/* Idle: sleep, but wake for submissions and poll now and then for
+		 * arrivals (progress is manual on shm and tcp). */
+		uint32_t seen = atomic_load(&e->wake);
+
+		atomic_store(&e->sleeping, 1);
+		if (xfer_mpsc_empty(&e->q) && !e->watches)
+			xfer_futex_wait(&e->wake, seen, (int64_t)sleep_ns);
+		else if (e->watches)
+			sched_yield();
+		atomic_store(&e->sleeping, 0);
+		if (sleep_ns < 1000000)
+			sleep_ns *= 2;
+	}
+	shutdown_all(e);
+	xfer_worker_self = NULL;
+	return NULL;
+}

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rdma/fabric.h>
+
+#include "xt.h"
+
+int xt_failures;
+static int tap_n, tap_fail;
+
+void xt_plan(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n");
+}
+
+void xt_result(const char *name, bool ok, const char *skip)
+{
+	tap_n++;
+	if (skip)
+		printf("ok %d - %s # SKIP %s\n", tap_n, name, skip);
+	else
+		printf("%sok %d - %s\n", ok ? "" : "not ", tap_n, name);
+	if (!ok && !skip)
+		tap_fail++;
+	fflush(stdout);
+}
+
+int xt_done(void)
+{
+	printf("1..%d\n", tap_n);
+	return tap_fail ? 1 : 0;
+}
+
+bool xt_provider_available(const char *prov)
+{
+	struct fi_info *h = fi_allocinfo(), *info = NULL;
+	int ret;
+
+	h->ep_attr->type = FI_EP_RDM;
+	h->caps = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
+	h->mode = FI_CONTEXT | FI_CONTEXT2;
+	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+	h->fabric_attr->prov_name = strdup(prov);
+	ret = fi_getinfo(FI_VERSION(1, 14), NULL, NULL, 0, h, &info);
+	fi_freeinfo(h);
+	if (info)
+		fi_freeinfo(info);
+	return ret == 0;
+}
+
+int xt_engine(const char *prov, uint32_t domains, uint32_t timeout_ms, xfer_engine **e)
+{
+	struct xfer_engine_attr a;
+
+	xfer_engine_attr_init(&a);
+	a.provider = prov;
+	a.num_domains = domains;
+	a.peer_timeout_ms = timeout_ms;
+	a.node = "127.0.0.1";
+	a.idle_spin_us = 200;   /* many processes share two cores in tests */
+	return xfer_engine_create(&a, e);
+}
+
+int xt_spawn(struct xt_peer *p, int (*fn)(int fd, void *arg), void *arg)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		return -errno;
+	fflush(NULL);
+	p->pid = fork();
+	if (p->pid < 0)
+		return -errno;
+	if (p->pid == 0) {
+		close(sv[0]);
+		_exit(fn(sv[1], arg));
+	}
+	close(sv[1]);
+	p->fd = sv[0];
+	return 0;
+}
+
+int xt_reap(struct xt_peer *p)
+{
+	int st = 0;
+
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+	if (waitpid(p->pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int xt_send(int fd, const void *buf, size_t len)
+{
+	return send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -EIO;
+}
+
+ssize_t xt_recv(int fd, void *buf, size_t cap)
+{
+	ssize_t n = recv(fd, buf, cap, 0);
+
+	return n > 0 ? n : -1;
+}
+
+int xt_send_u64(int fd, uint64_t v)
+{
+	return xt_send(fd, &v, sizeof(v));
+}
+
+int xt_recv_u64(int fd, uint64_t *v)
+{
+	return xt_recv(fd, v, sizeof(*v)) == sizeof(*v) ? 0 : -EIO;
+}
+
+int xt_connect(xfer_engine *e, int fd, uint32_t *peer)
+{
+	uint8_t mine[XFER_ADDR_MAX], theirs[XFER_ADDR_MAX];
+	size_t len = sizeof(mine);
+	ssize_t n;
+	int ret;
+
+	ret = xfer_engine_address(e, mine, &len);
+	if (ret)
+		return ret;
+	if (xt_send(fd, mine, len))
+		return -EIO;
+	n = xt_recv(fd, theirs, sizeof(theirs));
+	if (n < 0)
+		return -EIO;
+	return xfer_engine_add_peer(e, theirs, (size_t)n, peer);
+}
+
+int xt_send_mr(int fd, xfer_mr *mr)
+{
+	uint8_t d[XFER_DESC_MAX];
+	size_t len = sizeof(d);
+	int ret = xfer_mr_descriptor(mr, d, &len);
+
+	return ret ? ret : xt_send(fd, d, len);
+}
+
+int xt_recv_rmr(xfer_engine *e, uint32_t peer, int fd, xfer_rmr **rmr)
+{
+	uint8_t d[XFER_DESC_MAX];
+	ssize_t n = xt_recv(fd, d, sizeof(d));
+
+	if (n < 0)
+		return -EIO;
+	return xfer_rmr_import(e, peer, d, (size_t)n, rmr);
+}
+
+void xt_fill(void *buf, uint64_t len, uint64_t seed, uint64_t start)
+{
+	uint8_t *p = buf;
+
+	for (uint64_t i = 0; i < len; i++)
+		p[i] = xt_byte(seed, start + i);
+}
+
+int64_t xt_verify(const void *buf, uint64_t len, uint64_t seed, uint64_t start)
+{
+	const uint8_t *p = buf;
+
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i] != xt_byte(seed, start + i))
+			return (int64_t)i;
+	return -1;
+}
+
+void *xt_alloc(size_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, 4096, len ? len : 1))
+		return NULL;
+	memset(p, 0, len);
+	return p;
+}
+
+uint64_t xt_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test helpers: TAP output, checks that report the failing line, engines on
+ * loopback providers, peer processes joined by a socketpair for the
+ * out-of-band exchange of addresses and descriptors, and byte patterns.
+ */
+#ifndef XT_H
+#define XT_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "xfer.h"
+
+extern int xt_failures;
+
+#define XT_CHECK(cond, ...)                                                          \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
+				#cond);                                              \
+			fprintf(stderr, __VA_ARGS__);                                \
+			fprintf(stderr, "\n");                                       \
+			xt_failures++;                                               \
+		}                                                                    \
+	} while (0)
+
+#define XT_EQ(a, b) XT_CHECK((long long)(a) == (long long)(b), "%lld != %lld", \
+			     (long long)(a), (long long)(b))
+#define XT_OK(expr)                                                                  \
+	do {                                                                         \
+		int xt_r_ = (expr);                                                  \
+		XT_CHECK(xt_r_ == 0, "%s returned %d (%s)", #expr, xt_r_, xfer_strerror(xt_r_)); \
+	} while (0)
+
+/* TAP */
+void xt_plan(void);
+void xt_result(const char *name, bool ok, const char *skip_reason);
+int xt_done(void);                 /* exit status for main */
+
+/* Providers to test on: the ones libfabric offers here, of shm and tcp;ofi_rxm. */
+bool xt_provider_available(const char *prov);
+int xt_engine(const char *prov, uint32_t domains, uint32_t timeout_ms, xfer_engine **e);
+
+/* Peer processes. */
+struct xt_peer {
+	pid_t pid;
+	int fd;                  /* our end of the socketpair */
+};
+/* Fork a child running fn(fd, arg); its return value is its exit status. */
+int xt_spawn(struct xt_peer *p, int (*fn)(int fd, void *arg), void *arg);
+int xt_reap(struct xt_peer *p);   /* child's exit status, or 128+signal */
+
+int xt_send(int fd, const void *buf, size_t len);
+ssize_t xt_recv(int fd, void *buf, size_t cap);   /* one message; -1 on EOF/error */
+int xt_send_u64(int fd, uint64_t v);
+int xt_recv_u64(int fd, uint64_t *v);
+
+/* Exchange engine addresses and add each other as peers. */
+int xt_connect(xfer_engine *e, int fd, uint32_t *peer);
+/* Send an mr's descriptor / receive and import one. */
+int xt_send_mr(int fd, xfer_mr *mr);
+int xt_recv_rmr(xfer_engine *e, uint32_t peer, int fd, xfer_rmr **rmr);
+
+/* Byte patterns: the byte at absolute position i of stream `seed`. */
+static inline uint8_t xt_byte(uint64_t seed, uint64_t i)
+{
+	uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull ^ seed * 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (uint8_t)(x ^ (x >> 17));
+}
+void xt_fill(void *buf, uint64_t len, uint64_t seed, uint64_t start);
+/* First mismatching offset, or -1 when buf holds the pattern. */
+int64_t xt_verify(const void *buf, uint64_t len, uint64_t seed, uint64_t start);
+void *xt_alloc(size_t len);   /* page-aligned, zeroed */
+
+uint64_t xt_now_us(void);
+
+#endif
