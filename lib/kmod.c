@@ -1,12 +1,228 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder until the kernel module's library side lands: no module. */
+/*
+ * The library's side of /dev/xfer (kmod/): one context per engine. Regions
+ * are pinned and accounted by the module; shares are opened by id; the
+ * engine's counters live in the context's stats page, mapped once, so the
+ * data path never makes a syscall for them.
+ */
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/xfer.h>
+
 #include "kmod.h"
 
-int xfer_kmod_open(struct xfer_kmod **out) { *out = NULL; return -ENODEV; }
-void xfer_kmod_close(struct xfer_kmod *k) { (void)k; }
-int xfer_kmod_pin(struct xfer_kmod *k, void *a, size_t l, uint64_t *h) { return -ENODEV; }
-int xfer_kmod_release(struct xfer_kmod *k, uint64_t h) { return -ENODEV; }
-int xfer_kmod_share(struct xfer_kmod *k, uint64_t h, uint32_t r, uint32_t i, uint64_t *s) { return -ENODEV; }
-int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t s, uint64_t *h, void **a, size_t *l) { return -ENODEV; }
-struct xfer_stats_page *xfer_kmod_stats(struct xfer_kmod *k) { return NULL; }
+/* lib/kmod.h's view of the stats page must be the module's. */
+#define XFER_SAME_FIELD(f) \
+	_Static_assert(offsetof(struct xfer_stats_page, f) == \
+		       offsetof(struct xfer_ctx_stats, f) && \
+		       sizeof(((struct xfer_stats_page *)0)->f) == \
+		       sizeof(((struct xfer_ctx_stats *)0)->f), "stats page: " #f)
+#define XFER_SAME_DOM_FIELD(f) \
+	_Static_assert(offsetof(struct xfer_stats_domain, f) == \
+		       offsetof(struct xfer_ctx_stats_domain, f) && \
+		       sizeof(((struct xfer_stats_domain *)0)->f) == \
+		       sizeof(((struct xfer_ctx_stats_domain *)0)->f), "stats domain: " #f)
+XFER_SAME_FIELD(version);
+XFER_SAME_FIELD(num_domains);
+XFER_SAME_FIELD(ops_inflight);
+XFER_SAME_FIELD(last_error);
+XFER_SAME_FIELD(dom);
+XFER_SAME_DOM_FIELD(bytes_posted);
+XFER_SAME_DOM_FIELD(bytes_completed);
+XFER_SAME_DOM_FIELD(ops_posted);
+XFER_SAME_DOM_FIELD(ops_completed);
+XFER_SAME_DOM_FIELD(ops_failed);
+XFER_SAME_DOM_FIELD(imm_received);
+_Static_assert(sizeof(struct xfer_stats_page) == sizeof(struct xfer_ctx_stats),
+	       "stats page size");
+_Static_assert(sizeof(struct xfer_stats_domain) == sizeof(struct xfer_ctx_stats_domain),
+	       "stats domain size");
+_Static_assert(XFER_STATS_MAX_DOMAINS == XFER_CTX_STATS_MAX_DOMAINS, "stats domains");
+
+struct xfer_kmod {
+	int fd;
+	size_t page_size;
+	struct xfer_stats_page *stats;
+};
+
+static int kmod_ioctl(struct xfer_kmod *k, unsigned long cmd, void *arg)
+{
+	return ioctl(k->fd, cmd, arg) ? -errno : 0;
+}
+
+int xfer_kmod_open(struct xfer_kmod **out)
+{
+	const char *path = getenv("XFER_KMOD_DEV");
+	struct xfer_query q = { .size = sizeof(q) };
+	struct xfer_kmod *k;
+	void *stats;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->fd = open(path ? path : "/dev/xfer", O_RDWR | O_CLOEXEC);
+	if (k->fd < 0) {
+		ret = errno == ENOENT || errno == ENXIO ? -ENODEV : -errno;
+		goto err_free;
+	}
+	ret = kmod_ioctl(k, XFER_IOC_QUERY, &q);
+	if (ret)
+		goto err_close;
+	if (q.abi_version != XFER_ABI_VERSION) {
+		ret = -EPROTONOSUPPORT;
+		goto err_close;
+	}
+	k->page_size = q.page_size;
+	stats = mmap(NULL, k->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, k->fd,
+		     XFER_MMAP_OFFSET_STATS);
+	if (stats == MAP_FAILED) {
+		ret = -errno;
+		goto err_close;
+	}
+	k->stats = stats;
+	*out = k;
+	return 0;
+
+err_close:
+	close(k->fd);
+err_free:
+	free(k);
+	return ret;
+}
+
+void xfer_kmod_close(struct xfer_kmod *k)
+{
+	if (!k)
+		return;
+	munmap(k->stats, k->page_size);
+	close(k->fd);   /* releases every region this context still holds */
+	free(k);
+}
+
+int xfer_kmod_pin(struct xfer_kmod *k, void *addr, size_t len, uint64_t *handle)
+{
+	uintptr_t start, end;
+	struct xfer_pin p = { .size = sizeof(p) };
+	int ret;
+
+	if (!k)
+		return -ENODEV;
+	if (!addr || !len || !handle)
+		return -EINVAL;
+	/* The module pins whole pages: round the range out. */
+	start = (uintptr_t)addr & ~(uintptr_t)(k->page_size - 1);
+	if ((uintptr_t)addr + len < (uintptr_t)addr ||
+	    (uintptr_t)addr + len + k->page_size - 1 < (uintptr_t)addr + len)
+		return -ERANGE;
+	end = ((uintptr_t)addr + len + k->page_size - 1) & ~(uintptr_t)(k->page_size - 1);
+	p.addr = start;
+	p.length = end - start;
+	ret = kmod_ioctl(k, XFER_IOC_PIN, &p);
+	if (ret)
+		return ret;
+	*handle = p.handle;
+	return 0;
+}
+
+int xfer_kmod_release(struct xfer_kmod *k, uint64_t handle)
+{
+	struct xfer_release r = { .size = sizeof(r), .handle = handle };
+
+	if (!k)
+		return -ENODEV;
+	return kmod_ioctl(k, XFER_IOC_RELEASE, &r);
+}
+
+int xfer_kmod_share(struct xfer_kmod *k, uint64_t handle, uint32_t rule, uint32_t id,
+		    uint64_t *share_id)
+{
+	struct xfer_share s = { .size = sizeof(s), .handle = handle, .rule = rule, .id = id };
+	int ret;
+
+	if (!k)
+		return -ENODEV;
+	if (!share_id)
+		return -EINVAL;
+	ret = kmod_ioctl(k, XFER_IOC_SHARE, &s);
+	if (ret)
+		return ret;
+	*share_id = s.share_id;
+	return 0;
+}
+
+int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *handle,
+			  void **addr, size_t *len)
+{
+	struct xfer_open_shared o = { .size = sizeof(o), .share_id = share_id };
+	void *m;
+	int ret;
+
+	if (!k)
+		return -ENODEV;
+	if (!handle || !addr || !len)
+		return -EINVAL;
+	ret = kmod_ioctl(k, XFER_IOC_OPEN_SHARED, &o);
+	if (ret)
+		return ret;
+	m = mmap(NULL, o.length, PROT_READ | PROT_WRITE, MAP_SHARED, k->fd,
+		 (off_t)o.mmap_offset);
+	if (m == MAP_FAILED) {
+		ret = -errno;
+		xfer_kmod_release(k, o.handle);
+		return ret;
+	}
+	*handle = o.handle;
+	*addr = m;
+	*len = o.length;
+	return 0;
+}
+
+struct xfer_stats_page *xfer_kmod_stats(struct xfer_kmod *k)
+{
+	return k ? k->stats : NULL;
+}
+
+int xfer_kmod_export_dmabuf(struct xfer_kmod *k, uint64_t handle, int *fd)
+{
+	struct xfer_export_dmabuf e = { .size = sizeof(e), .handle = handle };
+	int ret;
+
+	if (!k)
+		return -ENODEV;
+	if (!fd)
+		return -EINVAL;
+	ret = kmod_ioctl(k, XFER_IOC_EXPORT_DMABUF, &e);
+	if (ret)
+		return ret;
+	*fd = e.fd;
+	return 0;
+}
+
+int xfer_kmod_import_dmabuf(struct xfer_kmod *k, int fd, uint64_t offset, uint64_t len,
+			    uint64_t *handle)
+{
+	struct xfer_import_dmabuf i = { .size = sizeof(i), .fd = fd, .offset = offset,
+					.length = len };
+	int ret;
+
+	if (!k)
+		return -ENODEV;
+	if (!handle)
+		return -EINVAL;
+	ret = kmod_ioctl(k, XFER_IOC_IMPORT_DMABUF, &i);
+	if (ret)
+		return ret;
+	*handle = i.handle;
+	return 0;
+}

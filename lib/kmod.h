@@ -42,5 +42,11 @@ int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *hand
 			  void **addr, size_t *len);
 /* The mapped stats page of this context, or NULL. */
 struct xfer_stats_page *xfer_kmod_stats(struct xfer_kmod *k);
+/* A dma-buf fd (O_CLOEXEC) for a region, for ibv_reg_dmabuf_mr / libfabric;
+ * the pages stay pinned while the fd (or anything attached to it) lives. */
+int xfer_kmod_export_dmabuf(struct xfer_kmod *k, uint64_t handle, int *fd);
+/* Take [offset, offset+len) of a dma-buf (e.g. CUDA memory) as a region. */
+int xfer_kmod_import_dmabuf(struct xfer_kmod *k, int fd, uint64_t offset, uint64_t len,
+			    uint64_t *handle);
 
 #endif

@@ -39,8 +39,34 @@ int xt_done(void)
 	return tap_fail ? 1 : 0;
 }
 
+int xt_providers(const char *out[], int max)
+{
+	static char buf[256];
+	const char *env = getenv("XFER_TEST_PROVIDERS");
+	char *save = NULL, *tok;
+	int n = 0;
+
+	if (!env || !*env) {
+		out[n++] = "shm";
+		if (max > 1)
+			out[n++] = "tcp;ofi_rxm";
+		return n;
+	}
+	snprintf(buf, sizeof(buf), "%s", env);
+	for (tok = strtok_r(buf, " ", &save); tok && n < max; tok = strtok_r(NULL, " ", &save))
+		out[n++] = tok;
+	return n;
+}
+
 bool xt_provider_available(const char *prov)
 {
+	if (strcmp(prov, "verbs") == 0) {   /* the ibverbs backend: try it */
+		xfer_engine *e = NULL;
+		int ret = xt_engine(prov, 1, 1000, &e);
+
+		xfer_engine_destroy(e);
+		return ret == 0;
+	}
 	struct fi_info *h = fi_allocinfo(), *info = NULL;
 	int ret;
 
@@ -65,6 +91,7 @@ int xt_engine(const char *prov, uint32_t domains, uint32_t timeout_ms, xfer_engi
 	a.num_domains = domains;
 	a.peer_timeout_ms = timeout_ms;
 	a.node = "127.0.0.1";
+	a.devices = getenv("XFER_TEST_DEVICES");
 	a.idle_spin_us = 200;   /* many processes share two cores in tests */
 	return xfer_engine_create(&a, e);
 }

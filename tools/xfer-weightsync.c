@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: MIT
+/*
+ * xfer-weightsync: plan and simulate RL weight sync (trainers -> inference).
+ *
+ *   xfer-weightsync [-j] [-p] [simulate|plan|help] [options]
+ *
+ * simulate (the default) plans and predicts the time on a cluster model;
+ * plan prints the schedule's statistics and can write it (-o FILE).
+ * Defaults are the anchor: Kimi-K2, 256 BF16 trainers FSDP/PP/EP = 16/2/8,
+ * 128 FP8 inference GPUs EP32 x 4 replicas, 400 Gbit/s per GPU.
+ * Text and JSON come out of the same print calls; in JSON mode errors are JSON.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "xfer_weightsync.h"
+
+#define DEFAULT_MODEL "models/kimi-k2.json"
+
+struct out {
+	int json, pretty;
+	struct json_object *root;
+};
+
+static void out_u64(struct out *o, const char *key, uint64_t v)
+{
+	if (o->json)
+		json_object_object_add(o->root, key, json_object_new_int64((int64_t)v));
+	else
+		printf("%-22s %lu\n", key, (unsigned long)v);
+}
+
+static void out_f64(struct out *o, const char *key, double v)
+{
+	if (o->json)
+		json_object_object_add(o->root, key, json_object_new_double(v));
+	else
+		printf("%-22s %.6g\n", key, v);
+}
+
+static void out_str(struct out *o, const char *key, const char *v)
+{
+	if (o->json)
+		json_object_object_add(o->root, key, json_object_new_string(v));
+	else
+		printf("%-22s %s\n", key, v);
+}
+
+static void out_end(struct out *o)
+{
+	if (o->json)
+		printf("%s\n", json_object_to_json_string_ext(o->root, o->pretty ? JSON_C_TO_STRING_PRETTY
+									   : JSON_C_TO_STRING_PLAIN));
+	json_object_put(o->root);
+	o->root = NULL;
+}
+
+static int fail(struct out *o, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct out *o, int rc, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (o->json) {
+		json_object_put(o->root);
+		o->root = json_object_new_object();
+		json_object_object_add(o->root, "error", json_object_new_string(msg));
+		json_object_object_add(o->root, "errno", json_object_new_int(rc < 0 ? -rc : rc));
+		out_end(o);
+	} else {
+		fprintf(stderr, "xfer-weightsync: %s%s%s\n", msg, rc ? ": " : "", rc ? strerror(rc < 0 ? -rc : rc) : "");
+	}
+	return 1;
+}
+
+struct opts {
+	const char *model, *out_file, *in_file;
+	struct xfer_ws_trainer_layout t;
+	struct xfer_ws_infer_layout l;
+	struct xfer_ws_plan_attr pa;
+	struct xfer_ws_cluster c;
+	uint32_t model_flags;
+	int no_validate;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The default model beside the binary (build/../models) when not run from the repo root. */
+static const char *model_path(const char *p, char *buf, size_t len)
+{
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if (strcmp(p, DEFAULT_MODEL) || !access(p, R_OK))
+		return p;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return p;
+	exe[n] = 0;
+	snprintf(buf, len, "%s/../%s", dirname(exe), DEFAULT_MODEL);
+	return access(buf, R_OK) ? p : buf;
+}
+
+static int parse_num(const char *s, double *v)
+{
+	char *end;
+
+	*v = strtod(s, &end);
+	return (end == s || *end || *v <= 0) ? -EINVAL : 0;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
+{
+	static const struct option lo[] = {
+		{ "model", required_argument, 0, 'm' },
+		{ "trainer", required_argument, 0, 't' },
+		{ "inference", required_argument, 0, 'i' },
+		{ "dtype", required_argument, 0, 'd' },
+		{ "nic-gbps", required_argument, 0, 'n' },
+		{ "infer-nic-gbps", required_argument, 0, 'N' },
+		{ "copy-gbs", required_argument, 0, 'C' },
+		{ "xform-gbs", required_argument, 0, 'X' },
+		{ "op-us", required_argument, 0, 'O' },
+		{ "chunk-us", required_argument, 0, 'U' },
+		{ "watermark-mib", required_argument, 0, 'W' },
+		{ "piece-mib", required_argument, 0, 'P' },
+		{ "window", required_argument, 0, 'w' },
+		{ "min-chunk-mib", required_argument, 0, 'a' },
+		{ "max-chunk-mib", required_argument, 0, 'b' },
+		{ "mtp", no_argument, 0, 'M' },
+		{ "no-validate", no_argument, 0, 'V' },
+		{ "schedule", required_argument, 0, 's' },
+		{ "json", no_argument, 0, 'j' },
+		{ "pretty", no_argument, 0, 'p' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+	double v;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jpo:", lo, NULL)) != -1) {
+		int rc = 0;
+
+		switch (c) {
+		case 'm': op->model = optarg; break;
+		case 't': rc = xfer_ws_trainer_parse(optarg, &op->t); break;
+		case 'i': rc = xfer_ws_infer_parse(optarg, &op->l); break;
+		case 'd':
+			if (!strcmp(optarg, "fp8"))
+				op->l.dtype = XFER_WS_DT_FP8E4M3;
+			else if (!strcmp(optarg, "bf16"))
+				op->l.dtype = XFER_WS_DT_BF16;
+			else
+				rc = -EINVAL;
+			break;
+		case 'M': op->model_flags |= XFER_WS_MODEL_MTP; break;
+		case 'V': op->no_validate = 1; break;
+		case 'o': op->out_file = optarg; break;
+		case 's': op->in_file = optarg; break;
+		case 'j': o->json = 1; break;
+		case 'p': o->json = o->pretty = 1; break;
+		case 'n': case 'N': case 'C': case 'X': case 'O': case 'U':
+		case 'W': case 'P': case 'w': case 'a': case 'b':
+			if ((rc = parse_num(optarg, &v)))
+				break;
+			switch (c) {
+			case 'n': op->c.trainer_nic_gbps = v; break;
+			case 'N': op->c.infer_nic_gbps = v; break;
+			case 'C': op->c.copy_gbs = v; break;
+			case 'X': op->c.xform_gbs = v; break;
+			case 'O': op->c.op_us = v; break;
+			case 'U': op->c.chunk_us = v; break;
+			case 'W': op->c.watermark = (uint64_t)(v * (1 << 20)); break;
+			case 'P': op->c.piece = (uint64_t)(v * (1 << 20)); break;
+			case 'w': op->c.window = (uint32_t)v; break;
+			case 'a': op->pa.min_chunk = (uint64_t)(v * (1 << 20)); break;
+			case 'b': op->pa.max_chunk = (uint64_t)(v * (1 << 20)); break;
+			}
+			break;
+		default:
+			return fail(o, EINVAL, "unknown option (see xfer-weightsync help)");
+		}
+		if (rc)
+			return fail(o, rc, "bad value: %s", optarg);
+	}
+	if (optind < argc)
+		return fail(o, EINVAL, "unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* Plan (or load) the schedule the options describe. */
+static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule **s)
+{
+	char buf[PATH_MAX], err[256];
+	xfer_ws_model *m;
+	double t0;
+	int rc;
+
+	if (op->in_file) {
+		FILE *f = fopen(op->in_file, "rb");
+
+		if (!f)
+			return fail(o, errno, "%s", op->in_file);
+		t0 = now_s();
+		rc = xfer_ws_schedule_load(f, s);
+		fclose(f);
+		if (rc)
+			return fail(o, rc, "%s: not a valid schedule", op->in_file);
+		out_str(o, "schedule", op->in_file);
+		out_f64(o, "load_ms", (now_s() - t0) * 1e3);
+		return 0;
+	}
+	op->model = model_path(op->model, buf, sizeof(buf));
+	if ((rc = xfer_ws_model_load(op->model, op->model_flags, &m)))
+		return fail(o, rc, "%s", op->model);
+	out_str(o, "model", op->model);
+	out_str(o, "model_type", xfer_ws_model_type(m));
+	out_u64(o, "params", xfer_ws_model_numel(m));
+	t0 = now_s();
+	rc = xfer_ws_plan(m, &op->t, &op->l, &op->pa, s);
+	out_f64(o, "plan_ms", (now_s() - t0) * 1e3);
+	xfer_ws_model_free(m);
+	if (rc)
+		return fail(o, rc, "planning failed");
+	if (!op->no_validate) {
+		t0 = now_s();
+		rc = xfer_ws_schedule_validate(*s, err, sizeof(err));
+		out_f64(o, "validate_ms", (now_s() - t0) * 1e3);
+		out_str(o, "valid", rc ? err : "yes");
+		if (rc) {
+			xfer_ws_schedule_free(*s);
+			return fail(o, rc, "invalid schedule: %s", err);
+		}
+	}
+	return 0;
+}
+
+static void print_layout(struct out *o, const struct xfer_ws_schedule *s)
+{
+	char b[128];
+
+	snprintf(b, sizeof(b), "fsdp=%u,pp=%u,ep=%u,dp=%u", s->trainer.fsdp, s->trainer.pp,
+		 s->trainer.ep, s->trainer.dp);
+	out_str(o, "trainer", b);
+	snprintf(b, sizeof(b), "tp=%u,ep=%u,dp=%u", s->infer.tp, s->infer.ep, s->infer.dp);
+	out_str(o, "inference", b);
+	out_str(o, "dtype", xfer_ws_dtype_name(s->infer.dtype));
+	out_u64(o, "trainer_ranks", s->ntrainers);
+	out_u64(o, "inference_ranks", s->ninfer);
+}
+
+static int cmd_plan(struct opts *op, struct out *o)
+{
+	struct xfer_ws_schedule *s;
+	struct xfer_ws_stats st;
+
+	if (get_schedule(op, o, &s))
+		return 1;
+	xfer_ws_schedule_stats(s, &st);
+	print_layout(o, s);
+	out_u64(o, "tensors", s->ntensors);
+	out_u64(o, "chunks", s->nchunks);
+	out_u64(o, "writes", s->nwrites);
+	out_u64(o, "gathers", s->ngathers);
+	out_u64(o, "total_bytes", st.total_bytes);
+	out_u64(o, "gather_bytes", st.gather_bytes);
+	out_u64(o, "max_trainer_tx_bytes", st.max_trainer_tx);
+	out_u64(o, "min_trainer_tx_bytes", st.min_trainer_tx);
+	out_f64(o, "trainer_imbalance", st.trainer_imbalance);
+	out_u64(o, "max_infer_rx_bytes", st.max_infer_rx);
+	out_u64(o, "min_infer_rx_bytes", st.min_infer_rx);
+	out_f64(o, "infer_imbalance", st.infer_imbalance);
+	if (op->out_file) {
+		FILE *f = fopen(op->out_file, "wb");
+		int rc = f ? xfer_ws_schedule_save(s, f) : -errno;
+
+		if (f && fclose(f) && !rc)
+			rc = -EIO;
+		if (rc) {
+			xfer_ws_schedule_free(s);
+			return fail(o, rc, "%s", op->out_file);
+		}
+		out_str(o, "written", op->out_file);
+	}
+	xfer_ws_schedule_free(s);
+	out_end(o);
+	return 0;
+}
+
+static int cmd_simulate(struct opts *op, struct out *o)
+{
+	struct xfer_ws_schedule *s;
+	struct xfer_ws_sim_result r;
+	struct xfer_ws_cluster c;
+	double t0;
+	int rc;
+
+	if (get_schedule(op, o, &s))
+		return 1;
+	print_layout(o, s);
+	t0 = now_s();
+	rc = xfer_ws_simulate(s, &op->c, &r);
+	xfer_ws_schedule_free(s);
+	if (rc)
+		return fail(o, rc, "simulation failed");
+	/* the rates used, defaults filled in, beside the figure */
+	xfer_ws_cluster_defaults(&c);
+	out_f64(o, "nic_gbps", op->c.trainer_nic_gbps > 0 ? op->c.trainer_nic_gbps : c.trainer_nic_gbps);
+	out_f64(o, "infer_nic_gbps", op->c.infer_nic_gbps > 0 ? op->c.infer_nic_gbps :
+		op->c.trainer_nic_gbps > 0 ? op->c.trainer_nic_gbps : c.infer_nic_gbps);
+	out_f64(o, "copy_gbs", op->c.copy_gbs > 0 ? op->c.copy_gbs : c.copy_gbs);
+	out_f64(o, "xform_gbs", op->c.xform_gbs > 0 ? op->c.xform_gbs : c.xform_gbs);
+	out_f64(o, "op_us", op->c.op_us > 0 ? op->c.op_us : c.op_us);
+	out_f64(o, "chunk_us", op->c.chunk_us > 0 ? op->c.chunk_us : c.chunk_us);
+	out_u64(o, "watermark_bytes", op->c.watermark ? op->c.watermark : c.watermark);
+	out_f64(o, "sim_ms", (now_s() - t0) * 1e3);
+	out_u64(o, "events", r.events);
+	out_f64(o, "prep_s", r.prep_s);
+	out_f64(o, "trainer_bound_s", r.trainer_bound_s);
+	out_f64(o, "infer_bound_s", r.infer_bound_s);
+	out_f64(o, "bound_s", r.bound_s);
+	out_f64(o, "predicted_s", r.predicted_s);
+	out_f64(o, "ratio", r.bound_s > 0 ? r.predicted_s / r.bound_s : 0);
+	out_end(o);
+	return 0;
+}
+
+static int cmd_help(struct opts *op, struct out *o)
+{
+	(void)op;
+	json_object_put(o->root);
+	o->root = NULL;
+	printf("usage: xfer-weightsync [-j|-p] [simulate|plan|help] [options]\n"
+	       "  --model FILE          config.json (default %s)\n"
+	       "  --trainer SPEC        fsdp=16,pp=2,ep=8[,dp=1] (default)\n"
+	       "  --inference SPEC      tp=1,ep=32,dp=4 (default)\n"
+	       "  --dtype fp8|bf16      inference weights (default fp8)\n"
+	       "  --mtp                 include DeepSeek MTP layers\n"
+	       "  --min-chunk-mib N --max-chunk-mib N   planner chunking (4, 32)\n"
+	       "  --nic-gbps N [--infer-nic-gbps N] --copy-gbs N --xform-gbs N\n"
+	       "  --op-us N --chunk-us N --watermark-mib N --piece-mib N --window N\n"
+	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
+	       "  --no-validate         skip the validator\n", DEFAULT_MODEL);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct opts *, struct out *);
+} cmds[] = {
+	{ "simulate", cmd_simulate }, /* first: what runs without a command */
+	{ "plan", cmd_plan },
+	{ "help", cmd_help },
+};
+
+int main(int argc, char **argv)
+{
+	struct out o = { 0 };
+	struct opts op = { .model = DEFAULT_MODEL };
+	int first = 1, ci = 0;
+
+	/* global flags before the command */
+	while (first < argc && argv[first][0] == '-' && argv[first][1] != '-') {
+		if (!strcmp(argv[first], "-j"))
+			o.json = 1;
+		else if (!strcmp(argv[first], "-p"))
+			o.json = o.pretty = 1;
+		else
+			break;
+		first++;
+	}
+	if (first < argc && argv[first][0] != '-') {
+		for (ci = 0; ci < (int)(sizeof(cmds) / sizeof(cmds[0])); ci++)
+			if (!strcmp(argv[first], cmds[ci].name))
+				break;
+		if (ci == (int)(sizeof(cmds) / sizeof(cmds[0])))
+			return fail(&o, EINVAL, "unknown command '%s'", argv[first]);
+		first++;
+	}
+	xfer_ws_trainer_parse("fsdp=16,pp=2,ep=8", &op.t);
+	op.l.dtype = XFER_WS_DT_FP8E4M3;
+	xfer_ws_infer_parse("tp=1,ep=32,dp=4", &op.l);
+	op.pa.size = sizeof(op.pa);
+	op.c.size = sizeof(op.c);
+	if (parse_opts(argc - first + 1, argv + first - 1, &op, &o))
+		return 1;
+	o.root = json_object_new_object();
+	return cmds[ci].fn(&op, &o);
+}
