@@ -197,8 +197,12 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	if (ret)
 		goto err_sink;
 
+	/* Placement matters next to a GPU or a real NIC; loopback providers
+	 * (shm, tcp, sockets) have neither. */
+	bool loopback = strcmp(e->provider, "shm") == 0 || strstr(e->provider, "tcp") ||
+			strstr(e->provider, "sockets") || strstr(e->provider, "udp");
 	e->worker_cpu = e->attr.worker_cpu >= 0 ? e->attr.worker_cpu
-			: xfer_topo_worker_cpu(e->attr.gpu, e->rail_names[0]);
+			: xfer_topo_worker_cpu(e->attr.gpu, loopback ? NULL : e->rail_names[0]);
 	ret = -pthread_create(&e->worker, NULL, xfer_worker_main, e);
 	if (ret)
 		goto err_sink;
@@ -352,9 +356,12 @@ int xfer_cmd_run(xfer_engine *e, struct xfer_cmd *c)
 		/* From a callback on the worker itself: no queue, no wait. */
 		return xfer_worker_exec_cmd(e, c);
 	}
+	/* An async command belongs to the worker once pushed: read it first. */
+	bool async = c->async;
+
 	xfer_mpsc_push(&e->q, &c->qn);
 	xfer_engine_kick(e);
-	if (c->async)
+	if (async)
 		return 0;
 	while (!atomic_load_explicit(&c->done, memory_order_acquire))
 		xfer_futex_wait(&c->done, 0, -1);

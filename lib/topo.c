@@ -44,9 +44,14 @@ int xfer_topo_worker_cpu(int gpu, const char *nic)
 	hwloc_obj_t dev = NULL, anc;
 	int cpu = -1;
 
+	if (gpu < 0 && (!nic || !*nic))
+		return -1;   /* nothing to be near: let the scheduler choose */
 	if (hwloc_topology_init(&t))
 		return -1;
 	hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+	/* The libpciaccess component only adds device names (it parses pci.ids,
+	 * slowly); Linux sysfs discovery still finds every PCI device. */
+	hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
 	if (hwloc_topology_load(t)) {
 		hwloc_topology_destroy(t);
 		return -1;

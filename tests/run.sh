@@ -49,7 +49,11 @@ count_one() { # name logfile rc
 run_one() { # name cmd...
 	local name=$1; shift
 	local log="$out/${name//\//_}.log" rc
-	timeout -k 5 "$timeout_s" "$@" > "$log" 2>&1; rc=$?
+	# Own session per test, so that processes it forked die with it.
+	setsid timeout -k 5 "$timeout_s" "$@" > "$log" 2>&1 < /dev/null &
+	local pid=$!
+	wait "$pid"; rc=$?
+	kill -9 -- -"$pid" 2>/dev/null
 	[ "$rc" = 124 ] && echo "timeout after ${timeout_s}s" >> "$log"
 	count_one "$name" "$log" "$rc"
 }
