@@ -142,6 +142,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		e->id = xfer_now_ns() ^ (uint64_t)(uintptr_t)e;
 	e->num_rails = e->attr.num_domains;
 	e->timeout_ms = e->attr.peer_timeout_ms ? e->attr.peer_timeout_ms : XFER_DEFAULT_TIMEOUT_MS;
+	e->timeout_ns = (uint64_t)e->timeout_ms * 1000000ull;
 	e->stripe_threshold = e->attr.stripe_threshold ? e->attr.stripe_threshold
 						       : XFER_DEFAULT_STRIPE_THRESHOLD;
 	if (!e->attr.idle_spin_us)

@@ -144,9 +144,7 @@ struct xfer_op {
 	struct xfer_paged paged;         /* OP_PAGED (pages point into `pages`) */
 	uint32_t *pages;                 /* OP_PAGED: src then dst indices */
 	uint32_t num_targets;
-	struct xfer_target *targets;     /* == &target1 when one */
-	struct xfer_target target1;
-	struct xfer_rmr dst_copy;        /* OP_WRITE/PAGED: the rmr, copied */
+	struct xfer_target *targets;     /* allocated behind the op, with their rmr copies */
 };
 
 /* ---- immediate counters (counters.c) ------------------------------- */
@@ -280,6 +278,8 @@ struct xfer_engine {
 	uint32_t imm_ready_n, imm_ready_cap;
 	struct xfer_watch *watches;
 	uint64_t next_timeout_scan;
+	uint64_t now_ns;                        /* clock at the top of this loop */
+	uint64_t timeout_ns;
 	uint64_t region_seq;
 
 	struct xfer_counter counters[XFER_COUNTER_SLOTS];

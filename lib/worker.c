@@ -252,7 +252,7 @@ static int post_pending(xfer_engine *e)
 		bool stop = false;
 
 		if (!op->deadline_ns)
-			op->deadline_ns = xfer_now_ns() + (uint64_t)e->timeout_ms * 1000000ull;
+			op->deadline_ns = e->now_ns + e->timeout_ns;
 		while (!op->status && op->pieces_next < op->pieces_total && !stop) {
 			uint32_t brail = 0, bpeer = 0;
 			int n = 0, err = 0, got;
@@ -410,7 +410,11 @@ static void complete_piece(xfer_engine *e, struct xfer_piece *pc, int status)
 				 __ATOMIC_RELAXED);
 	}
 	if (!op->finished)
-		op->deadline_ns = xfer_now_ns() + (uint64_t)e->timeout_ms * 1000000ull;
+		op->deadline_ns = e->now_ns + e->timeout_ns;
+	/* The immediate is no longer outstanding: check_timeouts must not blame
+	 * this target for a barrier whose other targets stopped answering. */
+	if (pc->is_imm)
+		t->imm_queued = 0;
 	if (!pc->is_imm && --t->data_left == 0 && t->imm_mode == IMM_AFTER && !op->status &&
 	    !op->finished && !t->imm_queued)
 		imm_ready_push(e, op, t);
@@ -515,10 +519,16 @@ void xfer_worker_submit(xfer_engine *e, struct xfer_op *op)
 		if (t->imm_mode == IMM_AFTER && t->data_left == 0)
 			imm_ready_push(e, op, t);
 	}
-	if (op->pieces_total > 0)
+	if (op->pieces_total > 0) {
 		post_list_append(e, op);
-	else
+	} else {
+		/* Immediates alone never pass through post_pending, which is where
+		 * an op's deadline is first set: without one here, an immediate to
+		 * a peer that stops answering (never posted after EAGAIN, or never
+		 * completed) would wait forever instead of failing by timeout. */
+		op->deadline_ns = e->now_ns + e->timeout_ns;
 		op_check_done(e, op);
+	}
 }
 
 static void cancel_op(xfer_engine *e, struct xfer_op *op)
@@ -647,6 +657,7 @@ void *xfer_worker_main(void *arg)
 	uint64_t sleep_ns = 50000;
 
 	xfer_worker_self = e;
+	e->now_ns = last_activity;
 	if (e->worker_cpu >= 0) {
 		cpu_set_t set;
 
@@ -655,15 +666,19 @@ void *xfer_worker_main(void *arg)
 		sched_setaffinity(0, sizeof(set), &set);
 	}
 	while (!atomic_load_explicit(&e->stopping, memory_order_relaxed)) {
-		int act = drain_queue(e);
+		int act;
 		uint64_t now;
+
+		/* One clock read per loop: deadlines need no better precision. */
+		e->now_ns = xfer_now_ns();
+		act = drain_queue(e);
 
 		act |= poll_rails(e);
 		act |= post_imm_ready(e);
 		act |= post_pending(e);
 		if (e->watches)
 			xfer_watches_poll(e);
-		now = xfer_now_ns();
+		now = e->now_ns;
 		if (now >= e->next_timeout_scan) {
 			check_timeouts(e, now);
 			e->next_timeout_scan = now + 1000000;

@@ -19,6 +19,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#builds[@]} -gt 0 ] || builds=(build)
 timeout_s=${XFER_TEST_TIMEOUT:-180}
+suite_timeout_s=${XFER_SUITE_TIMEOUT:-1200}   # guest suites boot qemu several times
 out=tests/out
 mkdir -p "$out"
 pass=0 fail=0 skip=0
@@ -46,15 +47,15 @@ count_one() { # name logfile rc
 	esac
 }
 
-run_one() { # name cmd...
-	local name=$1; shift
+run_one() { # name timeout cmd...
+	local name=$1 limit=$2; shift 2
 	local log="$out/${name//\//_}.log" rc
 	# Own session per test, so that processes it forked die with it.
-	setsid timeout -k 5 "$timeout_s" "$@" > "$log" 2>&1 < /dev/null &
+	setsid timeout -k 5 "$limit" "$@" > "$log" 2>&1 < /dev/null &
 	local pid=$!
 	wait "$pid"; rc=$?
 	kill -9 -- -"$pid" 2>/dev/null
-	[ "$rc" = 124 ] && echo "timeout after ${timeout_s}s" >> "$log"
+	[ "$rc" = 124 ] && echo "timeout after ${limit}s" >> "$log"
 	count_one "$name" "$log" "$rc"
 }
 
@@ -64,12 +65,12 @@ for b in "${builds[@]}"; do
 	export XFER_BUILD=$b
 	for t in "$b"/tests/unit/test_* "$b"/tests/integration/test_*; do
 		[ -x "$t" ] || continue
-		run_one "${t#"$b"/tests/}$tag" "$t"
+		run_one "${t#"$b"/tests/}$tag" "$timeout_s" "$t"
 	done
 done
 export XFER_BUILD=${builds[0]}
 for s in "${suites[@]}"; do
-	run_one "$s" "$s"
+	run_one "$s" "$suite_timeout_s" "$s"
 done
 
 echo

@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +69,20 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The main thread blocks while the worker runs a measurement: a thread
+ * waking up now and then would steal one of two cores from the pollers. */
+static void wait_flag(_Atomic uint32_t *flag)
+{
+	while (!atomic_load(flag))
+		syscall(SYS_futex, (uint32_t *)flag, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+static void set_flag(_Atomic uint32_t *flag)
+{
+	atomic_store(flag, 1);
+	syscall(SYS_futex, (uint32_t *)flag, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 static void die(const char *what, int err)
@@ -282,7 +298,7 @@ static void run_done(void *ctx, int status)
 		atomic_store(&r->error, status);
 	if (atomic_fetch_add(&r->completed, 1) + 1 == r->n) {
 		r->t_end = now_s();
-		atomic_store(&r->finished, 1);
+		set_flag(&r->finished);
 		return;
 	}
 	if (atomic_load(&r->submitted) < r->n && !status)
@@ -314,7 +330,7 @@ static int run_submit(struct run *r)
 	}
 	if (ret) {
 		atomic_store(&r->error, ret);
-		atomic_store(&r->finished, 1);
+		set_flag(&r->finished);
 	}
 	return ret;
 }
@@ -322,7 +338,6 @@ static int run_submit(struct run *r)
 /* Run r->n operations with r->window in flight; returns seconds. */
 static double run_xfer(struct run *r)
 {
-	struct timespec ts = { 0, 200000 };
 	double t0;
 
 	atomic_store(&r->submitted, 0);
@@ -332,8 +347,7 @@ static double run_xfer(struct run *r)
 	t0 = now_s();
 	for (uint64_t i = 0; i < r->window && i < r->n; i++)
 		run_submit(r);
-	while (!atomic_load(&r->finished))
-		nanosleep(&ts, NULL);   /* the worker does the work; we only wait */
+	wait_flag(&r->finished);   /* the worker does the work */
 	if (atomic_load(&r->error))
 		die("operation", atomic_load(&r->error));
 	return r->t_end - t0;
@@ -587,12 +601,12 @@ static void ping_back(void *ctx, int status)
 	struct ping *p = ctx;
 
 	if (status) {
-		atomic_store(&p->finished, 1);
+		set_flag(&p->finished);
 		return;
 	}
 	p->samples[p->i++] = (now_s() - p->t_sent) / 2 * 1e6;
 	if (p->i == p->n)
-		atomic_store(&p->finished, 1);
+		set_flag(&p->finished);
 	else
 		ping_send(p);
 }
@@ -626,7 +640,6 @@ static void test_imm(struct bench *b)
 	struct opts *o = b->o;
 	uint64_t n = o->iters ? o->iters : 20000, warm = n / 10 + 1;
 	struct ping p = { .s = &b->s, .n = n + warm };
-	struct timespec ts = { 0, 200000 };
 	double p50, p99, r50 = 0, r99 = 0;
 	uint64_t m[2] = { CMD_PONG_XFER, n + warm }, ack;
 
@@ -634,8 +647,7 @@ static void test_imm(struct bench *b)
 	if (oob_send(b->fds[0], m, sizeof(m)) || oob_recv_u64(b->fds[0], &ack))
 		die("peer", -EPROTO);
 	ping_send(&p);
-	while (!atomic_load(&p.finished))
-		nanosleep(&ts, NULL);
+	wait_flag(&p.finished);
 	if (p.i != p.n)
 		die("latency run", -EIO);
 	oob_send_u64(b->fds[0], 0);

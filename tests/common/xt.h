@@ -29,8 +29,16 @@ extern int xt_failures;
 		}                                                                    \
 	} while (0)
 
-#define XT_EQ(a, b) XT_CHECK((long long)(a) == (long long)(b), "%lld != %lld", \
-			     (long long)(a), (long long)(b))
+/* Each argument is evaluated once: XT_EQ(xt_reap(&p), 0) must not reap twice. */
+#define XT_EQ(a, b)                                                                  \
+	do {                                                                         \
+		long long xt_a_ = (long long)(a), xt_b_ = (long long)(b);            \
+		if (xt_a_ != xt_b_) {                                                \
+			fprintf(stderr, "%s:%d: check failed: %s == %s: %lld != %lld\n", \
+				__FILE__, __LINE__, #a, #b, xt_a_, xt_b_);           \
+			xt_failures++;                                               \
+		}                                                                    \
+	} while (0)
 #define XT_OK(expr)                                                                  \
 	do {                                                                         \
 		int xt_r_ = (expr);                                                  \

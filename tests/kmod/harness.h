@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XT_SKIP_RC 4
@@ -45,6 +46,20 @@ static inline void xt_register(struct xt_test *t)
 
 #define XT_LOG(...) do { printf("# " __VA_ARGS__); printf("\n"); fflush(stdout); } while (0)
 
+/* Diagnostics of several lines: each as a TAP comment. */
+static inline void xt_log_block(const char *title, const char *text)
+{
+	printf("# %s:\n", title);
+	while (*text) {
+		const char *nl = strchr(text, '\n');
+		int n = nl ? (int)(nl - text) : (int)strlen(text);
+
+		printf("#   %.*s\n", n, text);
+		text += n + (nl ? 1 : 0);
+	}
+	fflush(stdout);
+}
+
 #define XT_FAIL_AT(fatal, ...) do {					\
 	printf("# %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__);	\
 	printf("\n"); fflush(stdout);					\
@@ -68,6 +83,7 @@ static inline void xt_register(struct xt_test *t)
 #define ASSERT_FALSE(a) XT_CMP(1, !!(a), ==, 0)
 #define EXPECT_EQ(a, b) XT_CMP(0, a, ==, b)
 #define EXPECT_NE(a, b) XT_CMP(0, a, !=, b)
+#define EXPECT_GE(a, b) XT_CMP(0, a, >=, b)
 #define EXPECT_TRUE(a) XT_CMP(0, !!(a), ==, 1)
 
 #define SKIP(...) do {							\
@@ -116,6 +132,7 @@ static int xt_run_all(int argc, char **argv)
 	fflush(stdout);
 	for (t = xt_head; t; t = t->next) {
 		int status = 0, skip;
+		struct timespec t0, t1;
 		pid_t pid;
 
 		n++;
@@ -125,12 +142,16 @@ static int xt_run_all(int argc, char **argv)
 		}
 		memset(meta, 0, sizeof(*meta));
 		xt_cur = meta;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		pid = fork();
 		if (pid == 0) {
 			t->fn(meta);
 			_exit(meta->failed ? 1 : 0);
 		}
 		waitpid(pid, &status, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("# %s: %ld ms\n", t->name, (long)((t1.tv_sec - t0.tv_sec) * 1000 +
+							(t1.tv_nsec - t0.tv_nsec) / 1000000));
 		skip = WIFEXITED(status) && WEXITSTATUS(status) == XT_SKIP_RC;
 		if (!skip && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
 			if (WIFSIGNALED(status))

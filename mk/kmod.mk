@@ -1,0 +1,58 @@
+# Kernel module (kmod/): build for every kernel with headers, DKMS, install.
+# Included by the top-level Makefile; its qemu suite joins `make test`.
+TEST_SUITES += tests/kmod/run.sh
+
+KMOD_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+# Versions from /lib/modules (never uname -r): every kernel with headers.
+KMOD_KVERS   ?= $(notdir $(patsubst %/build/,%,$(wildcard /lib/modules/*/build/)))
+KMOD_SRC     := kmod/Kbuild $(wildcard kmod/*.c kmod/*.h) kmod/include
+KMOD_OUT     := $(BUILD)/kmod
+DKMS_SRC     := $(DESTDIR)/usr/src/xfer-$(KMOD_VERSION)
+
+.PHONY: kmod test-kmod dkms-install dkms-uninstall install-kmod
+
+# One build tree per kernel: objects of two kernels must not mix.
+kmod:
+	@test -n "$(KMOD_KVERS)" || { echo "kmod: no kernel headers in /lib/modules/*/build"; exit 1; }
+	@set -e; for k in $(KMOD_KVERS); do \
+	  mkdir -p $(KMOD_OUT)/$$k/src; cp -r $(KMOD_SRC) $(KMOD_OUT)/$$k/src/; \
+	  $(MAKE) -C /lib/modules/$$k/build M=$(CURDIR)/$(KMOD_OUT)/$$k/src W=1 modules; \
+	  echo "kmod: $(KMOD_OUT)/$$k/src/xfer.ko"; \
+	done
+
+# TAP from every kernel, then the project's closing line.
+test-kmod: deps-test
+	@mkdir -p $(BUILD); rc=0; tests/kmod/run.sh > $(BUILD)/kmod-tap.log || rc=$$?; \
+	cat $(BUILD)/kmod-tap.log; \
+	awk '/^ok [0-9]+.*# *SKIP/ { s++; next } /^ok [0-9]+/ { p++ } /^not ok [0-9]+/ { f++ } \
+	     END { printf "\n%d passed, %d failed, %d skipped\n", p, f + 0, s + 0 }' $(BUILD)/kmod-tap.log; \
+	[ $$rc -eq 0 ] && ! grep -q '^not ok' $(BUILD)/kmod-tap.log
+
+dkms-install:
+	install -d $(DKMS_SRC)/kmod/include/uapi/linux
+	install -m 0644 dkms.conf $(DKMS_SRC)/
+	install -m 0644 kmod/Kbuild kmod/Makefile kmod/*.c kmod/*.h $(DKMS_SRC)/kmod/
+	install -m 0644 kmod/include/uapi/linux/xfer.h $(DKMS_SRC)/kmod/include/uapi/linux/
+	dkms add -m xfer -v $(KMOD_VERSION) || true
+	@set -e; for k in $(KMOD_KVERS); do \
+	  dkms build -m xfer -v $(KMOD_VERSION) -k $$k; \
+	  dkms install -m xfer -v $(KMOD_VERSION) -k $$k; \
+	done
+
+dkms-uninstall:
+	-dkms remove -m xfer -v $(KMOD_VERSION) --all
+	rm -rf $(DKMS_SRC)
+
+# Module for every kernel with headers, /dev/xfer as 0660 group xfer, load at boot.
+install-kmod: kmod
+	@set -e; for k in $(KMOD_KVERS); do \
+	  install -D -m 0644 $(KMOD_OUT)/$$k/src/xfer.ko $(DESTDIR)/lib/modules/$$k/updates/xfer.ko; \
+	  if [ -z "$(DESTDIR)" ]; then depmod -a $$k; fi; \
+	done
+	install -D -m 0644 kmod/60-xfer.rules $(DESTDIR)/etc/udev/rules.d/60-xfer.rules
+	install -D -m 0644 kmod/xfer-modules-load.conf $(DESTDIR)/etc/modules-load.d/xfer.conf
+	install -D -m 0644 kmod/include/uapi/linux/xfer.h $(DESTDIR)$(PREFIX)/include/linux/xfer.h
+	@if [ -z "$(DESTDIR)" ]; then \
+	  getent group xfer >/dev/null || groupadd --system xfer; \
+	  udevadm control --reload-rules 2>/dev/null || true; \
+	fi

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests of lib/kmod.c (the library's side of /dev/xfer) against the real
+ * module, run inside the qemu guest next to xfer_test.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include <linux/xfer.h>
+
+#include "kmod.h"
+#include "harness.h"
+#include "util.h"
+
+static int xt_after_each(const char *name)
+{
+	if (access("/dev/xfer", F_OK) == 0 && !module_idle()) {
+		XT_LOG("%s left module state behind", name);
+		return 1;
+	}
+	return 0;
+}
+
+FIXTURE(lib) {
+	struct xfer_kmod *k;
+	uint8_t *buf;
+};
+
+FIXTURE_SETUP(lib)
+{
+	int ret = xfer_kmod_open(&self->k);
+
+	if (ret == -ENODEV)
+		SKIP("/dev/xfer missing: module not loaded");
+	ASSERT_EQ(ret, 0);
+	self->buf = anon(16 * PG);
+	ASSERT_TRUE(self->buf);
+}
+
+FIXTURE_TEARDOWN(lib)
+{
+	xfer_kmod_close(self->k);
+	EXPECT_EQ(sysfs("contexts"), 0);
+}
+
+TEST(lib_without_module_returns_enodev)
+{
+	struct xfer_kmod *k = (void *)1;
+	uint64_t h, sid;
+	void *addr;
+	size_t len;
+	int fd;
+
+	setenv("XFER_KMOD_DEV", "/dev/no-such-xfer", 1);
+	EXPECT_EQ(xfer_kmod_open(&k), -ENODEV);
+	EXPECT_TRUE(k == NULL);
+	EXPECT_EQ(xfer_kmod_pin(NULL, &h, PG, &h), -ENODEV);
+	EXPECT_EQ(xfer_kmod_release(NULL, 1), -ENODEV);
+	EXPECT_EQ(xfer_kmod_share(NULL, 1, 0, 0, &sid), -ENODEV);
+	EXPECT_EQ(xfer_kmod_open_shared(NULL, 1, &h, &addr, &len), -ENODEV);
+	EXPECT_EQ(xfer_kmod_export_dmabuf(NULL, 1, &fd), -ENODEV);
+	EXPECT_TRUE(xfer_kmod_stats(NULL) == NULL);
+	xfer_kmod_close(NULL);
+}
+
+TEST_F(lib, pin_rounds_out_to_pages_and_release)
+{
+	uint64_t h;
+
+	ASSERT_EQ(xfer_kmod_pin(self->k, self->buf + 100, 5000, &h), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), 2 * PG);
+	EXPECT_EQ(xfer_kmod_release(self->k, h), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), 0);
+	EXPECT_EQ(xfer_kmod_release(self->k, h), -ENOENT);
+	EXPECT_EQ(xfer_kmod_pin(self->k, self->buf, 0, &h), -EINVAL);
+	EXPECT_EQ(xfer_kmod_pin(self->k, (void *)(uintptr_t)-PG, 2 * PG, &h), -ERANGE);
+}
+
+TEST_F(lib, share_opened_by_other_process_sees_same_pages)
+{
+	uint64_t h, sid;
+	pid_t pid;
+	int status;
+
+	fill(self->buf, 4 * PG, 17);
+	ASSERT_EQ(xfer_kmod_pin(self->k, self->buf, 4 * PG, &h), 0);
+	ASSERT_EQ(xfer_kmod_share(self->k, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct xfer_kmod *k2;
+		uint64_t h2;
+		void *addr;
+		size_t len;
+
+		if (xfer_kmod_open(&k2) || xfer_kmod_open_shared(k2, sid, &h2, &addr, &len))
+			_exit(1);
+		if (len != 4 * PG || !check(addr, len, 17))
+			_exit(2);
+		fill(addr, len, 18);
+		munmap(addr, len);
+		if (xfer_kmod_release(k2, h2))
+			_exit(3);
+		xfer_kmod_close(k2);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	EXPECT_TRUE(check(self->buf, 4 * PG, 18));
+	EXPECT_EQ(xfer_kmod_release(self->k, h), 0);
+}
+
+TEST_F(lib, stats_page_published_to_debugfs)
+{
+	struct xfer_stats_page *st = xfer_kmod_stats(self->k);
+	char *s, line[64];
+
+	ASSERT_TRUE(st != NULL);
+	EXPECT_EQ(st->version, 1);
+	st->num_domains = 1;
+	st->dom[0].ops_posted = 42;
+	st->dom[0].bytes_completed = 4096;
+	st->last_error = -5;
+	s = slurp("/sys/kernel/debug/xfer/contexts");
+	snprintf(line, sizeof(line), "\t%d\tlib_test\t", getpid());
+	ASSERT_TRUE(strstr(s, line) != NULL);
+	{
+		char *l = strstr(s, line), path[96];
+
+		while (l > s && l[-1] != '\n')
+			l--;
+		snprintf(path, sizeof(path), "/sys/kernel/debug/xfer/ctx-%d/stats", atoi(l));
+		s = slurp(path);
+	}
+	EXPECT_TRUE(strstr(s, "num_domains 1\n") != NULL);
+	EXPECT_TRUE(strstr(s, "last_error -5\n") != NULL);
+	EXPECT_TRUE(strstr(s, "\n0\t0\t4096\t42\t0\t0\t0\n") != NULL);
+}
+
+TEST_F(lib, export_and_import_dmabuf)
+{
+	uint64_t h, h2;
+	int fd;
+
+	ASSERT_EQ(xfer_kmod_pin(self->k, self->buf, 4 * PG, &h), 0);
+	ASSERT_EQ(xfer_kmod_export_dmabuf(self->k, h, &fd), 0);
+	ASSERT_EQ(xfer_kmod_import_dmabuf(self->k, fd, 0, 4 * PG, &h2), 0);
+	close(fd);
+	EXPECT_EQ(sysfs("imported_bytes"), 4 * PG);
+	EXPECT_EQ(xfer_kmod_release(self->k, h2), 0);
+	EXPECT_EQ(xfer_kmod_release(self->k, h), 0);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	return xt_run_all(argc, argv);
+}
