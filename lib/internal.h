@@ -218,6 +218,7 @@ struct xfer_peer {
 	uint64_t engine_id;
 	uint32_t num_rails;
 	struct xfer_rail_key sink[XFER_MAX_DOMAINS];
+	uint64_t last_done_ns;       /* worker: its last successful completion */
 };
 
 struct xfer_rail_state {

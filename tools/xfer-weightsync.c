@@ -5,7 +5,9 @@
  *   xfer-weightsync [-j] [-p] [simulate|plan|help] [options]
  *
  * simulate (the default) plans and predicts the time on a cluster model;
- * plan prints the schedule's statistics and can write it (-o FILE).
+ * plan prints the schedule's statistics and can write it (-o FILE);
+ * run executes it on this machine: trainer and inference processes on a
+ * loopback provider, every received tensor checked (tools/common/wsrun.c).
  * Defaults are the anchor: Kimi-K2, 256 BF16 trainers FSDP/PP/EP = 16/2/8,
  * 128 FP8 inference GPUs EP32 x 4 replicas, 400 Gbit/s per GPU.
  * Text and JSON come out of the same print calls; in JSON mode errors are JSON.
@@ -20,9 +22,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <json-c/json.h>
 
 #include "xfer_weightsync.h"
+#include "common/wsrun.h"
 
 #define DEFAULT_MODEL "models/kimi-k2.json"
 
@@ -94,14 +98,28 @@ struct opts {
 	struct xfer_ws_cluster c;
 	uint32_t model_flags;
 	int no_validate;
+	struct wsrun_opts run;
 };
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double now_s(void)
+{
+	return clock_s(CLOCK_MONOTONIC);
+}
+
+static double user_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
 }
 
 /* The default model beside the binary (build/../models) when not run from the repo root. */
@@ -142,7 +160,6 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "op-us", required_argument, 0, 'O' },
 		{ "chunk-us", required_argument, 0, 'U' },
 		{ "watermark-mib", required_argument, 0, 'W' },
-		{ "piece-mib", required_argument, 0, 'P' },
 		{ "window", required_argument, 0, 'w' },
 		{ "min-chunk-mib", required_argument, 0, 'a' },
 		{ "max-chunk-mib", required_argument, 0, 'b' },
@@ -151,6 +168,12 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "schedule", required_argument, 0, 's' },
 		{ "json", no_argument, 0, 'j' },
 		{ "pretty", no_argument, 0, 'p' },
+		{ "provider", required_argument, 0, 1001 },
+		{ "domains", required_argument, 0, 1002 },
+		{ "seed", required_argument, 0, 1003 },
+		{ "timeout-ms", required_argument, 0, 1004 },
+		{ "kill-trainer", required_argument, 0, 1005 },
+		{ "kill-after-ms", required_argument, 0, 1006 },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -178,8 +201,14 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		case 's': op->in_file = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'p': o->json = o->pretty = 1; break;
+		case 1001: op->run.provider = optarg; break;
+		case 1002: op->run.domains = (uint32_t)atoi(optarg); break;
+		case 1003: op->run.seed = strtoull(optarg, NULL, 0); break;
+		case 1004: op->run.timeout_ms = atoi(optarg); break;
+		case 1005: op->run.kill_trainer = atoi(optarg); break;
+		case 1006: op->run.kill_after_ms = atoi(optarg); break;
 		case 'n': case 'N': case 'C': case 'X': case 'O': case 'U':
-		case 'W': case 'P': case 'w': case 'a': case 'b':
+		case 'W': case 'w': case 'a': case 'b':
 			if ((rc = parse_num(optarg, &v)))
 				break;
 			switch (c) {
@@ -190,7 +219,6 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 			case 'O': op->c.op_us = v; break;
 			case 'U': op->c.chunk_us = v; break;
 			case 'W': op->c.watermark = (uint64_t)(v * (1 << 20)); break;
-			case 'P': op->c.piece = (uint64_t)(v * (1 << 20)); break;
 			case 'w': op->c.window = (uint32_t)v; break;
 			case 'a': op->pa.min_chunk = (uint64_t)(v * (1 << 20)); break;
 			case 'b': op->pa.max_chunk = (uint64_t)(v * (1 << 20)); break;
@@ -212,7 +240,7 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 {
 	char buf[PATH_MAX], err[256];
 	xfer_ws_model *m;
-	double t0;
+	double t0, c0, u0;
 	int rc;
 
 	if (op->in_file) {
@@ -236,8 +264,12 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 	out_str(o, "model_type", xfer_ws_model_type(m));
 	out_u64(o, "params", xfer_ws_model_numel(m));
 	t0 = now_s();
+	c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+	u0 = user_s();
 	rc = xfer_ws_plan(m, &op->t, &op->l, &op->pa, s);
 	out_f64(o, "plan_ms", (now_s() - t0) * 1e3);
+	out_f64(o, "plan_cpu_ms", (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e3);
+	out_f64(o, "plan_user_ms", (user_s() - u0) * 1e3);
 	xfer_ws_model_free(m);
 	if (rc)
 		return fail(o, rc, "planning failed");
@@ -333,7 +365,8 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	out_f64(o, "chunk_us", op->c.chunk_us > 0 ? op->c.chunk_us : c.chunk_us);
 	out_u64(o, "watermark_bytes", op->c.watermark ? op->c.watermark : c.watermark);
 	out_f64(o, "sim_ms", (now_s() - t0) * 1e3);
-	out_u64(o, "events", r.events);
+	out_u64(o, "steps", r.events);
+	out_u64(o, "window", op->c.window ? op->c.window : c.window);
 	out_f64(o, "prep_s", r.prep_s);
 	out_f64(o, "trainer_bound_s", r.trainer_bound_s);
 	out_f64(o, "infer_bound_s", r.infer_bound_s);
@@ -344,12 +377,60 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	return 0;
 }
 
+/* Execute the schedule on this machine and check what every receiver got. */
+static int cmd_run(struct opts *op, struct out *o)
+{
+	struct xfer_ws_schedule *s;
+	struct xfer_ws_stats st;
+	struct wsrun_result r;
+	int rc;
+
+	if (get_schedule(op, o, &s))
+		return 1;
+	print_layout(o, s);
+	xfer_ws_schedule_stats(s, &st);
+	out_u64(o, "writes", s->nwrites);
+	out_u64(o, "total_bytes", st.total_bytes);
+	op->run.watermark = op->c.watermark;
+	op->run.window = op->c.window;
+	if (!op->run.provider)
+		op->run.provider = "shm";
+	if (!op->run.domains)
+		op->run.domains = 1;
+	out_str(o, "provider", op->run.provider);
+	rc = wsrun(s, &op->run, &r);
+	xfer_ws_schedule_free(s);
+	out_f64(o, "seconds", r.seconds);
+	out_f64(o, "bound_s", r.bound_s);
+	out_f64(o, "ratio", r.bound_s > 0 ? r.seconds / r.bound_s : 0);
+	out_f64(o, "loopback_gbs", r.loopback_gbs);
+	out_u64(o, "bytes", r.bytes);
+	out_u64(o, "gathered", r.gathered);
+	out_u64(o, "tensors_checked", r.tensors_checked);
+	out_u64(o, "mismatches", r.mismatches);
+	out_u64(o, "failed_ranks", r.failed_ranks);
+	if (rc) {
+		/* keep the figures beside the error: they say who failed */
+		const char *why = r.error[0] ? r.error : "received data differs";
+
+		if (o->json) {
+			out_str(o, "error", why);
+			out_end(o);
+		} else {
+			fprintf(stderr, "xfer-weightsync: run failed: %s\n", why);
+		}
+		return 1;
+	}
+	out_end(o);
+	return 0;
+}
+
 static int cmd_help(struct opts *op, struct out *o)
 {
 	(void)op;
 	json_object_put(o->root);
 	o->root = NULL;
-	printf("usage: xfer-weightsync [-j|-p] [simulate|plan|help] [options]\n"
+	printf("usage: xfer-weightsync [-j|-p] [simulate|plan|run|help] [options]\n"
 	       "  --model FILE          config.json (default %s)\n"
 	       "  --trainer SPEC        fsdp=16,pp=2,ep=8[,dp=1] (default)\n"
 	       "  --inference SPEC      tp=1,ep=32,dp=4 (default)\n"
@@ -357,9 +438,12 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "  --mtp                 include DeepSeek MTP layers\n"
 	       "  --min-chunk-mib N --max-chunk-mib N   planner chunking (4, 32)\n"
 	       "  --nic-gbps N [--infer-nic-gbps N] --copy-gbs N --xform-gbs N\n"
-	       "  --op-us N --chunk-us N --watermark-mib N --piece-mib N --window N\n"
+	       "  --op-us N --chunk-us N --watermark-mib N --window N (writes in flight per NIC)\n"
 	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
-	       "  --no-validate         skip the validator\n", DEFAULT_MODEL);
+	       "  --no-validate         skip the validator\n"
+	       "  run: --provider P (shm) --domains N --seed N --timeout-ms N\n"
+	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n",
+	       DEFAULT_MODEL);
 	return 0;
 }
 
@@ -369,13 +453,14 @@ static const struct {
 } cmds[] = {
 	{ "simulate", cmd_simulate }, /* first: what runs without a command */
 	{ "plan", cmd_plan },
+	{ "run", cmd_run },
 	{ "help", cmd_help },
 };
 
 int main(int argc, char **argv)
 {
 	struct out o = { 0 };
-	struct opts op = { .model = DEFAULT_MODEL };
+	struct opts op = { .model = DEFAULT_MODEL, .run = { .kill_trainer = -1, .seed = 1 } };
 	int first = 1, ci = 0;
 
 	/* global flags before the command */

@@ -117,7 +117,8 @@ static inline uint32_t xfer_ws_infer_world(const struct xfer_ws_infer_layout *l)
 	return l->dp * l->ep * l->tp;
 }
 
-/* Parse "fsdp=16,pp=2,ep=8[,dp=1]" / "tp=1,ep=32,dp=4"; missing keys are 1. */
+/* Parse "fsdp=16,pp=2,ep=8[,dp=1]" / "tp=1,ep=32,dp=4"; missing keys are 1,
+ * unknown keys and zero values -EINVAL; an inference dtype of 0 becomes fp8. */
 int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t);
 int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
 
@@ -136,12 +137,18 @@ int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
  *  chunks[]     a unit of work on one trainer: rows [row0, row0+rows) x cols
  *               [col0, col0+cols) of param, transformed once (copy or fp8),
  *               then written to nwrites destinations. Chunks are grouped by
- *               owner in execution order: trainer t runs
- *               chunks[trainers[t].first_chunk .. + nchunks] in that order.
- *  writes[]     one destination of a chunk (chunk's writes are
- *               writes[first_write .. + nwrites], in issue order): out_bytes
- *               to dst_offset and, for fp8, scale_bytes to scale_offset of
- *               rank dst_rank's buffer.
+ *               owner in preparation order: trainer t prepares
+ *               chunks[trainers[t].first_chunk .. + nchunks] in that order,
+ *               which is the order of their first write in t's issue order.
+ *  writes[]     one destination of a chunk: out_bytes to dst_offset and, for
+ *               fp8, scale_bytes to scale_offset of rank dst_rank's buffer.
+ *               Grouped by trainer in ISSUE order: trainer t posts
+ *               writes[trainers[t].first_write .. + nwrites] in that order
+ *               (each once its chunk is prepared). A chunk's writes are
+ *               writes_by_chunk[chunk.first_write .. + nwrites] (indices).
+ *               The order paces every inference NIC evenly over the run:
+ *               a write's position is the time its receiver is planned to
+ *               take it.
  *  gathers[]    rows of a chunk that the owner does not hold: before the
  *               pipeline starts, src_rank writes its rows [row0, row0+rows)
  *               (columns of the chunk, packed bf16/f32 row-major) to offset
@@ -150,10 +157,13 @@ int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
  *               .ngathers). A chunk with gather_offset != XFER_WS_NO_GATHER
  *               reads its whole source rows x cols from the gather buffer at
  *               gather_offset, where the owner also copies the rows it holds.
+ *  Staging: a chunk's output (out_bytes + scale_bytes) is held from its
+ *               preparation until its last write completes; preparing at
+ *               first use needs trainers[t].peak_staging bytes at most.
  *
  * Source data of a chunk: param rows/cols in the trainer's bf16 (or f32)
  * shard, row-major; the trainer's shard of param starts at row
- * xfer_ws_shard_row0(). Output layout in the destination: rows x cols
+ * xfer_ws_shard_rows(). Output layout in the destination: rows x cols
  * row-major in the tensor's dtype; for fp8 the scale rows of the chunk
  * (ceil(rows/128) x ceil(cols/128) float32, blocks counted from the chunk's
  * first row, which the planner puts on a block boundary of the destination).
@@ -182,9 +192,9 @@ struct xfer_ws_chunk {
 	uint32_t owner;           /* trainer rank */
 	uint32_t param;
 	uint32_t transform;       /* XFER_WS_XF_* */
-	uint32_t tensor;          /* destination tensor of the first write (others: same slice on other ranks) */
-	uint32_t first_write, nwrites;
-	uint32_t first_gather, ngathers; /* this chunk's gathers, an index range into gathers_by_chunk[] */
+	uint32_t tensor;          /* one destination tensor of this slice (on its first rank): names, diagnostics */
+	uint32_t first_write, nwrites;   /* its writes: an index range into writes_by_chunk[] */
+	uint32_t first_gather, ngathers; /* its gathers: an index range into gathers_by_chunk[] */
 };
 
 struct xfer_ws_write {
@@ -203,8 +213,10 @@ struct xfer_ws_gather {
 };
 
 struct xfer_ws_trainer_rank {
-	uint32_t first_chunk, nchunks;   /* execution order */
+	uint32_t first_chunk, nchunks;   /* preparation order */
+	uint32_t first_write, nwrites;   /* issue order */
 	uint32_t first_gather, ngathers; /* gathers this rank sends */
+	uint64_t peak_staging;           /* staging needed when chunks are prepared at first use */
 	uint64_t gather_bytes;           /* size of its gather buffer */
 	uint64_t tx_bytes;               /* writes + gathers sent */
 	uint64_t rx_bytes;               /* gathers received */
@@ -231,7 +243,8 @@ struct xfer_ws_schedule {
 	struct xfer_ws_param *params;
 	struct xfer_ws_tensor *tensors;
 	struct xfer_ws_chunk *chunks;
-	struct xfer_ws_write *writes;
+	struct xfer_ws_write *writes;            /* grouped by trainer, issue order */
+	uint32_t *writes_by_chunk;               /* indices into writes[], grouped by chunk */
 	struct xfer_ws_gather *gathers;          /* grouped by src_rank */
 	uint32_t *gathers_by_chunk;              /* indices into gathers[], grouped by chunk */
 	struct xfer_ws_trainer_rank *trainers;   /* [ntrainers] */
@@ -242,9 +255,10 @@ struct xfer_ws_schedule {
 struct xfer_ws_plan_attr {
 	uint32_t size;
 	uint32_t flags;           /* must be 0 */
-	uint64_t min_chunk;       /* source bytes; shards smaller than this are merged (gathered); 0 = 4 MiB */
-	uint64_t max_chunk;       /* source bytes; larger pieces are split; 0 = 32 MiB */
+	uint64_t min_chunk;       /* source bytes; shards smaller than this are merged (gathered); 0 = 16 MiB */
+	uint64_t max_chunk;       /* source bytes; larger pieces are split; 0 = 64 MiB */
 	uint32_t align;           /* destination tensor alignment; 0 = 256 */
+	uint32_t reserved;        /* must be 0 */
 };
 
 int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
@@ -260,7 +274,9 @@ int xfer_ws_shard_rows(const struct xfer_ws_schedule *s, uint32_t param, uint32_
  * Check a schedule: every byte of every destination tensor (data and scales)
  * written exactly once and nothing else; tensors inside their rank's buffer
  * and not overlapping; each chunk's source rows held by its owner or
- * gathered exactly once; sizes consistent with dtypes. 0 or -EINVAL with a
+ * gathered exactly once; each parameter tiled exactly once by its chunks;
+ * chunks prepared in order of first use; sizes consistent with dtypes.
+ * 0 or -EINVAL with a
  * reason in err (if errlen > 0).
  */
 int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err, size_t errlen);
@@ -282,18 +298,23 @@ void xfer_ws_schedule_stats(const struct xfer_ws_schedule *s, struct xfer_ws_sta
 /* ------------------------------------------------------------------ */
 /* Simulator                                                           */
 
+/*
+ * The simulator (lib/weightsync/sim.c) steps time (bound / 20000 per step):
+ * per trainer a prepare stage (gathers in, copy to staging, quantise) in
+ * schedule order under the watermark, `window` writes in flight, and every
+ * NIC a link whose rate the in-flight transfers share max-min fairly.
+ */
 struct xfer_ws_cluster {
 	uint32_t size;
+	uint32_t window;          /* writes in flight per trainer NIC; 0 = 16 */
 	double trainer_nic_gbps;  /* per trainer GPU, Gbit/s; 0 = 400 */
-	double infer_nic_gbps;    /* per inference GPU; 0 = trainer's */
-	double copy_gbs;          /* GB/s into staging (gathered or local); 0 = 1000 */
+	double infer_nic_gbps;    /* per inference GPU; 0 = the trainer's */
+	double copy_gbs;          /* GB/s into staging (source bytes); 0 = 1000 */
 	double xform_gbs;         /* GB/s of source bytes through fp8 quantisation; 0 = 400 */
-	double op_us;             /* per RDMA write posted; 0 = 2 */
-	double chunk_us;          /* per chunk prepared (launches); 0 = 10 */
+	double op_us;             /* posting latency per RDMA write; 0 = 2 */
+	double chunk_us;          /* fixed cost per chunk prepared (launches); 0 = 10 */
 	double barrier_us;        /* final barrier; 0 = 20 */
-	uint64_t watermark;       /* staging bytes in flight per trainer; 0 = 2 GiB */
-	uint64_t piece;           /* NIC scheduling granularity, bytes; 0 = 4 MiB */
-	uint32_t window;          /* writes a trainer NIC can choose from; 0 = 8 */
+	uint64_t watermark;       /* staging bytes per trainer; 0 = 2 GiB (never below peak_staging) */
 };
 
 struct xfer_ws_sim_result {
@@ -301,7 +322,7 @@ struct xfer_ws_sim_result {
 	double bound_s;           /* busiest NIC's bytes / its rate */
 	double trainer_bound_s, infer_bound_s;
 	double prep_s;            /* busiest trainer's copy + transform time */
-	uint64_t events;
+	uint64_t events;          /* time steps simulated */
 };
 
 void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c);

@@ -27,8 +27,8 @@
 
 #include "weightsync/ws_internal.h"
 
-#define DEF_MIN_CHUNK (4ull << 20)
-#define DEF_MAX_CHUNK (32ull << 20)
+#define DEF_MIN_CHUNK (16ull << 20)
+#define DEF_MAX_CHUNK (64ull << 20)
 #define DEF_ALIGN 256u
 #define WS_MAX_RANKS 65536u
 
@@ -48,7 +48,7 @@ struct planner {
 	uint64_t min_chunk, max_chunk;
 	uint32_t align;
 	struct xfer_ws_schedule *s;
-	size_t tcap, ccap, wcap;
+	size_t ccap, wcap;   /* capacities of s->chunks, s->writes */
 	/* per chunk, planner only */
 	uint32_t *k0, *k1;
 	size_t kcap;
@@ -60,6 +60,11 @@ struct planner {
 	uint32_t *dtensor;    /* their tensors */
 	uint32_t *gname;      /* per group: name offset in strtab */
 };
+
+static uint64_t staging_of(const struct xfer_ws_chunk *ch)
+{
+	return ch->out_bytes + ch->scale_bytes;
+}
 
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
@@ -133,6 +138,25 @@ struct slice {
 	uint64_t r0, r1, c0, c1;
 };
 
+/* k0/k1 (the shard range of each chunk) follow the chunk array's capacity. */
+static int grow_shard_ranges(struct planner *p)
+{
+	uint32_t *a, *b;
+
+	if (p->kcap >= p->ccap)
+		return 0;
+	a = realloc(p->k0, p->ccap * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	p->k0 = a;
+	b = realloc(p->k1, p->ccap * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	p->k1 = b;
+	p->kcap = p->ccap;
+	return 0;
+}
+
 static void region(const struct ws_group *g, const struct xfer_ws_param *pa, uint32_t tp,
 		   uint32_t t, struct slice *sl)
 {
@@ -200,19 +224,8 @@ static int plan_slice(struct planner *p, uint32_t gi, uint32_t t, uint32_t ndst)
 
 			if ((rc = GROW(s->chunks, s->nchunks, p->ccap)))
 				return rc;
-			if (p->kcap < p->ccap) {
-				void *n0 = realloc(p->k0, p->ccap * sizeof(*p->k0));
-
-				if (n0)
-					p->k0 = n0;
-				void *n1 = realloc(p->k1, p->ccap * sizeof(*p->k1));
-
-				if (n1)
-					p->k1 = n1;
-				if (!n0 || !n1)
-					return -ENOMEM;
-				p->kcap = p->ccap;
-			}
+			if ((rc = grow_shard_ranges(p)))
+				return rc;
 			ch = &s->chunks[s->nchunks];
 			memset(ch, 0, sizeof(*ch));
 			ch->param = g->comp[c];
@@ -405,79 +418,192 @@ static int assign_owners(struct planner *p, uint64_t *tx, uint64_t *rx)
 	return rc;
 }
 
-static int cmp_key_asc(const void *a, const void *b, void *arg)
-{
-	const double *cmp_key = arg;
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+struct kv {
+	double k;
+	uint32_t i, pad;
+};
 
-	if (cmp_key[x] != cmp_key[y])
-		return cmp_key[x] < cmp_key[y] ? -1 : 1;
-	return x < y ? -1 : x > y;
+static int cmp_kv(const void *a, const void *b)
+{
+	const struct kv *x = a, *y = b;
+
+	if (x->k != y->k)
+		return x->k < y->k ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* Group chunks by owner in execution order; writes and gathers follow. */
+/* Counting sort of n items by bucket, then each bucket sorted by key (ties: index). */
+static void bucket_sort(uint32_t *idx, const uint32_t *bucket, size_t n, uint32_t nb,
+			uint32_t *start, const double *key, struct kv *tmp)
+{
+	memset(start, 0, (nb + 1) * sizeof(*start));
+	for (size_t i = 0; i < n; i++)
+		start[bucket[i] + 1]++;
+	for (uint32_t b = 0; b < nb; b++)
+		start[b + 1] += start[b];
+	for (size_t i = 0; i < n; i++)
+		tmp[start[bucket[i]]++] = (struct kv){ key[i], (uint32_t)i, 0 };
+	for (uint32_t b = nb; b > 0; b--)
+		start[b] = start[b - 1];
+	start[0] = 0;
+	for (uint32_t b = 0; b < nb; b++)
+		qsort(tmp + start[b], start[b + 1] - start[b], sizeof(*tmp), cmp_kv);
+	for (size_t i = 0; i < n; i++)
+		idx[i] = tmp[i].i;
+}
+
+/*
+ * Issue order (see 4. above): a write's key is its byte position in its
+ * sender's list (chunks by class fraction, writes rotated); each receiver
+ * takes its writes in key order and gives each the time its NIC would start
+ * it; each sender then issues by those times. Chunks are prepared in order
+ * of first use.
+ */
 static int order(struct planner *p)
 {
 	struct xfer_ws_schedule *s = p->s;
-	size_t nc = s->nchunks ? s->nchunks : 1, ng = s->ngathers ? s->ngathers : 1;
-	uint32_t *idx = malloc(nc * sizeof(*idx)), *newpos = malloc(nc * sizeof(*newpos));
-	double *key = malloc(nc * sizeof(*key));
-	uint64_t *tot = calloc(2 * (size_t)s->ntrainers, sizeof(*tot));
-	uint64_t *cum = calloc(2 * (size_t)s->ntrainers, sizeof(*cum));
+	size_t nc = s->nchunks + 1, nw = s->nwrites + 1, ng = s->ngathers + 1;
+	uint32_t nt = s->ntrainers, nb = (nt > s->ninfer ? nt : s->ninfer) + 1;
+	uint32_t *idx = malloc(nw * sizeof(*idx)), *bucket = malloc(nw * sizeof(*bucket));
+	uint32_t *start = malloc((nb + 1) * sizeof(*start)), *newpos = malloc(nc * sizeof(*newpos));
+	uint32_t *cidx = malloc(nc * sizeof(*cidx)), *wbc = malloc(nw * sizeof(*wbc));
+	double *key = malloc((nw > nc ? nw : nc) * sizeof(*key)), *wkey;
+	uint64_t *tot = calloc(2 * (size_t)nt + 2, sizeof(*tot)), *cum = calloc(2 * (size_t)nt + 2, sizeof(*cum));
 	struct xfer_ws_chunk *chunks = malloc(nc * sizeof(*chunks));
-	struct xfer_ws_write *writes = malloc((s->nwrites ? s->nwrites : 1) * sizeof(*writes));
+	struct xfer_ws_write *writes = malloc(nw * sizeof(*writes));
 	struct xfer_ws_gather *gathers = malloc(ng * sizeof(*gathers));
-	uint32_t *byc = malloc(ng * sizeof(*byc)), *gpos = calloc(s->nchunks + 1, sizeof(*gpos));
+	uint32_t *byc = malloc(ng * sizeof(*byc)), *gpos = calloc(nc + 1, sizeof(*gpos));
+	uint64_t *sent = calloc(nb, sizeof(*sent)), *stot = calloc(nb, sizeof(*stot));
+	struct kv *tmp = malloc(nw * sizeof(*tmp));
 	int rc = -ENOMEM;
 
-	if (!idx || !newpos || !key || !tot || !cum || !chunks || !writes || !gathers || !byc || !gpos)
+	if (!idx || !bucket || !start || !newpos || !cidx || !wbc || !key || !tot || !cum ||
+	    !chunks || !writes || !gathers || !byc || !gpos || !sent || !stot || !tmp)
 		goto out;
-	/* execution order: by owner, then fan-out and per-replica chunks merged by byte position */
+	/* 1. per sender: chunks merged by class fraction, writes rotated -> byte position */
 	for (size_t c = 0; c < s->nchunks; c++) {
 		const struct xfer_ws_chunk *ch = &s->chunks[c];
 
-		tot[2 * ch->owner + (ch->nwrites > p->l.dp)] += (ch->out_bytes + ch->scale_bytes) * ch->nwrites + 1;
-		s->trainers[ch->owner].nchunks++;
+		tot[2 * ch->owner + (ch->nwrites > p->l.dp)] += staging_of(ch) * ch->nwrites + 1;
+		stot[ch->owner] += staging_of(ch) * ch->nwrites;
+		bucket[c] = ch->owner;
 	}
 	for (size_t c = 0; c < s->nchunks; c++) {
 		const struct xfer_ws_chunk *ch = &s->chunks[c];
 		size_t cl = 2 * ch->owner + (ch->nwrites > p->l.dp);
-		uint64_t b = (ch->out_bytes + ch->scale_bytes) * ch->nwrites + 1;
+		uint64_t b = staging_of(ch) * ch->nwrites + 1;
 
-		key[c] = ch->owner + ((double)cum[cl] + b / 2.0) / (double)tot[cl] * 0.999;
+		key[c] = ((double)cum[cl] + b / 2.0) / (double)tot[cl];
 		cum[cl] += b;
-		idx[c] = (uint32_t)c;
 	}
-	qsort_r(idx, s->nchunks, sizeof(*idx), cmp_key_asc, key);
-	for (uint32_t t = 0, first = 0; t < s->ntrainers; t++) {
-		s->trainers[t].first_chunk = first;
-		first += s->trainers[t].nchunks;
-	}
-	/* chunks and writes in the new order, first destination rotated */
-	size_t nw = 0;
-
+	bucket_sort(cidx, bucket, s->nchunks, nt, start, key, tmp);
+	/* key is free again: it holds the writes' sender positions (wkey), then, once
+	 * those are copied into tmp by the next sort, the receiver positions */
+	wkey = key;
 	for (size_t i = 0; i < s->nchunks; i++) {
-		const struct xfer_ws_chunk *ch = &s->chunks[idx[i]];
-		uint32_t seq = (uint32_t)i - s->trainers[ch->owner].first_chunk;
-		uint32_t rot = ch->nwrites ? (ch->owner + seq) % ch->nwrites : 0;
+		const struct xfer_ws_chunk *ch = &s->chunks[cidx[i]];
+		uint32_t seq = (uint32_t)(i - start[ch->owner]);
+		uint32_t rot = (ch->owner + seq) % ch->nwrites;
 
-		newpos[idx[i]] = (uint32_t)i;
-		chunks[i] = *ch;
-		chunks[i].first_write = (uint32_t)nw;
 		for (uint32_t k = 0; k < ch->nwrites; k++) {
-			writes[nw] = s->writes[ch->first_write + (k + rot) % ch->nwrites];
-			writes[nw++].chunk = (uint32_t)i;
+			uint32_t w = ch->first_write + (k + rot) % ch->nwrites;
+
+			wkey[w] = ((double)sent[ch->owner] + staging_of(ch) / 2.0) / (double)(stot[ch->owner] + 1);
+			sent[ch->owner] += staging_of(ch);
 		}
 	}
-	memcpy(s->chunks, chunks, s->nchunks * sizeof(*chunks));
-	memcpy(s->writes, writes, s->nwrites * sizeof(*writes));
+	/* 2. per receiver: in key order, the byte position its NIC reaches each write */
+	for (size_t w = 0; w < s->nwrites; w++)
+		bucket[w] = s->writes[w].dst_rank;
+	bucket_sort(idx, bucket, s->nwrites, s->ninfer, start, wkey, tmp);
+	memset(sent, 0, nb * sizeof(*sent));
+	for (size_t i = 0; i < s->nwrites; i++) {
+		const struct xfer_ws_write *wr = &s->writes[idx[i]];
+		uint64_t b = staging_of(&s->chunks[wr->chunk]);
+
+		key[idx[i]] = (double)sent[wr->dst_rank] + b / 2.0;
+		sent[wr->dst_rank] += b;
+	}
+	/* 3. per sender: issue in that order */
+	for (size_t w = 0; w < s->nwrites; w++)
+		bucket[w] = s->chunks[s->writes[w].chunk].owner;
+	bucket_sort(idx, bucket, s->nwrites, nt, start, key, tmp);
+	for (uint32_t t = 0; t < nt; t++) {
+		s->trainers[t].first_write = start[t];
+		s->trainers[t].nwrites = start[t + 1] - start[t];
+	}
+	/* 4. chunks in order of first use, grouped by owner */
+	for (size_t c = 0; c < s->nchunks; c++)
+		newpos[c] = UINT32_MAX;
+	{
+		uint32_t n = 0;
+
+		for (size_t i = 0; i < s->nwrites; i++) {
+			uint32_t c = s->writes[idx[i]].chunk;
+
+			if (newpos[c] == UINT32_MAX) {
+				newpos[c] = n;
+				chunks[n++] = s->chunks[c];
+			}
+		}
+	}
+	for (uint32_t t = 0, first = 0; t < nt; t++) {
+		s->trainers[t].first_chunk = first;
+		s->trainers[t].nchunks = 0;
+		while (first < s->nchunks && chunks[first].owner == t) {
+			first++;
+			s->trainers[t].nchunks++;
+		}
+	}
+	/* writes in issue order; each chunk's writes listed in that order too */
+	for (size_t c = 0; c < s->nchunks; c++)
+		gpos[c + 1] = chunks[c].nwrites;
+	for (size_t c = 0; c < s->nchunks; c++) {
+		gpos[c + 1] += gpos[c];
+		chunks[c].first_write = gpos[c];
+		chunks[c].nwrites = 0;
+	}
+	for (size_t i = 0; i < s->nwrites; i++) {
+		struct xfer_ws_chunk *ch;
+
+		writes[i] = s->writes[idx[i]];
+		writes[i].chunk = newpos[writes[i].chunk];
+		ch = &chunks[writes[i].chunk];
+		wbc[ch->first_write + ch->nwrites++] = (uint32_t)i;
+	}
+	/* the reordered arrays replace the planning ones (no copy back) */
+	free(s->chunks);
+	s->chunks = chunks;
+	chunks = NULL;
+	free(s->writes);
+	s->writes = writes;
+	writes = NULL;
+	s->writes_by_chunk = wbc;
+	wbc = NULL;
+	/* peak staging when each chunk is prepared at its first write, freed after its last */
+	for (uint32_t t = 0; t < nt; t++) {
+		const struct xfer_ws_trainer_rank *tr = &s->trainers[t];
+		uint64_t cur = 0, peak = 0;
+
+		for (uint32_t i = tr->first_write; i < tr->first_write + tr->nwrites; i++) {
+			const struct xfer_ws_chunk *ch = &s->chunks[s->writes[i].chunk];
+
+			if (s->writes_by_chunk[ch->first_write] == i)
+				cur += staging_of(ch);
+			peak = cur > peak ? cur : peak;
+			if (s->writes_by_chunk[ch->first_write + ch->nwrites - 1] == i)
+				cur -= staging_of(ch);
+		}
+		s->trainers[t].peak_staging = peak;
+	}
 	/* gathers grouped by sender (stable), and indexed by chunk */
+	memset(gpos, 0, (nc + 1) * sizeof(*gpos));
 	for (size_t g = 0; g < s->ngathers; g++) {
 		s->gathers[g].chunk = newpos[s->gathers[g].chunk];
 		s->trainers[s->gathers[g].src_rank].ngathers++;
 		gpos[s->gathers[g].chunk + 1]++;
 	}
-	for (uint32_t t = 0, first = 0; t < s->ntrainers; t++) {
+	for (uint32_t t = 0, first = 0; t < nt; t++) {
 		s->trainers[t].first_gather = first;
 		first += s->trainers[t].ngathers;
 		s->trainers[t].ngathers = 0;
@@ -487,7 +613,9 @@ static int order(struct planner *p)
 
 		gathers[tr->first_gather + tr->ngathers++] = s->gathers[g];
 	}
-	memcpy(s->gathers, gathers, s->ngathers * sizeof(*gathers));
+	free(s->gathers);
+	s->gathers = gathers;
+	gathers = NULL;
 	for (size_t c = 0; c < s->nchunks; c++) {
 		s->chunks[c].first_gather = gpos[c];
 		s->chunks[c].ngathers = 0;
@@ -503,7 +631,11 @@ static int order(struct planner *p)
 	rc = 0;
 out:
 	free(idx);
+	free(bucket);
+	free(start);
 	free(newpos);
+	free(cidx);
+	free(wbc);
 	free(key);
 	free(tot);
 	free(cum);
@@ -512,6 +644,9 @@ out:
 	free(gathers);
 	free(byc);
 	free(gpos);
+	free(sent);
+	free(stot);
+	free(tmp);
 	return rc;
 }
 
@@ -573,7 +708,7 @@ WS_API int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_lay
 		return -EINVAL;
 	if ((rc = check_layouts(m, t, l)))
 		return rc;
-	if (attr && (attr->size < sizeof(*attr) || attr->flags))
+	if (attr && (attr->size < sizeof(*attr) || attr->flags || attr->reserved))
 		return -EINVAL;
 	p.t = *t;
 	p.l = *l;
@@ -653,6 +788,7 @@ WS_API void xfer_ws_schedule_free(struct xfer_ws_schedule *s)
 	free(s->tensors);
 	free(s->chunks);
 	free(s->writes);
+	free(s->writes_by_chunk);
 	free(s->gathers);
 	free(s->gathers_by_chunk);
 	free(s->trainers);

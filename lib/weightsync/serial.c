@@ -21,7 +21,7 @@ _Static_assert(sizeof(struct xfer_ws_tensor) == 64, "tensor has padding");
 _Static_assert(sizeof(struct xfer_ws_chunk) == 88, "chunk has padding");
 _Static_assert(sizeof(struct xfer_ws_write) == 24, "write has padding");
 _Static_assert(sizeof(struct xfer_ws_gather) == 40, "gather has padding");
-_Static_assert(sizeof(struct xfer_ws_trainer_rank) == 40, "trainer rank has padding");
+_Static_assert(sizeof(struct xfer_ws_trainer_rank) == 56, "trainer rank has padding");
 _Static_assert(sizeof(struct xfer_ws_infer_rank) == 24, "infer rank has padding");
 
 static const char magic[8] = "XFERWSS";
@@ -47,13 +47,14 @@ static void arrays(struct xfer_ws_schedule *s, struct arr *a)
 	a[1] = (struct arr){ (void **)&s->tensors, s->ntensors, sizeof(*s->tensors) };
 	a[2] = (struct arr){ (void **)&s->chunks, s->nchunks, sizeof(*s->chunks) };
 	a[3] = (struct arr){ (void **)&s->writes, s->nwrites, sizeof(*s->writes) };
+	a[9] = (struct arr){ (void **)&s->writes_by_chunk, s->nwrites, sizeof(*s->writes_by_chunk) };
 	a[4] = (struct arr){ (void **)&s->gathers, s->ngathers, sizeof(*s->gathers) };
 	a[5] = (struct arr){ (void **)&s->gathers_by_chunk, s->ngathers, sizeof(*s->gathers_by_chunk) };
 	a[6] = (struct arr){ (void **)&s->trainers, s->ntrainers, sizeof(*s->trainers) };
 	a[7] = (struct arr){ (void **)&s->infers, s->ninfer, sizeof(*s->infers) };
 	a[8] = (struct arr){ (void **)&s->strtab, s->strtab_len, 1 };
 }
-#define NARR 9
+#define NARR 10
 
 WS_API int xfer_ws_schedule_save(const struct xfer_ws_schedule *s, FILE *f)
 {

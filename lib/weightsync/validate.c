@@ -67,10 +67,35 @@ static int check_structure(const struct xfer_ws_schedule *s, char *err, size_t e
 	if (next != s->ngathers)
 		FAIL("gathers not covered by trainers");
 	next = 0;
+	for (uint32_t t = 0; t < s->ntrainers; t++) {
+		const struct xfer_ws_trainer_rank *tr = &s->trainers[t];
+		uint64_t prep = tr->first_chunk;
+
+		if (tr->first_write != next || (uint64_t)tr->first_write + tr->nwrites > s->nwrites)
+			FAIL("trainer %u: write range", t);
+		next += tr->nwrites;
+		for (uint32_t w = tr->first_write; w < tr->first_write + tr->nwrites; w++) {
+			uint32_t c = s->writes[w].chunk;
+
+			if (c >= s->nchunks || s->chunks[c].owner != t || s->writes[w].dst_rank >= s->ninfer)
+				FAIL("write %u: chunk, owner or rank", w);
+			/* chunks are prepared in order of first use */
+			if (c == prep)
+				prep++;
+			else if (c > prep)
+				FAIL("trainer %u: chunk %u used before chunk %lu", t, c, (unsigned long)prep);
+		}
+		if (prep != (uint64_t)tr->first_chunk + tr->nchunks)
+			FAIL("trainer %u: chunks without writes", t);
+	}
+	if (next != s->nwrites)
+		FAIL("writes not covered by trainers");
+	next = 0;
 	for (uint64_t c = 0; c < s->nchunks; c++) {
 		const struct xfer_ws_chunk *ch = &s->chunks[c];
 
-		if (ch->first_write != next || (uint64_t)ch->first_write + ch->nwrites > s->nwrites)
+		if (ch->first_write != next || (uint64_t)ch->first_write + ch->nwrites > s->nwrites ||
+		    !ch->nwrites)
 			FAIL("chunk %lu: write range", (unsigned long)c);
 		next += ch->nwrites;
 		if (ch->param >= s->nparams || ch->transform > XFER_WS_XF_FP8 || ch->tensor >= s->ntensors)
@@ -81,9 +106,11 @@ static int check_structure(const struct xfer_ws_schedule *s, char *err, size_t e
 			if (s->gathers_by_chunk[i] >= s->ngathers ||
 			    s->gathers[s->gathers_by_chunk[i]].chunk != c)
 				FAIL("chunk %lu: gather index", (unsigned long)c);
-		for (uint32_t w = ch->first_write; w < ch->first_write + ch->nwrites; w++)
-			if (s->writes[w].chunk != c || s->writes[w].dst_rank >= s->ninfer)
-				FAIL("write %u: chunk or rank", w);
+		/* each write listed once, under its own chunk (ascending: no repeats) */
+		for (uint32_t i = ch->first_write; i < ch->first_write + ch->nwrites; i++)
+			if (s->writes_by_chunk[i] >= s->nwrites || s->writes[s->writes_by_chunk[i]].chunk != c ||
+			    (i > ch->first_write && s->writes_by_chunk[i] <= s->writes_by_chunk[i - 1]))
+				FAIL("chunk %lu: write index", (unsigned long)c);
 	}
 	if (next != s->nwrites)
 		FAIL("writes not covered by chunks");
@@ -316,6 +343,77 @@ out:
 	return rc;
 }
 
+struct rect {
+	uint64_t col0, row0, rows, cols;
+};
+
+static int cmp_rect(const void *a, const void *b)
+{
+	const struct rect *x = a, *y = b;
+
+	if (x->col0 != y->col0)
+		return x->col0 < y->col0 ? -1 : 1;
+	return x->row0 < y->row0 ? -1 : x->row0 > y->row0;
+}
+
+/*
+ * The chunks of each parameter tile it exactly once: every inference slicing
+ * (rows, columns, or whole) partitions a parameter, and each slice is cut
+ * into chunks once and written to all its copies. A chunk that reads the
+ * wrong rows breaks the tiling even when its destination is right.
+ */
+static int check_tiling(const struct xfer_ws_schedule *s, char *err, size_t errlen)
+{
+	uint32_t *start = calloc(s->nparams + 1, sizeof(*start));
+	struct rect *r = malloc((s->nchunks + 1) * sizeof(*r));
+	int rc = (start && r) ? 0 : -ENOMEM;
+
+	if (rc)
+		goto out;
+	for (uint64_t c = 0; c < s->nchunks; c++)
+		start[s->chunks[c].param + 1]++;
+	for (uint64_t p = 0; p < s->nparams; p++)
+		start[p + 1] += start[p];
+	for (uint64_t c = 0; c < s->nchunks; c++) {
+		const struct xfer_ws_chunk *ch = &s->chunks[c];
+
+		r[start[ch->param]++] = (struct rect){ ch->col0, ch->row0, ch->rows, ch->cols };
+	}
+	for (uint64_t p = s->nparams; p > 0; p--)
+		start[p] = start[p - 1];
+	start[0] = 0;
+	for (uint64_t p = 0; p < s->nparams; p++) {
+		const struct xfer_ws_param *pa = &s->params[p];
+		struct rect *q = r + start[p];
+		uint32_t n = start[p + 1] - start[p];
+		uint64_t col = 0, row = 0, cols = 0;
+
+		qsort(q, n, sizeof(*q), cmp_rect);
+		for (uint32_t i = 0; i < n; i++) {
+			if (row == 0) { /* a new column band */
+				if (q[i].col0 != col)
+					FAIL("%s: columns %lu.. not covered once", pa->name, (unsigned long)col);
+				cols = q[i].cols;
+			}
+			if (q[i].col0 != col || q[i].cols != cols || q[i].row0 != row)
+				FAIL("%s: rows %lu.. (columns %lu..) not covered once", pa->name,
+				     (unsigned long)row, (unsigned long)col);
+			row += q[i].rows;
+			if (row == pa->rows) {
+				row = 0;
+				col += cols;
+			}
+		}
+		if (row != 0 || col != pa->cols)
+			FAIL("%s: not covered (%lu of %lu columns)", pa->name, (unsigned long)col,
+			     (unsigned long)pa->cols);
+	}
+out:
+	free(start);
+	free(r);
+	return rc;
+}
+
 WS_API int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err, size_t errlen)
 {
 	int rc;
@@ -323,7 +421,8 @@ WS_API int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err
 	if (!s)
 		return -EINVAL;
 	ws_err(err, errlen, "ok");
-	if ((rc = check_structure(s, err, errlen)) || (rc = check_tensors(s, err, errlen)) || (rc = check_writes(s, err, errlen)) || (rc = check_sources(s, err, errlen)))
+	if ((rc = check_structure(s, err, errlen)) || (rc = check_tensors(s, err, errlen)) || (rc = check_writes(s, err, errlen)) || (rc = check_sources(s, err, errlen)) ||
+	    (rc = check_tiling(s, err, errlen)))
 		return rc;
 	return 0;
 }

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `xfer-weightsync run` end to end: trainer and inference processes on
+ * loopback (shm), every received tensor checked by its receiver. Small
+ * models are written here as config.json files (the parser derives their
+ * parameters as it does for the shipped ones): a dense Qwen2-style model
+ * and a DeepSeek-V3-style MoE (MLA, shared + routed experts), in bf16 and
+ * fp8, with 4 -> 2 and uneven 3 -> 2 layouts; then a trainer killed
+ * mid-run must give an error, not a hang.
+ */
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "xt.h"
+
+static const char *dense_cfg =
+	"{\"model_type\":\"qwen2\",\"hidden_size\":256,\"intermediate_size\":640,"
+	"\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+	"\"vocab_size\":1000,\"tie_word_embeddings\":false}";
+
+static const char *moe_cfg =
+	"{\"model_type\":\"deepseek_v3\",\"hidden_size\":256,\"intermediate_size\":512,"
+	"\"moe_intermediate_size\":128,\"num_hidden_layers\":3,\"first_k_dense_replace\":1,"
+	"\"num_attention_heads\":4,\"num_key_value_heads\":4,\"q_lora_rank\":128,"
+	"\"kv_lora_rank\":64,\"qk_nope_head_dim\":32,\"qk_rope_head_dim\":16,\"v_head_dim\":32,"
+	"\"n_routed_experts\":8,\"n_shared_experts\":1,\"num_experts_per_tok\":2,"
+	"\"vocab_size\":1000,\"tie_word_embeddings\":false}";
+
+/* Big enough that a run lasts well past the moment a trainer is killed. */
+static const char *big_cfg =
+	"{\"model_type\":\"qwen2\",\"hidden_size\":1024,\"intermediate_size\":4096,"
+	"\"num_hidden_layers\":8,\"num_attention_heads\":8,\"num_key_value_heads\":8,"
+	"\"vocab_size\":32000,\"tie_word_embeddings\":false}";
+
+static char tool[256];
+
+static void write_cfg(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Run the tool with -j; returns its exit status, *doc its JSON (or NULL). */
+static int run_tool(const char *args, json_object **doc, double *secs)
+{
+	char cmd[1024], *buf = malloc(1 << 20);
+	size_t n = 0;
+	uint64_t t0 = xt_now_us();
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s run -j %s", tool, args);
+	p = popen(cmd, "r");
+	while (p && n < (1 << 20) - 1) {
+		size_t k = fread(buf + n, 1, (1 << 20) - 1 - n, p);
+
+		if (!k)
+			break;
+		n += k;
+	}
+	buf[n] = 0;
+	st = p ? pclose(p) : -1;
+	*secs = (double)(xt_now_us() - t0) / 1e6;
+	*doc = json_tokener_parse(buf);
+	if (!*doc)
+		fprintf(stderr, "not JSON: %s\n", buf);
+	free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int64_t jint(json_object *d, const char *k)
+{
+	json_object *v;
+
+	return d && json_object_object_get_ex(d, k, &v) ? json_object_get_int64(v) : -1;
+}
+
+static bool verified_run(const char *cfg, const char *trainer, const char *infer,
+			 const char *dtype, const char *extra)
+{
+	char args[512];
+	json_object *d;
+	double secs;
+	int fails0 = xt_failures, rc;
+
+	snprintf(args, sizeof(args), "--model %s --trainer %s --inference %s --dtype %s %s", cfg,
+		 trainer, infer, dtype, extra);
+	rc = run_tool(args, &d, &secs);
+	XT_EQ(rc, 0);
+	XT_CHECK(d != NULL, "no JSON");
+	XT_EQ(jint(d, "mismatches"), 0);
+	XT_EQ(jint(d, "failed_ranks"), 0);
+	XT_CHECK(jint(d, "tensors_checked") > 0, "nothing checked");
+	/* every write of the schedule was checked, every byte of it counted */
+	XT_EQ(jint(d, "tensors_checked"), jint(d, "writes"));
+	XT_EQ(jint(d, "bytes"), jint(d, "total_bytes"));
+	if (d && xt_failures != fails0)
+		fprintf(stderr, "%s\n", json_object_to_json_string(d));
+	json_object_put(d);
+	return xt_failures == fails0;
+}
+
+int main(void)
+{
+	const char *b = getenv("XFER_BUILD");
+	char dense[64], moe[64], big[64];
+	json_object *d;
+	double secs;
+	int rc;
+
+	xt_plan();
+	snprintf(tool, sizeof(tool), "%s/xfer-weightsync", b ? b : "build");
+	if (access(tool, X_OK) != 0) {
+		printf("SKIP: %s not built\n", tool);
+		return 77;
+	}
+	snprintf(dense, sizeof(dense), "/tmp/xfer-ws-dense-%d.json", (int)getpid());
+	snprintf(moe, sizeof(moe), "/tmp/xfer-ws-moe-%d.json", (int)getpid());
+	snprintf(big, sizeof(big), "/tmp/xfer-ws-big-%d.json", (int)getpid());
+	write_cfg(dense, dense_cfg);
+	write_cfg(moe, moe_cfg);
+	write_cfg(big, big_cfg);
+
+	xt_result("dense bf16 4 -> 2", verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", ""), NULL);
+	xt_result("dense fp8 3 -> 2 (uneven)", verified_run(dense, "fsdp=3", "tp=2", "fp8", ""), NULL);
+	xt_result("moe fp8 4 -> 2 (ep)", verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", ""), NULL);
+	xt_result("moe bf16 3 -> 2, small watermark",
+		  verified_run(moe, "fsdp=3", "tp=1,dp=2", "bf16", "--watermark-mib 1 --window 4"),
+		  NULL);
+
+	/* A trainer killed mid-run: an error, within the timeout, not a hang. */
+	int fails0 = xt_failures;
+
+	char args[256];
+
+	snprintf(args, sizeof(args),
+		 "--model %s --trainer fsdp=4 --inference tp=1,dp=2 --dtype bf16 "
+		 "--timeout-ms 3000 --kill-trainer 1 --kill-after-ms 5", big);
+	rc = run_tool(args, &d, &secs);
+	XT_CHECK(rc != 0, "run with a killed trainer exited 0");
+	XT_CHECK(d && jint(d, "failed_ranks") > 0, "no failed rank reported");
+	json_object *err = NULL;
+	XT_CHECK(d && json_object_object_get_ex(d, "error", &err), "no error in the JSON");
+	XT_CHECK(secs < 60, "took %.1f s", secs);
+	json_object_put(d);
+	xt_result("trainer killed mid-run: error, no hang", xt_failures == fails0, NULL);
+
+	unlink(dense);
+	unlink(moe);
+	unlink(big);
+	return xt_done();
+}

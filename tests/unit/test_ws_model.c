@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+/*
+ * config.json -> parameter list: totals of the shipped models against a
+ * closed-form count written out here from each architecture, and against
+ * the published sizes:
+ *   DeepSeek-V3       671B main model (paper); 685B on Hugging Face, which
+ *                     counts the multi-token-prediction layer (--mtp here)
+ *   Kimi-K2           1.04T in the tech report / "1.03T" on Hugging Face
+ *   Qwen3-235B-A22B   235B
+ *   Qwen2.5-0.5B      0.49B (494,032,768, tied embeddings counted once)
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xfer_weightsync.h"
+#include "test_ws_tap.h"
+
+struct mla {
+	uint64_t V, H, I, mI, L, nh, qlora, kvlora, nope, rope, vd, E, ns, first_dense, mtp;
+};
+
+static uint64_t mla_layer(const struct mla *m, int moe)
+{
+	uint64_t attn = m->H * m->qlora + m->qlora + m->nh * (m->nope + m->rope) * m->qlora +
+			m->H * (m->kvlora + m->rope) + m->kvlora + m->nh * (m->nope + m->vd) * m->kvlora +
+			m->nh * m->vd * m->H;
+	uint64_t ffn = moe ? (m->E + m->ns) * 3 * m->H * m->mI + m->E * m->H + m->E : 3 * m->H * m->I;
+
+	return attn + 2 * m->H + ffn;
+}
+
+static uint64_t mla_total(const struct mla *m, int with_mtp)
+{
+	uint64_t n = 2 * m->V * m->H + m->H;
+
+	for (uint64_t l = 0; l < m->L; l++)
+		n += mla_layer(m, l >= m->first_dense);
+	if (with_mtp) /* embed copy, enorm, hnorm, eh_proj, layer, shared_head norm + head */
+		n += m->mtp * (m->V * m->H + 2 * m->H + 2 * m->H * m->H + mla_layer(m, 1) + m->H + m->V * m->H);
+	return n;
+}
+
+static uint64_t count(const char *path, uint32_t flags, int *rc)
+{
+	xfer_ws_model *m = NULL;
+	uint64_t n;
+
+	*rc = xfer_ws_model_load(path, flags, &m);
+	if (*rc)
+		return 0;
+	n = xfer_ws_model_numel(m);
+	xfer_ws_model_free(m);
+	return n;
+}
+
+static const struct xfer_ws_param *find(const xfer_ws_model *m, const char *name)
+{
+	size_t n;
+	const struct xfer_ws_param *p = xfer_ws_model_params(m, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(p[i].name, name))
+			return &p[i];
+	return NULL;
+}
+
+int main(void)
+{
+	struct mla ds = { 129280, 7168, 18432, 2048, 61, 128, 1536, 512, 128, 64, 128, 256, 1, 3, 1 };
+	struct mla kimi = { 163840, 7168, 18432, 2048, 61, 64, 1536, 512, 128, 64, 128, 384, 1, 1, 0 };
+	uint64_t n, want;
+	xfer_ws_model *m;
+	int rc;
+
+	n = count("models/deepseek-v3.json", 0, &rc);
+	want = mla_total(&ds, 0);
+	OK(rc == 0 && n == want, "DeepSeek-V3: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
+	OK(fabs(n / 1e9 - 671) < 0.5, "DeepSeek-V3 main model is the published 671B (%.2fB)", n / 1e9);
+	n = count("models/deepseek-v3.json", XFER_WS_MODEL_MTP, &rc);
+	want = mla_total(&ds, 1);
+	OK(rc == 0 && n == want, "DeepSeek-V3 with MTP: %lu, closed form %lu", (unsigned long)n, (unsigned long)want);
+	OK(fabs(n / 1e9 - 685) < 0.6, "DeepSeek-V3 with MTP is Hugging Face's 685B (%.2fB)", n / 1e9);
+
+	n = count("models/kimi-k2.json", 0, &rc);
+	want = mla_total(&kimi, 0);
+	OK(rc == 0 && n == want, "Kimi-K2: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
+	OK(fabs(n / 1e12 - 1.03) < 0.011, "Kimi-K2 is the published ~1.03-1.04T (%.4fT)", n / 1e12);
+	n = count("models/kimi-k2.json", XFER_WS_MODEL_MTP, &rc);
+	OK(rc == 0 && n == want, "Kimi-K2 has no MTP layer: --mtp changes nothing");
+
+	/* Qwen3-MoE: GQA with q/k norms, 128 experts in every layer, untied head */
+	{
+		uint64_t V = 151936, H = 4096, L = 94, nh = 64, nkv = 4, hd = 128, E = 128, mI = 1536;
+		uint64_t layer = H * nh * hd + 2 * H * nkv * hd + nh * hd * H + 2 * hd + 2 * H +
+				 E * 3 * H * mI + E * H;
+
+		want = 2 * V * H + H + L * layer;
+		n = count("models/qwen3-235b-a22b.json", 0, &rc);
+		OK(rc == 0 && n == want, "Qwen3-235B-A22B: %lu parameters, closed form %lu", (unsigned long)n,
+		   (unsigned long)want);
+		OK(fabs(n / 1e9 - 235) < 0.5, "Qwen3-235B-A22B is the published 235B (%.2fB)", n / 1e9);
+	}
+	/* Qwen2: q/k/v biases, tied embeddings */
+	{
+		uint64_t V = 151936, H = 896, L = 24, nh = 14, nkv = 2, hd = 64, I = 4864;
+		uint64_t layer = H * nh * hd + nh * hd + 2 * (H * nkv * hd + nkv * hd) + nh * hd * H +
+				 3 * H * I + 2 * H;
+
+		want = V * H + H + L * layer;
+		n = count("models/qwen2.5-0.5b.json", 0, &rc);
+		OK(rc == 0 && n == want, "Qwen2.5-0.5B: %lu parameters, closed form %lu", (unsigned long)n,
+		   (unsigned long)want);
+		OK(n == 494032768ull, "Qwen2.5-0.5B is the published 494,032,768 (0.49B)");
+	}
+
+	/* names and shapes as the checkpoints have them */
+	rc = xfer_ws_model_load("models/kimi-k2.json", 0, &m);
+	OK(rc == 0, "load Kimi-K2");
+	if (!rc) {
+		const struct xfer_ws_param *p = find(m, "model.layers.5.self_attn.q_b_proj.weight");
+		const struct xfer_ws_param *e = find(m, "model.layers.60.mlp.experts.383.down_proj.weight");
+		const struct xfer_ws_param *b = find(m, "model.layers.1.mlp.gate.e_score_correction_bias");
+
+		OK(p && p->rows == 64 * 192 && p->cols == 1536 && p->dtype == XFER_WS_DT_BF16,
+		   "q_b_proj is [heads*(nope+rope), q_lora_rank]");
+		OK(e && e->rows == 7168 && e->cols == 2048 && e->expert == 383 && e->layer == 60,
+		   "last expert's down_proj is [hidden, moe_intermediate]");
+		OK(b && b->dtype == XFER_WS_DT_F32 && b->ndim == 1 && b->rows == 384,
+		   "router bias is f32 [n_routed_experts]");
+		OK(!find(m, "model.layers.0.mlp.experts.0.up_proj.weight") &&
+		   find(m, "model.layers.0.mlp.up_proj.weight"), "first_k_dense_replace=1: layer 0 is dense");
+		OK(!strcmp(xfer_ws_model_type(m), "kimi_k2"), "model type");
+		xfer_ws_model_free(m);
+	}
+	/* configs that must be refused */
+	OK(xfer_ws_model_parse("{", 0, &m) == -EINVAL, "truncated JSON refused");
+	OK(xfer_ws_model_parse("[1,2]", 0, &m) == -EINVAL, "non-object JSON refused");
+	OK(xfer_ws_model_parse("{\"hidden_size\": 64, \"vocab_size\": 100}", 0, &m) == -EINVAL,
+	   "config without layers or heads refused");
+	OK(xfer_ws_model_parse("{\"hidden_size\":64,\"vocab_size\":100,\"num_hidden_layers\":2,"
+			       "\"num_attention_heads\":4,\"intermediate_size\":128,\"num_experts\":8}",
+			       0, &m) == -EINVAL, "experts without moe_intermediate_size refused");
+	OK(xfer_ws_model_parse("{}", 0x80, &m) == -EINVAL, "unknown load flag refused");
+	OK(xfer_ws_model_load("models/does-not-exist.json", 0, &m) == -ENOENT, "missing file: -ENOENT");
+	return tap_done();
+}

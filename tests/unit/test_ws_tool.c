@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+/*
+ * xfer-weightsync as a user runs it: JSON output with predicted_s and
+ * bound_s, plan -o FILE then simulate --schedule FILE gives the same figure,
+ * unknown commands and options exit non-zero, and errors in JSON mode are JSON.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "test_ws_tap.h"
+
+static char tool[512];
+
+/* Run the tool with args; its stdout in out (NUL-terminated); the exit status. */
+static int run(const char *args, char *out, size_t len)
+{
+	char cmd[2048];
+	size_t n = 0;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", tool, args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (n + 1 < len && (st = (int)fread(out + n, 1, len - n - 1, p)) > 0)
+		n += (size_t)st;
+	out[n] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double num(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : -1;
+}
+
+int main(void)
+{
+	const char *b = getenv("XFER_BUILD");
+	const char *small = "--model models/qwen2.5-0.5b.json --trainer fsdp=3 --inference dp=2";
+	static char out[1 << 16], args[1024];
+	char path[] = "/tmp/test_ws_tool.XXXXXX";
+	struct json_object *o, *o2;
+	int rc, fd;
+
+	snprintf(tool, sizeof(tool), "%s/xfer-weightsync", b ? b : "build");
+	if (access(tool, X_OK)) {
+		printf("SKIP: %s not built\n", tool);
+		return 77;
+	}
+	snprintf(args, sizeof(args), "-j simulate %s", small);
+	rc = run(args, out, sizeof(out));
+	o = json_tokener_parse(out);
+	OK(rc == 0 && o, "simulate -j prints one JSON object");
+	OK(num(o, "predicted_s") >= num(o, "bound_s") && num(o, "bound_s") > 0,
+	   "predicted_s %.6f >= bound_s %.6f > 0", num(o, "predicted_s"), num(o, "bound_s"));
+	OK(num(o, "ratio") >= 1.0 && num(o, "nic_gbps") == 400, "ratio and the default 400 Gbit/s are reported");
+
+	fd = mkstemp(path);
+	if (fd >= 0)
+		close(fd);
+	snprintf(args, sizeof(args), "-j plan %s -o %s", small, path);
+	rc = run(args, out, sizeof(out));
+	o2 = json_tokener_parse(out);
+	OK(rc == 0 && num(o2, "writes") > 0 && num(o2, "chunks") > 0, "plan -o writes the schedule");
+	json_object_put(o2);
+	snprintf(args, sizeof(args), "-j simulate --schedule %s", path);
+	rc = run(args, out, sizeof(out));
+	o2 = json_tokener_parse(out);
+	OK(rc == 0 && num(o2, "predicted_s") == num(o, "predicted_s"),
+	   "simulating the saved schedule gives the same prediction");
+	json_object_put(o2);
+	unlink(path);
+	json_object_put(o);
+
+	snprintf(args, sizeof(args), "plan %s", small);
+	rc = run(args, out, sizeof(out));
+	OK(rc == 0 && strstr(out, "valid") && strstr(out, "yes") && strstr(out, "trainer_imbalance"),
+	   "plan text output: validated, balance shown");
+	OK(run("frobnicate", out, sizeof(out)) != 0, "unknown command exits non-zero");
+	rc = run("-j frobnicate", out, sizeof(out));
+	o = json_tokener_parse(out);
+	OK(rc != 0 && o && json_object_object_get_ex(o, "error", NULL), "unknown command in JSON mode: a JSON error");
+	json_object_put(o);
+	rc = run("-j plan --model models/does-not-exist.json", out, sizeof(out));
+	o = json_tokener_parse(out);
+	OK(rc != 0 && o && num(o, "errno") == 2, "missing model in JSON mode: JSON error with errno 2");
+	json_object_put(o);
+	OK(run("plan --trainer fsdp=0", out, sizeof(out)) != 0, "bad layout exits non-zero");
+	OK(run("plan --no-such-option", out, sizeof(out)) != 0, "unknown option exits non-zero");
+	return tap_done();
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `xfer-weightsync run`: the executor on one machine. The tool forks one
+ * process per trainer rank and per inference rank, relays engine addresses
+ * and region descriptors between them (it is the control plane), fills each
+ * trainer's shards with a seeded pattern, runs the schedule, and has every
+ * inference rank check every tensor it received (bit-exact for bf16, the
+ * fp8 reference plus a rounding bound for quantised tensors).
+ */
+#ifndef XFER_TOOLS_WSRUN_H
+#define XFER_TOOLS_WSRUN_H
+
+#include <stdint.h>
+
+#include "xfer_weightsync.h"
+
+struct wsrun_opts {
+	const char *provider;      /* default shm */
+	uint32_t domains;
+	uint64_t watermark;        /* staging bytes per trainer; 0 = executor default */
+	uint32_t window;
+	uint64_t seed;
+	int timeout_ms;            /* waiting on peers; 0 = 30000 */
+	int kill_trainer;          /* -1, or a trainer rank to SIGKILL after kill_after_ms */
+	int kill_after_ms;
+};
+
+struct wsrun_result {
+	double seconds;            /* slowest trainer, first gather to last barrier */
+	double bound_s;            /* loopback bound (see wsrun.c) */
+	double loopback_gbs;       /* measured single-stream rate the bound uses */
+	uint64_t bytes;            /* written into inference buffers */
+	uint64_t gathered;
+	uint64_t tensors_checked;
+	uint64_t mismatches;
+	uint32_t failed_ranks;     /* processes that reported an error or died */
+	char error[256];
+};
+
+int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct wsrun_result *r);
+
+#endif
