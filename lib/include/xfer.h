@@ -115,6 +115,9 @@ struct xfer_mem {
 /* mem may be NULL for host memory. */
 int xfer_mr_reg(xfer_engine *e, void *addr, size_t len, const struct xfer_mem *mem,
 		uint32_t flags, xfer_mr **out);
+/* A region must outlive every operation that reads from it: deregister only
+ * after their completions (or after xfer_engine_destroy has cancelled them,
+ * and before the engine is gone). */
 int xfer_mr_dereg(xfer_mr *mr);
 void *xfer_mr_addr(const xfer_mr *mr);
 size_t xfer_mr_len(const xfer_mr *mr);

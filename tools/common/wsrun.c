@@ -493,9 +493,27 @@ int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct w
 		nanosleep(&ts, NULL);
 		kill(pids[o->kill_trainer], SIGKILL);
 	}
+	/* Every rank reports within a deadline, whatever the provider does with
+	 * a dead peer (libfabric 1.17's shm can spin forever writing to a
+	 * process that died holding its region's lock): then it is killed and
+	 * named, so a run ends with an error, never a hang. */
+	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
+	double deadline = now_s() + limit_ms / 1000.0;
+
 	for (uint32_t i = 0; i < n; i++) {
+		struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
+		int left = (int)((deadline - now_s()) * 1000);
 		struct report rep;
 
+		if (poll(&pfd, 1, left > 0 ? left : 0) <= 0) {
+			r->failed_ranks++;
+			kill(pids[i], SIGKILL);
+			if (!r->error[0])
+				snprintf(r->error, sizeof(r->error), "%s rank %u did not finish within %d s",
+					 i < s->ntrainers ? "trainer" : "inference",
+					 i < s->ntrainers ? i : i - s->ntrainers, limit_ms / 1000);
+			continue;
+		}
 		if (oob_recv(fds[i], &rep, sizeof(rep)) != sizeof(rep)) {
 			r->failed_ranks++;
 			if (!r->error[0])

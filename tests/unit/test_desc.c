@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wire formats (lib/desc.c): region descriptors and engine addresses.
+ * Round trips; rejection (-EINVAL) of every malformed field, with the CRC
+ * recomputed so that the field check itself is what refuses it; truncation
+ * at every length; and a fuzz loop of random mutations whose inputs live in
+ * exactly-sized heap copies, so that ASan proves there is no over-read.
+ * Anything the decoder accepts must be self-consistent and re-encode to the
+ * same bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "xt.h"
+
+#define DESC_HDR 56
+#define ADDR_HDR 56
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
+static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }
+
+/* Recompute the CRC (field at 12..15 counts as zero) after a mutation. */
+static void fix_crc(uint8_t *p, size_t len)
+{
+	put32(p + 12, 0);
+	put32(p + 12, xfer_crc32c(p, len));
+}
+
+static uint64_t rng = 0x1234567887654321ull;
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* Decode from an exactly-sized heap copy: any over-read is an ASan error. */
+static int desc_dec(const uint8_t *b, size_t len, struct xfer_desc *d)
+{
+	uint8_t *c = malloc(len ? len : 1);
+	int ret;
+
+	memcpy(c, b, len);
+	ret = xfer_desc_decode(len ? c : c + 1, len, d);   /* len 0: a pointer past the end */
+	free(c);
+	return ret;
+}
+
+static int addr_dec(const uint8_t *b, size_t len, struct xfer_addr *a)
+{
+	uint8_t *c = malloc(len ? len : 1);
+	int ret;
+
+	memcpy(c, b, len);
+	ret = xfer_addr_decode(len ? c : c + 1, len, a);
+	free(c);
+	return ret;
+}
+
+static void make_desc(struct xfer_desc *d, uint32_t rails)
+{
+	memset(d, 0, sizeof(*d));
+	d->owner_id = rnd();
+	d->region_id = rnd();
+	d->base = 0x7f0000000000ull + (rnd() & 0xffffff000ull);
+	d->len = 1 + (rnd() & 0xffffffull);
+	d->num_rails = rails;
+	for (uint32_t i = 0; i < rails; i++) {
+		d->rail[i].rkey = rnd();
+		d->rail[i].raddr = i & 1 ? 0 : d->base;
+	}
+}
+
+static void make_addr(struct xfer_addr *a, uint32_t rails, uint32_t backend)
+{
+	memset(a, 0, sizeof(*a));
+	a->engine_id = rnd();
+	a->backend = backend;
+	a->num_rails = rails;
+	snprintf(a->provider, sizeof(a->provider), "%s", rails & 1 ? "tcp;ofi_rxm" : "shm");
+	for (uint32_t i = 0; i < rails; i++) {
+		uint16_t l = (uint16_t)(1 + (i * 37 + rails) % XFER_RAIL_ADDR_MAX);
+
+		if (i == 0)
+			l = XFER_RAIL_ADDR_MAX;   /* the largest allowed */
+		a->rail[i].len = l;
+		for (uint16_t k = 0; k < l; k++)
+			a->rail[i].bytes[k] = (uint8_t)rnd();
+		a->rail[i].sink.rkey = rnd();
+		a->rail[i].sink.raddr = rnd();
+	}
+}
+
+static bool desc_equal(const struct xfer_desc *x, const struct xfer_desc *y)
+{
+	if (x->owner_id != y->owner_id || x->region_id != y->region_id || x->base != y->base ||
+	    x->len != y->len || x->num_rails != y->num_rails)
+		return false;
+	for (uint32_t i = 0; i < x->num_rails; i++)
+		if (x->rail[i].rkey != y->rail[i].rkey || x->rail[i].raddr != y->rail[i].raddr)
+			return false;
+	return true;
+}
+
+static bool addr_equal(const struct xfer_addr *x, const struct xfer_addr *y)
+{
+	if (x->engine_id != y->engine_id || x->backend != y->backend ||
+	    x->num_rails != y->num_rails || strcmp(x->provider, y->provider))
+		return false;
+	for (uint32_t i = 0; i < x->num_rails; i++)
+		if (x->rail[i].len != y->rail[i].len ||
+		    memcmp(x->rail[i].bytes, y->rail[i].bytes, x->rail[i].len) ||
+		    x->rail[i].sink.rkey != y->rail[i].sink.rkey ||
+		    x->rail[i].sink.raddr != y->rail[i].sink.raddr)
+			return false;
+	return true;
+}
+
+/* ---- round trips --------------------------------------------------------- */
+
+static void test_roundtrip(void)
+{
+	uint8_t buf[XFER_ADDR_MAX];
+	size_t len;
+
+	for (uint32_t r = 1; r <= XFER_MAX_DOMAINS; r++) {
+		struct xfer_desc d, d2;
+
+		make_desc(&d, r);
+		len = 0;
+		XT_EQ(xfer_desc_encode(&d, NULL, &len), -ENOSPC);   /* size query */
+		XT_EQ(len, DESC_HDR + 16 * r);
+		XT_CHECK(len <= XFER_DESC_MAX, "descriptor of %u rails is %zu bytes", r, len);
+		len = DESC_HDR + 16 * r - 1;
+		XT_EQ(xfer_desc_encode(&d, buf, &len), -ENOSPC);
+		len = sizeof(buf);
+		XT_OK(xfer_desc_encode(&d, buf, &len));
+		XT_EQ(len, DESC_HDR + 16 * r);
+		memset(&d2, 0xa5, sizeof(d2));
+		XT_OK(desc_dec(buf, len, &d2));
+		XT_CHECK(desc_equal(&d, &d2), "descriptor of %u rails changed in a round trip", r);
+	}
+	for (uint32_t r = 1; r <= XFER_MAX_DOMAINS; r++) {
+		for (uint32_t b = 1; b <= 2; b++) {
+			struct xfer_addr a, a2;
+			size_t need;
+
+			make_addr(&a, r, b);
+			len = 0;
+			XT_EQ(xfer_addr_encode(&a, NULL, &len), -ENOSPC);
+			need = len;
+			XT_CHECK(need <= XFER_ADDR_MAX, "address of %u rails is %zu bytes", r, need);
+			len = need - 1;
+			XT_EQ(xfer_addr_encode(&a, buf, &len), -ENOSPC);
+			len = sizeof(buf);
+			XT_OK(xfer_addr_encode(&a, buf, &len));
+			XT_EQ(len, need);
+			memset(&a2, 0x5a, sizeof(a2));
+			XT_OK(addr_dec(buf, len, &a2));
+			XT_CHECK(addr_equal(&a, &a2), "address of %u rails changed in a round trip", r);
+		}
+	}
+	/* encoder refuses what the decoder would refuse */
+	struct xfer_desc d;
+	struct xfer_addr a;
+
+	make_desc(&d, 1);
+	d.num_rails = 0;
+	len = sizeof(buf);
+	XT_EQ(xfer_desc_encode(&d, buf, &len), -EINVAL);
+	d.num_rails = XFER_MAX_DOMAINS + 1;
+	XT_EQ(xfer_desc_encode(&d, buf, &len), -EINVAL);
+	make_addr(&a, 2, 1);
+	a.rail[1].len = 0;
+	XT_EQ(xfer_addr_encode(&a, buf, &len), -EINVAL);
+	a.rail[1].len = XFER_RAIL_ADDR_MAX + 1;
+	XT_EQ(xfer_addr_encode(&a, buf, &len), -EINVAL);
+}
+
+/* ---- each malformed field --------------------------------------------- */
+
+/* Mutate a copy of a good blob, fix the CRC unless told not to, expect -EINVAL. */
+typedef void (*mutate_fn)(uint8_t *p, size_t *len);
+
+static void m_magic(uint8_t *p, size_t *l) { (void)l; p[0] ^= 1; }
+static void m_version0(uint8_t *p, size_t *l) { (void)l; put16(p + 4, 0); }
+static void m_version2(uint8_t *p, size_t *l) { (void)l; put16(p + 4, 2); }
+static void m_hdrlen(uint8_t *p, size_t *l) { (void)l; put16(p + 6, 64); }
+static void m_hdrlen_small(uint8_t *p, size_t *l) { (void)l; put16(p + 6, 16); }
+static void m_total_big(uint8_t *p, size_t *l) { put32(p + 8, (uint32_t)*l + 16); }
+static void m_total_small(uint8_t *p, size_t *l) { put32(p + 8, (uint32_t)*l - 16); }
+static void m_total_huge(uint8_t *p, size_t *l) { (void)l; put32(p + 8, 0xffffffffu); }
+/* desc fields */
+static void d_rails0(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 0); }
+static void d_rails9(uint8_t *p, size_t *l) { (void)l; put16(p + 48, XFER_MAX_DOMAINS + 1); }
+static void d_rails_more(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 3); }  /* blob has 2 */
+static void d_rails_less(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 1); }
+static void d_rails_ffff(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 0xffff); }
+static void d_flags(uint8_t *p, size_t *l) { (void)l; put16(p + 50, 1); }
+static void d_reserved(uint8_t *p, size_t *l) { (void)l; p[55] = 0x80; }
+static void d_len0(uint8_t *p, size_t *l) { (void)l; put64(p + 40, 0); }
+static void d_base_ovf(uint8_t *p, size_t *l) { (void)l; put64(p + 32, UINT64_MAX - 100); put64(p + 40, 101); }
+static void d_raddr_ovf(uint8_t *p, size_t *l) { (void)l; put64(p + DESC_HDR + 16 + 8, UINT64_MAX - 10); }
+static void d_extend(uint8_t *p, size_t *l) { memset(p + *l, 0, 16); *l += 16; put32(p + 8, (uint32_t)*l); }
+static void d_extend1(uint8_t *p, size_t *l) { p[*l] = 0; *l += 1; put32(p + 8, (uint32_t)*l); }
+/* addr fields (blob made by make_addr(2 rails): rail 0 len 96, rail 1 len 40) */
+static void a_backend0(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 0); }
+static void a_backend3(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 3); }
+static void a_rails0(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 0); }
+static void a_rails9(uint8_t *p, size_t *l) { (void)l; put32(p + 28, XFER_MAX_DOMAINS + 1); }
+static void a_rails_more(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 3); }
+static void a_rails_less(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 1); }  /* trailing rail */
+static void a_prov_nonul(uint8_t *p, size_t *l) { (void)l; memset(p + 32, 'x', XFER_PROV_NAME_MAX); }
+static void a_rlen0(uint8_t *p, size_t *l) { (void)l; put16(p + ADDR_HDR, 0); }
+static void a_rlen97(uint8_t *p, size_t *l) { (void)l; put16(p + ADDR_HDR, XFER_RAIL_ADDR_MAX + 1); }
+static void a_rlen_ffff(uint8_t *p, size_t *l) { (void)l; put16(p + ADDR_HDR, 0xffff); }
+static void a_r1len_long(uint8_t *p, size_t *l)   /* rail 1 claims more than the blob has */
+{
+	(void)l;
+	put16(p + ADDR_HDR + 24 + XFER_RAIL_ADDR_MAX, XFER_RAIL_ADDR_MAX);
+}
+static void a_rlen_short(uint8_t *p, size_t *l)   /* rail 0 shorter: bytes left over */
+{
+	(void)l;
+	put16(p + ADDR_HDR, XFER_RAIL_ADDR_MAX - 8);
+}
+static void a_rail_rsv2(uint8_t *p, size_t *l) { (void)l; p[ADDR_HDR + 2] = 1; }
+static void a_rail_rsv4(uint8_t *p, size_t *l) { (void)l; p[ADDR_HDR + 7] = 1; }
+static void a_trailing(uint8_t *p, size_t *l) { memset(p + *l, 0, 8); *l += 8; put32(p + 8, (uint32_t)*l); }
+static void a_trailing1(uint8_t *p, size_t *l) { p[*l] = 7; *l += 1; put32(p + 8, (uint32_t)*l); }
+
+struct mcase {
+	const char *name;
+	mutate_fn fn;
+};
+
+static void check_mutations(bool addr, const uint8_t *good, size_t glen, const struct mcase *cs,
+			    size_t n)
+{
+	uint8_t buf[XFER_ADDR_MAX + 64];
+
+	for (size_t i = 0; i < n; i++) {
+		for (int fix = 0; fix <= 1; fix++) {
+			size_t len = glen;
+			struct xfer_desc d;
+			struct xfer_addr a;
+			int ret;
+
+			memset(buf, 0, sizeof(buf));
+			memcpy(buf, good, glen);
+			cs[i].fn(buf, &len);
+			if (fix)
+				fix_crc(buf, len);
+			ret = addr ? addr_dec(buf, len, &a) : desc_dec(buf, len, &d);
+			XT_CHECK(ret == -EINVAL, "%s %s (crc %s) decoded with %d",
+				 addr ? "address" : "descriptor", cs[i].name,
+				 fix ? "fixed" : "stale", ret);
+		}
+	}
+}
+
+static void test_malformed(void)
+{
+	static const struct mcase common[] = {
+		{ "bad magic", m_magic }, { "version 0", m_version0 }, { "version 2", m_version2 },
+		{ "header length", m_hdrlen }, { "small header length", m_hdrlen_small },
+		{ "total length too big", m_total_big }, { "total length too small", m_total_small },
+		{ "total length huge", m_total_huge },
+	};
+	static const struct mcase dcases[] = {
+		{ "num_rails 0", d_rails0 }, { "num_rails > max", d_rails9 },
+		{ "num_rails more than present", d_rails_more },
+		{ "num_rails fewer than present", d_rails_less }, { "num_rails 0xffff", d_rails_ffff },
+		{ "flags", d_flags }, { "reserved", d_reserved }, { "len 0", d_len0 },
+		{ "base+len overflow", d_base_ovf }, { "raddr+len overflow", d_raddr_ovf },
+		{ "extended by a rail", d_extend }, { "extended by a byte", d_extend1 },
+	};
+	static const struct mcase acases[] = {
+		{ "backend 0", a_backend0 }, { "backend 3", a_backend3 },
+		{ "num_rails 0", a_rails0 }, { "num_rails > max", a_rails9 },
+		{ "num_rails more than present", a_rails_more },
+		{ "num_rails fewer than present (trailing rail)", a_rails_less },
+		{ "provider not NUL-terminated", a_prov_nonul },
+		{ "rail length 0", a_rlen0 }, { "rail length too long", a_rlen97 },
+		{ "rail length 0xffff", a_rlen_ffff }, { "rail 1 past the end", a_r1len_long },
+		{ "rail 0 short (bytes left over)", a_rlen_short },
+		{ "rail reserved 2..3", a_rail_rsv2 }, { "rail reserved 4..7", a_rail_rsv4 },
+		{ "trailing bytes", a_trailing }, { "a trailing byte", a_trailing1 },
+	};
+	uint8_t dgood[XFER_DESC_MAX], agood[XFER_ADDR_MAX];
+	size_t dlen = sizeof(dgood), alen = sizeof(agood);
+	struct xfer_desc d, dd;
+	struct xfer_addr a, aa;
+
+	make_desc(&d, 2);
+	XT_OK(xfer_desc_encode(&d, dgood, &dlen));
+	make_addr(&a, 2, 1);
+	a.rail[1].len = 40;
+	XT_OK(xfer_addr_encode(&a, agood, &alen));
+	XT_EQ(alen, ADDR_HDR + 24 + 96 + 24 + 40);
+	/* the good blobs decode, also after a no-op CRC fix */
+	fix_crc(dgood, dlen);
+	fix_crc(agood, alen);
+	XT_OK(desc_dec(dgood, dlen, &dd));
+	XT_OK(addr_dec(agood, alen, &aa));
+
+	check_mutations(false, dgood, dlen, common, ARRAY_SIZE(common));
+	check_mutations(false, dgood, dlen, dcases, ARRAY_SIZE(dcases));
+	check_mutations(true, agood, alen, common, ARRAY_SIZE(common));
+	check_mutations(true, agood, alen, acases, ARRAY_SIZE(acases));
+
+	/* a descriptor is not an address and vice versa */
+	XT_EQ(addr_dec(dgood, dlen, &aa), -EINVAL);
+	XT_EQ(desc_dec(agood, alen, &dd), -EINVAL);
+	/* stale CRC: every single bit flip anywhere is refused */
+	for (size_t i = 0; i < dlen * 8; i++) {
+		uint8_t b[XFER_DESC_MAX];
+
+		memcpy(b, dgood, dlen);
+		b[i / 8] ^= (uint8_t)(1u << (i % 8));
+		XT_CHECK(desc_dec(b, dlen, &dd) == -EINVAL, "descriptor bit %zu flipped: accepted", i);
+	}
+	for (size_t i = 0; i < alen * 8; i++) {
+		uint8_t b[XFER_ADDR_MAX];
+
+		memcpy(b, agood, alen);
+		b[i / 8] ^= (uint8_t)(1u << (i % 8));
+		XT_CHECK(addr_dec(b, alen, &aa) == -EINVAL, "address bit %zu flipped: accepted", i);
+	}
+	/* truncated at every length, with the header's length and CRC made to match */
+	for (size_t l = 0; l < dlen; l++) {
+		uint8_t b[XFER_DESC_MAX];
+
+		memcpy(b, dgood, dlen);
+		XT_CHECK(desc_dec(b, l, &dd) == -EINVAL, "descriptor truncated to %zu: accepted", l);
+		if (l >= 16) {
+			put32(b + 8, (uint32_t)l);
+			fix_crc(b, l);
+			XT_CHECK(desc_dec(b, l, &dd) == -EINVAL,
+				 "descriptor truncated to %zu (length, crc fixed): accepted", l);
+		}
+	}
+	for (size_t l = 0; l < alen; l++) {
+		uint8_t b[XFER_ADDR_MAX];
+
+		memcpy(b, agood, alen);
+		XT_CHECK(addr_dec(b, l, &aa) == -EINVAL, "address truncated to %zu: accepted", l);
+		if (l >= 16) {
+			put32(b + 8, (uint32_t)l);
+			fix_crc(b, l);
+			XT_CHECK(addr_dec(b, l, &aa) == -EINVAL,
+				 "address truncated to %zu (length, crc fixed): accepted", l);
+		}
+	}
+	XT_EQ(xfer_desc_decode(NULL, dlen, &dd), -EINVAL);
+	XT_EQ(xfer_addr_decode(NULL, alen, &aa), -EINVAL);
+}
+
+/* ---- fuzz ------------------------------------------------------------------ */
+
+/* An accepted descriptor must satisfy every documented invariant and
+ * re-encode to exactly the bytes it was decoded from. */
+static bool desc_consistent(const uint8_t *b, size_t len, const struct xfer_desc *d)
+{
+	uint8_t re[XFER_DESC_MAX];
+	size_t rl = sizeof(re);
+
+	if (d->num_rails == 0 || d->num_rails > XFER_MAX_DOMAINS || d->len == 0 ||
+	    d->base + d->len < d->base)
+		return false;
+	for (uint32_t i = 0; i < d->num_rails; i++)
+		if (d->rail[i].raddr + d->len < d->rail[i].raddr)
+			return false;
+	return xfer_desc_encode(d, re, &rl) == 0 && rl == len && memcmp(re, b, len) == 0;
+}
+
+static long addr_noncanon;
+static bool addr_consistent(const uint8_t *b, size_t len, const struct xfer_addr *a)
+{
+	uint8_t re[XFER_ADDR_MAX];
+	size_t rl = sizeof(re);
+	struct xfer_addr a2;
+
+	(void)b;
+	if (a->num_rails == 0 || a->num_rails > XFER_MAX_DOMAINS || a->backend < 1 ||
+	    a->backend > 2 || !memchr(a->provider, 0, sizeof(a->provider)))
+		return false;
+	for (uint32_t i = 0; i < a->num_rails; i++)
+		if (a->rail[i].len == 0 || a->rail[i].len > XFER_RAIL_ADDR_MAX)
+			return false;
+	/* same length, and what it encodes to decodes to the same address */
+	if (!(xfer_addr_encode(a, re, &rl) == 0 && rl == len && xfer_addr_decode(re, rl, &a2) == 0 &&
+	      addr_equal(a, &a2)))
+		return false;
+	if (memcmp(re, b, len))
+		addr_noncanon++;
+	return true;
+}
+
+static void mutate(uint8_t *b, size_t *len, size_t cap)
+{
+	int n = 1 + (int)(rnd() % 4);
+
+	for (int k = 0; k < n; k++) {
+		switch (rnd() % 8) {
+		case 0: case 1:   /* bit flip */
+			if (*len)
+				b[rnd() % *len] ^= (uint8_t)(1u << (rnd() % 8));
+			break;
+		case 2:           /* random byte */
+			if (*len)
+				b[rnd() % *len] = (uint8_t)rnd();
+			break;
+		case 3:           /* truncate */
+			*len = *len ? rnd() % *len : 0;
+			break;
+		case 4: {         /* extend with random bytes */
+			size_t add = 1 + rnd() % 32;
+
+			if (*len + add > cap)
+				add = cap - *len;
+			for (size_t i = 0; i < add; i++)
+				b[*len + i] = (uint8_t)rnd();
+			*len += add;
+			break;
+		}
+		case 5:           /* an interesting 16-bit value at a field offset */
+			if (*len >= 2) {
+				static const uint16_t v[] = { 0, 1, 2, 7, 8, 9, 96, 97, 0x7fff, 0xffff };
+				size_t off = (rnd() % (*len / 2)) * 2;
+
+				put16(b + off, v[rnd() % ARRAY_SIZE(v)]);
+			}
+			break;
+		case 6:           /* an interesting 64-bit value */
+			if (*len >= 8) {
+				static const uint64_t v[] = { 0, 1, UINT64_MAX, UINT64_MAX - 1,
+							      1ull << 63, 0xffffffffull };
+				size_t off = (rnd() % (*len / 8)) * 8;
+
+				put64(b + off, v[rnd() % ARRAY_SIZE(v)]);
+			}
+			break;
+		default:          /* keep the length field honest */
+			if (*len >= 12)
+				put32(b + 8, (uint32_t)*len);
+			break;
+		}
+	}
+}
+
+static void test_fuzz(long iters)
+{
+	long dacc = 0, aacc = 0, dbad = 0, abad = 0;
+	uint8_t dgood[XFER_DESC_MAX], agood[XFER_ADDR_MAX];
+
+	for (long it = 0; it < iters; it++) {
+		uint8_t b[XFER_ADDR_MAX + 64];
+		size_t len = 0;
+		bool is_addr = it & 1;
+
+		if (it % 64 < 2) {   /* fresh seeds now and then */
+			if (is_addr) {
+				struct xfer_addr a;
+				size_t l = sizeof(agood);
+
+				make_addr(&a, 1 + (uint32_t)(rnd() % XFER_MAX_DOMAINS), 1 + (uint32_t)(rnd() % 2));
+				XT_OK(xfer_addr_encode(&a, agood, &l));
+				XT_EQ(l % 8, 0);
+			} else {
+				struct xfer_desc d;
+				size_t l = sizeof(dgood);
+
+				make_desc(&d, 1 + (uint32_t)(rnd() % XFER_MAX_DOMAINS));
+				XT_OK(xfer_desc_encode(&d, dgood, &l));
+			}
+		}
+		if (is_addr) {
+			struct xfer_addr a;
+
+			memcpy(b, agood, sizeof(agood));
+			len = ((uint32_t)agood[8] | (uint32_t)agood[9] << 8);
+			mutate(b, &len, sizeof(b));
+			if (rnd() % 4)   /* mostly let the CRC pass so the fields get tested */
+				if (len >= 16)
+					fix_crc(b, len);
+			int ret = addr_dec(b, len, &a);
+
+			if (ret == 0) {
+				aacc++;
+				if (!addr_consistent(b, len, &a))
+					abad++;
+			} else if (ret != -EINVAL) {
+				XT_CHECK(0, "address decode returned %d", ret);
+			}
+		} else {
+			struct xfer_desc d;
+
+			memcpy(b, dgood, sizeof(dgood));
+			len = ((uint32_t)dgood[8] | (uint32_t)dgood[9] << 8);
+			mutate(b, &len, sizeof(b));
+			if (rnd() % 4)
+				if (len >= 16)
+					fix_crc(b, len);
+			int ret = desc_dec(b, len, &d);
+
+			if (ret == 0) {
+				dacc++;
+				if (!desc_consistent(b, len, &d))
+					dbad++;
+			} else if (ret != -EINVAL) {
+				XT_CHECK(0, "descriptor decode returned %d", ret);
+			}
+		}
+	}
+	XT_EQ(dbad, 0);
+	XT_EQ(abad, 0);
+	/* the loop did reach the decoders' accepting paths too */
+	XT_CHECK(dacc > 0 && aacc > 0, "nothing accepted (%ld, %ld): the fuzz is not exercising decode",
+		 dacc, aacc);
+	printf("# non-canonical addresses accepted: %ld\n", addr_noncanon);
+	printf("# fuzz: %ld iterations, %ld descriptors and %ld addresses accepted\n", iters, dacc,
+	       aacc);
+}
+
+int main(int argc, char **argv)
+{
+	long iters = argc > 1 ? atol(argv[1]) : 200000;
+	int f;
+
+	xt_plan();
+	f = xt_failures;
+	test_roundtrip();
+	xt_result("round trips", xt_failures == f, NULL);
+	f = xt_failures;
+	test_malformed();
+	xt_result("malformed fields, truncation, bit flips", xt_failures == f, NULL);
+	f = xt_failures;
+	test_fuzz(iters);
+	xt_result("fuzz", xt_failures == f, NULL);
+	return xt_done();
+}
