@@ -82,6 +82,26 @@ bool xt_provider_available(const char *prov)
 	return ret == 0;
 }
 
+int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t domains))
+{
+	const char *provs[8];
+	int np = xt_providers(provs, 8);
+	char name[128];
+
+	xt_plan();
+	for (int i = 0; i < np; i++) {
+		for (uint32_t d = 1; d <= 2; d++) {
+			snprintf(name, sizeof(name), "%s %s %u domain%s", what, provs[i], d,
+				 d > 1 ? "s" : "");
+			if (!xt_provider_available(provs[i]))
+				xt_result(name, true, "provider not offered by libfabric here");
+			else
+				xt_result(name, run(provs[i], d), NULL);
+		}
+	}
+	return xt_done();
+}
+
 int xt_engine(const char *prov, uint32_t domains, uint32_t timeout_ms, xfer_engine **e)
 {
 	struct xfer_engine_attr a;

@@ -407,20 +407,5 @@ static bool run_config(const char *prov, uint32_t domains)
 
 int main(void)
 {
-	const char *provs[8];
-	int np = xt_providers(provs, 8);
-	char name[96];
-
-	xt_plan();
-	for (int i = 0; i < np; i++) {
-		for (uint32_t d = 1; d <= 2; d++) {
-			snprintf(name, sizeof(name), "notify %s %u domain%s", provs[i], d,
-				 d > 1 ? "s" : "");
-			if (!xt_provider_available(provs[i]))
-				xt_result(name, true, "provider not offered by libfabric here");
-			else
-				xt_result(name, run_config(provs[i], d), NULL);
-		}
-	}
-	return xt_done();
+	return xt_run_configs("notify", run_config);
 }

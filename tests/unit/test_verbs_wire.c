@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The verbs backend's wire formats (lib/backend/verbs_wire.c): the rail
+ * address published before peers are known and the connect message carried
+ * over UD. Round trips; refusal of every malformed field with the CRC
+ * recomputed (so the field check itself refuses it); a newer version is
+ * -EPROTO; every truncated or extended length refused; random mutations from
+ * exactly-sized heap copies (ASan proves no over-read), and whatever decodes
+ * re-encodes to the same bytes. Runs without any RDMA device.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "xt.h"
+
+#ifndef XFER_HAVE_VERBS
+int main(void)
+{
+	printf("SKIP: built without libibverbs\n");
+	return 77;
+}
+#else
+#include "internal.h"
+#include "backend/verbs_wire.h"
+
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+
+static void fix_crc(uint8_t *p)
+{
+	put32(p + 44, xfer_crc32c(p, 44));
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static int addr_dec(const uint8_t *p, size_t len, struct vw_addr *a)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	int ret;
+
+	memcpy(copy, p, len);
+	ret = vw_addr_decode(copy, len, a);
+	free(copy);
+	return ret;
+}
+
+static int msg_dec(const uint8_t *p, size_t len, struct vw_msg *m)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	int ret;
+
+	memcpy(copy, p, len);
+	ret = vw_msg_decode(copy, len, m);
+	free(copy);
+	return ret;
+}
+
+static const struct vw_addr good_addr = {
+	.link_layer = VW_LL_ETH, .port = 1, .mtu = 3, .gid_index = 1, .lid = 0,
+	.ud_qpn = 0x11, .qkey = 0x58464552,
+	.gid = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1 },
+	.nonce = 0x0123456789abcdefull,
+};
+
+static const struct vw_msg good_msg = {
+	.flags = VW_F_NEED_REPLY, .mtu = 3, .src_nonce = 0x1111222233334444ull,
+	.dst_nonce = 0x5555666677778888ull, .qpn = 0x12, .psn = 0xabcdef, .ack_qpn = 0x13,
+};
+
+static void test_addr_roundtrip(void)
+{
+	uint8_t buf[VW_ADDR_LEN + 8];
+	size_t len = sizeof(buf);
+	struct vw_addr a;
+
+	XT_OK(vw_addr_encode(&good_addr, buf, &len));
+	XT_EQ(len, VW_ADDR_LEN);
+	XT_OK(addr_dec(buf, len, &a));
+	XT_CHECK(memcmp(&a, &good_addr, sizeof(a)) == 0, "round trip differs");
+	len = VW_ADDR_LEN - 1;
+	XT_EQ(vw_addr_encode(&good_addr, buf, &len), -ENOSPC);
+	XT_CHECK(VW_ADDR_LEN <= XFER_RAIL_ADDR_MAX, "address does not fit the engine's slot");
+}
+
+static void test_addr_refused(void)
+{
+	uint8_t good[VW_ADDR_LEN], b[VW_ADDR_LEN + 1];
+	size_t len = sizeof(good);
+	struct vw_addr a;
+
+	vw_addr_encode(&good_addr, good, &len);
+	for (size_t l = 0; l <= VW_ADDR_LEN + 1; l++) {
+		memcpy(b, good, VW_ADDR_LEN);
+		b[VW_ADDR_LEN] = 0;
+		if (l != VW_ADDR_LEN)
+			XT_EQ(addr_dec(b, l, &a), -EINVAL);
+	}
+	XT_EQ(vw_addr_decode(NULL, VW_ADDR_LEN, &a), -EINVAL);
+	/* each field made invalid, CRC fixed */
+	struct { size_t off; uint8_t val; int want; } cases[] = {
+		{ 0, 0x00, -EINVAL },    /* magic */
+		{ 4, 2, -EPROTO },       /* newer version */
+		{ 5, 0, -EINVAL },       /* link layer */
+		{ 5, 7, -EINVAL },
+		{ 6, 0, -EINVAL },       /* port 0 */
+		{ 7, 0, -EINVAL },       /* mtu */
+		{ 7, 6, -EINVAL },
+		{ 9, 1, -EINVAL },       /* reserved byte */
+		{ 15, 0x01, -EINVAL },   /* ud qpn > 24 bits */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		memcpy(b, good, VW_ADDR_LEN);
+		b[cases[i].off] = cases[i].val;
+		fix_crc(b);
+		XT_EQ(addr_dec(b, VW_ADDR_LEN, &a), cases[i].want);
+	}
+	/* ud qpn 0, nonce 0 */
+	memcpy(b, good, VW_ADDR_LEN);
+	memset(b + 12, 0, 4);
+	fix_crc(b);
+	XT_EQ(addr_dec(b, VW_ADDR_LEN, &a), -EINVAL);
+	memcpy(b, good, VW_ADDR_LEN);
+	memset(b + 36, 0, 8);
+	fix_crc(b);
+	XT_EQ(addr_dec(b, VW_ADDR_LEN, &a), -EINVAL);
+	/* a flipped bit without a fixed CRC */
+	for (size_t i = 0; i < 44 * 8; i++) {
+		memcpy(b, good, VW_ADDR_LEN);
+		b[i / 8] ^= (uint8_t)(1u << (i % 8));
+		XT_CHECK(addr_dec(b, VW_ADDR_LEN, &a) != 0, "bit %zu flipped was accepted", i);
+	}
+}
+
+static void test_msg_roundtrip(void)
+{
+	uint8_t buf[VW_MSG_LEN];
+	struct vw_msg m;
+
+	XT_EQ(vw_msg_encode(&good_msg, buf, sizeof(buf)), VW_MSG_LEN);
+	XT_OK(msg_dec(buf, VW_MSG_LEN, &m));
+	XT_CHECK(memcmp(&m, &good_msg, sizeof(m)) == 0, "round trip differs");
+	XT_EQ(vw_msg_encode(&good_msg, buf, VW_MSG_LEN - 1), -ENOSPC);
+	struct vw_msg z = good_msg;
+	z.ack_qpn = 0;
+	z.flags = 0;
+	vw_msg_encode(&z, buf, sizeof(buf));
+	XT_OK(msg_dec(buf, VW_MSG_LEN, &m));
+	XT_EQ(m.ack_qpn, 0);
+}
+
+static void test_msg_refused(void)
+{
+	uint8_t good[VW_MSG_LEN], b[VW_MSG_LEN + 1];
+	struct vw_msg m;
+
+	vw_msg_encode(&good_msg, good, sizeof(good));
+	for (size_t l = 0; l <= VW_MSG_LEN + 1; l++) {
+		memcpy(b, good, VW_MSG_LEN);
+		b[VW_MSG_LEN] = 0;
+		if (l != VW_MSG_LEN)
+			XT_EQ(msg_dec(b, l, &m), -EINVAL);
+	}
+	XT_EQ(vw_msg_decode(NULL, VW_MSG_LEN, &m), -EINVAL);
+	struct { size_t off; uint8_t val; int want; } cases[] = {
+		{ 0, 0x00, -EINVAL },    /* magic */
+		{ 4, 9, -EPROTO },       /* newer version */
+		{ 5, 0x02, -EINVAL },    /* unknown flag */
+		{ 6, 0, -EINVAL },       /* mtu */
+		{ 7, 1, -EINVAL },       /* reserved */
+		{ 27, 1, -EINVAL },      /* qpn > 24 bits */
+		{ 31, 1, -EINVAL },      /* psn > 24 bits */
+		{ 35, 1, -EINVAL },      /* ack qpn > 24 bits */
+		{ 40, 1, -EINVAL },      /* reserved tail */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		memcpy(b, good, VW_MSG_LEN);
+		b[cases[i].off] = cases[i].val;
+		fix_crc(b);
+		XT_EQ(msg_dec(b, VW_MSG_LEN, &m), cases[i].want);
+	}
+	size_t zero_fields[][2] = { { 8, 8 }, { 16, 8 }, { 24, 4 } };   /* nonces, qpn */
+	for (size_t i = 0; i < ARRAY_SIZE(zero_fields); i++) {
+		memcpy(b, good, VW_MSG_LEN);
+		memset(b + zero_fields[i][0], 0, zero_fields[i][1]);
+		fix_crc(b);
+		XT_EQ(msg_dec(b, VW_MSG_LEN, &m), -EINVAL);
+	}
+	for (size_t i = 0; i < 44 * 8; i++) {
+		memcpy(b, good, VW_MSG_LEN);
+		b[i / 8] ^= (uint8_t)(1u << (i % 8));
+		XT_CHECK(msg_dec(b, VW_MSG_LEN, &m) != 0, "bit %zu flipped was accepted", i);
+	}
+}
+
+/* Random mutations with the CRC fixed: accepted input re-encodes identically. */
+static void test_fuzz(void)
+{
+	uint8_t ga[VW_ADDR_LEN], gm[VW_MSG_LEN], b[64], again[64];
+	size_t len = sizeof(ga);
+	int accepted = 0;
+
+	vw_addr_encode(&good_addr, ga, &len);
+	vw_msg_encode(&good_msg, gm, sizeof(gm));
+	for (int it = 0; it < 20000; it++) {
+		bool is_addr = it & 1;
+		size_t n = is_addr ? VW_ADDR_LEN : VW_MSG_LEN;
+
+		memcpy(b, is_addr ? ga : gm, n);
+		for (int k = 1 + (int)(rnd() % 3); k > 0; k--)
+			b[rnd() % 44] = (uint8_t)rnd();
+		if (rnd() % 4)
+			fix_crc(b);
+		if (is_addr) {
+			struct vw_addr a;
+			size_t l2 = sizeof(again);
+
+			if (addr_dec(b, n, &a) == 0) {
+				accepted++;
+				XT_OK(vw_addr_encode(&a, again, &l2));
+				XT_CHECK(l2 == n && memcmp(again, b, n) == 0,
+					 "address re-encodes differently");
+			}
+		} else {
+			struct vw_msg m;
+
+			if (msg_dec(b, n, &m) == 0) {
+				accepted++;
+				vw_msg_encode(&m, again, sizeof(again));
+				XT_CHECK(memcmp(again, b, n) == 0, "message re-encodes differently");
+			}
+		}
+	}
+	XT_CHECK(accepted > 0, "fuzz accepted nothing: mutations too coarse");
+}
+
+int main(void)
+{
+	struct { const char *name; void (*fn)(void); } tests[] = {
+		{ "rail address round trip", test_addr_roundtrip },
+		{ "rail address: malformed refused", test_addr_refused },
+		{ "connect message round trip", test_msg_roundtrip },
+		{ "connect message: malformed refused", test_msg_refused },
+		{ "random mutations: no over-read, stable re-encoding", test_fuzz },
+	};
+
+	xt_plan();
+	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
+		int before = xt_failures;
+
+		tests[i].fn();
+		xt_result(tests[i].name, xt_failures == before, NULL);
+	}
+	return xt_done();
+}
+#endif
