@@ -104,8 +104,9 @@ struct xfer_target {
 	uint32_t peer;
 	uint32_t data_left;      /* data pieces not yet completed */
 	uint8_t imm_mode;
-	uint8_t imm_queued;
-	uint8_t pad[2];
+	uint8_t imm_queued;          /* its immediate is due (queued or in flight) */
+	uint8_t imm_posted;          /* ... and was handed to the NIC */
+	uint8_t pad;
 	/* this destination's region (a copy owned by the op) and range */
 	const struct xfer_rmr *dst;
 	uint64_t src_off, dst_off, len;
@@ -225,7 +226,11 @@ struct xfer_rail_state {
 	struct xfer_rail *r;
 	uint32_t inflight;
 	uint32_t max_inflight;
-	bool blocked;                /* provider said EAGAIN this round */
+	/* Peers the provider said EAGAIN for this round. Per peer, not per
+	 * rail: on verbs a stalled peer fills only its own QP, and must not
+	 * hold back the others (libfabric's EAGAIN is rail-wide; then every
+	 * peer simply gets its own EAGAIN). */
+	uint64_t blocked[XFER_MAX_PEERS / 64];
 	struct xfer_stats_domain *st;
 };
 

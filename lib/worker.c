@@ -212,6 +212,11 @@ static void account_post(xfer_engine *e, uint32_t rail, uint64_t bytes)
 }
 
 /* Post a batch of pieces already generated; returns how many were taken. */
+static bool rail_blocked(const struct xfer_rail_state *rs, uint32_t peer)
+{
+	return rs->blocked[peer / 64] & (1ull << (peer % 64));
+}
+
 static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_wr *wrs,
 		      struct xfer_piece **pcs, int n, int *err)
 {
@@ -228,7 +233,7 @@ static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_
 		}
 	}
 	if (got < n)
-		rs->blocked = true;
+		rs->blocked[peer / 64] |= 1ull << (peer % 64);
 	for (int i = 0; i < got; i++)
 		account_post(e, rail, wrs[i].len);
 	rs->inflight += got;
@@ -245,7 +250,7 @@ static int post_pending(xfer_engine *e)
 	int activity = 0;
 
 	for (uint32_t r = 0; r < e->num_rails; r++)
-		e->rail[r].blocked = false;
+		memset(e->rail[r].blocked, 0, sizeof(e->rail[r].blocked));
 
 	while (e->post_head) {
 		struct xfer_op *op = e->post_head;
@@ -267,7 +272,7 @@ static int post_pending(xfer_engine *e)
 				rs = &e->rail[g.rail];
 				if (n && (g.rail != brail || g.peer != bpeer))
 					break;
-				if (rs->blocked || rs->inflight + n >= rs->max_inflight) {
+				if (rail_blocked(rs, g.peer) || rs->inflight + n >= rs->max_inflight) {
 					stop = true;
 					break;
 				}
@@ -347,7 +352,8 @@ static int post_imm_ready(xfer_engine *e)
 			op_check_done(e, op);
 			continue;
 		}
-		if (rs->blocked || rs->inflight >= rs->max_inflight || !(pc = piece_get(e))) {
+		if (rail_blocked(rs, t->peer) || rs->inflight >= rs->max_inflight ||
+		    !(pc = piece_get(e))) {
 			e->imm_ready[kept] = t;
 			e->imm_ready_op[kept++] = op;
 			continue;
@@ -364,6 +370,7 @@ static int post_imm_ready(xfer_engine *e)
 		wr.ctx = pc;
 		got = post_batch(e, rail, t->peer, &wr, &pc, 1, &err);
 		if (got == 1) {
+			t->imm_posted = 1;
 			activity = 1;
 			continue;
 		}
@@ -490,13 +497,20 @@ static void check_timeouts(xfer_engine *e, uint64_t now)
 			continue;
 		if (op->pieces_inflight == 0 && op->pieces_next == 0 && op != e->post_head)
 			continue;   /* not started yet: it waits behind others */
+		/* Blame a target with work on the wire that did not come back,
+		 * then one with data outstanding, then one whose immediate could
+		 * not even be posted (its queue is full: the peer stalls). */
 		uint32_t peer = op->targets[0].peer;
+		int best = 4;
 
-		for (uint32_t i = 0; i < op->num_targets; i++) {
-			/* blame a target whose data or immediate is outstanding */
-			if (op->targets[i].data_left || op->targets[i].imm_queued) {
-				peer = op->targets[i].peer;
-				break;
+		for (uint32_t i = 0; i < op->num_targets && best > 1; i++) {
+			const struct xfer_target *t = &op->targets[i];
+			int rank = t->imm_posted && t->imm_queued ? 1 : t->data_left ? 2 :
+				   t->imm_queued ? 3 : 4;
+
+			if (rank < best) {
+				best = rank;
+				peer = t->peer;
 			}
 		}
 		/* A peer that completed other work within the timeout is answering:

@@ -21,6 +21,7 @@
  * (MiB = 2^20 bytes, as perftest's MB/sec). Exit 77 without a device.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,7 +217,14 @@ int main(int argc, char **argv)
 	}
 	uint64_t iters = b.iters;
 	run(&b, iters / 10 + 1, window);   /* warm up: connection, caches */
+	/* diagnosis: the target's worker (which polls every <= 1 ms while idle)
+	 * stopped during the measurement; plain writes need nothing from it */
+	bool stop_target = getenv("XFER_BENCH_STOP_TARGET") && !b.paged;
+	if (stop_target)
+		kill(child.pid, SIGSTOP);
 	double secs = run(&b, iters, window);
+	if (stop_target)
+		kill(child.pid, SIGCONT);
 
 	if (atomic_load(&b.error)) {
 		fprintf(stderr, "bench_verbs: %s\n", xfer_strerror(atomic_load(&b.error)));
