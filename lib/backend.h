@@ -95,7 +95,21 @@ struct xfer_backend_ops {
 
 	/* Reap up to n completions; returns the number written to out. */
 	int (*poll)(struct xfer_rail *r, struct xfer_cqe *out, int n);
+
+	/* Optional: a file descriptor that becomes readable when the rail has
+	 * something to progress (completions, or bytes a manual-progress
+	 * provider must drain), or -1. With it the idle worker sleeps in epoll
+	 * instead of waking up to poll. */
+	int (*wait_fd)(struct xfer_rail *r);
+	/* Optional: 0 when it is safe to sleep on wait_fd now, -EAGAIN when
+	 * there is work to poll first (fi_trywait). */
+	int (*trywait)(struct xfer_rail *r);
 };
+
+/* Whether a backend's table has an entry (it may predate it). */
+#define XFER_BACKEND_HAS(ops, field) \
+	((ops)->size >= offsetof(struct xfer_backend_ops, field) + sizeof((ops)->field) && \
+	 (ops)->field != NULL)
 
 extern const struct xfer_backend_ops xfer_fabric_ops;
 extern const struct xfer_backend_ops xfer_verbs_ops; /* NULL-filled stub if not built */

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -60,6 +63,50 @@ static void rails_close(xfer_engine *e)
 			e->ops->rail_close(e->rail[i].r);
 		e->rail[i].r = NULL;
 	}
+}
+
+/* The idle worker sleeps in epoll on the rails' wait fds (traffic wakes it)
+ * and an eventfd (submissions wake it); without wait fds, on a futex. */
+static void wait_set_open(xfer_engine *e)
+{
+	int nfd = 0;
+
+	e->epfd = e->evfd = -1;
+	if (!XFER_BACKEND_HAS(e->ops, wait_fd) || !XFER_BACKEND_HAS(e->ops, trywait))
+		return;
+	e->epfd = epoll_create1(EPOLL_CLOEXEC);
+	e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (e->epfd < 0 || e->evfd < 0)
+		goto none;
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = e->evfd };
+
+	if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev))
+		goto none;
+	for (uint32_t i = 0; i < e->num_rails; i++) {
+		int fd = e->ops->wait_fd(e->rail[i].r);
+
+		ev.data.fd = fd;
+		if (fd >= 0 && epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+			nfd++;
+	}
+	if (nfd == 0)
+		goto none;
+	e->all_rails_wait = (uint32_t)nfd == e->num_rails;
+	return;
+none:
+	if (e->epfd >= 0)
+		close(e->epfd);
+	if (e->evfd >= 0)
+		close(e->evfd);
+	e->epfd = e->evfd = -1;
+}
+
+static void wait_set_close(xfer_engine *e)
+{
+	if (e->epfd >= 0)
+		close(e->epfd);
+	if (e->evfd >= 0)
+		close(e->evfd);
 }
 
 static int sink_register(xfer_engine *e)
@@ -191,6 +238,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	}
 	if (e->max_msg > (1ull << 30))
 		e->max_msg = 1ull << 30;
+	wait_set_open(e);
 	ret = sink_register(e);
 	if (ret)
 		goto err_sink;
@@ -212,6 +260,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 
 err_sink:
 	sink_release(e);
+	wait_set_close(e);
 err_rails:
 	rails_close(e);
 	xfer_kmod_close(e->kmod);
@@ -229,6 +278,7 @@ XFER_EXPORT void xfer_engine_destroy(xfer_engine *e)
 	xfer_cmd_run(e, &c);
 	pthread_join(e->worker, NULL);
 	sink_release(e);
+	wait_set_close(e);
 	rails_close(e);
 	/* pieces still referenced by the closed rails go with the slabs */
 	while (e->piece_slabs) {

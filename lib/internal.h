@@ -267,6 +267,9 @@ struct xfer_engine {
 
 	struct xfer_mpsc q;          /* API -> worker */
 	_Atomic uint32_t wake;       /* futex: bumped to wake a sleeping worker */
+	int epfd;                    /* epoll over the rails' wait fds and evfd, or -1 */
+	int evfd;                    /* eventfd that wakes the worker out of epoll */
+	bool all_rails_wait;         /* every rail has a wait fd: sleep until events */
 	_Atomic uint32_t sleeping;
 	pthread_t worker;
 	int worker_cpu;

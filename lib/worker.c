@@ -14,6 +14,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -649,9 +651,50 @@ static int drain_queue(xfer_engine *e)
 void xfer_engine_kick(xfer_engine *e)
 {
 	if (atomic_load(&e->sleeping)) {
-		atomic_fetch_add(&e->wake, 1);
-		xfer_futex_wake(&e->wake);
+		if (e->evfd >= 0) {
+			uint64_t one = 1;
+
+			if (write(e->evfd, &one, sizeof(one)) < 0)
+				(void)0;   /* already signalled: the counter is non-zero */
+		} else {
+			atomic_fetch_add(&e->wake, 1);
+			xfer_futex_wake(&e->wake);
+		}
 	}
+}
+
+/* Sleep until traffic or a submission arrives (epoll), or a while.
+ * Returns true when a rail woke us: traffic is flowing, even where it makes
+ * no completion here (plain RMA writes into us), so keep polling. */
+static bool idle_sleep(xfer_engine *e, uint64_t sleep_ns)
+{
+	bool traffic = false;
+	uint32_t seen = atomic_load(&e->wake);
+
+	atomic_store(&e->sleeping, 1);
+	if (!xfer_mpsc_empty(&e->q)) {
+		/* a submission raced with going to sleep */
+	} else if (e->epfd >= 0) {
+		struct epoll_event ev[8];
+		bool can = true;
+		uint64_t drain;
+
+		for (uint32_t i = 0; i < e->num_rails && can; i++)
+			can = e->ops->trywait(e->rail[i].r) == 0 ||
+			      e->ops->wait_fd(e->rail[i].r) < 0;
+		/* With every rail behind an fd, events wake us: the timeout only
+		 * paces deadline checks. Otherwise poll the others every 1 ms. */
+		int n = can ? epoll_wait(e->epfd, ev, 8, e->all_rails_wait ? 50 : 1) : 0;
+
+		for (int i = 0; i < n; i++)
+			traffic |= ev[i].data.fd != e->evfd;
+		if (read(e->evfd, &drain, sizeof(drain)) < 0)
+			(void)0;   /* nothing was signalled */
+	} else {
+		xfer_futex_wait(&e->wake, seen, (int64_t)sleep_ns);
+	}
+	atomic_store(&e->sleeping, 0);
+	return traffic;
 }
 
 static void shutdown_all(xfer_engine *e)
@@ -721,16 +764,13 @@ void *xfer_worker_main(void *arg)
 			sched_yield();
 		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n)
 			continue;
-		/* Idle: sleep, but wake for submissions and poll now and then for
-		 * arrivals (progress is manual on shm and tcp). */
-		uint32_t seen = atomic_load(&e->wake);
-
-		atomic_store(&e->sleeping, 1);
-		if (xfer_mpsc_empty(&e->q) && !e->watches)
-			xfer_futex_wait(&e->wake, seen, (int64_t)sleep_ns);
-		else if (e->watches)
+		/* Idle: sleep, but wake for submissions and arrivals (progress is
+		 * manual on shm and tcp). Watched words are plain memory: no event
+		 * tells us they changed, so with watches we only yield. */
+		if (e->watches)
 			sched_yield();
-		atomic_store(&e->sleeping, 0);
+		else if (idle_sleep(e, sleep_ns))
+			last_activity = xfer_now_ns();
 		if (sleep_ns < 1000000)
 			sleep_ns *= 2;
 	}

@@ -40,6 +40,7 @@ struct xfer_rail {
 	struct fid_cq *cq;
 	bool virt_addr, prov_key, mr_endpoint;
 	bool delivery_ok;       /* the provider accepts FI_DELIVERY_COMPLETE */
+	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
 	struct fab_slot *slots, *free_slots;
@@ -152,14 +153,14 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 {
 	static const char *const auto_order[] = { "efa", "verbs;ofi_rxm", "tcp;ofi_rxm", "shm" };
 	struct xfer_rail *r;
-	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_DATA, .size = FAB_CQ_SIZE,
-				  .wait_obj = FI_WAIT_NONE };
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_DATA, .size = FAB_CQ_SIZE };
 	struct fi_av_attr ava = { .type = FI_AV_TABLE };
 	int ret = -ENODEV;
 
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	r->wait_fd = -1;
 	if (!a->provider || !*a->provider || strcmp(a->provider, "auto") == 0) {
 		for (size_t i = 0; i < ARRAY_SIZE(auto_order) && ret; i++)
 			ret = try_getinfo(auto_order[i], a, &r->info);
@@ -183,8 +184,18 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 	ret = fi_fabric(r->info->fabric_attr, &r->fabric, NULL);
 	if (!ret)
 		ret = fi_domain(r->fabric, r->info, &r->domain, NULL);
-	if (!ret)
+	if (!ret) {
+		/* A CQ with a wait fd lets the idle worker sleep until traffic
+		 * arrives; providers without one are polled. */
+		cqa.wait_obj = FI_WAIT_FD;
 		ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
+		if (ret) {
+			cqa.wait_obj = FI_WAIT_NONE;
+			ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
+		} else if (fi_control(&r->cq->fid, FI_GETWAIT, &r->wait_fd) || r->wait_fd < 0) {
+			r->wait_fd = -1;
+		}
+	}
 	if (!ret)
 		ret = fi_av_open(r->domain, &ava, &r->av, NULL);
 	if (!ret)
@@ -414,6 +425,18 @@ static int fab_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
 	return got;
 }
 
+static int fab_wait_fd(struct xfer_rail *r)
+{
+	return r->wait_fd;
+}
+
+static int fab_trywait(struct xfer_rail *r)
+{
+	struct fid *f = &r->cq->fid;
+
+	return r->wait_fd >= 0 && fi_trywait(r->fabric, &f, 1) == FI_SUCCESS ? 0 : -EAGAIN;
+}
+
 const struct xfer_backend_ops xfer_fabric_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "fabric",
@@ -427,4 +450,6 @@ const struct xfer_backend_ops xfer_fabric_ops = {
 	.mr_dereg = fab_mr_dereg,
 	.post_write = fab_post,
 	.poll = fab_poll,
+	.wait_fd = fab_wait_fd,
+	.trywait = fab_trywait,
 };
