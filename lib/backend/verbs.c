@@ -6,6 +6,7 @@
  * peer connected through the rail's UD QP (verbs_cm.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,8 @@ static void vb_close(struct xfer_rail *r)
 		ibv_destroy_srq(r->srq);
 	if (r->cq)
 		ibv_destroy_cq(r->cq);
+	if (r->channel)
+		ibv_destroy_comp_channel(r->channel);   /* after its CQs */
 	if (r->pd)
 		ibv_dealloc_pd(r->pd);   /* EBUSY if a caller leaked an MR: closing cleans up */
 	if (r->ctx)
@@ -192,7 +195,12 @@ static int vb_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 	r->cq_depth = 2 * a->max_inflight + VB_SRQ_DEPTH + 256;
 	if (da.max_cqe > 0 && r->cq_depth > (uint32_t)da.max_cqe)
 		r->cq_depth = (uint32_t)da.max_cqe;
-	r->cq = ibv_create_cq(r->ctx, (int)r->cq_depth, NULL, NULL, 0);
+	/* A completion channel lets the idle worker sleep in epoll until a
+	 * completion or a handshake message arrives; without one it polls. */
+	r->channel = ibv_create_comp_channel(r->ctx);
+	if (r->channel)
+		fcntl(r->channel->fd, F_SETFL, fcntl(r->channel->fd, F_GETFL) | O_NONBLOCK);
+	r->cq = ibv_create_cq(r->ctx, (int)r->cq_depth, NULL, r->channel, 0);
 	if (!r->cq) {
 		ret = err_of(errno, -ENOMEM);
 		goto err;
@@ -341,4 +349,6 @@ const struct xfer_backend_ops xfer_verbs_ops = {
 	.mr_dereg = vb_mr_dereg,
 	.post_write = vb_post_write,
 	.poll = vb_poll,
+	.wait_fd = vb_wait_fd,
+	.trywait = vb_trywait,
 };

@@ -64,7 +64,7 @@ int vb_cm_open(struct xfer_rail *r)
 	struct ibv_qp_attr at;
 	int ret;
 
-	r->ctl_cq = ibv_create_cq(r->ctx, VB_CTL_RECV + VB_CTL_SEND, NULL, NULL, 0);
+	r->ctl_cq = ibv_create_cq(r->ctx, VB_CTL_RECV + VB_CTL_SEND, NULL, r->channel, 0);
 	if (!r->ctl_cq)
 		return errno ? -errno : -ENOMEM;
 	r->ctl_buf = aligned_alloc(4096, VB_CTL_BYTES);   /* C11: size a multiple of the alignment */

@@ -329,6 +329,45 @@ static void recv_wc(struct xfer_rail *r, const struct ibv_wc *wc)
 	vb_fifo_push(r, &c);
 }
 
+/* Translate what the CQ holds into the FIFO; returns how many it took. */
+static int cq_take(struct xfer_rail *r)
+{
+	struct ibv_wc wc[32];
+	int k = ibv_poll_cq(r->cq, (int)ARRAY_SIZE(wc), wc);
+
+	for (int i = 0; i < k; i++) {
+		if (wc[i].wr_id & VB_WRID_RECV)
+			recv_wc(r, &wc[i]);
+		else
+			send_wc(r, &wc[i]);
+	}
+	return k > 0 ? k : 0;
+}
+
+int vb_wait_fd(struct xfer_rail *r)
+{
+	return r->channel ? r->channel->fd : -1;
+}
+
+/* Safe to sleep on the channel: events acknowledged, both CQs armed, and
+ * nothing that arrived before arming (which raises no event) left unseen. */
+int vb_trywait(struct xfer_rail *r)
+{
+	struct ibv_cq *cq;
+	void *cq_ctx;
+
+	if (!r->channel)
+		return -EAGAIN;
+	while (ibv_get_cq_event(r->channel, &cq, &cq_ctx) == 0)
+		ibv_ack_cq_events(cq, 1);
+	if (ibv_req_notify_cq(r->cq, 0) || ibv_req_notify_cq(r->ctl_cq, 0))
+		return -EAGAIN;
+	while (cq_take(r) > 0)
+		;
+	vb_cm_progress(r);
+	return r->fifo_n ? -EAGAIN : 0;
+}
+
 int vb_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
 {
 	struct ibv_wc wc[32];

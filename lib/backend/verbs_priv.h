@@ -86,6 +86,7 @@ struct xfer_rail {
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
 	struct ibv_cq *cq;      /* RC sends and SRQ receives */
+	struct ibv_comp_channel *channel; /* events of cq and ctl_cq: the idle worker's wake-up */
 	struct ibv_srq *srq;
 	char dev_name[64];
 	uint8_t port;
@@ -130,6 +131,8 @@ void vb_cm_progress(struct xfer_rail *r);
 
 /* verbs_data.c */
 int vb_fifo_push(struct xfer_rail *r, const struct xfer_cqe *c);
+int vb_wait_fd(struct xfer_rail *r);
+int vb_trywait(struct xfer_rail *r);
 void vb_peer_fail(struct xfer_rail *r, struct vb_peer *p, int status);
 void vb_peer_drop(struct xfer_rail *r, struct vb_peer *p);
 void vb_qp_destroy(struct ibv_qp *qp);
