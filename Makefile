@@ -108,7 +108,7 @@ test-unit: tests
 	tests/run.sh --build $(BUILD)
 
 bench: all
-	$(BUILD)/xfer-bench --raw
+	$(BUILD)/xfer-bench --raw --reps 5
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \

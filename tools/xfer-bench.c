@@ -34,6 +34,7 @@
 #include "common/rawfab.h"
 
 #define MAX_SIZES 32
+#define MAX_REPS 32
 #define MAX_PEERS 8
 #define PORT_DEFAULT 18515
 #define SINGLE_BUDGET (512ull << 20)   /* bytes moved per single-write size */
@@ -54,6 +55,7 @@ struct opts {
 	uint32_t scatter_peers;
 	const char *tests;       /* comma list of single,paged,imm,scatter */
 	uint64_t region;
+	int reps;                /* interleaved repetitions of each measurement */
 };
 
 struct config_msg {
@@ -459,11 +461,63 @@ static void single_piece(void *arg, uint64_t i, struct raw_piece *p)
 				 .soff = off, .doff = off, .len = len };
 }
 
-static void json_ratio(json_object *row, double x, double raw, bool have_raw)
+static int cmp_double(const void *a, const void *b);
+
+/* Repetitions of one measurement, xfer and raw interleaved so the machine's
+ * drift falls on both alike. */
+struct reps {
+	double x[MAX_REPS], raw[MAX_REPS];
+	int n;
+};
+
+static double median_of(const double *v, int n)
 {
-	json_object_object_add(row, "raw", have_raw ? json_object_new_double(raw) : NULL);
-	json_object_object_add(row, "ratio", have_raw && raw > 0 ? json_object_new_double(x / raw)
-								 : NULL);
+	double tmp[MAX_REPS];
+
+	memcpy(tmp, v, (size_t)n * sizeof(double));
+	qsort(tmp, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+static json_object *range_of(const double *v, int n)
+{
+	double lo = v[0], hi = v[0];
+	json_object *a = json_object_new_array();
+
+	for (int i = 1; i < n; i++) {
+		lo = v[i] < lo ? v[i] : lo;
+		hi = v[i] > hi ? v[i] : hi;
+	}
+	json_object_array_add(a, json_object_new_double(lo));
+	json_object_array_add(a, json_object_new_double(hi));
+	return a;
+}
+
+/* key: median of xfer; raw: median of raw; ratio: median of the paired
+ * ratios (each xfer rep over the raw rep beside it); ranges beside. */
+static double add_figures(json_object *row, const char *key, const struct reps *r, bool have_raw)
+{
+	char k[64];
+	double med = median_of(r->x, r->n);
+
+	json_object_object_add(row, key, json_object_new_double(med));
+	snprintf(k, sizeof(k), "%s_range", key);
+	json_object_object_add(row, k, range_of(r->x, r->n));
+	if (have_raw) {
+		double ratios[MAX_REPS];
+
+		for (int i = 0; i < r->n; i++)
+			ratios[i] = r->raw[i] > 0 ? r->x[i] / r->raw[i] : 0;
+		json_object_object_add(row, "raw", json_object_new_double(median_of(r->raw, r->n)));
+		json_object_object_add(row, "raw_range", range_of(r->raw, r->n));
+		json_object_object_add(row, "ratio", json_object_new_double(median_of(ratios, r->n)));
+		json_object_object_add(row, "ratio_range", range_of(ratios, r->n));
+	} else {
+		json_object_object_add(row, "raw", NULL);
+		json_object_object_add(row, "ratio", NULL);
+	}
+	json_object_object_add(row, "reps", json_object_new_int(r->n));
+	return med;
 }
 
 static json_object *row_base(struct bench *b, const char *test, uint64_t size)
@@ -486,31 +540,34 @@ static void test_single(struct bench *b)
 	for (int i = 0; i < o->nsizes; i++) {
 		uint64_t size = o->sizes[i];
 		struct run r = { .s = &b->s, .size = size, .kind = 0 };
-		double t, gbs, raw_gbs = 0;
+		struct reps rp = { .n = o->reps };
+		double t;
 
 		if (size > o->region)
 			continue;
 		r.n = iters_for(o, SINGLE_BUDGET, size, 16, 200000);
 		r.window = size <= 65536 ? 64 : (size <= (1u << 20) ? 16 : 4);
 		run_xfer(&r);                            /* warm up: registration, connection */
-		t = run_xfer(&r);
-		gbs = (double)size * (double)r.n / t / 1e9;
-		if (o->raw) {
+		for (int k = 0; k < rp.n; k++) {
+			t = run_xfer(&r);
+			rp.x[k] = (double)size * (double)r.n / t / 1e9;
+			if (!o->raw)
+				continue;
 			struct single_gen g = { size, o->region / size, XFER_DEFAULT_STRIPE_THRESHOLD,
 						(int)o->domains };
 			uint64_t parts = size >= g.threshold ? o->domains : 1;
 
 			raw_cmd(b->fds[0], CMD_SERVE_RAW, 0);
-			run_raw(&b->s, r.n * parts, r.window * parts, single_piece, &g);
+			if (k == 0)
+				run_raw(&b->s, r.n * parts, r.window * parts, single_piece, &g);
 			t = run_raw(&b->s, r.n * parts, r.window * parts, single_piece, &g);
 			raw_cmd_end(b->fds[0]);
-			raw_gbs = (double)size * (double)r.n / t / 1e9;
+			rp.raw[k] = (double)size * (double)r.n / t / 1e9;
 		}
 		json_object *row = row_base(b, "single", size);
+		double gbs = add_figures(row, "GBps", &rp, o->raw);
 
-		json_object_object_add(row, "GBps", json_object_new_double(gbs));
 		json_object_object_add(row, "Gbps", json_object_new_double(gbs * 8));
-		json_ratio(row, gbs, raw_gbs, o->raw);
 		out_row(&b->out, row);
 	}
 }
@@ -547,7 +604,8 @@ static void test_paged(struct bench *b)
 			uint64_t slots = o->region / psize;
 			uint32_t *sp = malloc(np * sizeof(*sp)), *dp = malloc(np * sizeof(*dp));
 			struct run r = { .s = &b->s, .kind = 1 };
-			double t, mops, raw_mops = 0;
+			struct reps rp = { .n = o->reps };
+			double t;
 
 			for (uint32_t k = 0; k < np; k++) {
 				sp[k] = (uint32_t)(((uint64_t)rand() << 16 ^ (uint64_t)rand()) % slots);
@@ -558,26 +616,31 @@ static void test_paged(struct bench *b)
 						       .dst_pages = dp, .num_pages = np,
 						       .page_size = psize };
 			r.n = iters_for(o, PAGED_BUDGET, np, 4, 100000);
-			r.window = 2;
+			/* as many pages queued as raw keeps in flight (1024 a rail),
+			 * and one op more so the worker never waits for the next */
+			r.window = (1024ull * o->domains + np - 1) / np + 1;
 			run_xfer(&r);
-			t = run_xfer(&r);
-			mops = (double)np * (double)r.n / t / 1e6;
-			if (o->raw) {
+			for (int k = 0; k < rp.n; k++) {
+				t = run_xfer(&r);
+				rp.x[k] = (double)np * (double)r.n / t / 1e6;
+				if (!o->raw)
+					continue;
 				struct paged_gen g = { sp, dp, np, psize, (int)o->domains };
 				uint64_t window = 1024ull * o->domains;
 
 				raw_cmd(b->fds[0], CMD_SERVE_RAW, 0);
-				run_raw(&b->s, np * r.n, window, paged_piece, &g);
+				if (k == 0)
+					run_raw(&b->s, np * r.n, window, paged_piece, &g);
 				t = run_raw(&b->s, np * r.n, window, paged_piece, &g);
 				raw_cmd_end(b->fds[0]);
-				raw_mops = (double)np * (double)r.n / t / 1e6;
+				rp.raw[k] = (double)np * (double)r.n / t / 1e6;
 			}
 			json_object *row = row_base(b, "paged", psize);
 
 			json_object_object_add(row, "pages", json_object_new_int((int)np));
-			json_object_object_add(row, "Mops", json_object_new_double(mops));
+			double mops = add_figures(row, "Mops", &rp, o->raw);
+
 			json_object_object_add(row, "GBps", json_object_new_double(mops * (double)psize / 1e3));
-			json_ratio(row, mops, raw_mops, o->raw);
 			out_row(&b->out, row);
 			free(sp);
 			free(dp);
@@ -633,17 +696,12 @@ static double pct(double *v, uint64_t n, double q)
 	return v[(uint64_t)(q * (double)(n - 1))];
 }
 
-static void test_imm(struct bench *b)
+/* One ping-pong series through xfer: one-way latencies into v. */
+static void imm_xfer_series(struct bench *b, double *v, uint64_t n)
 {
-	static const char *const cols[] = { "size", "p50_us", "p99_us", "raw_p50_us", "raw_p99_us",
-					    "ratio" };
-	struct opts *o = b->o;
-	uint64_t n = o->iters ? o->iters : 20000, warm = n / 10 + 1;
-	struct ping p = { .s = &b->s, .n = n + warm };
-	double p50, p99, r50 = 0, r99 = 0;
-	uint64_t m[2] = { CMD_PONG_XFER, n + warm }, ack;
+	struct ping p = { .s = &b->s, .n = n, .samples = v };
+	uint64_t m[2] = { CMD_PONG_XFER, n }, ack;
 
-	p.samples = calloc(p.n, sizeof(double));
 	if (oob_send(b->fds[0], m, sizeof(m)) || oob_recv_u64(b->fds[0], &ack))
 		die("peer", -EPROTO);
 	ping_send(&p);
@@ -652,41 +710,60 @@ static void test_imm(struct bench *b)
 		die("latency run", -EIO);
 	oob_send_u64(b->fds[0], 0);
 	oob_recv_u64(b->fds[0], &ack);
-	p50 = pct(p.samples + warm, n, 0.5);
-	p99 = pct(p.samples + warm, n, 0.99);
-	if (o->raw) {
-		uint64_t imm = 0, seen = 0;
-		uint32_t data;
+}
 
-		raw_cmd(b->fds[0], CMD_SERVE_RAW, 1);
-		for (uint64_t i = 0; i < n + warm; i++) {
-			double t0 = now_s();
+/* The same with plain libfabric: post, poll until the answer arrives. */
+static void imm_raw_series(struct bench *b, double *v, uint64_t n)
+{
+	uint64_t imm = 0, seen = 0;
+	uint32_t data;
 
-			while (raw_write(&b->s.rf, 0, 0, &b->s.rmr_local, 0, &b->s.rrmr[0], 0, 8, 1) ==
-			       -EAGAIN)
-				raw_poll(&b->s.rf, &imm, &data);
-			while (imm == seen)
-				if (raw_poll(&b->s.rf, &imm, &data) < 0)
-					die("raw ping", -EIO);
-			seen = imm;
-			p.samples[i] = (now_s() - t0) / 2 * 1e6;
-		}
-		raw_cmd_end(b->fds[0]);
-		r50 = pct(p.samples + warm, n, 0.5);
-		r99 = pct(p.samples + warm, n, 0.99);
+	raw_cmd(b->fds[0], CMD_SERVE_RAW, 1);
+	for (uint64_t i = 0; i < n; i++) {
+		double t0 = now_s();
+
+		while (raw_write(&b->s.rf, 0, 0, &b->s.rmr_local, 0, &b->s.rrmr[0], 0, 8, 1) == -EAGAIN)
+			raw_poll(&b->s.rf, &imm, &data);
+		while (imm == seen)
+			if (raw_poll(&b->s.rf, &imm, &data) < 0)
+				die("raw ping", -EIO);
+		seen = imm;
+		v[i] = (now_s() - t0) / 2 * 1e6;
+	}
+	raw_cmd_end(b->fds[0]);
+}
+
+static void test_imm(struct bench *b)
+{
+	static const char *const cols[] = { "size", "p50_us", "p99_us", "raw_p50_us", "raw_p99_us",
+					    "ratio" };
+	struct opts *o = b->o;
+	uint64_t n = o->iters ? o->iters : 20000, warm = n / 10 + 1;
+	double *v = calloc(n + warm, sizeof(double));
+	struct reps p50 = { .n = o->reps }, p99 = { .n = o->reps };
+
+	for (int k = 0; k < o->reps; k++) {
+		imm_xfer_series(b, v, n + warm);
+		p50.x[k] = pct(v + warm, n, 0.5);
+		p99.x[k] = pct(v + warm, n, 0.99);
+		if (!o->raw)
+			continue;
+		imm_raw_series(b, v, n + warm);
+		p50.raw[k] = pct(v + warm, n, 0.5);
+		p99.raw[k] = pct(v + warm, n, 0.99);
 	}
 	json_object *row = row_base(b, "imm", 8);
 
-	json_object_object_add(row, "p50_us", json_object_new_double(p50));
-	json_object_object_add(row, "p99_us", json_object_new_double(p99));
-	json_object_object_add(row, "raw_p50_us", o->raw ? json_object_new_double(r50) : NULL);
-	json_object_object_add(row, "raw_p99_us", o->raw ? json_object_new_double(r99) : NULL);
-	json_object_object_add(row, "raw", o->raw ? json_object_new_double(r50) : NULL);
-	json_object_object_add(row, "ratio", o->raw && r50 > 0 ? json_object_new_double(p50 / r50)
-							       : NULL);
+	/* ratio: p50 over raw p50, the median of the paired repetitions */
+	add_figures(row, "p50_us", &p50, o->raw);
+	json_object_object_add(row, "raw_p50_us", o->raw ? json_object_new_double(
+				       median_of(p50.raw, p50.n)) : NULL);
+	json_object_object_add(row, "p99_us", json_object_new_double(median_of(p99.x, p99.n)));
+	json_object_object_add(row, "raw_p99_us", o->raw ? json_object_new_double(
+				       median_of(p99.raw, p99.n)) : NULL);
 	out_table(&b->out, "imm", cols, 6);
 	out_row(&b->out, row);
-	free(p.samples);
+	free(v);
 }
 
 struct scatter_gen {
@@ -716,7 +793,8 @@ static void test_scatter(struct bench *b)
 	for (size_t si = 0; si < 3; si++) {
 		uint64_t size = sizes[si];
 		struct run r = { .s = &b->s, .kind = 2, .ndsts = (uint32_t)peers };
-		double t, gbs, raw_gbs = 0;
+		struct reps rp = { .n = o->reps };
+		double t;
 
 		if (size * (uint64_t)peers > o->region)
 			continue;
@@ -725,24 +803,27 @@ static void test_scatter(struct bench *b)
 		r.n = iters_for(o, SINGLE_BUDGET / 2, size * (uint64_t)peers, 16, 50000);
 		r.window = 8;
 		run_xfer(&r);
-		t = run_xfer(&r);
-		gbs = (double)size * (double)peers * (double)r.n / t / 1e9;
-		if (o->raw) {
+		for (int k = 0; k < rp.n; k++) {
+			t = run_xfer(&r);
+			rp.x[k] = (double)size * (double)peers * (double)r.n / t / 1e9;
+			if (!o->raw)
+				continue;
 			struct scatter_gen g = { size, peers, (int)o->domains };
+			uint64_t n = r.n * (uint64_t)peers, w = 8ull * (uint64_t)peers;
 
-			for (int k = 0; k < b->nfds; k++)
-				raw_cmd(b->fds[k], CMD_SERVE_RAW, 0);
-			run_raw(&b->s, r.n * (uint64_t)peers, 8ull * (uint64_t)peers, scatter_piece, &g);
-			t = run_raw(&b->s, r.n * (uint64_t)peers, 8ull * (uint64_t)peers, scatter_piece, &g);
-			for (int k = 0; k < b->nfds; k++)
-				raw_cmd_end(b->fds[k]);
-			raw_gbs = (double)size * (double)peers * (double)r.n / t / 1e9;
+			for (int f = 0; f < b->nfds; f++)
+				raw_cmd(b->fds[f], CMD_SERVE_RAW, 0);
+			if (k == 0)
+				run_raw(&b->s, n, w, scatter_piece, &g);
+			t = run_raw(&b->s, n, w, scatter_piece, &g);
+			for (int f = 0; f < b->nfds; f++)
+				raw_cmd_end(b->fds[f]);
+			rp.raw[k] = (double)size * (double)peers * (double)r.n / t / 1e9;
 		}
 		json_object *row = row_base(b, "scatter", size);
 
 		json_object_object_add(row, "peers", json_object_new_int(peers));
-		json_object_object_add(row, "GBps", json_object_new_double(gbs));
-		json_ratio(row, gbs, raw_gbs, o->raw);
+		add_figures(row, "GBps", &rp, o->raw);
 		out_row(&b->out, row);
 	}
 }
@@ -825,6 +906,8 @@ static void usage(int code)
 		"  -s, --sizes LIST     single-write sizes, e.g. 4K,1M,64M (default 1K..64M)\n"
 		"  -n, --iters N        operations per measurement (default: from a byte budget)\n"
 		"  -t, --tests LIST     single,paged,imm,scatter (default all)\n"
+		"  -r, --reps N         repetitions, xfer and raw interleaved: medians, ranges,\n"
+		"                       and the median of the paired ratios (default 1)\n"
 		"      --peers N        scatter peers in loopback (default 3)\n"
 		"      --raw            also measure plain libfabric and print xfer/raw ratios\n"
 		"      --node ADDR      local address for IP providers (default 127.0.0.1)\n"
@@ -841,13 +924,13 @@ int main(int argc, char **argv)
 		{ "iters", 1, 0, 'n' }, { "tests", 1, 0, 't' }, { "peers", 1, 0, 1 },
 		{ "raw", 0, 0, 2 }, { "node", 1, 0, 3 }, { "port", 1, 0, 'P' },
 		{ "json", 0, 0, 'j' }, { "pretty", 0, 0, 4 }, { "server", 0, 0, 5 },
-		{ "client", 1, 0, 6 }, { "help", 0, 0, 'h' }, { 0 },
+		{ "client", 1, 0, 6 }, { "reps", 1, 0, 'r' }, { "help", 0, 0, 'h' }, { 0 },
 	};
 	struct opts o = { .provider = "shm", .domains = 1, .node = "127.0.0.1", .port = PORT_DEFAULT,
-			  .scatter_peers = 3, .region = 64ull << 20 };
+			  .scatter_peers = 3, .region = 64ull << 20, .reps = 1 };
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:d:s:n:t:P:jh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:d:s:n:t:P:r:jh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o.provider = optarg; break;
 		case 'd': o.domains = (uint32_t)atoi(optarg); break;
@@ -860,6 +943,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'n': o.iters = strtoull(optarg, NULL, 0); break;
+		case 'r': o.reps = atoi(optarg); break;
 		case 't': o.tests = optarg; break;
 		case 1: o.scatter_peers = (uint32_t)atoi(optarg); break;
 		case 2: o.raw = true; break;
@@ -874,7 +958,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc || o.domains < 1 || o.domains > XFER_MAX_DOMAINS ||
-	    o.scatter_peers < 1 || o.scatter_peers > MAX_PEERS)
+	    o.scatter_peers < 1 || o.scatter_peers > MAX_PEERS || o.reps < 1 || o.reps > MAX_REPS)
 		usage(2);
 	if (!o.nsizes)
 		for (uint64_t s = 1024; s <= (64u << 20); s *= 4)
