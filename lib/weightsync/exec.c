@@ -210,6 +210,7 @@ static int run_gathers(struct trainer *t, int timeout_ms, uint64_t *bytes)
 		pack = aligned_alloc(4096, (pack_bytes + 4095) & ~4095ull);
 		if (!pack)
 			return -ENOMEM;
+		memset(pack, 0, pack_bytes);   /* faults now, not per row below */
 		ret = xfer_mr_reg(t->e, pack, pack_bytes, NULL, 0, &pack_mr);
 		if (ret)
 			goto out;
@@ -327,6 +328,10 @@ XFER_EXPORT int xfer_ws_exec_trainer(const struct xfer_ws_schedule *s,
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* Staging is set up once and reused every step: touch it now, so that
+	 * the pipeline does not pay first-touch page faults (they dominated it
+	 * on a VM: 1 GB prepared at 0.7 GB/s instead of memcpy speed). */
+	memset(t.ring, 0, t.ring_size);
 	ret = xfer_mr_reg(t.e, t.ring, t.ring_size, NULL, 0, &t.ring_mr);
 	if (ret)
 		goto out;
