@@ -3,9 +3,9 @@
 
 void xfer_mpsc_init(struct xfer_mpsc *q)
 {
-	atomic_store_explicit(&q->stub.next, NULL, memory_order_relaxed);
-	atomic_store_explicit(&q->head, &q->stub, memory_order_relaxed);
-	q->tail = &q->stub;
+	atomic_store_explicit(&q->sentinel.next, NULL, memory_order_relaxed);
+	atomic_store_explicit(&q->head, &q->sentinel, memory_order_relaxed);
+	q->tail = &q->sentinel;
 }
 
 void xfer_mpsc_push(struct xfer_mpsc *q, struct xfer_qnode *n)
@@ -24,7 +24,7 @@ struct xfer_qnode *xfer_mpsc_pop(struct xfer_mpsc *q, bool *busy)
 	struct xfer_qnode *next = atomic_load_explicit(&tail->next, memory_order_acquire);
 
 	*busy = false;
-	if (tail == &q->stub) {
+	if (tail == &q->sentinel) {
 		if (!next)
 			return NULL;
 		q->tail = next;
@@ -39,8 +39,8 @@ struct xfer_qnode *xfer_mpsc_pop(struct xfer_mpsc *q, bool *busy)
 		*busy = true;   /* a producer is between its two steps */
 		return NULL;
 	}
-	/* tail is the last node: put the stub behind it so it can be taken. */
-	xfer_mpsc_push(q, &q->stub);
+	/* tail is the last node: put the sentinel behind it so it can be taken. */
+	xfer_mpsc_push(q, &q->sentinel);
 	next = atomic_load_explicit(&tail->next, memory_order_acquire);
 	if (next) {
 		q->tail = next;
@@ -52,7 +52,7 @@ struct xfer_qnode *xfer_mpsc_pop(struct xfer_mpsc *q, bool *busy)
 
 bool xfer_mpsc_empty(struct xfer_mpsc *q)
 {
-	return q->tail == &q->stub &&
-	       atomic_load_explicit(&q->stub.next, memory_order_acquire) == NULL &&
-	       atomic_load_explicit(&q->head, memory_order_acquire) == &q->stub;
+	return q->tail == &q->sentinel &&
+	       atomic_load_explicit(&q->sentinel.next, memory_order_acquire) == NULL &&
+	       atomic_load_explicit(&q->head, memory_order_acquire) == &q->sentinel;
 }

@@ -21,7 +21,7 @@ struct xfer_qnode {
 struct xfer_mpsc {
 	_Atomic(struct xfer_qnode *) head;   /* producers push here */
 	struct xfer_qnode *tail;             /* consumer pops here */
-	struct xfer_qnode stub;
+	struct xfer_qnode sentinel;
 };
 
 void xfer_mpsc_init(struct xfer_mpsc *q);

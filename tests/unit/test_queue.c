@@ -71,7 +71,7 @@ static void test_steps(void)
 	XT_CHECK(xfer_mpsc_pop(&q, &busy) == &c.qn, "c not popped third");
 	XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL && !busy, "drained queue not empty");
 	XT_CHECK(xfer_mpsc_empty(&q), "drained queue: empty() false");
-	/* the stub cycles through: reuse works the same way */
+	/* the sentinel cycles through: reuse works the same way */
 	for (int round = 0; round < 3; round++) {
 		xfer_mpsc_push(&q, &a.qn);
 		XT_CHECK(xfer_mpsc_pop(&q, &busy) == &a.qn, "round %d: single node", round);
