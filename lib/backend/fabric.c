@@ -186,13 +186,19 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		ret = fi_domain(r->fabric, r->info, &r->domain, NULL);
 	if (!ret) {
 		/* A CQ with a wait fd lets the idle worker sleep until traffic
-		 * arrives; providers without one are polled. */
-		cqa.wait_obj = FI_WAIT_FD;
+		 * arrives. Not on shm: its wait fd says nothing about commands
+		 * arriving from peers (a write with an immediate needs this side's
+		 * progress), so an engine asleep on it would sleep out its timeout
+		 * on every such write. Providers without wait fds are polled. */
+		bool shm = strncmp(r->info->fabric_attr->prov_name, "shm", 3) == 0;
+
+		cqa.wait_obj = shm ? FI_WAIT_NONE : FI_WAIT_FD;
 		ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
-		if (ret) {
+		if (ret && !shm) {
 			cqa.wait_obj = FI_WAIT_NONE;
 			ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
-		} else if (fi_control(&r->cq->fid, FI_GETWAIT, &r->wait_fd) || r->wait_fd < 0) {
+		} else if (!ret && !shm &&
+			   (fi_control(&r->cq->fid, FI_GETWAIT, &r->wait_fd) || r->wait_fd < 0)) {
 			r->wait_fd = -1;
 		}
 	}
