@@ -112,6 +112,11 @@ struct xfer_backend_ops {
 	 (ops)->field != NULL)
 
 extern const struct xfer_backend_ops xfer_fabric_ops;
+
+struct fi_info;
+/* libfabric hints of the fabric backend (RDM, RMA writes, the mr_mode EFA and
+ * verbs need) for provider prov, or NULL; free with fi_freeinfo(). */
+struct fi_info *xfer_fabric_hints(const char *prov);
 extern const struct xfer_backend_ops xfer_verbs_ops; /* NULL-filled stub if not built */
 
 /* Returns the ops for a provider string: "verbs" -> ibverbs, the rest -> fabric. */

@@ -58,7 +58,9 @@ static int fab_err(int ret)
 	return ret < -4096 ? -EIO : ret;
 }
 
-static struct fi_info *fab_hints(const char *prov)
+/* The hints every xfer endpoint is opened with; xfer-bench --raw and the
+ * tests open theirs with the same, so that comparisons are like for like. */
+struct fi_info *xfer_fabric_hints(const char *prov)
 {
 	struct fi_info *h = fi_allocinfo();
 
@@ -104,7 +106,7 @@ static struct fi_info *pick_domain(struct fi_info *list, const char *device, uin
 
 static int try_getinfo(const char *prov, const struct xfer_rail_attr *a, struct fi_info **out)
 {
-	struct fi_info *h = fab_hints(prov), *list = NULL;
+	struct fi_info *h = xfer_fabric_hints(prov), *list = NULL;
 	uint64_t flags = 0;
 	const char *node = NULL;
 	int ret;

@@ -10,6 +10,7 @@
 
 #include <rdma/fabric.h>
 
+#include "backend.h"
 #include "xt.h"
 
 int xt_failures;
@@ -67,15 +68,9 @@ bool xt_provider_available(const char *prov)
 		xfer_engine_destroy(e);
 		return ret == 0;
 	}
-	struct fi_info *h = fi_allocinfo(), *info = NULL;
-	int ret;
+	struct fi_info *h = xfer_fabric_hints(prov), *info = NULL;
+	int ret = h ? fi_getinfo(FI_VERSION(1, 14), NULL, NULL, 0, h, &info) : -1;
 
-	h->ep_attr->type = FI_EP_RDM;
-	h->caps = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
-	h->mode = FI_CONTEXT | FI_CONTEXT2;
-	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
-	h->fabric_attr->prov_name = strdup(prov);
-	ret = fi_getinfo(FI_VERSION(1, 14), NULL, NULL, 0, h, &info);
 	fi_freeinfo(h);
 	if (info)
 		fi_freeinfo(info);

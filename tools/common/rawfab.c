@@ -10,6 +10,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 
+#include "backend.h"
 #include "rawfab.h"
 
 #define CTX_RING 4096
@@ -30,20 +31,14 @@ struct raw_rail {
 
 static int rail_open(struct raw_rail *r, const char *prov, int index, const char *node)
 {
-	struct fi_info *h = fi_allocinfo(), *list = NULL;
+	struct fi_info *h = xfer_fabric_hints(prov), *list = NULL;
 	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_DATA, .size = 4096 };
 	struct fi_av_attr ava = { .type = FI_AV_TABLE };
 	bool ip = strncmp(prov, "shm", 3) != 0 && strncmp(prov, "efa", 3) != 0;
 	int ret;
 
-	h->ep_attr->type = FI_EP_RDM;
-	h->caps = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
-	h->mode = FI_CONTEXT | FI_CONTEXT2;
-	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
-				  FI_MR_PROV_KEY | FI_MR_ENDPOINT;
-	h->domain_attr->threading = FI_THREAD_DOMAIN;
-	h->tx_attr->op_flags = FI_COMPLETION;
-	h->fabric_attr->prov_name = strdup(prov);
+	if (!h)
+		return -ENOMEM;
 	ret = fi_getinfo(FI_VERSION(1, 14), ip ? node : NULL, NULL, ip && node ? FI_SOURCE : 0,
 			 h, &list);
 	fi_freeinfo(h);
