@@ -11,6 +11,7 @@
  * and sleeps on a futex after idle_spin_us without activity.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -727,6 +728,7 @@ void *xfer_worker_main(void *arg)
 
 	xfer_worker_self = e;
 	e->now_ns = last_activity;
+	pthread_setname_np(pthread_self(), "xfer-worker");   /* for top -H, perf, gdb */
 	if (e->worker_cpu >= 0) {
 		cpu_set_t set;
 

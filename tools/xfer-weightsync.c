@@ -26,6 +26,7 @@
 #include <json-c/json.h>
 
 #include "xfer_weightsync.h"
+#include "xfer_ws_exec.h"
 #include "common/wsrun.h"
 
 #define DEFAULT_MODEL "models/kimi-k2.json"
@@ -174,6 +175,8 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "timeout-ms", required_argument, 0, 1004 },
 		{ "kill-trainer", required_argument, 0, 1005 },
 		{ "kill-after-ms", required_argument, 0, 1006 },
+		{ "steps", required_argument, 0, 1007 },
+		{ "stage-all", no_argument, 0, 1008 },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -207,6 +210,12 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		case 1004: op->run.timeout_ms = atoi(optarg); break;
 		case 1005: op->run.kill_trainer = atoi(optarg); break;
 		case 1006: op->run.kill_after_ms = atoi(optarg); break;
+		case 1008: op->run.exec_flags |= XFER_WS_EXEC_STAGE_ALL; break;
+		case 1007:
+			op->run.steps = (uint32_t)strtoul(optarg, NULL, 0);
+			if (op->run.steps < 1 || op->run.steps > WSRUN_MAX_STEPS)
+				rc = -EINVAL;
+			break;
 		case 'n': case 'N': case 'C': case 'X': case 'O': case 'U':
 		case 'W': case 'w': case 'a': case 'b':
 			if ((rc = parse_num(optarg, &v)))
@@ -400,7 +409,22 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_str(o, "provider", op->run.provider);
 	rc = wsrun(s, &op->run, &r);
 	xfer_ws_schedule_free(s);
+	out_u64(o, "steps", r.steps);
+	out_f64(o, "first_step_s", r.step_s[0]);
+	if (o->json) {
+		json_object *a = json_object_new_array();
+
+		for (uint32_t i = 0; i < r.steps; i++)
+			json_object_array_add(a, json_object_new_double(r.step_s[i]));
+		json_object_object_add(o->root, "step_s", a);
+	}
 	out_f64(o, "seconds", r.seconds);
+	out_u64(o, "staged_bytes", r.staged);
+	out_f64(o, "gather_s", r.gather_s);
+	out_f64(o, "prepare_s", r.prepare_s);
+	out_f64(o, "wait_s", r.wait_s);
+	out_f64(o, "trainer_cpu_s", r.trainer_cpu_s);
+	out_f64(o, "infer_cpu_s", r.infer_cpu_s);
 	out_f64(o, "bound_s", r.bound_s);
 	out_f64(o, "ratio", r.bound_s > 0 ? r.seconds / r.bound_s : 0);
 	out_f64(o, "loopback_gbs", r.loopback_gbs);
@@ -442,7 +466,11 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
 	       "  --no-validate         skip the validator\n"
 	       "  run: --provider P (shm) --domains N --seed N --timeout-ms N\n"
-	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n",
+	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n"
+	       "       --steps N (3): weight updates in a row; `seconds` is the median of\n"
+	       "       those after the first, which pays first-use costs (first_step_s)\n"
+	       "       --stage-all: copy every chunk into staging, also those that could\n"
+	       "       be written from where they lie\n",
 	       DEFAULT_MODEL);
 	return 0;
 }
@@ -460,7 +488,7 @@ static const struct {
 int main(int argc, char **argv)
 {
 	struct out o = { 0 };
-	struct opts op = { .model = DEFAULT_MODEL, .run = { .kill_trainer = -1, .seed = 1 } };
+	struct opts op = { .model = DEFAULT_MODEL, .run = { .kill_trainer = -1, .seed = 1, .steps = 3 } };
 	int first = 1, ci = 0;
 
 	/* global flags before the command */

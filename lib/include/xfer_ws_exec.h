@@ -3,12 +3,21 @@
  * The weight-sync executor: runs a schedule (xfer_weightsync.h) with the
  * transfer engine (xfer.h).
  *
- * A trainer rank (1) sends its gathers, (2) copies the rows of the chunks it
- * owns into a registered staging ring and transforms them (copy, or bf16 ->
- * fp8 e4m3 with block scales), (3) posts each chunk's RDMA writes in the
+ * A trainer rank, each step, (1) sends its gathers, (2) copies the rows of
+ * the chunks it owns into a registered staging ring and transforms them
+ * (copy, or bf16 -> fp8 e4m3 with block scales) -- except chunks already
+ * contiguous in registered memory that need no transform, which are written
+ * from where they lie --, (3) posts each chunk's RDMA writes in the
  * schedule's issue order with a bounded number in flight, releasing staging
  * as writes complete, under a watermark of staging bytes, and (4) sends a
- * barrier immediate to every inference rank.
+ * barrier immediate to every inference rank. Chunks that need no gather go
+ * first; gathered ones follow as soon as the gathers have landed.
+ *
+ * Set up once (create), run once per training step (step): staging and
+ * pack buffers are allocated, registered and touched at create. Steps of
+ * different ranks must not overlap: the caller starts a step on every rank
+ * only after the previous one ended on all of them (its step barrier), since
+ * a step's gathers overwrite gather buffers the previous step read.
  *
  * Receivers do nothing but wait: every data write carries an immediate, so
  * an inference rank knows from the schedule exactly how many arrivals to
@@ -36,8 +45,12 @@ struct xfer_ws_exec_attr {
 	uint32_t window;          /* writes in flight; 0 = 64 */
 	uint64_t watermark;       /* staging bytes in flight; 0 = 256 MiB (at least the largest chunk) */
 	int32_t timeout_ms;       /* waiting for peers (gathers, completions); 0 = 30000 */
-	uint32_t pad;
+	uint32_t flags;           /* XFER_WS_EXEC_*; others -EINVAL */
 };
+
+/* Stage every chunk, also those that could be written from where they lie:
+ * for trainers that change their weights while a step's writes are out. */
+#define XFER_WS_EXEC_STAGE_ALL 1u
 
 /* What a trainer rank brings. All arrays are indexed as in the schedule. */
 struct xfer_ws_trainer_io {
@@ -63,8 +76,27 @@ struct xfer_ws_exec_stats {
 	uint64_t bytes_gathered;
 	uint64_t writes;
 	uint64_t peak_staging;
+	uint64_t bytes_staged;    /* copied or quantised into staging (the rest went direct) */
+	/* where the trainer's time went (seconds, wall clock of its thread) */
+	double gather_s;          /* from the step's start until all gathers owed to it landed */
+	double prepare_s;         /* copying and transforming chunks into staging */
+	double wait_s;            /* blocked: window or staging full, gathers, last writes, barrier */
 };
 
+typedef struct xfer_ws_trainer_exec xfer_ws_trainer_exec;
+
+/* A trainer rank's executor for this schedule: io's pointers and handles
+ * must stay valid until destroy. -EINVAL for bad arguments or flags. */
+int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
+				const struct xfer_ws_trainer_io *io,
+				const struct xfer_ws_exec_attr *attr, xfer_ws_trainer_exec **x);
+/* One step: returns once every write of this rank completed and its
+ * barrier went out; an error (-ETIMEDOUT, a peer's failure, -ENOSPC for a
+ * watermark no chunk fits under) leaves nothing in flight. */
+int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_ws_exec_stats *st);
+void xfer_ws_trainer_exec_destroy(xfer_ws_trainer_exec *x);
+
+/* create + one step + destroy. */
 int xfer_ws_exec_trainer(const struct xfer_ws_schedule *s, const struct xfer_ws_trainer_io *io,
 			 const struct xfer_ws_exec_attr *attr, struct xfer_ws_exec_stats *st);
 

@@ -2,10 +2,24 @@
 /*
  * The weight-sync executor (see xfer_ws_exec.h). One thread per trainer
  * rank drives the pipeline; the engine's worker does the posting and runs
- * the completion callbacks, which only count. Staging is a ring inside one
- * registered region: chunks are prepared in the schedule's preparation
- * order and released in the same order once all their writes completed,
- * so the ring never fragments.
+ * the completion callbacks, which only count.
+ *
+ * Everything a step needs is set up once (xfer_ws_trainer_exec_create) and
+ * reused by every step, as a training loop syncs the same buffers after each
+ * step: the staging ring and the gather pack buffer are allocated,
+ * registered and touched there, so no step pays first-touch faults or
+ * registration.
+ *
+ * A chunk whose bytes already lie contiguous in registered memory and need
+ * no transform (bf16 or f32 rows of full width, in the shard or in the gather
+ * buffer) is written straight from there: staging it would only copy it.
+ * The others are copied or quantised into a staging ring inside one
+ * registered region; chunks are released in the order they were prepared,
+ * once all their writes completed, so the ring never fragments.
+ *
+ * Gathers do not hold the pipeline back: chunks that need none are prepared
+ * and written while gathered rows arrive, and gathered chunks are taken as
+ * soon as all of this rank's gathers have landed.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -19,6 +33,8 @@
 #define DEFAULT_WINDOW 64
 #define DEFAULT_WATERMARK (256ull << 20)
 #define DEFAULT_TIMEOUT_MS 30000
+#define GATHER_POLL_MS 1    /* gathers looked at again while nothing else is to do */
+#define NO_PACK UINT64_MAX
 
 static double now_s(void)
 {
@@ -84,197 +100,573 @@ XFER_EXPORT int xfer_ws_exec_receive(const struct xfer_ws_schedule *s, xfer_engi
 
 struct chunk_state {
 	_Atomic uint32_t left;     /* writes (data and scales) not completed */
-	uint64_t off, end;         /* in the staging ring */
-	uint64_t size;             /* bytes charged to it (with a skipped ring end) */
-	bool prepared;
+	uint64_t src_off;          /* direct: offset of its bytes in src_mr or gather_mr */
+	uint64_t off, end;         /* staged: its place in the ring */
+	uint64_t size;             /* ring bytes charged to it (with a skipped ring end) */
+	bool direct, prepared;
 };
 
-struct trainer {
+/* The callback context: which chunk (NULL for gathers), and the executor to wake. */
+struct wctx {
+	struct xfer_ws_trainer_exec *x;
+	struct chunk_state *cs;
+};
+
+struct xfer_ws_trainer_exec {
 	const struct xfer_ws_schedule *s;
-	const struct xfer_ws_trainer_io *io;
+	struct xfer_ws_trainer_io io;
 	xfer_engine *e;
-	uint32_t window;
-	uint8_t *ring;
-	uint64_t ring_size, head, tail, used;   /* head: next free, tail: oldest held */
-	xfer_mr *ring_mr;
-	struct chunk_state *cs;    /* per chunk of this rank, by local index */
+	uint32_t window, flags;
+	int timeout_ms;
 	uint32_t first_chunk, nchunks;
+	struct chunk_state *cs;    /* by local chunk index */
+	struct wctx *wctx;         /* by local chunk index */
+	struct wctx gctx;          /* gathers */
+	uint32_t *seq;             /* local chunks in the order this step prepared them */
+	uint32_t *plain, nplain;   /* chunks that need no gather, in the schedule's order */
+	uint32_t *gath, ngath;     /* chunks that do */
+	uint64_t gather_expect;    /* gathers owed to this rank per step */
+	/* staging ring */
+	uint8_t *ring;
+	xfer_mr *ring_mr;
+	uint64_t ring_size, head, tail, used, peak;
+	/* gather pack buffer: gathers whose rows are not contiguous in the shard */
+	uint8_t *pack;
+	xfer_mr *pack_mr;
+	uint64_t *pack_off;        /* per gather this rank sends: offset in pack, or NO_PACK */
 	_Atomic uint64_t inflight;
 	_Atomic uint32_t wake;     /* futex: bumped on each completion */
 	_Atomic int error;
-	uint64_t peak;
-};
-
-/* The callback context: which chunk, and the trainer to wake. */
-struct wctx {
-	struct trainer *t;
-	struct chunk_state *cs;
 };
 
 static void wdone(void *ctx, int status)
 {
 	struct wctx *w = ctx;
-	struct trainer *t = w->t;
+	struct xfer_ws_trainer_exec *x = w->x;
 
 	if (status) {
 		int zero = 0;
 
-		atomic_compare_exchange_strong(&t->error, &zero, status);
+		atomic_compare_exchange_strong(&x->error, &zero, status);
 	}
 	if (w->cs)
 		atomic_fetch_sub(&w->cs->left, 1);
-	atomic_fetch_sub(&t->inflight, 1);
-	atomic_fetch_add(&t->wake, 1);
-	xfer_futex_wake(&t->wake);
+	atomic_fetch_sub(&x->inflight, 1);
+	atomic_fetch_add(&x->wake, 1);
+	xfer_futex_wake(&x->wake);
 }
 
-static int wait_progress(struct trainer *t, uint32_t seen, int timeout_ms)
+/* Until a completion after `seen`, or -ETIMEDOUT. A futex wait can return
+ * with nothing changed (a stale wake-up at this address): only the clock
+ * says the time is up. */
+static int wait_progress(struct xfer_ws_trainer_exec *x, uint32_t seen, int timeout_ms)
 {
-	if (atomic_load(&t->wake) != seen)
-		return 0;
-	xfer_futex_wait(&t->wake, seen, (int64_t)timeout_ms * 1000000);
-	return atomic_load(&t->wake) != seen ? 0 : -ETIMEDOUT;
-}
+	uint64_t deadline = xfer_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 
-/* Release prepared chunks at the ring's tail whose writes all completed. */
-static void ring_release(struct trainer *t, uint32_t *rel)
-{
-	while (*rel < t->nchunks && t->cs[*rel].prepared && atomic_load(&t->cs[*rel].left) == 0) {
-		t->used -= t->cs[*rel].size;
-		t->tail = t->cs[*rel].end;
-		(*rel)++;
+	while (atomic_load(&x->wake) == seen) {
+		uint64_t now = xfer_now_ns();
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		xfer_futex_wait(&x->wake, seen, (int64_t)(deadline - now));
 	}
+	return 0;
+}
+
+static void drain(struct xfer_ws_trainer_exec *x)
+{
+	while (atomic_load(&x->inflight))   /* never free or reuse memory a write still reads */
+		wait_progress(x, atomic_load(&x->wake), 100);
 }
 
 /* Room for `size` contiguous bytes at the head. When the end of the ring is
  * too short the chunk starts again at 0 and the skipped end is charged to it
  * (*charged), so releasing chunks in order gives it all back. */
-static bool ring_alloc(struct trainer *t, uint64_t size, uint64_t *off, uint64_t *charged)
+static bool ring_alloc(struct xfer_ws_trainer_exec *x, uint64_t size, uint64_t *off,
+		       uint64_t *charged)
 {
-	if (t->used == 0)
-		t->head = t->tail = 0;
-	if (t->used + size > t->ring_size)
+	if (x->used == 0)
+		x->head = x->tail = 0;
+	if (x->used + size > x->ring_size)
 		return false;
 	*charged = size;
-	if (t->head >= t->tail) {        /* free: [head, end) and [0, tail) */
-		if (t->head + size <= t->ring_size) {
-			*off = t->head;
-		} else if (size <= t->tail) {
-			*charged += t->ring_size - t->head;
+	if (x->head >= x->tail) {        /* free: [head, end) and [0, tail) */
+		if (x->head + size <= x->ring_size) {
+			*off = x->head;
+		} else if (size <= x->tail) {
+			*charged += x->ring_size - x->head;
 			*off = 0;
 		} else {
 			return false;
 		}
 	} else {                         /* free: [head, tail) */
-		if (t->head + size > t->tail)
+		if (x->head + size > x->tail)
 			return false;
-		*off = t->head;
+		*off = x->head;
 	}
-	t->head = *off + size;
-	t->used += *charged;
-	if (t->used > t->peak)
-		t->peak = t->used;
+	x->head = *off + size;
+	x->used += *charged;
+	if (x->used > x->peak)
+		x->peak = x->used;
 	return true;
 }
 
-static const void *chunk_source(struct trainer *t, const struct xfer_ws_chunk *c, uint64_t *ld)
+/* Release prepared chunks, in preparation order, whose writes all completed. */
+static void ring_release(struct xfer_ws_trainer_exec *x, uint32_t nprep, uint32_t *rel)
 {
-	const struct xfer_ws_param *p = &t->s->params[c->param];
+	while (*rel < nprep && atomic_load(&x->cs[x->seq[*rel]].left) == 0) {
+		struct chunk_state *cs = &x->cs[x->seq[*rel]];
+
+		if (!cs->direct) {
+			x->used -= cs->size;
+			x->tail = cs->end;
+		}
+		(*rel)++;
+	}
+}
+
+/* A chunk's source rows: where they start and their stride in elements. */
+static const uint8_t *chunk_source(const struct xfer_ws_trainer_exec *x,
+				   const struct xfer_ws_chunk *c, uint64_t *ld)
+{
+	const struct xfer_ws_param *p = &x->s->params[c->param];
 	unsigned es = xfer_ws_dtype_size(p->dtype);
 	uint64_t row0, rows;
 
 	if (c->gather_offset != XFER_WS_NO_GATHER) {
 		*ld = c->cols;
-		return (const uint8_t *)t->io->gather_buf + c->gather_offset;
+		return (const uint8_t *)x->io.gather_buf + c->gather_offset;
 	}
-	xfer_ws_shard_rows(t->s, c->param, t->io->rank, &row0, &rows);
+	xfer_ws_shard_rows(x->s, c->param, x->io.rank, &row0, &rows);
 	*ld = p->cols;
-	return (const uint8_t *)t->io->shard[c->param] + ((c->row0 - row0) * p->cols + c->col0) * es;
+	return (const uint8_t *)x->io.shard[c->param] + ((c->row0 - row0) * p->cols + c->col0) * es;
 }
 
-/* Gathers: rows this rank holds for chunks other ranks own; then wait for
- * the ones owed to it and copy its own rows of its gathered chunks. */
-static int run_gathers(struct trainer *t, int timeout_ms, uint64_t *bytes)
+/* Offset of [p, p + len) inside mr, or -ERANGE if it is not all in there. */
+static int64_t mr_offset(const xfer_mr *mr, const void *p, uint64_t len)
 {
-	const struct xfer_ws_schedule *s = t->s;
-	const struct xfer_ws_trainer_rank *tr = &s->trainers[t->io->rank];
-	uint64_t pack_bytes = 0, expect = 0, pos = 0;
-	uint8_t *pack = NULL;
-	xfer_mr *pack_mr = NULL;
-	struct wctx w = { t, NULL };
-	int ret = 0;
+	const uint8_t *b = mr ? mr->addr : NULL, *q = p;
 
-	for (uint32_t i = 0; i < tr->ngathers; i++)
-		pack_bytes += s->gathers[tr->first_gather + i].bytes;
-	if (pack_bytes) {
-		pack = aligned_alloc(4096, (pack_bytes + 4095) & ~4095ull);
-		if (!pack)
-			return -ENOMEM;
-		memset(pack, 0, pack_bytes);   /* faults now, not per row below */
-		ret = xfer_mr_reg(t->e, pack, pack_bytes, NULL, 0, &pack_mr);
-		if (ret)
-			goto out;
+	if (!b || q < b || (uint64_t)(q - b) > mr->len || len > mr->len - (uint64_t)(q - b))
+		return -ERANGE;
+	return q - b;
+}
+
+XFER_EXPORT void xfer_ws_trainer_exec_destroy(xfer_ws_trainer_exec *x)
+{
+	if (!x)
+		return;
+	drain(x);
+	if (x->ring_mr)
+		xfer_mr_dereg(x->ring_mr);
+	if (x->pack_mr)
+		xfer_mr_dereg(x->pack_mr);
+	free(x->ring);
+	free(x->pack);
+	free(x->pack_off);
+	free(x->cs);
+	free(x->wctx);
+	free(x->seq);
+	free(x->plain);
+	free(x->gath);
+	free(x);
+}
+
+XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
+					    const struct xfer_ws_trainer_io *io,
+					    const struct xfer_ws_exec_attr *attr,
+					    xfer_ws_trainer_exec **out)
+{
+	struct xfer_ws_exec_attr a = { .size = sizeof(a) };
+	const struct xfer_ws_trainer_rank *tr;
+	struct xfer_ws_trainer_exec *x;
+	uint64_t largest = 0, staged = 0, pack_bytes = 0;
+	uint32_t n;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!s || !io || io->size < sizeof(*io) || !io->e || io->rank >= s->ntrainers)
+		return -EINVAL;
+	if (attr) {
+		if (attr->size < sizeof(a))
+			return -EINVAL;
+		a = *attr;
+		if (a.flags & ~XFER_WS_EXEC_STAGE_ALL)
+			return -EINVAL;
 	}
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	tr = &s->trainers[io->rank];
+	x->s = s;
+	x->io = *io;
+	x->e = io->e;
+	x->window = a.window ? a.window : DEFAULT_WINDOW;
+	x->flags = a.flags;
+	x->timeout_ms = a.timeout_ms ? a.timeout_ms : DEFAULT_TIMEOUT_MS;
+	x->first_chunk = tr->first_chunk;
+	x->nchunks = tr->nchunks;
+	x->gctx = (struct wctx){ x, NULL };
+	n = x->nchunks ? x->nchunks : 1;
+	x->cs = calloc(n, sizeof(*x->cs));
+	x->wctx = calloc(n, sizeof(*x->wctx));
+	x->seq = calloc(n, sizeof(*x->seq));
+	x->plain = calloc(n, sizeof(*x->plain));
+	x->gath = calloc(n, sizeof(*x->gath));
+	x->pack_off = calloc(tr->ngathers ? tr->ngathers : 1, sizeof(*x->pack_off));
+	if (!x->cs || !x->wctx || !x->seq || !x->plain || !x->gath || !x->pack_off) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+
+	/* Per chunk: written straight from its source, or staged. */
+	for (uint32_t k = 0; k < x->nchunks; k++) {
+		const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + k];
+		bool gathered = c->gather_offset != XFER_WS_NO_GATHER;
+		uint64_t ld;
+		const uint8_t *src;
+		int64_t off = -ERANGE;
+
+		x->wctx[k] = (struct wctx){ x, &x->cs[k] };
+		if (gathered) {
+			x->gath[x->ngath++] = k;
+			x->gather_expect += c->ngathers;
+		} else {
+			x->plain[x->nplain++] = k;
+		}
+		if (!gathered && !io->shard[c->param]) {
+			ret = -EINVAL;   /* the schedule says this rank holds its rows */
+			goto fail;
+		}
+		/* full-width rows (ld == cols) are contiguous where they lie */
+		src = chunk_source(x, c, &ld);
+		if (c->transform == XFER_WS_XF_COPY && ld == c->cols && !(x->flags & XFER_WS_EXEC_STAGE_ALL))
+			off = mr_offset(gathered ? io->gather_mr : io->src_mr, src, c->out_bytes);
+		if (off >= 0) {
+			x->cs[k].direct = true;
+			x->cs[k].src_off = (uint64_t)off;
+			continue;
+		}
+		staged += chunk_staging(c);
+		if (chunk_staging(c) > largest)
+			largest = chunk_staging(c);
+	}
+
+	/* Gathers this rank sends: rows of full width are contiguous in the
+	 * shard and leave from there; the others are packed, once per step, into
+	 * a buffer set up here. */
+	for (uint32_t i = 0; i < tr->ngathers; i++) {
+		const struct xfer_ws_gather *g = &s->gathers[tr->first_gather + i];
+		const struct xfer_ws_chunk *c = &s->chunks[g->chunk];
+
+		if (c->cols == s->params[c->param].cols && !(x->flags & XFER_WS_EXEC_STAGE_ALL)) {
+			x->pack_off[i] = NO_PACK;
+		} else {
+			x->pack_off[i] = pack_bytes;
+			pack_bytes += (g->bytes + 63) & ~63ull;
+		}
+	}
+	if (pack_bytes) {
+		x->pack = xfer_alloc_staging(pack_bytes);   /* faulted now, not in a step */
+		if (!x->pack) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		ret = xfer_mr_reg(x->e, x->pack, pack_bytes, NULL, 0, &x->pack_mr);
+		if (ret)
+			goto fail;
+	}
+
+	/* The staging ring: preparing at first use needs peak_staging
+	 * (planner); releasing in preparation order can hold up to one more
+	 * chunk behind a slow one. Never more than all staged chunks. */
+	if (staged) {
+		x->ring_size = a.watermark ? a.watermark : DEFAULT_WATERMARK;
+		if (x->ring_size < tr->peak_staging + largest)
+			x->ring_size = tr->peak_staging + largest;
+		if (x->ring_size > staged)
+			x->ring_size = staged;
+		if (x->ring_size < largest)
+			x->ring_size = largest;
+		x->ring_size = (x->ring_size + 4095) & ~4095ull;
+		/* touched now: first-touch faults dominated the pipeline on a VM
+		 * (1 GB prepared at 0.7 GB/s instead of memcpy speed) */
+		x->ring = xfer_alloc_staging(x->ring_size);
+		if (!x->ring) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		ret = xfer_mr_reg(x->e, x->ring, x->ring_size, NULL, 0, &x->ring_mr);
+		if (ret)
+			goto fail;
+	}
+	*out = x;
+	return 0;
+fail:
+	xfer_ws_trainer_exec_destroy(x);
+	return ret;
+}
+
+/* Post this rank's gathers and copy its own rows of the chunks it gathers. */
+static int send_gathers(struct xfer_ws_trainer_exec *x, uint64_t *bytes)
+{
+	const struct xfer_ws_schedule *s = x->s;
+	const struct xfer_ws_trainer_rank *tr = &s->trainers[x->io.rank];
+	struct xfer_done d = { wdone, &x->gctx };
+
 	for (uint32_t i = 0; i < tr->ngathers; i++) {
 		const struct xfer_ws_gather *g = &s->gathers[tr->first_gather + i];
 		const struct xfer_ws_chunk *c = &s->chunks[g->chunk];
 		const struct xfer_ws_param *p = &s->params[c->param];
 		unsigned es = xfer_ws_dtype_size(p->dtype);
-		uint64_t row0, rows;
+		uint64_t row0, rows, off;
 		const uint8_t *src;
+		xfer_mr *mr;
+		int ret;
 
-		xfer_ws_shard_rows(s, c->param, t->io->rank, &row0, &rows);
-		src = (const uint8_t *)t->io->shard[c->param] + ((g->row0 - row0) * p->cols + c->col0) * es;
-		for (uint64_t r = 0; r < g->rows; r++)   /* pack the chunk's columns */
-			memcpy(pack + pos + r * c->cols * es, src + r * p->cols * es, c->cols * es);
-		atomic_fetch_add(&t->inflight, 1);
-		struct xfer_done d = { wdone, &w };
-		ret = xfer_write(t->e, pack_mr, pos, t->io->trainer_gather[c->owner], g->dst_offset,
+		xfer_ws_shard_rows(s, c->param, x->io.rank, &row0, &rows);
+		src = (const uint8_t *)x->io.shard[c->param] + ((g->row0 - row0) * p->cols + c->col0) * es;
+		if (x->pack_off[i] == NO_PACK) {
+			int64_t o = mr_offset(x->io.src_mr, src, g->bytes);
+
+			if (o < 0)
+				return (int)o;
+			mr = x->io.src_mr;
+			off = (uint64_t)o;
+		} else {
+			for (uint64_t r = 0; r < g->rows; r++)   /* pack the chunk's columns */
+				memcpy(x->pack + x->pack_off[i] + r * c->cols * es,
+				       src + r * p->cols * es, c->cols * es);
+			mr = x->pack_mr;
+			off = x->pack_off[i];
+		}
+		atomic_fetch_add(&x->inflight, 1);
+		ret = xfer_write(x->e, mr, off, x->io.trainer_gather[c->owner], g->dst_offset,
 				 g->bytes, XFER_OP_IMM, XFER_WS_IMM_GATHER, &d, NULL);
 		if (ret) {
-			atomic_fetch_sub(&t->inflight, 1);
-			goto out;
+			atomic_fetch_sub(&x->inflight, 1);
+			return ret;
 		}
-		pos += g->bytes;
 		*bytes += g->bytes;
 	}
 	/* Own rows of chunks this rank owns and gathers. */
-	for (uint32_t k = 0; k < t->nchunks; k++) {
-		const struct xfer_ws_chunk *c = &s->chunks[t->first_chunk + k];
-		const struct xfer_ws_param *p;
+	for (uint32_t j = 0; j < x->ngath; j++) {
+		const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + x->gath[j]];
+		const struct xfer_ws_param *p = &s->params[c->param];
+		unsigned es = xfer_ws_dtype_size(p->dtype);
 		uint64_t row0, rows, lo, hi;
-		unsigned es;
 
-		if (c->gather_offset == XFER_WS_NO_GATHER)
-			continue;
-		expect += c->ngathers;
-		p = &s->params[c->param];
-		es = xfer_ws_dtype_size(p->dtype);
-		xfer_ws_shard_rows(s, c->param, t->io->rank, &row0, &rows);
+		xfer_ws_shard_rows(s, c->param, x->io.rank, &row0, &rows);
 		lo = c->row0 > row0 ? c->row0 : row0;
 		hi = c->row0 + c->rows < row0 + rows ? c->row0 + c->rows : row0 + rows;
 		for (uint64_t r = lo; r < hi; r++)
-			memcpy((uint8_t *)t->io->gather_buf + c->gather_offset + (r - c->row0) * c->cols * es,
-			       (const uint8_t *)t->io->shard[c->param] + ((r - row0) * p->cols + c->col0) * es,
+			memcpy((uint8_t *)x->io.gather_buf + c->gather_offset + (r - c->row0) * c->cols * es,
+			       (const uint8_t *)x->io.shard[c->param] + ((r - row0) * p->cols + c->col0) * es,
 			       c->cols * es);
 	}
-	if (expect)
-		ret = xfer_imm_wait(t->e, XFER_WS_IMM_GATHER, expect, timeout_ms);
-	/* our own gathers must have left before the pack buffer goes */
-	while (!ret && atomic_load(&t->inflight)) {
-		uint32_t seen = atomic_load(&t->wake);
+	return 0;
+}
 
-		if (atomic_load(&t->inflight))
-			ret = wait_progress(t, seen, timeout_ms);
+/* Prepare local chunk k: staged (copy or quantise into the ring) or direct.
+ * false if the ring has no room for it now. */
+static bool prepare(struct xfer_ws_trainer_exec *x, uint32_t k, struct xfer_ws_exec_stats *st)
+{
+	const struct xfer_ws_chunk *c = &x->s->chunks[x->first_chunk + k];
+	struct chunk_state *cs = &x->cs[k];
+
+	if (!cs->direct) {
+		const uint8_t *src;
+		uint64_t ld;
+		double t0;
+
+		if (!ring_alloc(x, chunk_staging(c), &cs->off, &cs->size))
+			return false;
+		cs->end = cs->off + chunk_staging(c);
+		src = chunk_source(x, c, &ld);
+		t0 = now_s();
+		xfer_ws_chunk_transform(x->s, c, src, ld, x->ring + cs->off,
+					c->scale_bytes ? x->ring + cs->off + ((c->out_bytes + 63) & ~63ull)
+						       : NULL);
+		st->prepare_s += now_s() - t0;
+		st->bytes_staged += chunk_staging(c);
 	}
+	atomic_store(&cs->left, c->nwrites * (c->scale_bytes ? 2u : 1u));
+	cs->prepared = true;
+	return true;
+}
+
+/* Post write j (0-based, in issue order) of local chunk k. */
+static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct xfer_ws_exec_stats *st)
+{
+	const struct xfer_ws_schedule *s = x->s;
+	const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + k];
+	const struct xfer_ws_write *w = &s->writes[s->writes_by_chunk[c->first_write + j]];
+	struct chunk_state *cs = &x->cs[k];
+	struct xfer_done d = { wdone, &x->wctx[k] };
+	xfer_mr *mr = x->ring_mr;
+	uint64_t off = cs->off;
+	int ret;
+
+	if (cs->direct) {
+		mr = c->gather_offset != XFER_WS_NO_GATHER ? x->io.gather_mr : x->io.src_mr;
+		off = cs->src_off;
+	}
+	atomic_fetch_add(&x->inflight, 1);
+	ret = xfer_write(x->e, mr, off, x->io.infer_buf[w->dst_rank], w->dst_offset, c->out_bytes,
+			 XFER_OP_IMM, XFER_WS_IMM_DATA, &d, NULL);
+	if (ret) {
+		atomic_fetch_sub(&x->inflight, 1);
+		return ret;
+	}
+	if (c->scale_bytes) {   /* fp8 chunks are always staged */
+		atomic_fetch_add(&x->inflight, 1);
+		ret = xfer_write(x->e, x->ring_mr, cs->off + ((c->out_bytes + 63) & ~63ull),
+				 x->io.infer_buf[w->dst_rank], w->scale_offset, c->scale_bytes,
+				 XFER_OP_IMM, XFER_WS_IMM_DATA, &d, NULL);
+		if (ret) {
+			/* the data write is out: it completes through its callback,
+			 * the scales never will */
+			atomic_fetch_sub(&cs->left, 1);
+			atomic_fetch_sub(&x->inflight, 1);
+			return ret;
+		}
+	}
+	st->bytes_written += c->out_bytes + c->scale_bytes;
+	st->writes++;
+	return 0;
+}
+
+XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_ws_exec_stats *st)
+{
+	const struct xfer_ws_schedule *s;
+	uint32_t pi = 0, gi = 0, nprep = 0, rel = 0, ic = 0, iw = 0;
+	bool gathers_in;
+	double t0;
+	int ret;
+
+	if (!x || !st)
+		return -EINVAL;
+	s = x->s;
+	memset(st, 0, sizeof(*st));
+	x->head = x->tail = x->used = x->peak = 0;
+	atomic_store(&x->error, 0);
+	for (uint32_t k = 0; k < x->nchunks; k++) {
+		x->cs[k].prepared = false;
+		atomic_store(&x->cs[k].left, 0);
+	}
+	gathers_in = x->gather_expect == 0;
+
+	t0 = now_s();
+	ret = send_gathers(x, &st->bytes_gathered);
+	if (ret)
+		goto drain;
+
+	/* The pipeline: prepare ahead while the ring has room (chunks that need
+	 * no gather first, until the gathers are in), issue in preparation order. */
+	while (ic < x->nchunks || rel < x->nchunks) {
+		uint32_t seen = atomic_load(&x->wake);
+		bool progress = false, want_gathers = false;
+
+		if (!gathers_in && xfer_imm_count(x->e, XFER_WS_IMM_GATHER) >= x->gather_expect) {
+			/* all here: consume them (returns at once) */
+			ret = xfer_imm_wait(x->e, XFER_WS_IMM_GATHER, x->gather_expect, x->timeout_ms);
+			if (ret)
+				goto drain;
+			gathers_in = true;
+			st->gather_s = now_s() - t0;
+		}
+		ring_release(x, nprep, &rel);
+		while (nprep < x->nchunks) {
+			uint32_t k;
+			bool take_g = gi < x->ngath && gathers_in &&
+				      (pi == x->nplain || x->gath[gi] < x->plain[pi]);
+
+			if (take_g)
+				k = x->gath[gi];
+			else if (pi < x->nplain)
+				k = x->plain[pi];
+			else {
+				want_gathers = true;   /* only gathered chunks are left */
+				break;
+			}
+			if (!prepare(x, k, st))
+				break;
+			x->seq[nprep++] = k;
+			if (take_g)
+				gi++;
+			else
+				pi++;
+			progress = true;
+		}
+		while (ic < nprep && atomic_load(&x->inflight) < x->window) {
+			const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + x->seq[ic]];
+
+			if (iw < c->nwrites) {
+				ret = issue(x, x->seq[ic], iw, st);
+				if (ret)
+					goto drain;
+				iw++;
+				progress = true;
+			}
+			if (iw == c->nwrites) {
+				ic++;
+				iw = 0;
+			}
+		}
+		if ((ret = atomic_load(&x->error)))
+			goto drain;
+		uint32_t rel0 = rel;
+
+		ring_release(x, nprep, &rel);
+		if (progress || rel != rel0 || (ic == x->nchunks && rel == x->nchunks))
+			continue;
+		double tw = now_s();
+
+		if (want_gathers && !gathers_in) {
+			/* all that is left waits for the gathers: block on them, or
+			 * look again shortly while this rank's writes complete */
+			if (!atomic_load(&x->inflight)) {
+				ret = xfer_imm_wait(x->e, XFER_WS_IMM_GATHER, x->gather_expect,
+						    x->timeout_ms);
+				if (!ret) {
+					gathers_in = true;
+					st->gather_s = now_s() - t0;
+				}
+			} else {
+				wait_progress(x, seen, GATHER_POLL_MS);
+			}
+		} else if (!atomic_load(&x->inflight)) {
+			/* nothing in flight to free staging: the next chunk can
+			 * never fit under this watermark */
+			ret = -ENOSPC;
+		} else {
+			ret = wait_progress(x, seen, x->timeout_ms);
+		}
+		st->wait_s += now_s() - tw;
+		if (ret)
+			goto drain;
+	}
+	/* Every write completed: tell every inference rank this trainer is done. */
+	if (s->ninfer) {
+		xfer_op *op;
+
+		ret = xfer_barrier(x->e, x->io.infer_peer, s->ninfer, XFER_WS_IMM_BARRIER, NULL, &op);
+		if (!ret) {
+			double tw = now_s();
+
+			ret = xfer_op_wait(op, x->timeout_ms);
+			st->wait_s += now_s() - tw;
+			xfer_op_release(op);
+		}
+	}
+	st->seconds = now_s() - t0;
+	st->peak_staging = x->peak;
+drain:
+	drain(x);
 	if (!ret)
-		ret = atomic_load(&t->error);
-out:
-	while (atomic_load(&t->inflight))   /* never free memory a write still reads */
-		wait_progress(t, atomic_load(&t->wake), 100);
-	if (pack_mr)
-		xfer_mr_dereg(pack_mr);
-	free(pack);
+		ret = atomic_load(&x->error);
 	return ret;
 }
 
@@ -283,155 +675,16 @@ XFER_EXPORT int xfer_ws_exec_trainer(const struct xfer_ws_schedule *s,
 				     const struct xfer_ws_exec_attr *attr,
 				     struct xfer_ws_exec_stats *st)
 {
-	struct xfer_ws_exec_attr a = { .size = sizeof(a) };
-	struct trainer t = { 0 };
-	const struct xfer_ws_trainer_rank *tr;
-	struct wctx *wctx = NULL;
-	uint64_t largest = 0, issued = 0, rel_target;
-	uint32_t prep = 0, rel = 0;
-	double t0;
-	int ret = 0;
+	xfer_ws_trainer_exec *x;
+	int ret;
 
-	if (!s || !io || io->size < sizeof(*io) || !io->e || io->rank >= s->ntrainers || !st)
+	if (!st)
 		return -EINVAL;
-	if (attr) {
-		if (attr->size < sizeof(a))
-			return -EINVAL;
-		a = *attr;
-	}
 	memset(st, 0, sizeof(*st));
-	tr = &s->trainers[io->rank];
-	t.s = s;
-	t.io = io;
-	t.e = io->e;
-	t.window = a.window ? a.window : DEFAULT_WINDOW;
-	t.first_chunk = tr->first_chunk;
-	t.nchunks = tr->nchunks;
-	int timeout_ms = a.timeout_ms ? a.timeout_ms : DEFAULT_TIMEOUT_MS;
-
-	for (uint32_t k = 0; k < t.nchunks; k++) {
-		uint64_t sz = chunk_staging(&s->chunks[t.first_chunk + k]);
-
-		if (sz > largest)
-			largest = sz;
-	}
-	/* Preparing at first use needs peak_staging (planner); releasing in
-	 * preparation order can hold up to one more chunk behind a slow one. */
-	t.ring_size = a.watermark ? a.watermark : DEFAULT_WATERMARK;
-	if (t.ring_size < tr->peak_staging + largest)
-		t.ring_size = tr->peak_staging + largest;
-	t.ring_size = (t.ring_size + 4095) & ~4095ull;
-	t.cs = calloc(t.nchunks ? t.nchunks : 1, sizeof(*t.cs));
-	wctx = calloc(t.nchunks ? t.nchunks : 1, sizeof(*wctx));
-	t.ring = aligned_alloc(4096, t.ring_size);
-	if (!t.cs || !wctx || !t.ring) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	/* Staging is set up once and reused every step: touch it now, so that
-	 * the pipeline does not pay first-touch page faults (they dominated it
-	 * on a VM: 1 GB prepared at 0.7 GB/s instead of memcpy speed). */
-	memset(t.ring, 0, t.ring_size);
-	ret = xfer_mr_reg(t.e, t.ring, t.ring_size, NULL, 0, &t.ring_mr);
+	ret = xfer_ws_trainer_exec_create(s, io, attr, &x);
 	if (ret)
-		goto out;
-
-	t0 = now_s();
-	ret = run_gathers(&t, timeout_ms, &st->bytes_gathered);
-	if (ret)
-		goto out;
-
-	/* The pipeline: prepare ahead while the ring has room, issue in order. */
-	while (issued < tr->nwrites || rel < t.nchunks) {
-		uint32_t seen = atomic_load(&t.wake);
-		bool progress = false;
-
-		ring_release(&t, &rel);
-		while (prep < t.nchunks) {
-			const struct xfer_ws_chunk *c = &s->chunks[t.first_chunk + prep];
-			struct chunk_state *cs = &t.cs[prep];
-			const void *src;
-			uint64_t ld;
-
-			if (!ring_alloc(&t, chunk_staging(c), &cs->off, &cs->size))
-				break;
-			cs->end = cs->off + chunk_staging(c);
-			src = chunk_source(&t, c, &ld);
-			xfer_ws_chunk_transform(s, c, src, ld, t.ring + cs->off,
-						c->scale_bytes ? t.ring + cs->off +
-						((c->out_bytes + 63) & ~63ull) : NULL);
-			atomic_store(&cs->left, c->nwrites * (c->scale_bytes ? 2u : 1u));
-			cs->prepared = true;
-			wctx[prep] = (struct wctx){ &t, cs };
-			prep++;
-			progress = true;
-		}
-		while (issued < tr->nwrites && atomic_load(&t.inflight) < t.window) {
-			const struct xfer_ws_write *w = &s->writes[tr->first_write + issued];
-			const struct xfer_ws_chunk *c = &s->chunks[w->chunk];
-			uint32_t k = w->chunk - t.first_chunk;
-			struct xfer_done d = { wdone, &wctx[k] };
-
-			if (k >= prep)
-				break;   /* its chunk waits for staging */
-			atomic_fetch_add(&t.inflight, 1);
-			ret = xfer_write(t.e, t.ring_mr, t.cs[k].off, io->infer_buf[w->dst_rank],
-					 w->dst_offset, c->out_bytes, XFER_OP_IMM, XFER_WS_IMM_DATA,
-					 &d, NULL);
-			if (!ret && c->scale_bytes) {
-				atomic_fetch_add(&t.inflight, 1);
-				ret = xfer_write(t.e, t.ring_mr,
-						 t.cs[k].off + ((c->out_bytes + 63) & ~63ull),
-						 io->infer_buf[w->dst_rank], w->scale_offset,
-						 c->scale_bytes, XFER_OP_IMM, XFER_WS_IMM_DATA, &d, NULL);
-				if (ret)
-					atomic_fetch_sub(&t.inflight, 1);
-			}
-			if (ret) {
-				atomic_fetch_sub(&t.inflight, 1);
-				goto drain;
-			}
-			st->bytes_written += c->out_bytes + c->scale_bytes;
-			st->writes++;
-			issued++;
-			progress = true;
-		}
-		if ((ret = atomic_load(&t.error)))
-			goto drain;
-		rel_target = rel;
-		ring_release(&t, &rel);
-		if (!progress && rel == rel_target && (issued < tr->nwrites || rel < t.nchunks)) {
-			if (!atomic_load(&t.inflight)) {
-				/* nothing in flight to free staging: the next write's
-				 * chunk can never fit under this watermark */
-				ret = -ENOSPC;
-				goto drain;
-			}
-			ret = wait_progress(&t, seen, timeout_ms);
-			if (ret)
-				goto drain;
-		}
-	}
-	/* Every write completed: tell every inference rank this trainer is done. */
-	if (s->ninfer) {
-		xfer_op *op;
-
-		ret = xfer_barrier(t.e, io->infer_peer, s->ninfer, XFER_WS_IMM_BARRIER, NULL, &op);
-		if (!ret) {
-			ret = xfer_op_wait(op, timeout_ms);
-			xfer_op_release(op);
-		}
-	}
-	st->seconds = now_s() - t0;
-	st->peak_staging = t.peak;
-drain:
-	while (atomic_load(&t.inflight))   /* never free staging a write still reads */
-		wait_progress(&t, atomic_load(&t.wake), 100);
-out:
-	if (t.ring_mr)
-		xfer_mr_dereg(t.ring_mr);
-	free(t.ring);
-	free(t.cs);
-	free(wctx);
+		return ret;
+	ret = xfer_ws_trainer_exec_step(x, st);
+	xfer_ws_trainer_exec_destroy(x);
 	return ret;
 }

@@ -5,8 +5,11 @@
  * models are written here as config.json files (the parser derives their
  * parameters as it does for the shipped ones): a dense Qwen2-style model
  * and a DeepSeek-V3-style MoE (MLA, shared + routed experts), in bf16 and
- * fp8, with 4 -> 2 and uneven 3 -> 2 layouts; then a trainer killed
- * mid-run must give an error, not a hang.
+ * fp8, with 4 -> 2 and uneven 3 -> 2 layouts, each run for several steps
+ * (the receivers clear their buffers before each and check every tensor
+ * after each); bf16 chunks of full rows go straight from the trainers'
+ * registered shards unless --stage-all; then a trainer killed mid-run must
+ * give an error, not a hang.
  */
 #include <json-c/json.h>
 #include <stdlib.h>
@@ -80,13 +83,15 @@ static int64_t jint(json_object *d, const char *k)
 	return d && json_object_object_get_ex(d, k, &v) ? json_object_get_int64(v) : -1;
 }
 
-static bool verified_run(const char *cfg, const char *trainer, const char *infer,
-			 const char *dtype, const char *extra)
+/* A verified run; returns its JSON (caller puts it) or NULL on failure. */
+static json_object *verified_run(const char *cfg, const char *trainer, const char *infer,
+				 const char *dtype, const char *extra)
 {
 	char args[512];
 	json_object *d;
 	double secs;
 	int fails0 = xt_failures, rc;
+	int64_t steps;
 
 	snprintf(args, sizeof(args), "--model %s --trainer %s --inference %s --dtype %s %s", cfg,
 		 trainer, infer, dtype, extra);
@@ -95,14 +100,25 @@ static bool verified_run(const char *cfg, const char *trainer, const char *infer
 	XT_CHECK(d != NULL, "no JSON");
 	XT_EQ(jint(d, "mismatches"), 0);
 	XT_EQ(jint(d, "failed_ranks"), 0);
+	steps = jint(d, "steps");
+	XT_CHECK(steps >= 1, "no step completed");
 	XT_CHECK(jint(d, "tensors_checked") > 0, "nothing checked");
-	/* every write of the schedule was checked, every byte of it counted */
-	XT_EQ(jint(d, "tensors_checked"), jint(d, "writes"));
+	/* every write of the schedule was checked in every step, every byte counted */
+	XT_EQ(jint(d, "tensors_checked"), jint(d, "writes") * steps);
 	XT_EQ(jint(d, "bytes"), jint(d, "total_bytes"));
 	if (d && xt_failures != fails0)
 		fprintf(stderr, "%s\n", json_object_to_json_string(d));
+	if (xt_failures != fails0) {
+		json_object_put(d);
+		return NULL;
+	}
+	return d;
+}
+
+static bool ok_run(json_object *d)
+{
 	json_object_put(d);
-	return xt_failures == fails0;
+	return d != NULL;
 }
 
 int main(void)
@@ -126,15 +142,35 @@ int main(void)
 	write_cfg(moe, moe_cfg);
 	write_cfg(big, big_cfg);
 
-	xt_result("dense bf16 4 -> 2", verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", ""), NULL);
-	xt_result("dense fp8 3 -> 2 (uneven)", verified_run(dense, "fsdp=3", "tp=2", "fp8", ""), NULL);
-	xt_result("moe fp8 4 -> 2 (ep)", verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", ""), NULL);
+	/* three steps (the tool's default), bf16 rows straight from the shards */
+	int fails0 = xt_failures;
+
+	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "");
+	XT_EQ(jint(d, "steps"), 3);
+	XT_EQ(jint(d, "staged_bytes"), 0);
+	json_object_put(d);
+	xt_result("dense bf16 4 -> 2, 3 steps, nothing staged", d && xt_failures == fails0, NULL);
+	fails0 = xt_failures;
+	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--stage-all --steps 2");
+	XT_EQ(jint(d, "steps"), 2);
+	/* each chunk is staged once and written to both replicas (dp=2) */
+	XT_CHECK(jint(d, "staged_bytes") >= jint(d, "total_bytes") / 2, "staged %lld of %lld",
+		 (long long)jint(d, "staged_bytes"), (long long)jint(d, "total_bytes"));
+	json_object_put(d);
+	xt_result("dense bf16 4 -> 2, --stage-all: every chunk staged", d && xt_failures == fails0,
+		  NULL);
+	xt_result("dense fp8 3 -> 2 (uneven)", ok_run(verified_run(dense, "fsdp=3", "tp=2", "fp8", "")),
+		  NULL);
+	xt_result("dense bf16 3 -> 2 (tp=2: column slices staged), 1 step",
+		  ok_run(verified_run(dense, "fsdp=3", "tp=2", "bf16", "--steps 1")), NULL);
+	xt_result("moe fp8 4 -> 2 (ep)", ok_run(verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", "")),
+		  NULL);
 	xt_result("moe bf16 3 -> 2, small watermark",
-		  verified_run(moe, "fsdp=3", "tp=1,dp=2", "bf16", "--watermark-mib 1 --window 4"),
+		  ok_run(verified_run(moe, "fsdp=3", "tp=1,dp=2", "bf16", "--watermark-mib 1 --window 4")),
 		  NULL);
 
 	/* A trainer killed mid-run: an error, within the timeout, not a hang. */
-	int fails0 = xt_failures;
+	fails0 = xt_failures;
 
 	char args[256];
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,13 +21,19 @@
 
 #define BLOB_MAX 1024
 
-/* What a child reports at the end. */
+/* What a child reports after each step. */
 struct report {
 	int32_t status;
 	uint32_t pad;
-	double seconds;
-	uint64_t bytes, gathered, checked, mismatches;
+	double seconds, gather_s, prepare_s, wait_s, cpu_s;
+	uint64_t bytes, gathered, staged, checked, mismatches;
 };
+
+/* Coordinator -> child, per step: inference ranks get CMD_CLEAR, answer
+ * once their buffer is cleared, then everyone gets CMD_GO; CMD_END ends. */
+#define CMD_END 0
+#define CMD_CLEAR 1
+#define CMD_GO 2
 
 static double now_s(void)
 {
@@ -85,6 +93,23 @@ static float bf16_to_f32(uint16_t v)
 	return f;
 }
 
+/* Weight-sized buffers: 2 MiB aligned, on transparent huge pages where the
+ * kernel has them (as large registered host memory usually is; a GPU's
+ * memory needs none of this), filled with `fill` now so that no step pays
+ * first-touch faults. */
+static void *big_alloc(uint64_t bytes, int fill)
+{
+	const uint64_t huge = 2ull << 20;
+	uint64_t sz = bytes ? (bytes + huge - 1) & ~(huge - 1) : huge;
+	void *p = aligned_alloc(huge, sz);
+
+	if (p) {
+		madvise(p, sz, MADV_HUGEPAGE);
+		memset(p, fill, sz);
+	}
+	return p;
+}
+
 /* ---- children --------------------------------------------------------------- */
 
 struct child {
@@ -130,45 +155,23 @@ static int recv_blobs(int fd, uint8_t (*blobs)[BLOB_MAX], uint32_t *lens, uint32
 	return 0;
 }
 
-static int inference_main(struct child *c)
+/* Check every write of the schedule into this rank against the pattern,
+ * transformed: counts into rep, -ENOMEM if it cannot. */
+/* CPU seconds of this process, all its threads (the engine's worker too). */
+static double cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static int check_step(const struct child *c, const uint8_t *buf, struct report *rep)
 {
 	const struct xfer_ws_schedule *s = c->s;
-	const struct xfer_ws_infer_rank *ir = &s->infers[c->rank];
-	uint32_t n = s->ntrainers + s->ninfer, peer;
-	uint8_t (*blobs)[BLOB_MAX] = calloc(n, BLOB_MAX);
-	uint32_t *lens = calloc(n, sizeof(*lens));
-	struct report rep = { 0 };
-	uint8_t desc[XFER_DESC_MAX], *buf;
-	size_t dlen = sizeof(desc);
-	uint64_t go;
-	xfer_mr *mr = NULL;
-	int ret;
+	int ret = 0;
 
-	buf = aligned_alloc(4096, (ir->buf_bytes + 4095) & ~4095ull);
-	if (!buf)
-		return -ENOMEM;
-	memset(buf, 0, ir->buf_bytes);
-	if (!blobs || !lens)
-		return -ENOMEM;
-	ret = engine_open(c);
-	/* Receivers connect to the trainers too: RC QPs need both ends, and
-	 * shm answers some protocols through the sender's queue. */
-	if (!ret)
-		ret = recv_blobs(c->fd, blobs, lens, n);
-	for (uint32_t i = 0; !ret && i < s->ntrainers; i++)
-		ret = xfer_engine_add_peer(c->e, blobs[i], lens[i], &peer);
-	if (!ret)
-		ret = xfer_mr_reg(c->e, buf, ir->buf_bytes, NULL, XFER_MR_REMOTE_WRITE, &mr);
-	if (!ret)
-		ret = xfer_mr_descriptor(mr, desc, &dlen);
-	if (!ret)
-		ret = oob_send(c->fd, desc, (uint32_t)dlen);
-	if (!ret)
-		ret = oob_recv_u64(c->fd, &go);
-	if (!ret)
-		ret = xfer_ws_exec_receive(s, c->e, c->rank, c->o->timeout_ms ? c->o->timeout_ms : 30000);
-
-	/* Check every write into this rank against the pattern, transformed. */
 	for (uint64_t i = 0; !ret && i < s->nwrites; i++) {
 		const struct xfer_ws_write *w = &s->writes[i];
 		const struct xfer_ws_chunk *ch = &s->chunks[w->chunk];
@@ -206,17 +209,74 @@ static int inference_main(struct child *c)
 						ok = fabsf(q - x) <= tol;
 					}
 			}
-			rep.checked++;
-			rep.bytes += ch->out_bytes + ch->scale_bytes;
+			rep->checked++;
+			rep->bytes += ch->out_bytes + ch->scale_bytes;
 			if (!ok)
-				rep.mismatches++;
+				rep->mismatches++;
 		}
 		free(src);
 		free(out);
 		free(sc);
 	}
-	rep.status = ret;
-	oob_send(c->fd, &rep, sizeof(rep));
+	return ret;
+}
+
+static int inference_main(struct child *c)
+{
+	const struct xfer_ws_schedule *s = c->s;
+	const struct xfer_ws_infer_rank *ir = &s->infers[c->rank];
+	uint32_t n = s->ntrainers + s->ninfer, peer;
+	uint8_t (*blobs)[BLOB_MAX] = calloc(n, BLOB_MAX);
+	uint32_t *lens = calloc(n, sizeof(*lens));
+	struct report rep = { 0 };
+	uint8_t desc[XFER_DESC_MAX], *buf;
+	size_t dlen = sizeof(desc);
+	xfer_mr *mr = NULL;
+	int ret;
+
+	buf = big_alloc(ir->buf_bytes, 0);
+	if (!buf)
+		return -ENOMEM;
+	if (!blobs || !lens)
+		return -ENOMEM;
+	ret = engine_open(c);
+	/* Receivers connect to the trainers too: RC QPs need both ends, and
+	 * shm answers some protocols through the sender's queue. */
+	if (!ret)
+		ret = recv_blobs(c->fd, blobs, lens, n);
+	for (uint32_t i = 0; !ret && i < s->ntrainers; i++)
+		ret = xfer_engine_add_peer(c->e, blobs[i], lens[i], &peer);
+	if (!ret)
+		ret = xfer_mr_reg(c->e, buf, ir->buf_bytes, NULL, XFER_MR_REMOTE_WRITE, &mr);
+	if (!ret)
+		ret = xfer_mr_descriptor(mr, desc, &dlen);
+	if (!ret)
+		ret = oob_send(c->fd, desc, (uint32_t)dlen);
+
+	/* One step each: clear, wait for every write and barrier, check. */
+	while (!ret) {
+		uint64_t cmd;
+
+		ret = oob_recv_u64(c->fd, &cmd);
+		if (ret || cmd == CMD_END)
+			break;
+		memset(buf, 0, ir->buf_bytes);   /* what a step does not write stays 0 */
+		ret = oob_send_u64(c->fd, 1);
+		if (!ret)
+			ret = oob_recv_u64(c->fd, &cmd);
+		double c0 = cpu_now();
+
+		if (!ret)
+			ret = xfer_ws_exec_receive(s, c->e, c->rank,
+						   c->o->timeout_ms ? c->o->timeout_ms : 30000);
+		memset(&rep, 0, sizeof(rep));
+		rep.cpu_s = cpu_now() - c0;
+		if (!ret)
+			ret = check_step(c, buf, &rep);
+		rep.status = ret;
+		if (oob_send(c->fd, &rep, sizeof(rep)))
+			break;
+	}
 	if (mr)
 		xfer_mr_dereg(mr);
 	xfer_engine_destroy(c->e);
@@ -235,12 +295,14 @@ static int trainer_main(struct child *c)
 	const void **shard = calloc(s->nparams, sizeof(*shard));
 	xfer_rmr **infer = calloc(s->ninfer + 1, sizeof(*infer));
 	xfer_rmr **tgather = calloc(s->ntrainers, sizeof(*tgather));
-	uint64_t arena_bytes = 0, off = 0, gbytes = s->trainers[c->rank].gather_bytes, go;
+	uint64_t arena_bytes = 0, off = 0, gbytes = s->trainers[c->rank].gather_bytes;
 	uint8_t *arena = NULL, *gather = NULL, desc[XFER_DESC_MAX];
 	size_t dlen = sizeof(desc);
 	xfer_mr *arena_mr = NULL, *gather_mr = NULL;
 	struct report rep = { 0 };
 	struct xfer_ws_exec_stats st;
+	xfer_ws_trainer_exec *x = NULL;
+	uint64_t cmd;
 	int ret;
 
 	if (!blobs || !lens || !peer || !shard || !infer || !tgather)
@@ -252,8 +314,8 @@ static int trainer_main(struct child *c)
 		xfer_ws_shard_rows(s, p, c->rank, &row0, &rows);
 		arena_bytes += (rows * s->params[p].cols * xfer_ws_dtype_size(s->params[p].dtype) + 63) & ~63ull;
 	}
-	arena = aligned_alloc(4096, (arena_bytes + 4095) & ~4095ull);
-	gather = gbytes ? aligned_alloc(4096, (gbytes + 4095) & ~4095ull) : NULL;
+	arena = big_alloc(arena_bytes, 0);
+	gather = gbytes ? big_alloc(gbytes, 0) : NULL;
 	if (!arena || (gbytes && !gather))
 		return 1;
 	for (uint32_t p = 0; p < s->nparams; p++) {
@@ -298,8 +360,6 @@ static int trainer_main(struct child *c)
 		else
 			ret = xfer_rmr_import(c->e, peer[i], blobs[i], lens[i], &infer[i - s->ntrainers]);
 	}
-	if (!ret)
-		ret = oob_recv_u64(c->fd, &go);
 	if (!ret) {
 		struct xfer_ws_trainer_io io = {
 			.size = sizeof(io), .rank = c->rank, .e = c->e, .shard = shard,
@@ -308,15 +368,33 @@ static int trainer_main(struct child *c)
 		};
 		struct xfer_ws_exec_attr a = { .size = sizeof(a), .window = c->o->window,
 					       .watermark = c->o->watermark,
-					       .timeout_ms = c->o->timeout_ms };
+					       .timeout_ms = c->o->timeout_ms,
+					       .flags = c->o->exec_flags };
 
-		ret = xfer_ws_exec_trainer(s, &io, &a, &st);
-		rep.seconds = st.seconds;
-		rep.bytes = st.bytes_written;
-		rep.gathered = st.bytes_gathered;
+		ret = xfer_ws_trainer_exec_create(s, &io, &a, &x);
 	}
-	rep.status = ret;
-	oob_send(c->fd, &rep, sizeof(rep));
+	/* One step per CMD_GO; a set-up error is reported at the first. */
+	while (oob_recv_u64(c->fd, &cmd) == 0 && cmd == CMD_GO) {
+		memset(&rep, 0, sizeof(rep));
+		double c0 = cpu_now();
+
+		if (!ret)
+			ret = xfer_ws_trainer_exec_step(x, &st);
+		rep.cpu_s = cpu_now() - c0;
+		if (!ret) {
+			rep.seconds = st.seconds;
+			rep.gather_s = st.gather_s;
+			rep.prepare_s = st.prepare_s;
+			rep.wait_s = st.wait_s;
+			rep.bytes = st.bytes_written;
+			rep.gathered = st.bytes_gathered;
+			rep.staged = st.bytes_staged;
+		}
+		rep.status = ret;
+		if (oob_send(c->fd, &rep, sizeof(rep)) || ret)
+			break;
+	}
+	xfer_ws_trainer_exec_destroy(x);
 	for (uint32_t i = 0; i < s->ninfer; i++)
 		xfer_rmr_free(infer[i]);
 	for (uint32_t i = 0; i < s->ntrainers; i++)
@@ -339,44 +417,85 @@ static int trainer_main(struct child *c)
 
 /* ---- the coordinator ---------------------------------------------------------- */
 
-/* Single-stream rate between two engines of this process: what one writer
- * can move here (GB/s), for the loopback bound. */
-static double calibrate(const struct wsrun_opts *o)
+/* The engine one calibration process opens. */
+static int calib_engine(const struct wsrun_opts *o, xfer_engine **e, int fd, uint32_t *peer)
 {
 	struct xfer_engine_attr a;
-	xfer_engine *e1 = NULL, *e2 = NULL;
-	uint8_t addr[XFER_ADDR_MAX], desc[XFER_DESC_MAX];
-	size_t alen = sizeof(addr), dlen = sizeof(desc);
-	const uint64_t sz = 16ull << 20, n = 32;
-	uint8_t *b1 = aligned_alloc(4096, sz), *b2 = aligned_alloc(4096, sz);
-	xfer_mr *m1 = NULL, *m2 = NULL;
-	xfer_rmr *r = NULL;
-	uint32_t peer;
-	double gbs = 0;
+	uint8_t addr[XFER_ADDR_MAX], theirs[XFER_ADDR_MAX];
+	size_t alen = sizeof(addr);
+	int len, ret;
 
 	xfer_engine_attr_init(&a);
 	a.provider = o->provider;
 	a.num_domains = o->domains;
 	a.node = "127.0.0.1";
-	if (!b1 || !b2 || xfer_engine_create(&a, &e1) || xfer_engine_create(&a, &e2))
+	ret = xfer_engine_create(&a, e);
+	if (!ret)
+		ret = xfer_engine_address(*e, addr, &alen);
+	if (!ret)
+		ret = oob_send(fd, addr, (uint32_t)alen);
+	if (!ret && (len = oob_recv(fd, theirs, sizeof(theirs))) < 0)
+		ret = len;
+	if (!ret)
+		ret = xfer_engine_add_peer(*e, theirs, (size_t)len, peer);
+	return ret;
+}
+
+/* Single-stream rate from one process into another, as the run's writes
+ * go (GB/s), for the loopback bound: this process writes 16 MiB pieces,
+ * 4 in flight, across 256 MiB of a target process it forks: more memory
+ * than caches hold, as a run's weights are. A first pass warms the pages
+ * (the kernel's first cross-process access to a page costs several times a
+ * later one on this VM) and is not counted; of four more, the fastest
+ * gives the rate (a bound takes the best this machine showed). */
+static double calibrate(const struct wsrun_opts *o)
+{
+	const uint64_t piece = 16ull << 20, sz = 256ull << 20, n = sz / piece;
+	xfer_engine *e = NULL;
+	uint8_t desc[XFER_DESC_MAX], *b = big_alloc(sz, 0);
+	size_t dlen = sizeof(desc);
+	xfer_mr *m = NULL;
+	xfer_rmr *r = NULL;
+	uint32_t peer;
+	double gbs = 0;
+	int sv[2], len;
+	pid_t pid;
+
+	if (!b || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 0;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {   /* the target */
+		uint64_t end;
+
+		close(sv[0]);
+		if (calib_engine(o, &e, sv[1], &peer) ||
+		    xfer_mr_reg(e, b, sz, NULL, XFER_MR_REMOTE_WRITE, &m) ||
+		    xfer_mr_descriptor(m, desc, &dlen) || oob_send(sv[1], desc, (uint32_t)dlen))
+			_exit(1);
+		oob_recv_u64(sv[1], &end);
+		xfer_mr_dereg(m);
+		xfer_engine_destroy(e);
+		_exit(0);
+	}
+	close(sv[1]);
+	if (pid < 0)
 		goto out;
-	memset(b1, 1, sz);
-	memset(b2, 0, sz);
-	if (xfer_mr_reg(e1, b1, sz, NULL, 0, &m1) ||
-	    xfer_mr_reg(e2, b2, sz, NULL, XFER_MR_REMOTE_WRITE, &m2) ||
-	    xfer_engine_address(e2, addr, &alen) || xfer_engine_add_peer(e1, addr, alen, &peer) ||
-	    xfer_mr_descriptor(m2, desc, &dlen) || xfer_rmr_import(e1, peer, desc, dlen, &r))
+	memset(b, 1, sz);
+	if (calib_engine(o, &e, sv[0], &peer) || xfer_mr_reg(e, b, sz, NULL, 0, &m) ||
+	    (len = oob_recv(sv[0], desc, sizeof(desc))) < 0 ||
+	    xfer_rmr_import(e, peer, desc, (size_t)len, &r))
 		goto out;
-	for (int pass = 0; pass < 2; pass++) {   /* the first warms up */
+	for (int pass = 0; pass < 5; pass++) {   /* a warm-up, then the best of 4 */
 		xfer_op *ops[4] = { 0 };
-		double t0 = now_s();
+		double t0 = now_s(), rate;
 
 		for (uint64_t i = 0; i < n; i++) {
 			if (ops[i % 4]) {
 				xfer_op_wait(ops[i % 4], -1);
 				xfer_op_release(ops[i % 4]);
 			}
-			if (xfer_write(e1, m1, 0, r, 0, sz, 0, 0, NULL, &ops[i % 4]))
+			if (xfer_write(e, m, i * piece, r, i * piece, piece, 0, 0, NULL, &ops[i % 4]))
 				goto out;
 		}
 		for (int k = 0; k < 4; k++)
@@ -384,18 +503,20 @@ static double calibrate(const struct wsrun_opts *o)
 				xfer_op_wait(ops[k], -1);
 				xfer_op_release(ops[k]);
 			}
-		gbs = (double)(sz * n) / (now_s() - t0) / 1e9;
+		rate = (double)sz / (now_s() - t0) / 1e9;
+		if (pass && rate > gbs)
+			gbs = rate;
 	}
 out:
+	oob_send_u64(sv[0], 1);
+	close(sv[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
 	xfer_rmr_free(r);
-	if (m1)
-		xfer_mr_dereg(m1);
-	if (m2)
-		xfer_mr_dereg(m2);
-	xfer_engine_destroy(e1);
-	xfer_engine_destroy(e2);
-	free(b1);
-	free(b2);
+	if (m)
+		xfer_mr_dereg(m);
+	xfer_engine_destroy(e);
+	free(b);
 	return gbs;
 }
 
@@ -442,6 +563,110 @@ static int relay(int *fds, uint32_t from, uint32_t n, uint32_t to_n, uint8_t (*b
 	return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Receive len bytes from child i before deadline (seconds, now_s()); on
+ * silence or death the child is killed, counted and named in r->error. */
+static int recv_within(const struct xfer_ws_schedule *s, int *fds, pid_t *pids, uint32_t i,
+		       double deadline, int limit_s, void *buf, int len, struct wsrun_result *r)
+{
+	struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
+	int left = (int)((deadline - now_s()) * 1000);
+	bool trainer = i < s->ntrainers;
+	uint32_t rank = trainer ? i : i - s->ntrainers;
+
+	if (poll(&pfd, 1, left > 0 ? left : 0) <= 0) {
+		r->failed_ranks++;
+		kill(pids[i], SIGKILL);
+		if (!r->error[0])
+			snprintf(r->error, sizeof(r->error), "%s rank %u did not finish within %d s",
+				 trainer ? "trainer" : "inference", rank, limit_s);
+		return -ETIMEDOUT;
+	}
+	if (oob_recv(fds[i], buf, (uint32_t)len) != len) {
+		r->failed_ranks++;
+		if (!r->error[0])
+			snprintf(r->error, sizeof(r->error), "%s rank %u died",
+				 trainer ? "trainer" : "inference", rank);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/* One step: inference ranks clear their buffers, everyone goes, every rank
+ * reports. Failures are counted in r (and end the run). */
+static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, int *fds,
+		     pid_t *pids, uint32_t step, struct wsrun_result *r)
+{
+	uint32_t n = s->ntrainers + s->ninfer;
+	/* Every rank reports within a deadline, whatever the provider does with
+	 * a dead peer (libfabric 1.17's shm can spin forever writing to a
+	 * process that died holding its region's lock): then it is killed and
+	 * named, so a run ends with an error, never a hang. */
+	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
+	double deadline = now_s() + limit_ms / 1000.0, slowest = 0, tcpu = 0, icpu = 0;
+	uint64_t ack;
+
+	for (uint32_t i = s->ntrainers; i < n; i++)
+		oob_send_u64(fds[i], CMD_CLEAR);
+	for (uint32_t i = s->ntrainers; i < n; i++)
+		if (recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &ack, sizeof(ack), r))
+			return;
+	for (uint32_t i = 0; i < n; i++)
+		oob_send_u64(fds[i], CMD_GO);
+	if (step == 0 && o->kill_trainer >= 0 && (uint32_t)o->kill_trainer < s->ntrainers) {
+		struct timespec ts = { o->kill_after_ms / 1000, (o->kill_after_ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+		kill(pids[o->kill_trainer], SIGKILL);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct report rep;
+
+		if (recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &rep, sizeof(rep), r))
+			continue;
+		if (rep.status) {
+			r->failed_ranks++;
+			if (!r->error[0])
+				snprintf(r->error, sizeof(r->error), "%s rank %u: %s",
+					 i < s->ntrainers ? "trainer" : "inference",
+					 i < s->ntrainers ? i : i - s->ntrainers,
+					 xfer_strerror(rep.status));
+		}
+		if (i < s->ntrainers)
+			tcpu += rep.cpu_s;
+		else
+			icpu += rep.cpu_s;
+		if (i < s->ntrainers) {
+			if (rep.seconds > slowest) {   /* the slowest trainer and its phases */
+				slowest = rep.seconds;
+				r->gather_s = rep.gather_s;
+				r->prepare_s = rep.prepare_s;
+				r->wait_s = rep.wait_s;
+			}
+			if (step == 0) {
+				r->gathered += rep.gathered;
+				r->staged += rep.staged;
+			}
+		} else {
+			if (step == 0)
+				r->bytes += rep.bytes;
+			r->tensors_checked += rep.checked;
+			r->mismatches += rep.mismatches;
+		}
+	}
+	if (!r->failed_ranks) {
+		r->step_s[r->steps++] = slowest;
+		r->trainer_cpu_s = tcpu;
+		r->infer_cpu_s = icpu;
+	}
+}
+
 int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct wsrun_result *r)
 {
 	uint32_t n = s->ntrainers + s->ninfer;
@@ -485,78 +710,48 @@ int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct w
 		snprintf(r->error, sizeof(r->error), "set-up failed: %s", xfer_strerror(ret));
 		goto reap;
 	}
+	uint32_t steps = o->steps ? o->steps : 1;
+
+	if (steps > WSRUN_MAX_STEPS)
+		steps = WSRUN_MAX_STEPS;
+	for (uint32_t step = 0; step < steps && !r->failed_ranks; step++)
+		run_step(s, o, fds, pids, step, r);
+	if (r->steps > 1) {   /* the median of the warm steps */
+		double w[WSRUN_MAX_STEPS];
+		uint32_t nw = r->steps - 1;
+
+		memcpy(w, r->step_s + 1, nw * sizeof(*w));
+		qsort(w, nw, sizeof(*w), cmp_double);
+		r->seconds = nw % 2 ? w[nw / 2] : (w[nw / 2 - 1] + w[nw / 2]) / 2;
+	} else {
+		r->seconds = r->step_s[0];
+	}
 	for (uint32_t i = 0; i < n; i++)
-		oob_send_u64(fds[i], 1);   /* go */
-	if (o->kill_trainer >= 0 && (uint32_t)o->kill_trainer < s->ntrainers) {
-		struct timespec ts = { o->kill_after_ms / 1000, (o->kill_after_ms % 1000) * 1000000L };
-
-		nanosleep(&ts, NULL);
-		kill(pids[o->kill_trainer], SIGKILL);
-	}
-	/* Every rank reports within a deadline, whatever the provider does with
-	 * a dead peer (libfabric 1.17's shm can spin forever writing to a
-	 * process that died holding its region's lock): then it is killed and
-	 * named, so a run ends with an error, never a hang. */
-	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
-	double deadline = now_s() + limit_ms / 1000.0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
-		int left = (int)((deadline - now_s()) * 1000);
-		struct report rep;
-
-		if (poll(&pfd, 1, left > 0 ? left : 0) <= 0) {
-			r->failed_ranks++;
-			kill(pids[i], SIGKILL);
-			if (!r->error[0])
-				snprintf(r->error, sizeof(r->error), "%s rank %u did not finish within %d s",
-					 i < s->ntrainers ? "trainer" : "inference",
-					 i < s->ntrainers ? i : i - s->ntrainers, limit_ms / 1000);
-			continue;
-		}
-		if (oob_recv(fds[i], &rep, sizeof(rep)) != sizeof(rep)) {
-			r->failed_ranks++;
-			if (!r->error[0])
-				snprintf(r->error, sizeof(r->error), "%s rank %u died",
-					 i < s->ntrainers ? "trainer" : "inference",
-					 i < s->ntrainers ? i : i - s->ntrainers);
-			continue;
-		}
-		if (rep.status) {
-			r->failed_ranks++;
-			if (!r->error[0])
-				snprintf(r->error, sizeof(r->error), "%s rank %u: %s",
-					 i < s->ntrainers ? "trainer" : "inference",
-					 i < s->ntrainers ? i : i - s->ntrainers,
-					 xfer_strerror(rep.status));
-		}
-		if (i < s->ntrainers) {
-			if (rep.seconds > r->seconds)
-				r->seconds = rep.seconds;
-			r->gathered += rep.gathered;
-		} else {
-			r->bytes += rep.bytes;
-			r->tensors_checked += rep.checked;
-			r->mismatches += rep.mismatches;
-		}
-	}
+		oob_send_u64(fds[i], CMD_END);
 reap:
 	for (uint32_t i = 0; i < n; i++) {
 		close(fds[i]);
 		waitpid(pids[i], NULL, 0);
 	}
-	/* The loopback bound: every byte crosses this machine's memory through
-	 * the providers' copies, so the machine moves at most one stream's rate
-	 * per core: max(busiest trainer / rate, all bytes / (rate x cores)). */
+	/* The loopback bound. On shm every byte is copied once, by the
+	 * receiving process (CMA: it reads the sender's pages), at up to one
+	 * stream's rate, and the machine runs at most one copy per core. So no
+	 * step beats the busiest sender, the busiest receiver (inference buffer
+	 * or gather buffer), or all bytes over the cores that can copy at once. */
 	xfer_ws_schedule_stats(s, &stats);
 	if (r->loopback_gbs > 0) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
 		double rate = r->loopback_gbs * 1e9;
-		double busiest = (double)stats.max_trainer_tx / rate;
-		double all = (double)(stats.total_bytes + stats.gather_bytes) /
-			     (rate * (double)(cores < (long)s->ntrainers ? cores : (long)s->ntrainers));
+		uint64_t busiest = stats.max_trainer_tx > stats.max_infer_rx ? stats.max_trainer_tx
+									   : stats.max_infer_rx;
 
-		r->bound_s = busiest > all ? busiest : all;
+		for (uint32_t i = 0; i < s->ntrainers; i++)
+			if (s->trainers[i].rx_bytes > busiest)
+				busiest = s->trainers[i].rx_bytes;
+		double all = (double)(stats.total_bytes + stats.gather_bytes) /
+			     (rate * (double)(cores < (long)n ? cores : (long)n));
+
+		r->bound_s = (double)busiest / rate > all ? (double)busiest / rate : all;
 	}
 	if (!ret && (r->failed_ranks || r->mismatches))
 		ret = r->mismatches ? -EIO : -ECONNABORTED;

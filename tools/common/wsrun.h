@@ -3,9 +3,11 @@
  * `xfer-weightsync run`: the executor on one machine. The tool forks one
  * process per trainer rank and per inference rank, relays engine addresses
  * and region descriptors between them (it is the control plane), fills each
- * trainer's shards with a seeded pattern, runs the schedule, and has every
- * inference rank check every tensor it received (bit-exact for bf16, the
- * fp8 reference plus a rounding bound for quantised tensors).
+ * trainer's shards with a seeded pattern, runs the schedule for a number of
+ * steps, as a training loop would after each of its steps, and has every
+ * inference rank clear its buffer before each step and check every tensor
+ * it received after it (bit-exact for bf16, the fp8 reference plus a
+ * rounding bound for quantised tensors).
  */
 #ifndef XFER_TOOLS_WSRUN_H
 #define XFER_TOOLS_WSRUN_H
@@ -23,15 +25,25 @@ struct wsrun_opts {
 	int timeout_ms;            /* waiting on peers; 0 = 30000 */
 	int kill_trainer;          /* -1, or a trainer rank to SIGKILL after kill_after_ms */
 	int kill_after_ms;
+	uint32_t steps;            /* 0 = 1 */
+	uint32_t exec_flags;       /* XFER_WS_EXEC_* */
 };
 
+#define WSRUN_MAX_STEPS 64
+
 struct wsrun_result {
-	double seconds;            /* slowest trainer, first gather to last barrier */
+	double seconds;            /* a step: slowest trainer, first gather to last barrier;
+				    * the median of the steps after the first (warm-up) one */
+	double step_s[WSRUN_MAX_STEPS];       /* each step's */
+	uint32_t steps;            /* steps completed */
+	double gather_s, prepare_s, wait_s;   /* the last step's slowest trainer's phases */
+	double trainer_cpu_s, infer_cpu_s;    /* the last step's CPU time, all ranks of each side */
+	uint64_t staged;           /* bytes the trainers staged per step (the rest went direct) */
 	double bound_s;            /* loopback bound (see wsrun.c) */
 	double loopback_gbs;       /* measured single-stream rate the bound uses */
-	uint64_t bytes;            /* written into inference buffers */
+	uint64_t bytes;            /* written into inference buffers, per step */
 	uint64_t gathered;
-	uint64_t tensors_checked;
+	uint64_t tensors_checked;  /* over all steps */
 	uint64_t mismatches;
 	uint32_t failed_ranks;     /* processes that reported an error or died */
 	char error[256];
