@@ -7,10 +7,15 @@
  *
  * Selective signalling keeps the engine's rule that every wr.ctx gets one
  * XFER_CQE_LOCAL: each QP keeps its posted contexts in an in-order ring;
- * at most VB_SIGNAL_EVERY WRs go unsignalled and the last WR of every chain
- * is signalled (so nothing waits for a later post). RC completes a QP's
- * WRs in order, so a signalled completion completes every older entry of
- * the ring. An error completion names its own WR (flushes name every WR,
+ * at most VB_SIGNAL_EVERY WRs go unsignalled. RC completes a QP's WRs in
+ * order, so a signalled completion completes every older entry of the
+ * ring. The last WR of a chain is signalled only when no signalled WR is
+ * outstanding on the QP: otherwise that one's completion comes anyway, the
+ * engine's callbacks post more behind it (the next chain then carries the
+ * signal), and only if none came does the next poll post a zero-length
+ * signalled write to cover the tail (vb_cover_tails). So a stream of single
+ * writes makes one completion per VB_SIGNAL_EVERY, as perftest's CQ
+ * moderation does, and a lone write still completes at once. An error completion names its own WR (flushes name every WR,
  * signalled or not); older entries before the first error succeeded. When
  * the engine removes the peer (after PEER_DOWN) whatever the ring still
  * holds completes with the peer's error, so nothing waits forever.
@@ -81,7 +86,14 @@ static void pop_done(struct xfer_rail *r, struct vb_peer *p, int status)
 	p->bytes_out -= sl->len;
 	p->head++;
 	r->outstanding--;
-	vb_fifo_push(r, &c);
+	if (c.ctx)   /* NULL: a cover write of our own (vb_cover_tails) */
+		vb_fifo_push(r, &c);
+}
+
+/* A signalled WR is outstanding: its completion is still to come. */
+static bool signal_pending(const struct vb_peer *p)
+{
+	return (uint32_t)(p->sig_tail - p->head) - 1u < (uint32_t)(p->tail - p->head);
 }
 
 /* ---- deregistration that waits for the WRs that may still read the MR ---- */
@@ -239,6 +251,9 @@ int vb_post_write(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs,
 		}
 		bytes += wrs[i].len;
 	}
+	bool chain_signalled = false;
+	uint32_t sig_seq = 0;
+
 	for (int i = 0; i < m; i++) {
 		const struct xfer_wr *w = &wrs[i];
 		uint32_t seq = p->tail + (uint32_t)i;
@@ -262,9 +277,12 @@ int vb_post_write(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs,
 		}
 		s->wr.rdma.remote_addr = w->raddr;
 		s->wr.rdma.rkey = (uint32_t)w->rkey;
-		if (++p->unsignaled >= VB_SIGNAL_EVERY || i + 1 == m) {
+		if (++p->unsignaled >= VB_SIGNAL_EVERY ||
+		    (i + 1 == m && !signal_pending(p) && !chain_signalled)) {
 			s->send_flags = IBV_SEND_SIGNALED;
 			p->unsignaled = 0;
+			chain_signalled = true;
+			sig_seq = seq + 1;
 		}
 		p->ring[seq % VB_SQ_DEPTH].ctx = w->ctx;
 		p->ring[seq % VB_SQ_DEPTH].gseq = r->post_seq + (uint64_t)i;
@@ -292,7 +310,57 @@ int vb_post_write(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs,
 	p->bytes_out = bytes;
 	r->post_seq += (uint64_t)m;
 	r->outstanding += (uint64_t)m;
+	if (chain_signalled)
+		p->sig_tail = sig_seq;
+	p->uncovered = p->sig_tail != p->tail;
+	if (p->uncovered)
+		r->uncovered = true;
 	return m;
+}
+
+/* Outstanding WRs behind the newest signalled one, and that one completed:
+ * nothing else will complete them, so post a zero-length signalled write
+ * (C9-88: no address or key is checked for zero bytes) behind them. */
+static void cover_tail(struct xfer_rail *r, struct vb_peer *p)
+{
+	struct ibv_send_wr wr = { 0 }, *bad = NULL;
+	uint32_t seq = p->tail;
+
+	if (p->state != VB_UP || p->tail - p->head >= VB_SQ_DEPTH)
+		return;   /* in error (flushes complete them) or full (a later poll) */
+	wr.wr_id = (uint64_t)p->index << 32 | seq;
+	wr.opcode = IBV_WR_RDMA_WRITE;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	p->ring[seq % VB_SQ_DEPTH] = (struct vb_slot){ .ctx = NULL, .gseq = r->post_seq, .len = 0 };
+	if (ibv_post_send(p->qp, &wr, &bad))
+		return;   /* the QP is failing: its flush completes everything */
+	p->tail++;
+	p->sig_tail = p->tail;
+	p->unsignaled = 0;
+	p->uncovered = false;
+	r->post_seq++;
+	r->outstanding++;
+}
+
+static void vb_cover_tails(struct xfer_rail *r)
+{
+	bool left = false;
+
+	r->uncovered = false;
+	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++) {
+		struct vb_peer *p = r->peers[i];
+
+		if (!p || !p->uncovered)
+			continue;
+		if (p->sig_tail == p->tail || p->head == p->tail) {
+			p->uncovered = false;
+			continue;
+		}
+		if (!signal_pending(p))
+			cover_tail(r, p);
+		left |= p->uncovered;
+	}
+	r->uncovered = left;
 }
 
 /* ---- completions --------------------------------------------------------------- */
@@ -364,6 +432,8 @@ int vb_trywait(struct xfer_rail *r)
 		return -EAGAIN;
 	while (cq_take(r) > 0)
 		;
+	if (r->uncovered)   /* nothing may sleep on WRs no completion will cover */
+		vb_cover_tails(r);
 	vb_cm_progress(r);
 	return r->fifo_n ? -EAGAIN : 0;
 }
@@ -377,6 +447,8 @@ int vb_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
 	 * handshakes run, otherwise now and then for late requests. */
 	if (r->connecting || (r->poll_calls++ & 15) == 0)
 		vb_cm_progress(r);
+	if (r->uncovered)   /* before polling: the engine has posted what it had */
+		vb_cover_tails(r);
 	got = fifo_drain(r, out, n);
 	while (got < n) {
 		int k = ibv_poll_cq(r->cq, (int)ARRAY_SIZE(wc), wc);

@@ -66,6 +66,8 @@ struct vb_peer {
 	} ring[VB_SQ_DEPTH];
 	uint32_t head, tail;
 	uint32_t unsignaled;    /* WRs posted since the last signalled one */
+	uint32_t sig_tail;      /* seq after the newest signalled WR */
+	bool uncovered;         /* WRs after the newest signalled one are outstanding */
 	uint64_t bytes_out;     /* payload of the outstanding WRs */
 };
 
@@ -113,6 +115,7 @@ struct xfer_rail {
 
 	uint64_t post_seq;      /* WRs ever posted on this rail */
 	uint64_t outstanding;   /* WRs posted and not yet completed */
+	bool uncovered;         /* some peer's newest WRs wait for a signalled one */
 	struct vb_dead_mr *dead_mrs;
 
 	/* completions waiting for room in poll()'s output (FIFO ring) */
