@@ -90,6 +90,8 @@ static void pop_done(struct xfer_rail *r, struct vb_peer *p, int status)
 		vb_fifo_push(r, &c);
 }
 
+static void vb_cover_tails(struct xfer_rail *r);
+
 /* A signalled WR is outstanding: its completion is still to come. */
 static bool signal_pending(const struct vb_peer *p)
 {
@@ -312,9 +314,12 @@ int vb_post_write(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs,
 	r->outstanding += (uint64_t)m;
 	if (chain_signalled)
 		p->sig_tail = sig_seq;
-	p->uncovered = p->sig_tail != p->tail;
-	if (p->uncovered)
-		r->uncovered = true;
+	if (p->sig_tail != p->tail && !p->uncovered) {
+		if (r->nuncovered == XFER_MAX_PEERS)
+			vb_cover_tails(r);   /* drops the indices of removed peers */
+		p->uncovered = true;
+		r->uncovered[r->nuncovered++] = p->index;
+	}
 	return m;
 }
 
@@ -344,23 +349,26 @@ static void cover_tail(struct xfer_rail *r, struct vb_peer *p)
 
 static void vb_cover_tails(struct xfer_rail *r)
 {
-	bool left = false;
+	uint32_t kept = 0;
 
-	r->uncovered = false;
-	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++) {
-		struct vb_peer *p = r->peers[i];
+	/* Each listed peer once (a removed peer's index may be listed again by
+	 * its successor): flags are cleared here and set again for the kept. */
+	for (uint32_t i = 0; i < r->nuncovered; i++) {
+		struct vb_peer *p = r->peers[r->uncovered[i]];
 
 		if (!p || !p->uncovered)
 			continue;
-		if (p->sig_tail == p->tail || p->head == p->tail) {
-			p->uncovered = false;
+		p->uncovered = false;
+		if (p->sig_tail == p->tail || p->head == p->tail)
 			continue;
-		}
 		if (!signal_pending(p))
 			cover_tail(r, p);
-		left |= p->uncovered;
+		if (p->sig_tail != p->tail)
+			r->uncovered[kept++] = p->index;
 	}
-	r->uncovered = left;
+	r->nuncovered = kept;
+	for (uint32_t i = 0; i < kept; i++)
+		r->peers[r->uncovered[i]]->uncovered = true;
 }
 
 /* ---- completions --------------------------------------------------------------- */
@@ -432,7 +440,7 @@ int vb_trywait(struct xfer_rail *r)
 		return -EAGAIN;
 	while (cq_take(r) > 0)
 		;
-	if (r->uncovered)   /* nothing may sleep on WRs no completion will cover */
+	if (r->nuncovered)   /* nothing may sleep on WRs no completion will cover */
 		vb_cover_tails(r);
 	vb_cm_progress(r);
 	return r->fifo_n ? -EAGAIN : 0;
@@ -447,7 +455,7 @@ int vb_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
 	 * handshakes run, otherwise now and then for late requests. */
 	if (r->connecting || (r->poll_calls++ & 15) == 0)
 		vb_cm_progress(r);
-	if (r->uncovered)   /* before polling: the engine has posted what it had */
+	if (r->nuncovered)   /* before polling: the engine has posted what it had */
 		vb_cover_tails(r);
 	got = fifo_drain(r, out, n);
 	while (got < n) {

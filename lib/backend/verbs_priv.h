@@ -115,7 +115,8 @@ struct xfer_rail {
 
 	uint64_t post_seq;      /* WRs ever posted on this rail */
 	uint64_t outstanding;   /* WRs posted and not yet completed */
-	bool uncovered;         /* some peer's newest WRs wait for a signalled one */
+	uint32_t nuncovered;    /* peers whose newest WRs wait for a signalled one, */
+	uint32_t uncovered[XFER_MAX_PEERS];   /* by index */
 	struct vb_dead_mr *dead_mrs;
 
 	/* completions waiting for room in poll()'s output (FIFO ring) */
