@@ -227,6 +227,32 @@ static void test_exactly_once(void)
 	reset(&A);
 }
 
+/* A chain posted while another's signalled WR is outstanding leaves its
+ * last WR unsignalled; with nothing posted after it, polling alone must
+ * complete it (the backend covers it with a signalled zero-length write),
+ * each WR exactly once, the cover reporting nothing of its own. */
+static void test_covered_tail(void)
+{
+	static struct xfer_wr w[4];
+	int n = 4, dup = 0, bad = 0;
+
+	memset(B.buf, 0, LEN);
+	for (int i = 0; i < n; i++)
+		w[i] = wr_of(&A, &B, (uint64_t)i * 300, (uint64_t)i * 300, 300, i);
+	XT_EQ(ops->post_write(A.r, 0, w, 1), 1);       /* signalled: none pending */
+	XT_EQ(ops->post_write(A.r, 0, w + 1, 3), 3);   /* behind it: tail unsignalled */
+	XT_CHECK(wait_for(&A, &B, all_seen, &n, 5000), "WRs behind a signalled one never completed");
+	for (int i = 0; i < n; i++) {
+		dup += A.local_seen[i] != 1;
+		bad += A.local_status[i] != 0;
+		if (xt_verify(B.buf + (uint64_t)i * 300, 300, 7, (uint64_t)i * 300) != -1)
+			bad++;
+	}
+	XT_EQ(dup, 0);
+	XT_EQ(bad, 0);
+	reset(&A);
+}
+
 static bool imms_are(struct side *s, void *arg)
 {
 	return s->imms >= *(uint32_t *)arg;
@@ -347,6 +373,7 @@ int main(void)
 	struct { const char *name; void (*fn)(void); } tests[] = {
 		{ "handshake: late add, -EAGAIN until connected, bad address refused", test_handshake },
 		{ "3000 WRs in odd chains: one completion each, in order, bytes placed", test_exactly_once },
+		{ "a chain behind a pending signal, then nothing: covered, each WR once", test_covered_tail },
 		{ "2500 immediates (beyond the SRQ depth), alone and with data", test_immediates },
 		{ "bad rkey: -EACCES on that WR only, before ok, after flushed, one PEER_DOWN", test_error_mapping },
 		{ "remove with 200 WRs outstanding: each completed once", test_remove_outstanding },
