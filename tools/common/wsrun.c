@@ -155,8 +155,6 @@ static int recv_blobs(int fd, uint8_t (*blobs)[BLOB_MAX], uint32_t *lens, uint32
 	return 0;
 }
 
-/* Check every write of the schedule into this rank against the pattern,
- * transformed: counts into rep, -ENOMEM if it cannot. */
 /* CPU seconds of this process, all its threads (the engine's worker too). */
 static double cpu_now(void)
 {
@@ -167,6 +165,8 @@ static double cpu_now(void)
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
+/* Check every write of the schedule into this rank against the pattern,
+ * transformed: counts into rep, -ENOMEM if it cannot. */
 static int check_step(const struct child *c, const uint8_t *buf, struct report *rep)
 {
 	const struct xfer_ws_schedule *s = c->s;
