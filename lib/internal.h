@@ -31,7 +31,6 @@
 uint64_t xfer_now_ns(void);
 void xfer_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns);
 void xfer_futex_wake(_Atomic uint32_t *word);
-void *xfer_alloc_staging(uint64_t bytes);
 
 /* ---- serialised formats (desc.c) ---------------------------------- */
 

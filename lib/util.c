@@ -40,19 +40,16 @@ void xfer_futex_wake(_Atomic uint32_t *word)
 
 #define HUGE_2M (2ull << 20)
 
-/* Long-lived staging of many megabytes: 2 MiB aligned and backed by
- * transparent huge pages where the kernel offers them (fewer faults, and
- * fewer pages for a provider's CMA copies to pin: 1.5x their rate on the
- * project's VM), and touched now, so first-touch faults are paid at set-up
- * and not in the data path. Free with free(). */
-void *xfer_alloc_staging(uint64_t bytes)
+/* Huge pages: fewer faults, and fewer pages for a provider's CMA copies to
+ * pin (1.5x their rate on the project's VM). */
+XFER_EXPORT void *xfer_host_alloc(size_t bytes)
 {
-	uint64_t sz = (bytes + HUGE_2M - 1) & ~(HUGE_2M - 1);
-	void *p = aligned_alloc(HUGE_2M, sz ? sz : HUGE_2M);
+	uint64_t sz = bytes ? (bytes + HUGE_2M - 1) & ~(HUGE_2M - 1) : HUGE_2M;
+	void *p = aligned_alloc(HUGE_2M, sz);
 
 	if (p) {
-		madvise(p, sz ? sz : HUGE_2M, MADV_HUGEPAGE);   /* advice: ignored where unsupported */
-		memset(p, 0, sz ? sz : HUGE_2M);
+		madvise(p, sz, MADV_HUGEPAGE);   /* advice: ignored where unsupported */
+		memset(p, 0, sz);
 	}
 	return p;
 }

@@ -121,6 +121,11 @@ int xfer_mr_reg(xfer_engine *e, void *addr, size_t len, const struct xfer_mem *m
 int xfer_mr_dereg(xfer_mr *mr);
 void *xfer_mr_addr(const xfer_mr *mr);
 size_t xfer_mr_len(const xfer_mr *mr);
+/* Host memory for long-lived registered buffers (weights, staging): 2 MiB
+ * aligned, on transparent huge pages where the kernel offers them, zeroed
+ * and faulted in now, so that first-touch faults are paid here and not in
+ * the data path. NULL if out of memory; free with free(). */
+void *xfer_host_alloc(size_t bytes);
 
 /* The region's descriptor: a versioned binary blob for peers. */
 int xfer_mr_descriptor(const xfer_mr *mr, void *buf, size_t *len);

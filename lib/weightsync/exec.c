@@ -369,7 +369,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 		}
 	}
 	if (pack_bytes) {
-		x->pack = xfer_alloc_staging(pack_bytes);   /* faulted now, not in a step */
+		x->pack = xfer_host_alloc(pack_bytes);   /* faulted now, not in a step */
 		if (!x->pack) {
 			ret = -ENOMEM;
 			goto fail;
@@ -393,7 +393,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 		x->ring_size = (x->ring_size + 4095) & ~4095ull;
 		/* touched now: first-touch faults dominated the pipeline on a VM
 		 * (1 GB prepared at 0.7 GB/s instead of memcpy speed) */
-		x->ring = xfer_alloc_staging(x->ring_size);
+		x->ring = xfer_host_alloc(x->ring_size);
 		if (!x->ring) {
 			ret = -ENOMEM;
 			goto fail;

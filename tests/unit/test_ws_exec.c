@@ -182,11 +182,6 @@ static int find_param(const struct xfer_ws_schedule *s, const char *name)
 	return -1;
 }
 
-static int has(const char *s, const char *sub)
-{
-	return strstr(s, sub) != NULL;
-}
-
 /* The components of a destination tensor, from the inference engine's names. */
 static int components(const struct xfer_ws_schedule *s, const char *name, int *comp)
 {
@@ -219,20 +214,7 @@ static int components(const struct xfer_ws_schedule *s, const char *name, int *c
 
 static int row_parallel(const char *name)
 {
-	return has(name, "o_proj") || has(name, "down_proj") || has(name, "w2_weight");
-}
-
-static int replicated(const struct xfer_ws_param *p)
-{
-	return (p->ndim == 1 && !has(p->name, "bias")) || has(p->name, "e_score_correction_bias") ||
-	       has(p->name, "mlp.gate.weight") || has(p->name, "q_a_proj") ||
-	       has(p->name, "kv_a_proj_with_mqa") || has(p->name, "eh_proj");
-}
-
-static int quantised(const struct xfer_ws_param *p, uint32_t dtype)
-{
-	return dtype == XFER_WS_DT_FP8E4M3 && p->ndim == 2 && !has(p->name, "embed") &&
-	       !has(p->name, "lm_head") && !has(p->name, "mlp.gate.weight");
+	return ws_rule_has(name, "o_proj") || ws_rule_has(name, "down_proj") || ws_rule_has(name, "w2_weight");
 }
 
 /* Compare rank r's tensors with their expected content; returns mismatches. */
@@ -266,7 +248,7 @@ static int verify(struct run *x, char *why, size_t len)
 				return bad + 1;
 			}
 			r0 = 0, r1 = pa->rows, c0 = 0, c1 = pa->cols;
-			if (!replicated(pa)) {
+			if (!ws_rule_replicated(pa)) {
 				if (row_parallel(name))
 					c0 = pa->cols * t / tp, c1 = pa->cols * (t + 1) / tp;
 				else
@@ -277,7 +259,7 @@ static int verify(struct run *x, char *why, size_t len)
 				continue;
 			want = malloc(rows * cols * esz(pa->dtype));
 			fill(pa, (uint32_t)comp[k], r0, rows, c0, cols, want);
-			if (quantised(pa, s->infer.dtype)) {
+			if (ws_rule_quantised(pa, s->infer.dtype)) {
 				e8 = (rows + 127) / 128 * ((cols + 127) / 128);
 				scols = (cols + 127) / 128;
 				wq = malloc(rows * cols);

@@ -20,26 +20,6 @@
 #include "test_ws_tap.h"
 #include "ws_models.h"
 
-static int has(const char *s, const char *sub)
-{
-	return strstr(s, sub) != NULL;
-}
-
-/* Written from the inference layout's rules, not from the planner's tables. */
-static int replicated(const struct xfer_ws_param *p)
-{
-	return (p->ndim == 1 && !has(p->name, "bias")) || has(p->name, "e_score_correction_bias") ||
-	       has(p->name, "mlp.gate.weight") || has(p->name, "q_a_proj") ||
-	       has(p->name, "kv_a_proj_with_mqa") || has(p->name, "eh_proj");
-}
-
-static int quantised(const struct xfer_ws_param *p, uint32_t dtype)
-{
-	return dtype == XFER_WS_DT_FP8E4M3 && p->ndim == 2 && !has(p->name, "embed") &&
-	       !has(p->name, "lm_head") && !has(p->name, "mlp.gate.weight") &&
-	       !has(p->name, "eh_proj") && !has(p->name, "head.weight");
-}
-
 static uint64_t expected_data_bytes(const xfer_ws_model *m, const struct xfer_ws_infer_layout *l)
 {
 	size_t n;
@@ -47,8 +27,8 @@ static uint64_t expected_data_bytes(const xfer_ws_model *m, const struct xfer_ws
 	uint64_t sum = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		uint64_t copies = (uint64_t)l->dp * (p[i].expert >= 0 ? 1 : l->ep) * (replicated(&p[i]) ? l->tp : 1);
-		uint64_t esz = quantised(&p[i], l->dtype) ? 1 : (p[i].dtype == XFER_WS_DT_F32 ? 4 : 2);
+		uint64_t copies = (uint64_t)l->dp * (p[i].expert >= 0 ? 1 : l->ep) * (ws_rule_replicated(&p[i]) ? l->tp : 1);
+		uint64_t esz = ws_rule_quantised(&p[i], l->dtype) ? 1 : (p[i].dtype == XFER_WS_DT_F32 ? 4 : 2);
 
 		sum += p[i].rows * p[i].cols * esz * copies;
 	}

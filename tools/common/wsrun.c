@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -91,23 +90,6 @@ static float bf16_to_f32(uint16_t v)
 
 	memcpy(&f, &u, 4);
 	return f;
-}
-
-/* Weight-sized buffers: 2 MiB aligned, on transparent huge pages where the
- * kernel has them (as large registered host memory usually is; a GPU's
- * memory needs none of this), filled with `fill` now so that no step pays
- * first-touch faults. */
-static void *big_alloc(uint64_t bytes, int fill)
-{
-	const uint64_t huge = 2ull << 20;
-	uint64_t sz = bytes ? (bytes + huge - 1) & ~(huge - 1) : huge;
-	void *p = aligned_alloc(huge, sz);
-
-	if (p) {
-		madvise(p, sz, MADV_HUGEPAGE);
-		memset(p, fill, sz);
-	}
-	return p;
 }
 
 /* ---- children --------------------------------------------------------------- */
@@ -234,7 +216,7 @@ static int inference_main(struct child *c)
 	xfer_mr *mr = NULL;
 	int ret;
 
-	buf = big_alloc(ir->buf_bytes, 0);
+	buf = xfer_host_alloc(ir->buf_bytes);
 	if (!buf)
 		return -ENOMEM;
 	if (!blobs || !lens)
@@ -314,8 +296,8 @@ static int trainer_main(struct child *c)
 		xfer_ws_shard_rows(s, p, c->rank, &row0, &rows);
 		arena_bytes += (rows * s->params[p].cols * xfer_ws_dtype_size(s->params[p].dtype) + 63) & ~63ull;
 	}
-	arena = big_alloc(arena_bytes, 0);
-	gather = gbytes ? big_alloc(gbytes, 0) : NULL;
+	arena = xfer_host_alloc(arena_bytes);
+	gather = gbytes ? xfer_host_alloc(gbytes) : NULL;
 	if (!arena || (gbytes && !gather))
 		return 1;
 	for (uint32_t p = 0; p < s->nparams; p++) {
@@ -452,7 +434,7 @@ static double calibrate(const struct wsrun_opts *o)
 {
 	const uint64_t piece = 16ull << 20, sz = 256ull << 20, n = sz / piece;
 	xfer_engine *e = NULL;
-	uint8_t desc[XFER_DESC_MAX], *b = big_alloc(sz, 0);
+	uint8_t desc[XFER_DESC_MAX], *b = xfer_host_alloc(sz);
 	size_t dlen = sizeof(desc);
 	xfer_mr *m = NULL;
 	xfer_rmr *r = NULL;
