@@ -99,10 +99,12 @@ run: deps-build
 TEST_SUITES :=
 -include mk/*.mk
 
+# The sanitizer build sits beside $(BUILD) (build -> build-san): a BUILD given
+# on the command line reaches sub-makes, so it is named for both explicitly.
 test: deps-test
 	$(MAKE) tests
-	$(MAKE) tests SANITIZE=1
-	tests/run.sh --build $(BUILD) --build-san build-san $(TEST_SUITES)
+	$(MAKE) tests SANITIZE=1 BUILD=$(BUILD)-san
+	tests/run.sh --build $(BUILD) --build-san $(BUILD)-san $(TEST_SUITES)
 
 test-unit: tests
 	tests/run.sh --build $(BUILD)

@@ -12,6 +12,7 @@
 #ifndef XFER_BACKEND_H
 #define XFER_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,11 @@ struct xfer_cqe {
 struct xfer_backend_ops {
 	size_t size;            /* sizeof(struct xfer_backend_ops) */
 	const char *name;
+	/* The NIC moves posted work by itself (no progress calls needed), so
+	 * the worker polls while writes are in flight, as a NIC's completion
+	 * ring is meant to be polled; manual-progress providers sharing cores
+	 * with their peers (shm, tcp) instead sleep between polls. */
+	bool hw_progress;
 
 	/* Open rail `attr->index`. On success *out is the rail. */
 	int (*rail_open)(const struct xfer_rail_attr *attr, struct xfer_rail **out);
@@ -118,8 +124,10 @@ struct fi_info;
  * verbs need) for provider prov, or NULL; free with fi_freeinfo(). */
 struct fi_info *xfer_fabric_hints(const char *prov);
 extern const struct xfer_backend_ops xfer_verbs_ops; /* NULL-filled stub if not built */
+extern const struct xfer_backend_ops xfer_local_ops; /* processes on one host (local.c) */
 
-/* Returns the ops for a provider string: "verbs" -> ibverbs, the rest -> fabric. */
+/* Returns the ops for a provider string: "verbs" -> ibverbs, "local" -> local,
+ * the rest -> fabric. */
 const struct xfer_backend_ops *xfer_backend_for(const char *provider);
 
 #endif

@@ -190,7 +190,7 @@ int xfer_addr_decode(const void *buf, size_t len, struct xfer_addr *a)
 	a->engine_id = get64(p + 16);
 	a->backend = get32(p + 24);
 	a->num_rails = get32(p + 28);
-	if (a->backend < 1 || a->backend > 2 || a->num_rails == 0 ||
+	if (a->backend < 1 || a->backend > 3 || a->num_rails == 0 ||
 	    a->num_rails > XFER_MAX_DOMAINS)
 		return -EINVAL;
 	if (memchr(p + 32, 0, XFER_PROV_NAME_MAX) == NULL)

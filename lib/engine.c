@@ -150,7 +150,7 @@ static int build_self_addr(xfer_engine *e)
 
 	memset(a, 0, sizeof(*a));
 	a->engine_id = e->id;
-	a->backend = e->ops == &xfer_fabric_ops ? 1 : 2;
+	a->backend = e->ops == &xfer_fabric_ops ? 1 : e->ops == &xfer_local_ops ? 3 : 2;
 	a->num_rails = e->num_rails;
 	memcpy(a->provider, e->provider, sizeof(a->provider) - 1);
 	for (uint32_t i = 0; i < e->num_rails; i++) {
@@ -214,12 +214,22 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		for (uint32_t i = 0; tok && i < XFER_MAX_DOMAINS; i++, tok = strtok_r(NULL, ",", &save))
 			dev[i] = tok;
 	}
+	/* None named but a GPU given: the NICs nearest it, when the topology
+	 * shows enough of them. */
+	char near[XFER_MAX_DOMAINS][XFER_TOPO_NAME];
+	int nnear = 0;
+
+	if (!e->attr.devices && e->attr.gpu >= 0) {
+		nnear = xfer_topo_nics_near_gpu(e->attr.gpu, near, XFER_MAX_DOMAINS);
+		if (nnear < (int)e->num_rails)
+			nnear = 0;
+	}
 	e->max_msg = UINT64_MAX;
 	for (uint32_t i = 0; i < e->num_rails; i++) {
 		struct xfer_rail_attr ra = {
 			.provider = e->attr.provider,
 			.node = e->attr.node,
-			.device = dev[i],
+			.device = dev[i] ? dev[i] : nnear ? near[i] : NULL,
 			.index = i,
 			.num_rails = e->num_rails,
 			.max_inflight = e->attr.max_inflight,
@@ -227,6 +237,12 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		uint64_t mm = 0;
 
 		ret = e->ops->rail_open(&ra, &e->rail[i].r);
+		if (ret && i == 0 && nnear) {
+			/* a provider without those NICs (shm, tcp): its own order */
+			nnear = 0;
+			ra.device = NULL;
+			ret = e->ops->rail_open(&ra, &e->rail[i].r);
+		}
 		if (ret)
 			goto err_rails;
 		e->ops->rail_info(e->rail[i].r, i == 0 ? e->provider : (char[32]){ 0 }, 32,
@@ -248,7 +264,8 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 
 	/* Placement matters next to a GPU or a real NIC; loopback providers
 	 * (shm, tcp, sockets) have neither. */
-	bool loopback = strcmp(e->provider, "shm") == 0 || strstr(e->provider, "tcp") ||
+	bool loopback = strcmp(e->provider, "shm") == 0 || strcmp(e->provider, "local") == 0 ||
+			strstr(e->provider, "tcp") ||
 			strstr(e->provider, "sockets") || strstr(e->provider, "udp");
 	e->worker_cpu = e->attr.worker_cpu >= 0 ? e->attr.worker_cpu
 			: xfer_topo_worker_cpu(e->attr.gpu, loopback ? NULL : e->rail_names[0]);

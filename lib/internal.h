@@ -53,7 +53,7 @@ struct xfer_desc {
 
 struct xfer_addr {
 	uint64_t engine_id;
-	uint32_t backend;            /* 1 fabric, 2 verbs */
+	uint32_t backend;            /* 1 fabric, 2 verbs, 3 local */
 	uint32_t num_rails;
 	char provider[XFER_PROV_NAME_MAX];
 	struct {
@@ -323,5 +323,9 @@ int xfer_op_submit(xfer_engine *e, struct xfer_op *op, xfer_op **user);
 
 /* topo.c */
 int xfer_topo_worker_cpu(int gpu, const char *nic);
+#define XFER_TOPO_NAME 64
+/* The RDMA NICs (ibverbs names) nearest CUDA device `gpu` in the PCIe tree,
+ * nearest first, at most max; 0 without a GPU or topology. */
+int xfer_topo_nics_near_gpu(int gpu, char names[][XFER_TOPO_NAME], int max);
 
 #endif

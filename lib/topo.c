@@ -1,24 +1,57 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Worker placement from the PCIe topology (hwloc): a core on the NUMA node
- * of the GPU (found by its PCI bus id from CUDA, when present) or of the
- * first NIC; -1 lets the scheduler choose.
+ * Placement from the PCIe topology (hwloc):
+ *  - the worker runs on a core of the NUMA node of the GPU (found by its PCI
+ *    position, when present) or of the first NIC; -1 lets the scheduler choose;
+ *  - with a GPU and no NICs named, the engine opens the RDMA NICs nearest that
+ *    GPU: fewest hops up and down the PCIe tree, so a NIC behind the GPU's own
+ *    switch comes before one on its root complex, before one on the other
+ *    socket (GPUDirect RDMA through a shared switch never crosses the CPU).
+ * HWLOC_XMLFILE makes hwloc read a described machine instead (the tests).
  */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hwloc.h>
 
 #include "internal.h"
 
-/* The PCI bus id of CUDA device `gpu`, read from sysfs order of NVIDIA
- * display controllers (vendor 0x10de, class 0x03xx), as CUDA enumerates
- * them by PCI order when CUDA_DEVICE_ORDER=PCI_BUS_ID. */
+/* The physical GPU behind CUDA device index `gpu`: CUDA_VISIBLE_DEVICES
+ * renumbers (a rank given "3" calls it device 0); UUIDs there cannot be
+ * resolved without CUDA, so -1 then. */
+static int gpu_physical(int gpu)
+{
+	const char *v = getenv("CUDA_VISIBLE_DEVICES");
+	char *end;
+
+	if (!v)
+		return gpu;
+	for (int i = 0;; i++) {
+		long idx = strtol(v, &end, 10);
+
+		if (end == v || idx < 0 || (*end && *end != ','))
+			return -1;
+		if (i == gpu)
+			return (int)idx;
+		if (!*end)
+			return -1;   /* fewer visible devices than the index */
+		v = end + 1;
+	}
+}
+
+/* The PCI device of CUDA device `gpu`: NVIDIA display controllers (vendor
+ * 0x10de, class 0x03xx) in PCI order, as CUDA enumerates them with
+ * CUDA_DEVICE_ORDER=PCI_BUS_ID (and in practice on uniform GPU nodes). */
 static hwloc_obj_t gpu_pcidev(hwloc_topology_t t, int gpu)
 {
 	hwloc_obj_t o = NULL;
 	int n = 0;
 
+	gpu = gpu_physical(gpu);
+	if (gpu < 0)
+		return NULL;
 	while ((o = hwloc_get_next_pcidev(t, o)))
 		if (o->attr->pcidev.vendor_id == 0x10de && (o->attr->pcidev.class_id >> 8) == 0x03)
 			if (n++ == gpu)
@@ -38,6 +71,21 @@ static hwloc_obj_t nic_osdev(hwloc_topology_t t, const char *name)
 	return NULL;
 }
 
+static int topo_load(hwloc_topology_t *t)
+{
+	if (hwloc_topology_init(t))
+		return -1;
+	hwloc_topology_set_io_types_filter(*t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+	/* The libpciaccess component only adds device names (it parses pci.ids,
+	 * slowly); Linux sysfs discovery still finds every PCI device. */
+	hwloc_topology_set_components(*t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
+	if (hwloc_topology_load(*t)) {
+		hwloc_topology_destroy(*t);
+		return -1;
+	}
+	return 0;
+}
+
 int xfer_topo_worker_cpu(int gpu, const char *nic)
 {
 	hwloc_topology_t t;
@@ -46,16 +94,8 @@ int xfer_topo_worker_cpu(int gpu, const char *nic)
 
 	if (gpu < 0 && (!nic || !*nic))
 		return -1;   /* nothing to be near: let the scheduler choose */
-	if (hwloc_topology_init(&t))
+	if (topo_load(&t))
 		return -1;
-	hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
-	/* The libpciaccess component only adds device names (it parses pci.ids,
-	 * slowly); Linux sysfs discovery still finds every PCI device. */
-	hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
-	if (hwloc_topology_load(t)) {
-		hwloc_topology_destroy(t);
-		return -1;
-	}
 	if (gpu >= 0)
 		dev = gpu_pcidev(t, gpu);
 	if (!dev)
@@ -71,4 +111,61 @@ int xfer_topo_worker_cpu(int gpu, const char *nic)
 	}
 	hwloc_topology_destroy(t);
 	return cpu;
+}
+
+/* Hops from a up to the lowest common ancestor of a and b, plus from b.
+ * (hwloc_get_common_ancestor_obj does not take I/O objects.) */
+static int tree_distance(hwloc_obj_t a, hwloc_obj_t b)
+{
+	int up_a = 0;
+
+	for (hwloc_obj_t x = a; x; x = x->parent, up_a++) {
+		int up_b = 0;
+
+		for (hwloc_obj_t y = b; y; y = y->parent, up_b++)
+			if (x == y)
+				return up_a + up_b;
+	}
+	return INT_MAX;
+}
+
+struct nic_rank {
+	int dist;
+	char name[XFER_TOPO_NAME];
+};
+
+static int rank_cmp(const void *pa, const void *pb)
+{
+	const struct nic_rank *a = pa, *b = pb;
+
+	if (a->dist != b->dist)
+		return a->dist < b->dist ? -1 : 1;
+	return strcmp(a->name, b->name);   /* ties: mlx5_0 before mlx5_1 */
+}
+
+int xfer_topo_nics_near_gpu(int gpu, char names[][XFER_TOPO_NAME], int max)
+{
+	struct nic_rank r[64];
+	hwloc_topology_t t;
+	hwloc_obj_t g, o = NULL;
+	int n = 0;
+
+	if (gpu < 0 || max <= 0 || topo_load(&t))
+		return 0;
+	g = gpu_pcidev(t, gpu);
+	while (g && n < (int)(sizeof(r) / sizeof(r[0])) && (o = hwloc_get_next_osdev(t, o))) {
+		if (o->attr->osdev.type != HWLOC_OBJ_OSDEV_OPENFABRICS || !o->name ||
+		    strlen(o->name) >= XFER_TOPO_NAME)
+			continue;
+		r[n].dist = tree_distance(g, o);
+		snprintf(r[n].name, sizeof(r[n].name), "%s", o->name);
+		n++;
+	}
+	hwloc_topology_destroy(t);
+	qsort(r, (size_t)n, sizeof(r[0]), rank_cmp);
+	if (n > max)
+		n = max;
+	for (int i = 0; i < n; i++)
+		memcpy(names[i], r[i].name, XFER_TOPO_NAME);
+	return n;
 }

@@ -78,5 +78,7 @@ const struct xfer_backend_ops *xfer_backend_for(const char *provider)
 		return NULL;
 #endif
 	}
+	if (provider && strcmp(provider, "local") == 0)
+		return &xfer_local_ops;
 	return &xfer_fabric_ops;
 }

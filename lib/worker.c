@@ -667,6 +667,15 @@ void xfer_engine_kick(xfer_engine *e)
 /* Sleep until traffic or a submission arrives (epoll), or a while.
  * Returns true when a rail woke us: traffic is flowing, even where it makes
  * no completion here (plain RMA writes into us), so keep polling. */
+/* Writes posted and not yet completed on some rail. */
+static bool rails_busy(const xfer_engine *e)
+{
+	for (uint32_t i = 0; i < e->num_rails; i++)
+		if (e->rail[i].inflight)
+			return true;
+	return false;
+}
+
 static bool idle_sleep(xfer_engine *e, uint64_t sleep_ns)
 {
 	bool traffic = false;
@@ -764,7 +773,8 @@ void *xfer_worker_main(void *arg)
 		 * and then (many engines on few cores, as in loopback runs). */
 		if ((++idle_loops & 31) == 0)
 			sched_yield();
-		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n)
+		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n ||
+		    (e->ops->hw_progress && rails_busy(e)))
 			continue;
 		/* Idle: sleep, but wake for submissions and arrivals (progress is
 		 * manual on shm and tcp). Watched words are plain memory: no event

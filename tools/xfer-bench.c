@@ -108,6 +108,11 @@ struct side {
 	struct raw_rmr rrmr[MAX_PEERS];
 };
 
+/* This host's NIC choice (--devices, --gpu): local, so a server keeps its
+ * own whatever the client asks, and loopback peers share the initiator's. */
+static const char *opt_devices;
+static int opt_gpu = -1;
+
 static void side_open(struct side *s, const char *prov, uint32_t domains, const char *node,
 		      uint64_t region, bool raw)
 {
@@ -119,6 +124,8 @@ static void side_open(struct side *s, const char *prov, uint32_t domains, const 
 	a.provider = prov;
 	a.num_domains = domains;
 	a.node = node;
+	a.devices = opt_devices;
+	a.gpu = opt_gpu;
 	ret = xfer_engine_create(&a, &s->e);
 	if (ret)
 		die("engine", ret);
@@ -864,6 +871,11 @@ static void initiator(struct opts *o, int *fds, int nfds)
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	out_set(&b.out, "provider", json_object_new_string(info.provider));
 	out_set(&b.out, "domains", json_object_new_int((int)info.num_domains));
+	json_object *names = json_object_new_array();
+
+	for (uint32_t i = 0; i < info.num_domains; i++)
+		json_object_array_add(names, json_object_new_string(info.domain_names[i]));
+	out_set(&b.out, "devices", names);
 	out_set(&b.out, "date", json_object_new_string(date));
 	o->provider = strdup(info.provider);
 	if (want(o, "single"))
@@ -903,6 +915,8 @@ static void usage(int code)
 		"       xfer-bench --client HOST [options]   run against a server\n"
 		"  -p, --provider P     shm (default loopback), tcp;ofi_rxm, efa, verbs;ofi_rxm, verbs\n"
 		"  -d, --domains N      NICs (rails) per engine (default 1)\n"
+		"      --devices LIST   NIC names, one per rail, e.g. mlx5_0,mlx5_1\n"
+		"      --gpu N          CUDA device index: with no --devices, the NICs nearest it\n"
 		"  -s, --sizes LIST     single-write sizes, e.g. 4K,1M,64M (default 1K..64M)\n"
 		"  -n, --iters N        operations per measurement (default: from a byte budget)\n"
 		"  -t, --tests LIST     single,paged,imm,scatter (default all)\n"
@@ -924,7 +938,8 @@ int main(int argc, char **argv)
 		{ "iters", 1, 0, 'n' }, { "tests", 1, 0, 't' }, { "peers", 1, 0, 1 },
 		{ "raw", 0, 0, 2 }, { "node", 1, 0, 3 }, { "port", 1, 0, 'P' },
 		{ "json", 0, 0, 'j' }, { "pretty", 0, 0, 4 }, { "server", 0, 0, 5 },
-		{ "client", 1, 0, 6 }, { "reps", 1, 0, 'r' }, { "help", 0, 0, 'h' }, { 0 },
+		{ "client", 1, 0, 6 }, { "reps", 1, 0, 'r' }, { "help", 0, 0, 'h' },
+		{ "devices", 1, 0, 7 }, { "gpu", 1, 0, 8 }, { 0 },
 	};
 	struct opts o = { .provider = "shm", .domains = 1, .node = "127.0.0.1", .port = PORT_DEFAULT,
 			  .scatter_peers = 3, .region = 64ull << 20, .reps = 1 };
@@ -953,6 +968,8 @@ int main(int argc, char **argv)
 		case 4: o.json = o.pretty = true; break;
 		case 5: o.server = true; break;
 		case 6: o.client = optarg; break;
+		case 7: opt_devices = optarg; break;
+		case 8: opt_gpu = atoi(optarg); break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}

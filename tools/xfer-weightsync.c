@@ -177,6 +177,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "kill-after-ms", required_argument, 0, 1006 },
 		{ "steps", required_argument, 0, 1007 },
 		{ "stage-all", no_argument, 0, 1008 },
+		{ "no-bound", no_argument, 0, 1009 },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -211,6 +212,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		case 1005: op->run.kill_trainer = atoi(optarg); break;
 		case 1006: op->run.kill_after_ms = atoi(optarg); break;
 		case 1008: op->run.exec_flags |= XFER_WS_EXEC_STAGE_ALL; break;
+		case 1009: op->run.no_bound = true; break;
 		case 1007:
 			op->run.steps = (uint32_t)strtoul(optarg, NULL, 0);
 			if (op->run.steps < 1 || op->run.steps > WSRUN_MAX_STEPS)
@@ -428,6 +430,7 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_f64(o, "bound_s", r.bound_s);
 	out_f64(o, "ratio", r.bound_s > 0 ? r.seconds / r.bound_s : 0);
 	out_f64(o, "loopback_gbs", r.loopback_gbs);
+	out_f64(o, "loopback_gbs_concurrent", r.loopback_gbs_concurrent);
 	out_u64(o, "bytes", r.bytes);
 	out_u64(o, "gathered", r.gathered);
 	out_u64(o, "tensors_checked", r.tensors_checked);
@@ -465,12 +468,14 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "  --op-us N --chunk-us N --watermark-mib N --window N (writes in flight per NIC)\n"
 	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
 	       "  --no-validate         skip the validator\n"
-	       "  run: --provider P (shm) --domains N --seed N --timeout-ms N\n"
+	       "  run: --provider P (shm; local: xfer's own process_vm_writev backend,\n"
+	       "       no locks shared between processes) --domains N --seed N --timeout-ms N\n"
 	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n"
 	       "       --steps N (3): weight updates in a row; `seconds` is the median of\n"
 	       "       those after the first, which pays first-use costs (first_step_s)\n"
 	       "       --stage-all: copy every chunk into staging, also those that could\n"
-	       "       be written from where they lie\n",
+	       "       be written from where they lie\n"
+	       "       --no-bound: skip measuring the loopback rate (bound_s 0)\n",
 	       DEFAULT_MODEL);
 	return 0;
 }

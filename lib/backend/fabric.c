@@ -78,6 +78,15 @@ struct fi_info *xfer_fabric_hints(const char *prov)
 	return h;
 }
 
+/* A domain is named by its NIC: "rdmap16s27" picks EFA's "rdmap16s27-rdm"
+ * (the ibverbs name, as the topology and operators know the NIC). */
+static bool domain_is(const char *domain, const char *device)
+{
+	size_t n = strlen(device);
+
+	return strncmp(domain, device, n) == 0 && (domain[n] == '\0' || domain[n] == '-');
+}
+
 /* The index-th distinct domain (NIC) the provider offers, or the one named. */
 static struct fi_info *pick_domain(struct fi_info *list, const char *device, uint32_t index)
 {
@@ -89,7 +98,7 @@ static struct fi_info *pick_domain(struct fi_info *list, const char *device, uin
 		bool dup = false;
 
 		if (device)
-			if (strcmp(name, device) == 0)
+			if (domain_is(name, device))
 				return i;
 		for (uint32_t k = 0; k < nseen; k++)
 			dup |= strcmp(seen[k], name) == 0;

@@ -339,6 +339,7 @@ static void vb_mr_dereg(struct xfer_rail *r, struct xfer_rail_mr *mr)
 const struct xfer_backend_ops xfer_verbs_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "verbs",
+	.hw_progress = true,
 	.rail_open = vb_open,
 	.rail_close = vb_close,
 	.rail_info = vb_info,

@@ -279,10 +279,12 @@ int vb_post_write(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs,
 		}
 		s->wr.rdma.remote_addr = w->raddr;
 		s->wr.rdma.rkey = (uint32_t)w->rkey;
-		if (++p->unsignaled >= VB_SIGNAL_EVERY ||
+		p->unsignaled_bytes += w->len;
+		if (++p->unsignaled >= VB_SIGNAL_EVERY || p->unsignaled_bytes >= VB_SIGNAL_BYTES ||
 		    (i + 1 == m && !signal_pending(p) && !chain_signalled)) {
 			s->send_flags = IBV_SEND_SIGNALED;
 			p->unsignaled = 0;
+			p->unsignaled_bytes = 0;
 			chain_signalled = true;
 			sig_seq = seq + 1;
 		}
@@ -342,6 +344,7 @@ static void cover_tail(struct xfer_rail *r, struct vb_peer *p)
 	p->tail++;
 	p->sig_tail = p->tail;
 	p->unsignaled = 0;
+	p->unsignaled_bytes = 0;
 	p->uncovered = false;
 	r->post_seq++;
 	r->outstanding++;

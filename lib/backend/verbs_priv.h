@@ -25,6 +25,11 @@
 #define VB_QP_MAX_BYTES (8ull << 20)  /* bytes in flight per RC QP: far above any
 				       * bandwidth-delay product, and it bounds the work
 				       * a soft device (rxe) does in the poster's context */
+/* ... and at most this many bytes between signalled WRs: a completion frees
+ * room while three quarters of the byte budget is still queued, so large
+ * writes (where the budget, not the ring, limits what is in flight) never
+ * let the QP run dry waiting for one completion that covers everything. */
+#define VB_SIGNAL_BYTES (VB_QP_MAX_BYTES / 4)
 #define VB_SRQ_DEPTH 1024       /* zero-length receives for immediates */
 #define VB_SRQ_REFILL 32        /* repost once this many were consumed */
 #define VB_QKEY 0x58464552u     /* "XFER" */
@@ -66,6 +71,7 @@ struct vb_peer {
 	} ring[VB_SQ_DEPTH];
 	uint32_t head, tail;
 	uint32_t unsignaled;    /* WRs posted since the last signalled one */
+	uint64_t unsignaled_bytes;   /* and their payload */
 	uint32_t sig_tail;      /* seq after the newest signalled WR */
 	bool uncovered;         /* WRs after the newest signalled one are outstanding */
 	uint64_t bytes_out;     /* payload of the outstanding WRs */

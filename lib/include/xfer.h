@@ -42,14 +42,17 @@ struct xfer_engine_attr {
 	uint32_t size;            /* sizeof(struct xfer_engine_attr) */
 	uint32_t flags;           /* XFER_ENGINE_F_*; unknown bits: -EINVAL */
 	/* "auto", "efa", "verbs;ofi_rxm", "shm", "tcp;ofi_rxm", "sockets" (all
-	 * through libfabric), or "verbs" (the ibverbs backend). NULL = auto. */
+	 * through libfabric), "verbs" (the ibverbs backend), or "local"
+	 * (processes on one host: process_vm_writev, no library). NULL = auto. */
 	const char *provider;
 	uint32_t num_domains;     /* NICs (rails) per engine; 0 = 1 */
-	int32_t gpu;              /* CUDA device index, or -1 for none */
+	int32_t gpu;              /* CUDA device index, or -1 for none: with no
+				   * devices named, the NICs nearest it are opened */
 	int32_t worker_cpu;       /* core for the worker, -1 = from topology */
 	uint32_t peer_timeout_ms; /* 0 = default (XFER_DEFAULT_TIMEOUT_MS) */
 	const char *node;         /* local address to bind (IP providers), or NULL */
-	const char *devices;      /* comma-separated NIC names (verbs / efa), or NULL */
+	const char *devices;      /* comma-separated NIC names (verbs / efa), or NULL:
+				   * nearest the GPU, else the provider's order */
 	uint64_t stripe_threshold;/* single writes >= this are striped; 0 = default */
 	uint32_t idle_spin_us;    /* busy-poll this long after activity; 0 = default */
 	uint32_t max_inflight;    /* pieces in flight per domain; 0 = default */

@@ -51,6 +51,8 @@ int xt_providers(const char *out[], int max)
 		out[n++] = "shm";
 		if (max > 1)
 			out[n++] = "tcp;ofi_rxm";
+		if (max > 2)
+			out[n++] = "local";
 		return n;
 	}
 	snprintf(buf, sizeof(buf), "%s", env);
@@ -61,7 +63,7 @@ int xt_providers(const char *out[], int max)
 
 bool xt_provider_available(const char *prov)
 {
-	if (strcmp(prov, "verbs") == 0) {   /* the ibverbs backend: try it */
+	if (strcmp(prov, "verbs") == 0 || strcmp(prov, "local") == 0) {   /* xfer's own: try it */
 		xfer_engine *e = NULL;
 		int ret = xt_engine(prov, 1, 1000, &e);
 

@@ -51,7 +51,7 @@ void xt_result(const char *name, bool ok, const char *skip_reason);
 int xt_done(void);                 /* exit status for main */
 
 /* Providers to test on: $XFER_TEST_PROVIDERS (space-separated) or, by
- * default, shm and tcp;ofi_rxm. $XFER_TEST_DEVICES (comma-separated NIC
+ * default, shm, tcp;ofi_rxm and xfer's own local backend. $XFER_TEST_DEVICES (comma-separated NIC
  * names, e.g. "rxe0,rxe1") is passed to engines as attr.devices. */
 int xt_providers(const char *out[], int max);
 bool xt_provider_available(const char *prov);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `xfer-weightsync run` end to end: trainer and inference processes on
- * loopback (shm), every received tensor checked by its receiver. Small
+ * loopback (shm, and xfer's local backend), every received tensor checked by
+ * its receiver. Small
  * models are written here as config.json files (the parser derives their
  * parameters as it does for the shipped ones): a dense Qwen2-style model
  * and a DeepSeek-V3-style MoE (MLA, shared + routed experts), in bf16 and
@@ -76,6 +77,15 @@ static int run_tool(const char *args, json_object **doc, double *secs)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+static bool measure_bound;   /* runs calibrate only where the bound is checked */
+
+static double jnum(json_object *d, const char *k)
+{
+	json_object *v = NULL;
+
+	return d && json_object_object_get_ex(d, k, &v) ? json_object_get_double(v) : -1;
+}
+
 static int64_t jint(json_object *d, const char *k)
 {
 	json_object *v;
@@ -93,8 +103,9 @@ static json_object *verified_run(const char *cfg, const char *trainer, const cha
 	int fails0 = xt_failures, rc;
 	int64_t steps;
 
-	snprintf(args, sizeof(args), "--model %s --trainer %s --inference %s --dtype %s %s", cfg,
-		 trainer, infer, dtype, extra);
+	/* the loopback bound (seconds of calibration) only where it is checked */
+	snprintf(args, sizeof(args), "--model %s --trainer %s --inference %s --dtype %s %s%s", cfg,
+		 trainer, infer, dtype, extra, measure_bound ? "" : " --no-bound");
 	rc = run_tool(args, &d, &secs);
 	XT_EQ(rc, 0);
 	XT_CHECK(d != NULL, "no JSON");
@@ -151,6 +162,17 @@ int main(void)
 	json_object_put(d);
 	xt_result("dense bf16 4 -> 2, 3 steps, nothing staged", d && xt_failures == fails0, NULL);
 	fails0 = xt_failures;
+	measure_bound = true;
+	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider local --steps 2");
+	measure_bound = false;
+	XT_CHECK(jnum(d, "bound_s") > 0 && jnum(d, "loopback_gbs") > 0 &&
+		 jnum(d, "loopback_gbs_concurrent") > 0 && jnum(d, "ratio") > 0,
+		 "bound %.4f s, rates %.2f / %.2f GB/s", jnum(d, "bound_s"), jnum(d, "loopback_gbs"),
+		 jnum(d, "loopback_gbs_concurrent"));
+	json_object_put(d);
+	xt_result("dense bf16 4 -> 2 over local: loopback bound measured (one and two streams)",
+		  d && xt_failures == fails0, NULL);
+	fails0 = xt_failures;
 	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--stage-all --steps 2");
 	XT_EQ(jint(d, "steps"), 2);
 	/* each chunk is staged once and written to both replicas (dp=2) */
@@ -169,22 +191,33 @@ int main(void)
 		  ok_run(verified_run(moe, "fsdp=3", "tp=1,dp=2", "bf16", "--watermark-mib 1 --window 4")),
 		  NULL);
 
+	/* the same over xfer's local backend (process_vm_writev, no libfabric) */
+	xt_result("dense bf16 4 -> 2 over --provider local",
+		  ok_run(verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider local")), NULL);
+	xt_result("moe fp8 4 -> 2 (ep) over --provider local",
+		  ok_run(verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", "--provider local")), NULL);
+
 	/* A trainer killed mid-run: an error, within the timeout, not a hang. */
-	fails0 = xt_failures;
+	static const char *const kill_provs[] = { "shm", "local" };
 
-	char args[256];
+	for (int k = 0; k < 2; k++) {
+		char args[256], name[96];
+		json_object *err = NULL;
 
-	snprintf(args, sizeof(args),
-		 "--model %s --trainer fsdp=4 --inference tp=1,dp=2 --dtype bf16 "
-		 "--timeout-ms 3000 --kill-trainer 1 --kill-after-ms 5", big);
-	rc = run_tool(args, &d, &secs);
-	XT_CHECK(rc != 0, "run with a killed trainer exited 0");
-	XT_CHECK(d && jint(d, "failed_ranks") > 0, "no failed rank reported");
-	json_object *err = NULL;
-	XT_CHECK(d && json_object_object_get_ex(d, "error", &err), "no error in the JSON");
-	XT_CHECK(secs < 60, "took %.1f s", secs);
-	json_object_put(d);
-	xt_result("trainer killed mid-run: error, no hang", xt_failures == fails0, NULL);
+		fails0 = xt_failures;
+		snprintf(args, sizeof(args),
+			 "--model %s --trainer fsdp=4 --inference tp=1,dp=2 --dtype bf16 --provider %s "
+			 "--timeout-ms 3000 --kill-trainer 1 --kill-after-ms 5 --no-bound", big, kill_provs[k]);
+		rc = run_tool(args, &d, &secs);
+		XT_CHECK(rc != 0, "run with a killed trainer exited 0 (%s)", kill_provs[k]);
+		XT_CHECK(d && jint(d, "failed_ranks") > 0, "no failed rank reported (%s)", kill_provs[k]);
+		XT_CHECK(d && json_object_object_get_ex(d, "error", &err), "no error in the JSON (%s)",
+			 kill_provs[k]);
+		XT_CHECK(secs < 60, "took %.1f s (%s)", secs, kill_provs[k]);
+		json_object_put(d);
+		snprintf(name, sizeof(name), "trainer killed mid-run (%s): error, no hang", kill_provs[k]);
+		xt_result(name, xt_failures == fails0, NULL);
+	}
 
 	unlink(dense);
 	unlink(moe);

@@ -208,7 +208,7 @@ static void d_extend(uint8_t *p, size_t *l) { memset(p + *l, 0, 16); *l += 16; p
 static void d_extend1(uint8_t *p, size_t *l) { p[*l] = 0; *l += 1; put32(p + 8, (uint32_t)*l); }
 /* addr fields (blob made by make_addr(2 rails): rail 0 len 96, rail 1 len 40) */
 static void a_backend0(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 0); }
-static void a_backend3(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 3); }
+static void a_backend4(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 4); }
 static void a_rails0(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 0); }
 static void a_rails9(uint8_t *p, size_t *l) { (void)l; put32(p + 28, XFER_MAX_DOMAINS + 1); }
 static void a_rails_more(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 3); }
@@ -279,7 +279,7 @@ static void test_malformed(void)
 		{ "extended by a rail", d_extend }, { "extended by a byte", d_extend1 },
 	};
 	static const struct mcase acases[] = {
-		{ "backend 0", a_backend0 }, { "backend 3", a_backend3 },
+		{ "backend 0", a_backend0 }, { "backend 4", a_backend4 },
 		{ "num_rails 0", a_rails0 }, { "num_rails > max", a_rails9 },
 		{ "num_rails more than present", a_rails_more },
 		{ "num_rails fewer than present (trailing rail)", a_rails_less },
@@ -386,7 +386,7 @@ static bool addr_consistent(const uint8_t *b, size_t len, const struct xfer_addr
 
 	(void)b;
 	if (a->num_rails == 0 || a->num_rails > XFER_MAX_DOMAINS || a->backend < 1 ||
-	    a->backend > 2 || !memchr(a->provider, 0, sizeof(a->provider)))
+	    a->backend > 3 || !memchr(a->provider, 0, sizeof(a->provider)))
 		return false;
 	for (uint32_t i = 0; i < a->num_rails; i++)
 		if (a->rail[i].len == 0 || a->rail[i].len > XFER_RAIL_ADDR_MAX)

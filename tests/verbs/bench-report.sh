@@ -20,12 +20,13 @@ awk -v kver="$kver" '
 	/^XV-END / {
 		# paired ratio per repetition: each xfer run against the perftest run
 		# just before it, which saw about the same machine
-		if (kind == "perf") lastp[size] = lastbw
+		if (kind == "perf") { lastp[size] = lastbw; lastr[size] = lastrate }
 		if (kind == "xfer" && lastp[size] > 0) { pr[size, ++npr[size]] = xbw["s" size, xn["s" size]] / lastp[size] }
+		if (kind == "xferpaged" && lastr[size] > 0) { ppr[++nppr] = xrate["p" size, xn["p" size]] / lastr[size] }
 		kind = ""; next
 	}
 	kind == "perf" && $1 == size && NF >= 5 && $2 ~ /^[0-9]+$/ {
-		pn[size]++; pbw[size, pn[size]] = $4; prate[size, pn[size]] = $5 * 1e6; lastbw = $4
+		pn[size]++; pbw[size, pn[size]] = $4; prate[size, pn[size]] = $5 * 1e6; lastbw = $4; lastrate = $5 * 1e6
 	}
 	(kind == "xfer" || kind == "xferpaged" || kind == "xferspan") && /^RESULT / {
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -69,6 +70,11 @@ awk -v kver="$kver" '
 			printf "\n| 4 KiB writes/s | ib_write_bw -s 4096 median (range) | xfer paged 4 KiB median (range) | ratio | n |\n"
 			printf "| --- | ---: | ---: | ---: | ---: |\n"
 			printf "| rate | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2fx | %d/%d |\n", pm, plo, phi, xm, xlo, xhi, pm ? xm / pm : 0, pn[4096], xn[k]
+			if (nppr) {
+				for (i = 1; i <= nppr; i++) t3[i] = ppr[i]
+				m = median(t3, nppr)
+				printf "\npaired ratio (each paged run / the ib_write_bw -s 4096 run of its repetition), median (range): %.2fx (%.2f-%.2f)\n", m, lo, hi
+			}
 		}
 		if (nbusy["perf"] && nbusy["xfer"])
 			printf "\nguest CPU busy (2 vCPUs, mean over runs): ib_write_bw %.0f%%, xfer single %.0f%%%s\n", 100 * busy["perf"] / nbusy["perf"], 100 * busy["xfer"] / nbusy["xfer"], nbusy["xferpaged"] ? sprintf(", xfer paged %.0f%%", 100 * busy["xferpaged"] / nbusy["xferpaged"]) : ""

@@ -87,8 +87,12 @@ else
 			echo "perf_${size}_$r ib_write_bw -d rxe0 -x 1 -s $size -n $n -F >/dev/null 2>&1 & sleep 1; ib_write_bw -d rxe0 -x 1 -s $size -n $n -F 127.0.0.1; wait" >> "$work/list"
 			echo "xfer_${size}_$r /verbs/bench_verbs --test single --size $size --iters $n" >> "$work/list"
 			[ "$size" = 65536 ] && echo "xferspan_${size}_$r /verbs/bench_verbs --test single --size $size --iters $n --span 33554432" >> "$work/list"
+			# paged 4 KiB pages against ib_write_bw -s 4096 of the same moment
+			[ "$size" = 4096 ] && echo "xferpaged_4096_$r /verbs/bench_verbs --test paged --size 4096 --iters 5000" >> "$work/list"
 		done
-		echo "xferpaged_4096_$r /verbs/bench_verbs --test paged --size 4096 --iters 5000" >> "$work/list"
+		case " ${XFER_BENCH_SIZES:-4096} " in *" 4096 "*) ;; *)
+			echo "xferpaged_4096_$r /verbs/bench_verbs --test paged --size 4096 --iters 5000" >> "$work/list" ;;
+		esac
 		[ -z "${XFER_BENCH_EXTRA:-}" ] || echo "$XFER_BENCH_EXTRA" | sed "s/^\([^ ]*\)/\1_$r/" >> "$work/list"
 	done
 fi

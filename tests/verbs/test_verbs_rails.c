@@ -8,7 +8,13 @@
  *    and the kernel's per-device counters (ports/1/counters/port_xmit_data,
  *    or hw_counters/sent_pkts where rxe has no PMA counters) both grow on
  *    rxe0 AND rxe1 by at least a third of the payload each;
- *  - dma-buf memory is refused with -EOPNOTSUPP (rxe has no dma-buf MRs).
+ *  - dma-buf memory is refused with -EOPNOTSUPP (rxe has no dma-buf MRs);
+ *  - with a GPU given and no devices named, the engine opens the NICs nearest
+ *    that GPU in a described PCIe tree (tests/common/xt_topo.h, through
+ *    HWLOC_XMLFILE): GPU 0 gets rxe1 (its switch), GPU 1 rxe0, two rails for
+ *    GPU 0 rxe1 then rxe0; a 1 MiB write between two GPU-0 engines lands
+ *    byte-exact and leaves through rxe1 (rxe on dummy netdevs reaches only
+ *    its own device: the guest routes a packet for another one to lo).
  * Skips (77) without two RDMA devices.
  */
 #include <stdlib.h>
@@ -18,6 +24,7 @@
 
 #include "xt.h"
 #include "xt_target.h"
+#include "xt_topo.h"
 
 #define REGION (16u << 20)
 
@@ -155,6 +162,101 @@ static void test_dmabuf(struct ctx *c)
 	free(buf);
 }
 
+static xfer_engine *engine_near_gpu(int gpu, uint32_t rails)
+{
+	struct xfer_engine_attr a;
+	xfer_engine *e = NULL;
+
+	xfer_engine_attr_init(&a);
+	a.provider = "verbs";
+	a.gpu = gpu;
+	a.num_domains = rails;
+	a.idle_spin_us = 200;
+	XT_OK(xfer_engine_create(&a, &e));
+	return e;
+}
+
+static void check_domains(xfer_engine *e, const char *want0, const char *want1)
+{
+	struct xfer_engine_info info = { .size = sizeof(info) };
+
+	XT_OK(xfer_engine_query(e, &info));
+	XT_CHECK(strcmp(info.domain_names[0], want0) == 0, "rail 0 on %s, want %s",
+		 info.domain_names[0], want0);
+	if (want1)
+		XT_CHECK(info.num_domains == 2 && strcmp(info.domain_names[1], want1) == 0,
+			 "rail 1 on %s, want %s", info.domain_names[1], want1);
+}
+
+static void test_topology(struct ctx *c)
+{
+	const size_t len = 1u << 20;
+	char path[] = "/tmp/xfer-topo-XXXXXX";
+	int fd = mkstemp(path);
+	xfer_engine *a = NULL, *a2 = NULL, *b = NULL, *two = NULL;
+
+	(void)c;
+	XT_CHECK(fd >= 0, "mkstemp");
+	close(fd);
+	XT_OK(xt_topo_write(path));
+	setenv("HWLOC_XMLFILE", path, 1);
+	a = engine_near_gpu(0, 1);
+	a2 = engine_near_gpu(0, 1);
+	b = engine_near_gpu(1, 1);
+	two = engine_near_gpu(0, 2);
+	unsetenv("HWLOC_XMLFILE");
+	unlink(path);
+	if (!a || !a2 || !b || !two)
+		goto out;
+	check_domains(a, "rxe1", NULL);
+	check_domains(a2, "rxe1", NULL);
+	check_domains(b, "rxe0", NULL);
+	check_domains(two, "rxe1", "rxe0");
+
+	/* the chosen NIC carries traffic: a -> a2, both on rxe1 */
+	uint8_t addr[XFER_ADDR_MAX], desc[XFER_DESC_MAX];
+	size_t alen = sizeof(addr), dlen = sizeof(desc);
+	uint32_t pa, pb;
+	uint8_t *src = xt_alloc(len), *dst = xt_alloc(len);
+	xfer_mr *smr = NULL, *dmr = NULL;
+	xfer_rmr *rmr = NULL;
+	xfer_op *op = NULL;
+	int64_t tx0 = dev_tx_bytes("rxe1");
+
+	xt_fill(src, len, 7, 0);
+	XT_OK(xfer_engine_address(a2, addr, &alen));
+	XT_OK(xfer_engine_add_peer(a, addr, alen, &pb));
+	alen = sizeof(addr);
+	XT_OK(xfer_engine_address(a, addr, &alen));
+	XT_OK(xfer_engine_add_peer(a2, addr, alen, &pa));
+	XT_OK(xfer_mr_reg(a, src, len, NULL, 0, &smr));
+	XT_OK(xfer_mr_reg(a2, dst, len, NULL, XFER_MR_REMOTE_WRITE, &dmr));
+	XT_OK(xfer_mr_descriptor(dmr, desc, &dlen));
+	XT_OK(xfer_rmr_import(a, pb, desc, dlen, &rmr));
+	if (smr && rmr) {
+		XT_OK(xfer_write(a, smr, 0, rmr, 0, len, 0, 0, NULL, &op));
+		if (op) {
+			XT_EQ(xfer_op_wait(op, 30000), 0);
+			xfer_op_release(op);
+		}
+		XT_CHECK(memcmp(src, dst, len) == 0, "1 MiB over the topology's rails differs");
+		int64_t tx = dev_tx_bytes("rxe1");
+
+		XT_CHECK(tx >= 0 && tx0 >= 0 && (uint64_t)(tx - tx0) >= len,
+			 "rxe1 sent %lld bytes, want >= %zu", (long long)(tx - tx0), len);
+	}
+	xfer_rmr_free(rmr);
+	xfer_mr_dereg(smr);
+	xfer_mr_dereg(dmr);
+	free(src);
+	free(dst);
+out:
+	xfer_engine_destroy(two);
+	xfer_engine_destroy(b);
+	xfer_engine_destroy(a2);
+	xfer_engine_destroy(a);
+}
+
 int main(void)
 {
 	const char *devs = getenv("XFER_TEST_DEVICES");
@@ -164,6 +266,7 @@ int main(void)
 		{ "striped 8 MiB write: both devices carry >= 1/3, bytes exact", test_striped },
 		{ "2000 paged 4 KiB writes: both devices carry >= 1/3, bytes exact", test_paged },
 		{ "dma-buf memory refused with -EOPNOTSUPP", test_dmabuf },
+		{ "no devices named: the NICs nearest the GPU, and they carry the write", test_topology },
 	};
 	struct ctx c = { 0 };
 	struct xt_peer child;

@@ -31,7 +31,11 @@
 set -euo pipefail
 
 kver= script= modules= files= log= timeout_s=120 mem=1G smp=2 quiet=0
-append="console=ttyS0 panic=-1 quiet loglevel=3"
+# tsc=reliable: under software emulation a loaded host makes the clocksource
+# watchdog see the TSC drift against the HPET; marking it unstable patches the
+# kernel's text (a static key) while the other vCPU runs it, which TCG does not
+# survive (an int3 Oops in sched_clock_cpu, seen with a busy-polling guest).
+append="console=ttyS0 panic=-1 quiet loglevel=3 tsc=reliable"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kver) kver=$2; shift 2 ;;

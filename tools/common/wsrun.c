@@ -429,8 +429,10 @@ static int calib_engine(const struct wsrun_opts *o, xfer_engine **e, int fd, uin
  * than caches hold, as a run's weights are. A first pass warms the pages
  * (the kernel's first cross-process access to a page costs several times a
  * later one on this VM) and is not counted; of four more, the fastest
- * gives the rate (a bound takes the best this machine showed). */
-static double calibrate(const struct wsrun_opts *o)
+ * gives the rate (a bound takes the best this machine showed). Several
+ * streams measured at once start together: after its set-up each says so
+ * on `ready` and waits for a byte on `gate` (both -1 for one stream). */
+static double calibrate(const struct wsrun_opts *o, int ready, int gate)
 {
 	const uint64_t piece = 16ull << 20, sz = 256ull << 20, n = sz / piece;
 	xfer_engine *e = NULL;
@@ -468,6 +470,12 @@ static double calibrate(const struct wsrun_opts *o)
 	    (len = oob_recv(sv[0], desc, sizeof(desc))) < 0 ||
 	    xfer_rmr_import(e, peer, desc, (size_t)len, &r))
 		goto out;
+	if (gate >= 0) {
+		char go;
+
+		if (write(ready, "r", 1) != 1 || read(gate, &go, 1) != 1)
+			goto out;
+	}
 	for (int pass = 0; pass < 5; pass++) {   /* a warm-up, then the best of 4 */
 		xfer_op *ops[4] = { 0 };
 		double t0 = now_s(), rate;
@@ -504,28 +512,67 @@ out:
 
 /* libfabric is not fork-safe once initialised (shm names its regions from
  * state cached at start-up): the coordinator opens no endpoint itself and
- * calibrates in a child of its own. */
-static double calibrate_in_child(const struct wsrun_opts *o)
+ * calibrates in children of its own: k streams at once, each in its own
+ * child, released together once all are set up. Returns the mean of their
+ * rates (GB/s per stream while k copy at once; 0 if one failed). */
+static double calibrate_in_children(const struct wsrun_opts *o, uint32_t k)
 {
-	int p[2];
-	double gbs = 0;
-	pid_t pid;
+	int res[2], gate[2], ready[2];
+	double sum = 0;
+	uint32_t started = 0, got = 0;
+	pid_t pids[WSRUN_MAX_CALIB];
 
-	if (pipe(p))
+	if (k > WSRUN_MAX_CALIB)
+		k = WSRUN_MAX_CALIB;
+	if (pipe(res))
 		return 0;
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		gbs = calibrate(o);
-		_exit(write(p[1], &gbs, sizeof(gbs)) == sizeof(gbs) ? 0 : 1);
+	if (pipe(gate)) {
+		close(res[0]);
+		close(res[1]);
+		return 0;
 	}
-	close(p[1]);
-	if (pid < 0 || read(p[0], &gbs, sizeof(gbs)) != sizeof(gbs))
-		gbs = 0;
-	close(p[0]);
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	return gbs;
+	if (pipe(ready)) {
+		close(res[0]);
+		close(res[1]);
+		close(gate[0]);
+		close(gate[1]);
+		return 0;
+	}
+	fflush(NULL);
+	for (; started < k; started++) {
+		pids[started] = fork();
+		if (pids[started] == 0) {
+			close(res[0]);
+			close(gate[1]);
+			close(ready[0]);
+			double gbs = k > 1 ? calibrate(o, ready[1], gate[0]) : calibrate(o, -1, -1);
+
+			_exit(write(res[1], &gbs, sizeof(gbs)) == sizeof(gbs) ? 0 : 1);
+		}
+		if (pids[started] < 0)
+			break;
+	}
+	close(res[1]);
+	close(gate[0]);
+	close(ready[1]);
+	/* every stream set up (a failed one closes its end: read sees EOF
+	 * once all have), then one byte each */
+	char rb;
+	uint32_t nready = 0;
+
+	while (k > 1 && nready < started && read(ready[0], &rb, 1) == 1)
+		nready++;
+	close(ready[0]);
+	for (uint32_t i = 0; i < started; i++)
+		if (write(gate[1], "g", 1) != 1)
+			break;
+	close(gate[1]);
+	for (double gbs; got < started && read(res[0], &gbs, sizeof(gbs)) == sizeof(gbs); got++)
+		sum += gbs > 0 ? gbs : 0;
+	close(res[0]);
+	for (uint32_t i = 0; i < started; i++)
+		waitpid(pids[i], NULL, 0);
+	return got == k && started == k ? sum / k : 0;
 }
 
 static int relay(int *fds, uint32_t from, uint32_t n, uint32_t to_n, uint8_t (*blobs)[BLOB_MAX],
@@ -662,7 +709,17 @@ int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct w
 	memset(r, 0, sizeof(*r));
 	if (!fds || !pids || !blobs || !lens)
 		return -ENOMEM;
-	r->loopback_gbs = calibrate_in_child(o);
+	long ncores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!o->no_bound) {
+		r->loopback_gbs = calibrate_in_children(o, 1);
+		/* as many streams as can copy at once: the rate per core the
+		 * machine's memory gives when they all copy (it need not scale
+		 * with cores) */
+		r->loopback_gbs_concurrent = ncores > 1 && n > 1
+			? calibrate_in_children(o, (uint32_t)(ncores < (long)n ? ncores : (long)n))
+			: r->loopback_gbs;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		int sv[2];
 
@@ -715,23 +772,30 @@ reap:
 		close(fds[i]);
 		waitpid(pids[i], NULL, 0);
 	}
-	/* The loopback bound. On shm every byte is copied once, by the
-	 * receiving process (CMA: it reads the sender's pages), at up to one
-	 * stream's rate, and the machine runs at most one copy per core. So no
-	 * step beats the busiest sender, the busiest receiver (inference buffer
-	 * or gather buffer), or all bytes over the cores that can copy at once. */
+	/* The loopback bound. Every byte is copied once, at up to one stream's
+	 * rate, and the machine runs at most one copy per core, each at the
+	 * rate measured with that many copying at once. On shm the
+	 * receiving process copies (CMA: it reads the sender's pages), with
+	 * "local" the sending one (process_vm_writev). So no step beats the
+	 * busiest copying process -- on shm the busiest sender or receiver
+	 * (inference buffer or gather buffer), with local the busiest sender
+	 * (writes and gathers) -- or all bytes over the cores that copy at once. */
 	xfer_ws_schedule_stats(s, &stats);
 	if (r->loopback_gbs > 0) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
 		double rate = r->loopback_gbs * 1e9;
-		uint64_t busiest = stats.max_trainer_tx > stats.max_infer_rx ? stats.max_trainer_tx
-									   : stats.max_infer_rx;
+		bool receivers_copy = strcmp(o->provider, "local") != 0;
+		uint64_t busiest = stats.max_trainer_tx;
 
-		for (uint32_t i = 0; i < s->ntrainers; i++)
+		if (receivers_copy && stats.max_infer_rx > busiest)
+			busiest = stats.max_infer_rx;
+		for (uint32_t i = 0; i < s->ntrainers && receivers_copy; i++)
 			if (s->trainers[i].rx_bytes > busiest)
 				busiest = s->trainers[i].rx_bytes;
+		double crate = (r->loopback_gbs_concurrent > 0 ? r->loopback_gbs_concurrent
+							       : r->loopback_gbs) * 1e9;
 		double all = (double)(stats.total_bytes + stats.gather_bytes) /
-			     (rate * (double)(cores < (long)n ? cores : (long)n));
+			     (crate * (double)(cores < (long)n ? cores : (long)n));
 
 		r->bound_s = (double)busiest / rate > all ? (double)busiest / rate : all;
 	}

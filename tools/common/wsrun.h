@@ -12,6 +12,7 @@
 #ifndef XFER_TOOLS_WSRUN_H
 #define XFER_TOOLS_WSRUN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "xfer_weightsync.h"
@@ -27,9 +28,11 @@ struct wsrun_opts {
 	int kill_after_ms;
 	uint32_t steps;            /* 0 = 1 */
 	uint32_t exec_flags;       /* XFER_WS_EXEC_* */
+	bool no_bound;             /* skip the calibration (seconds): bound_s 0 */
 };
 
 #define WSRUN_MAX_STEPS 64
+#define WSRUN_MAX_CALIB 16  /* calibration streams at once (one per core) */
 
 struct wsrun_result {
 	double seconds;            /* a step: slowest trainer, first gather to last barrier;
@@ -41,6 +44,7 @@ struct wsrun_result {
 	uint64_t staged;           /* bytes the trainers staged per step (the rest went direct) */
 	double bound_s;            /* loopback bound (see wsrun.c) */
 	double loopback_gbs;       /* measured single-stream rate the bound uses */
+	double loopback_gbs_concurrent;   /* per stream, with one per core copying at once */
 	uint64_t bytes;            /* written into inference buffers, per step */
 	uint64_t gathered;
 	uint64_t tensors_checked;  /* over all steps */

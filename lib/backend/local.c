@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Backend "local": processes on one host, without a NIC or libfabric.
+ *
+ * A write is one process_vm_writev(2) by the initiator's worker straight
+ * into the target process, so it completes when the call returns and the
+ * target spends no CPU on it. An immediate goes, after its data, into the
+ * target's inbound ring: a bounded multi-producer queue in a memfd that
+ * peers map through /proc/PID/fd/N (what the address carries). Nothing is
+ * locked: libfabric's shm provider (1.17) holds the target's region lock
+ * while the target copies, and initiators spin on it, which is what made
+ * many-process loopback runs on few cores slow (docs/weightsync.md).
+ *
+ * Both calls need the rights of ptrace over the peer (same user, and
+ * Yama's ptrace_scope <= 1 for unrelated processes, as libfabric's shm CMA
+ * needs too). A dead peer shows as ESRCH: its writes fail with
+ * -ECONNRESET and the peer is reported down. Its pid could be reused
+ * between the liveness check (its pidfd) and the write; the window is a
+ * system call long.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define LC_MAGIC 0x58464c43u      /* "XFLC" */
+#define LC_VERSION 1u
+#define LC_RING 4096u             /* immediates queued per target (power of two) */
+#define LC_IOV 64                 /* iovecs per process_vm_writev: 64 x 1 GiB at most */
+#define LC_MAX_MSG (1ull << 30)
+
+struct lc_slot {
+	_Atomic uint64_t seq;     /* the bounded-queue turn (Vyukov) */
+	uint32_t imm;
+	uint32_t pad;
+	uint64_t len;
+};
+
+/* The target's shared page(s): the inbound ring of immediates. */
+struct lc_shared {
+	uint32_t magic, version;
+	uint64_t nonce;           /* names this rail: a peer checks it on open */
+	_Atomic uint64_t tail;    /* producers claim slots here */
+	uint8_t pad1[40];
+	_Atomic uint64_t head;    /* the one consumer, on its own cache line */
+	uint8_t pad2[56];
+	struct lc_slot slot[LC_RING];
+};
+
+/* The rail address peers get. */
+struct lc_addr {
+	uint32_t magic, version;
+	int32_t pid;
+	int32_t fd;               /* the memfd, as /proc/PID/fd/FD */
+	uint64_t nonce;
+};
+
+struct lc_peer {
+	bool used, down;
+	int32_t pid;
+	int pidfd;                /* -1 where pidfd_open is missing */
+	struct lc_shared *ring;   /* its inbound ring, mapped here */
+};
+
+struct xfer_rail {
+	int memfd;
+	struct lc_shared *self;
+	uint64_t nonce;
+	struct lc_peer peers[XFER_MAX_PEERS];
+	/* Completions of finished writes, waiting for poll(). */
+	struct xfer_cqe *fifo;
+	uint32_t fifo_cap, fifo_head, fifo_n;
+};
+
+static int lc_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
+{
+	struct xfer_rail *r;
+	int ret;
+
+	*out = NULL;
+	if (a->device && strcmp(a->device, "local") != 0)
+		return -ENODEV;   /* one pseudo-device, named "local" */
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fifo_cap = 2 * a->max_inflight + 64;
+	r->fifo = calloc(r->fifo_cap, sizeof(*r->fifo));
+	r->memfd = memfd_create("xfer-local", MFD_CLOEXEC);
+	if (!r->fifo || r->memfd < 0) {
+		ret = r->fifo ? -errno : -ENOMEM;
+		goto err;
+	}
+	if (ftruncate(r->memfd, sizeof(struct lc_shared))) {
+		ret = -errno;
+		goto err;
+	}
+	r->self = mmap(NULL, sizeof(struct lc_shared), PROT_READ | PROT_WRITE, MAP_SHARED,
+		       r->memfd, 0);
+	if (r->self == MAP_FAILED) {
+		r->self = NULL;
+		ret = -errno;
+		goto err;
+	}
+	r->nonce = xfer_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
+	for (uint32_t i = 0; i < LC_RING; i++)
+		atomic_store_explicit(&r->self->slot[i].seq, i, memory_order_relaxed);
+	r->self->nonce = r->nonce;
+	r->self->version = LC_VERSION;
+	atomic_store_explicit(&r->self->head, 0, memory_order_relaxed);
+	atomic_store_explicit(&r->self->tail, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	r->self->magic = LC_MAGIC;   /* last: a peer sees a ready ring or none */
+	*out = r;
+	return 0;
+err:
+	if (r->memfd >= 0)
+		close(r->memfd);
+	free(r->fifo);
+	free(r);
+	return ret;
+}
+
+static void lc_remove_peer(struct xfer_rail *r, uint32_t peer);
+
+static void lc_close(struct xfer_rail *r)
+{
+	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++)
+		lc_remove_peer(r, i);
+	if (r->self)
+		munmap(r->self, sizeof(struct lc_shared));
+	close(r->memfd);
+	free(r->fifo);
+	free(r);
+}
+
+static void lc_info(struct xfer_rail *r, char *prov, size_t plen, char *dev, size_t dlen,
+		    uint64_t *max_msg)
+{
+	(void)r;
+	snprintf(prov, plen, "local");
+	snprintf(dev, dlen, "local");
+	*max_msg = LC_MAX_MSG;
+}
+
+static int lc_addr(struct xfer_rail *r, void *buf, size_t *len)
+{
+	struct lc_addr a = {
+		.magic = LC_MAGIC, .version = LC_VERSION, .pid = getpid(), .fd = r->memfd,
+		.nonce = r->nonce,
+	};
+
+	if (*len < sizeof(a)) {
+		*len = sizeof(a);
+		return -ENOSPC;
+	}
+	memcpy(buf, &a, sizeof(a));
+	*len = sizeof(a);
+	return 0;
+}
+
+static int lc_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, size_t len)
+{
+	struct lc_peer *p = peer < XFER_MAX_PEERS ? &r->peers[peer] : NULL;
+	struct lc_addr a;
+	char path[64];
+	int fd;
+
+	if (!p || len != sizeof(a))
+		return -EINVAL;
+	memcpy(&a, addr, sizeof(a));
+	if (a.magic != LC_MAGIC || a.pid <= 0 || a.fd < 0)
+		return -EINVAL;
+	if (a.version != LC_VERSION)
+		return -EPROTO;
+	if (p->used)
+		lc_remove_peer(r, peer);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", a.pid, a.fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ECONNREFUSED : -errno;   /* gone, or not ours to reach */
+	struct lc_shared *ring = mmap(NULL, sizeof(*ring), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	close(fd);
+	if (ring == MAP_FAILED)
+		return -errno;
+	if (ring->magic != LC_MAGIC || ring->nonce != a.nonce) {
+		munmap(ring, sizeof(*ring));
+		return -ECONNREFUSED;   /* that fd is something else now */
+	}
+	*p = (struct lc_peer){ .used = true, .pid = a.pid, .ring = ring };
+	p->pidfd = (int)syscall(SYS_pidfd_open, a.pid, 0);
+	return 0;
+}
+
+static void lc_remove_peer(struct xfer_rail *r, uint32_t peer)
+{
+	struct lc_peer *p = peer < XFER_MAX_PEERS ? &r->peers[peer] : NULL;
+
+	if (!p || !p->used)
+		return;
+	munmap(p->ring, sizeof(*p->ring));
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	memset(p, 0, sizeof(*p));
+}
+
+static int lc_mr_reg(struct xfer_rail *r, void *addr, size_t len, uint32_t mem_kind, int dmabuf_fd,
+		     uint64_t dmabuf_off, int remote_write, struct xfer_rail_mr *out)
+{
+	(void)r; (void)len; (void)dmabuf_fd; (void)dmabuf_off; (void)remote_write;
+	if (mem_kind != XFER_MEM_HOST)
+		return -EOPNOTSUPP;   /* a GPU's memory is not in the peer's address space */
+	/* Nothing to pin: the kernel faults pages in for process_vm_writev. */
+	out->handle = addr;
+	out->desc = addr;
+	out->rkey = 0;
+	out->raddr = (uint64_t)(uintptr_t)addr;
+	return 0;
+}
+
+static void lc_mr_dereg(struct xfer_rail *r, struct xfer_rail_mr *mr)
+{
+	(void)r;
+	mr->handle = NULL;
+}
+
+static void push(struct xfer_rail *r, const struct xfer_cqe *c)
+{
+	r->fifo[(r->fifo_head + r->fifo_n) % r->fifo_cap] = *c;
+	r->fifo_n++;
+}
+
+/* The peer exited: its pidfd turned readable. */
+static bool peer_gone(const struct lc_peer *p)
+{
+	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+
+	return p->pidfd >= 0 && poll(&pfd, 1, 0) == 1;
+}
+
+/* Copy len bytes into the peer; 0 or -errno. */
+static int copy_out(const struct lc_peer *p, const void *src, uint64_t raddr, uint64_t len)
+{
+	while (len) {
+		uint64_t n = len > LC_MAX_MSG ? LC_MAX_MSG : len;
+		struct iovec l = { .iov_base = (void *)src, .iov_len = n };
+		struct iovec rv = { .iov_base = (void *)(uintptr_t)raddr, .iov_len = n };
+		ssize_t k = process_vm_writev(p->pid, &l, 1, &rv, 1, 0);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == ESRCH ? -ECONNRESET : errno == EFAULT ? -EACCES : -errno;
+		}
+		if (k == 0)
+			return -EIO;
+		src = (const uint8_t *)src + k;
+		raddr += (uint64_t)k;
+		len -= (uint64_t)k;
+	}
+	return 0;
+}
+
+/* Claim a slot in the peer's ring and publish imm; -EAGAIN when full. */
+static int ring_push(struct lc_shared *q, uint32_t imm, uint64_t len)
+{
+	uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+
+	for (;;) {
+		struct lc_slot *s = &q->slot[pos & (LC_RING - 1)];
+		uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+		int64_t diff = (int64_t)(seq - pos);
+
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed)) {
+				s->imm = imm;
+				s->len = len;
+				atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+				return 0;
+			}
+		} else if (diff < 0) {
+			return -EAGAIN;   /* the consumer is LC_RING behind */
+		} else {
+			pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		}
+	}
+}
+
+static int lc_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs, int n)
+{
+	struct lc_peer *p = peer < XFER_MAX_PEERS ? &r->peers[peer] : NULL;
+	int i;
+
+	if (!p || !p->used)
+		return -ENOTCONN;
+	if (p->down)
+		return -ECONNRESET;
+	if (peer_gone(p)) {
+		p->down = true;
+		push(r, &(struct xfer_cqe){ .kind = XFER_CQE_PEER_DOWN, .status = -ECONNRESET,
+					    .peer = peer });
+		return -ECONNRESET;
+	}
+	for (i = 0; i < n; i++) {
+		const struct xfer_wr *w = &wrs[i];
+		int status = 0;
+
+		if (r->fifo_n + 2 > r->fifo_cap)
+			break;   /* room for its completion (and a PEER_DOWN) */
+		if (w->len && !w->ldesc)
+			return i ? i : -EINVAL;
+		if (w->len)
+			status = copy_out(p, w->laddr, w->raddr, w->len);
+		/* The copy returned: the data is in the peer's memory before the
+		 * immediate that announces it can be seen. */
+		if (!status && w->has_imm) {
+			status = ring_push(p->ring, w->imm, w->len);
+			if (status == -EAGAIN)
+				break;   /* the engine posts it again: the copy repeats, same bytes */
+		}
+		push(r, &(struct xfer_cqe){ .kind = XFER_CQE_LOCAL, .status = status, .ctx = w->ctx });
+		if (status == -ECONNRESET) {
+			p->down = true;
+			push(r, &(struct xfer_cqe){ .kind = XFER_CQE_PEER_DOWN, .status = status,
+						    .peer = peer });
+			return i + 1;
+		}
+	}
+	return i ? i : -EAGAIN;
+}
+
+static int lc_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
+{
+	struct lc_shared *q = r->self;
+	int got = 0;
+
+	while (got < n && r->fifo_n) {
+		out[got++] = r->fifo[r->fifo_head];
+		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
+		r->fifo_n--;
+	}
+	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+
+	while (got < n) {
+		struct lc_slot *s = &q->slot[pos & (LC_RING - 1)];
+
+		if (atomic_load_explicit(&s->seq, memory_order_acquire) != pos + 1)
+			break;   /* empty, or a producer between claim and publish */
+		out[got++] = (struct xfer_cqe){ .kind = XFER_CQE_IMM, .imm = s->imm, .len = s->len };
+		atomic_store_explicit(&s->seq, pos + LC_RING, memory_order_release);
+		pos++;
+	}
+	atomic_store_explicit(&q->head, pos, memory_order_relaxed);
+	return got;
+}
+
+const struct xfer_backend_ops xfer_local_ops = {
+	.size = sizeof(struct xfer_backend_ops),
+	.name = "local",
+	.rail_open = lc_open,
+	.rail_close = lc_close,
+	.rail_info = lc_info,
+	.rail_addr = lc_addr,
+	.rail_add_peer = lc_add_peer,
+	.rail_remove_peer = lc_remove_peer,
+	.mr_reg = lc_mr_reg,
+	.mr_dereg = lc_mr_dereg,
+	.post_write = lc_post,
+	.poll = lc_poll,
+};

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * NIC and worker placement from the PCIe topology (lib/topo.c), on the
+ * described two-socket GPU node of tests/common/xt_topo.h read by hwloc
+ * through HWLOC_XMLFILE:
+ *  - each GPU gets the NIC behind its own switch first, then the rest by
+ *    distance; a GPU with no NIC of its own gets its socket's NIC first;
+ *  - `max` caps the list; no GPU, or an index past the last GPU, gives none;
+ *  - CUDA_VISIBLE_DEVICES renumbers ("2,0": device 0 is the third GPU), and
+ *    what cannot be resolved without CUDA (UUIDs, an empty list) gives none;
+ *  - the worker goes to a core of the GPU's socket;
+ *  - an engine on a provider without those NICs (shm, tcp) still opens, on
+ *    the provider's own domain: topology names are a preference.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "xt.h"
+#include "xt_topo.h"
+
+static char names[8][XFER_TOPO_NAME];
+
+/* The ranking for `gpu` joined by commas ("" for none). */
+static const char *ranked(int gpu, int max)
+{
+	static char out[256];
+	int n = xfer_topo_nics_near_gpu(gpu, names, max);
+
+	out[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (i)
+			strcat(out, ",");
+		strcat(out, names[i]);
+	}
+	return out;
+}
+
+#define RANKED(gpu, max, want)                                                        \
+	do {                                                                           \
+		const char *got_ = ranked(gpu, max);                                   \
+		XT_CHECK(strcmp(got_, want) == 0, "gpu %d: \"%s\", want \"%s\"", gpu, got_, want); \
+	} while (0)
+
+static void test_rank(void)
+{
+	RANKED(0, 8, "rxe1,rxe0");
+	RANKED(1, 8, "rxe0,rxe1");
+	RANKED(2, 8, "rxe0,rxe1");   /* no NIC of its own: its socket's first */
+	RANKED(0, 1, "rxe1");
+	RANKED(3, 8, "");            /* only three GPUs */
+	RANKED(-1, 8, "");
+}
+
+static void test_visible(void)
+{
+	setenv("CUDA_VISIBLE_DEVICES", "2,0", 1);
+	RANKED(0, 8, "rxe0,rxe1");
+	RANKED(1, 8, "rxe1,rxe0");
+	RANKED(2, 8, "");            /* only two visible */
+	setenv("CUDA_VISIBLE_DEVICES", "GPU-5f0e4c1a-0000-0000-0000-000000000000", 1);
+	RANKED(0, 8, "");
+	setenv("CUDA_VISIBLE_DEVICES", "", 1);
+	RANKED(0, 8, "");
+	unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
+static void test_worker_cpu(void)
+{
+	XT_EQ(xfer_topo_worker_cpu(0, NULL), 0);
+	XT_EQ(xfer_topo_worker_cpu(1, NULL), 1);
+	XT_EQ(xfer_topo_worker_cpu(2, NULL), 1);
+	XT_EQ(xfer_topo_worker_cpu(-1, NULL), -1);
+}
+
+static void test_engine_fallback(void)
+{
+	const char *provs[4];
+	int np = xt_providers(provs, 4);
+	struct xfer_engine_attr a;
+	struct xfer_engine_info info = { .size = sizeof(info) };
+	xfer_engine *e = NULL;
+
+	XT_CHECK(np > 0, "no loopback provider");
+	if (np <= 0)
+		return;
+	xfer_engine_attr_init(&a);
+	a.provider = provs[0];
+	a.node = "127.0.0.1";
+	a.gpu = 0;   /* the topology says rxe1, which this provider does not have */
+	XT_OK(xfer_engine_create(&a, &e));
+	if (!e)
+		return;
+	XT_OK(xfer_engine_query(e, &info));
+	XT_CHECK(strcmp(info.domain_names[0], "rxe1") != 0, "%s opened a domain named rxe1", provs[0]);
+	xfer_engine_destroy(e);
+}
+
+int main(void)
+{
+	char path[] = "/tmp/xfer-topo-XXXXXX";
+	int fd = mkstemp(path);
+	struct { const char *name; void (*fn)(void); } tests[] = {
+		{ "NICs ranked by PCIe distance from each GPU", test_rank },
+		{ "CUDA_VISIBLE_DEVICES renumbers; unresolvable gives none", test_visible },
+		{ "worker on a core of the GPU's socket", test_worker_cpu },
+		{ "a provider without the topology's NICs opens its own", test_engine_fallback },
+	};
+
+	xt_plan();
+	if (fd < 0 || (close(fd), xt_topo_write(path)) != 0) {
+		xt_result("topology description written", false, NULL);
+		return xt_done();
+	}
+	setenv("HWLOC_XMLFILE", path, 1);
+	unsetenv("CUDA_VISIBLE_DEVICES");
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		int before = xt_failures;
+
+		tests[i].fn();
+		xt_result(tests[i].name, xt_failures == before, NULL);
+	}
+	unlink(path);
+	return xt_done();
+}
