@@ -263,7 +263,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		goto err_sink;
 
 	/* Placement matters next to a GPU or a real NIC; loopback providers
-	 * (shm, tcp, sockets) have neither. */
+	 * (shm, local, tcp, sockets) have neither. */
 	bool loopback = strcmp(e->provider, "shm") == 0 || strcmp(e->provider, "local") == 0 ||
 			strstr(e->provider, "tcp") ||
 			strstr(e->provider, "sockets") || strstr(e->provider, "udp");

@@ -664,9 +664,6 @@ void xfer_engine_kick(xfer_engine *e)
 	}
 }
 
-/* Sleep until traffic or a submission arrives (epoll), or a while.
- * Returns true when a rail woke us: traffic is flowing, even where it makes
- * no completion here (plain RMA writes into us), so keep polling. */
 /* Writes posted and not yet completed on some rail. */
 static bool rails_busy(const xfer_engine *e)
 {
@@ -676,6 +673,9 @@ static bool rails_busy(const xfer_engine *e)
 	return false;
 }
 
+/* Sleep until traffic or a submission arrives (epoll), or a while.
+ * Returns true when a rail woke us: traffic is flowing, even where it makes
+ * no completion here (plain RMA writes into us), so keep polling. */
 static bool idle_sleep(xfer_engine *e, uint64_t sleep_ns)
 {
 	bool traffic = false;
