@@ -7,6 +7,12 @@
 
 #define WS_API __attribute__((visibility("default")))
 
+/* quant.c: xfer_ws_quant_fp8 without its AVX2 path, and that path's
+ * rounding of 8 floats (x86-64 with AVX2 only), for the tests. */
+void xfer_ws_quant_fp8_scalar(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
+			      uint8_t *dst, size_t dst_ld, float *scales);
+void xfer_ws_e4m3_x8(const float *in, uint8_t *out);
+
 /* How a destination tensor is split over the inference TP ranks. */
 enum ws_role {
 	WS_REPL = 0,  /* whole on every rank */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "xfer_weightsync.h"
+#include "weightsync/ws_internal.h"
 #include "test_ws_tap.h"
 
 /* e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no Inf; S.1111.111 is NaN */
@@ -85,24 +86,65 @@ static void ref_quant(const uint16_t *src, size_t rows, size_t cols, size_t ld, 
 		}
 }
 
+/* The library's quantiser (AVX2 where the CPU has it) and its value-by-value
+ * path both give the reference's bits and scales. */
 static int quant_matches(const uint16_t *src, size_t rows, size_t cols, size_t ld, size_t *bad)
 {
 	size_t n = rows * cols, ns = ((rows + 127) / 128) * ((cols + 127) / 128);
-	uint8_t *a = malloc(n + 1), *b = malloc(n + 1);
-	float *sa = malloc(ns * 4 + 4), *sb = malloc(ns * 4 + 4);
+	uint8_t *a = malloc(n + 1), *b = malloc(n + 1), *c = malloc(n + 1);
+	float *sa = malloc(ns * 4 + 4), *sb = malloc(ns * 4 + 4), *scs = malloc(ns * 4 + 4);
 	int ok;
 
 	xfer_ws_quant_fp8(src, rows, cols, ld, a, cols, sa);
+	xfer_ws_quant_fp8_scalar(src, rows, cols, ld, c, cols, scs);
 	ref_quant(src, rows, cols, ld, b, sb);
 	*bad = 0;
 	for (size_t i = 0; i < n; i++)
-		*bad += a[i] != b[i];
-	ok = !*bad && !memcmp(sa, sb, ns * 4);
+		*bad += (a[i] != b[i]) + (c[i] != b[i]);
+	ok = !*bad && !memcmp(sa, sb, ns * 4) && !memcmp(scs, sb, ns * 4);
 	free(a);
 	free(b);
+	free(c);
 	free(sa);
 	free(sb);
+	free(scs);
 	return ok;
+}
+
+/* The AVX2 rounding of 8 lanes against the scalar one, for every float
+ * (every 17th under the sanitizers, which make the loop slow). Returns the
+ * number of floats that differ, or -1 where this CPU cannot run it. */
+static uint64_t x8_checked;
+
+static long x8_differs(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	uint32_t step = 1;
+	long bad = 0;
+
+#if defined(__SANITIZE_ADDRESS__)
+	step = 17;
+#endif
+	if (!__builtin_cpu_supports("avx2"))
+		return -1;
+	for (uint64_t base = 0; base < (1ull << 32); base += 8ull * step) {
+		float in[8];
+		uint8_t out[8];
+
+		for (int k = 0; k < 8; k++) {
+			uint32_t u = (uint32_t)(base + (uint64_t)k * step);
+
+			memcpy(&in[k], &u, 4);
+		}
+		xfer_ws_e4m3_x8(in, out);
+		for (int k = 0; k < 8; k++)
+			bad += out[k] != xfer_ws_f32_to_e4m3(in[k]);
+		x8_checked += 8;
+	}
+	return bad;
+#else
+	return -1;
+#endif
 }
 
 int main(void)
@@ -142,6 +184,15 @@ int main(void)
 	   xfer_ws_f32_to_e4m3(ldexpf(3, -10)) == 0x02 && xfer_ws_f32_to_e4m3(1e-30f) == 0 &&
 	   xfer_ws_f32_to_e4m3(-0.0f) == 0x80, "subnormals: 2^-9 is 0x01, half of it ties to 0, 1.5 units ties to 2, tiny -> 0");
 
+	{
+		long d = x8_differs();
+
+		if (d < 0)
+			SKIP("no AVX2 here", "AVX2 rounding of 8 floats = the scalar one for every float");
+		else
+			OK(d == 0, "AVX2 rounding of 8 floats = the scalar one (%llu floats: all 2^32 "
+			   "without sanitizers; %ld differ)", (unsigned long long)x8_checked, d);
+	}
 	/* blocks: random data, odd shapes and a row stride */
 	rows = 300, cols = 257;
 	src = malloc(rows * (cols + 5) * sizeof(*src));
