@@ -53,58 +53,89 @@ static int counter(int fd, void *arg)
 	return ret ? 2 : 0;
 }
 
-static void test_exited(xfer_engine *e)
+/* Each test forks its children before it opens its own engine: a child
+ * forked while an engine's worker thread runs may inherit a lock that
+ * thread held (seen under ASan) and hang. */
+static xfer_engine *local_engine(void)
+{
+	xfer_engine *e = NULL;
+
+	XT_OK(xt_engine("local", 1, 30000, &e));
+	return e;
+}
+
+static void test_exited(void)
 {
 	struct xt_peer child;
 	uint8_t a[XFER_ADDR_MAX];
 	ssize_t n;
 	uint32_t peer;
+	xfer_engine *e;
 
 	XT_OK(xt_spawn(&child, short_lived, NULL));
 	n = xt_recv(child.fd, a, sizeof(a));
 	XT_CHECK(n > 0, "no address from the child");
 	XT_EQ(xt_reap(&child), 0);
-	if (n > 0)
+	e = local_engine();
+	if (e && n > 0)
 		XT_EQ(xfer_engine_add_peer(e, a, (size_t)n, &peer), -ECONNREFUSED);
+	xfer_engine_destroy(e);
 }
 
-static void test_memory(xfer_engine *e)
+static void test_memory(void)
 {
 	struct xfer_mem gpu = { .size = sizeof(gpu), .kind = XFER_MEM_CUDA, .cuda_device = 0 };
 	struct xfer_mem dmabuf = { .size = sizeof(dmabuf), .kind = XFER_MEM_DMABUF, .dmabuf_fd = 0 };
 	void *buf = xt_alloc(4096);
 	xfer_mr *mr = NULL;
+	xfer_engine *e = local_engine();
 
-	XT_EQ(xfer_mr_reg(e, buf, 4096, &gpu, XFER_MR_NO_KMOD, &mr), -EOPNOTSUPP);
-	XT_EQ(xfer_mr_reg(e, buf, 4096, &dmabuf, XFER_MR_NO_KMOD, &mr), -EOPNOTSUPP);
-	XT_CHECK(mr == NULL, "mr set on error");
+	if (e) {
+		XT_EQ(xfer_mr_reg(e, buf, 4096, &gpu, XFER_MR_NO_KMOD, &mr), -EOPNOTSUPP);
+		XT_EQ(xfer_mr_reg(e, buf, 4096, &dmabuf, XFER_MR_NO_KMOD, &mr), -EOPNOTSUPP);
+		XT_CHECK(mr == NULL, "mr set on error");
+	}
+	xfer_engine_destroy(e);
 	free(buf);
 }
 
-static void test_other_provider(xfer_engine *e)
+static void test_other_provider(void)
 {
-	xfer_engine *s = NULL;
+	xfer_engine *s = NULL, *e = local_engine();
 	uint8_t a[XFER_ADDR_MAX];
 	size_t len = sizeof(a);
 	uint32_t peer;
 
-	if (xt_engine("shm", 1, 2000, &s))
-		return;   /* no shm here: nothing to compare with */
-	XT_OK(xfer_engine_address(s, a, &len));
-	XT_EQ(xfer_engine_add_peer(e, a, len, &peer), -EPROTO);
+	if (e && xt_engine("shm", 1, 2000, &s) == 0) {   /* without shm: nothing to compare */
+		XT_OK(xfer_engine_address(s, a, &len));
+		XT_EQ(xfer_engine_add_peer(e, a, len, &peer), -EPROTO);
+	}
 	xfer_engine_destroy(s);
+	xfer_engine_destroy(e);
 }
 
-static void test_ring_full(xfer_engine *e)
+static void test_ring_full(void)
 {
 	struct xt_peer child;
 	uint32_t peer;
 	uint64_t got = 0;
 	xfer_op **ops = calloc(NIMM, sizeof(*ops));
+	xfer_engine *e;
 
 	XT_OK(xt_spawn(&child, counter, NULL));
+	e = local_engine();
+	if (!e) {
+		kill(child.pid, SIGKILL);
+		xt_reap(&child);
+		free(ops);
+		return;
+	}
 	XT_OK(xt_connect(e, child.fd, &peer));
-	kill(child.pid, SIGSTOP);   /* nobody drains its ring now */
+	int st = 0;
+
+	kill(child.pid, SIGSTOP);   /* nobody drains its ring now ... */
+	XT_CHECK(waitpid(child.pid, &st, WUNTRACED) == child.pid && WIFSTOPPED(st),
+		 "the child did not stop");   /* ... once it has stopped */
 	for (int i = 0; i < NIMM; i++)
 		XT_OK(xfer_imm(e, peer, IMM, NULL, &ops[i]));
 	usleep(200000);
@@ -126,30 +157,33 @@ static void test_ring_full(xfer_engine *e)
 	XT_EQ(got, NIMM);
 	xt_send_u64(child.fd, 1);
 	XT_EQ(xt_reap(&child), 0);
+	xfer_engine_destroy(e);
 	free(ops);
 }
 
 int main(void)
 {
-	struct { const char *name; void (*fn)(xfer_engine *); } tests[] = {
+	struct { const char *name; void (*fn)(void); } tests[] = {
 		{ "address of an exited process: -ECONNREFUSED", test_exited },
 		{ "GPU and dma-buf memory: -EOPNOTSUPP", test_memory },
 		{ "an address from another provider: -EPROTO", test_other_provider },
 		{ "6000 immediates to a stopped peer (ring 4096): none lost, each once", test_ring_full },
 	};
-	xfer_engine *e = NULL;
+	const char *provs[8];
+	int np = xt_providers(provs, 8), want = 0;
 
-	xt_plan();
-	if (xt_engine("local", 1, 30000, &e)) {
-		xt_result("local engine", false, NULL);
-		return xt_done();
+	for (int i = 0; i < np; i++)
+		want |= strcmp(provs[i], "local") == 0;
+	if (!want) {   /* another suite's run (the verbs guest): not ours */
+		printf("SKIP: provider local not in XFER_TEST_PROVIDERS\n");
+		return 77;
 	}
+	xt_plan();
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int before = xt_failures;
 
-		tests[i].fn(e);
+		tests[i].fn();
 		xt_result(tests[i].name, xt_failures == before, NULL);
 	}
-	xfer_engine_destroy(e);
 	return xt_done();
 }

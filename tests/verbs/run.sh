@@ -104,7 +104,9 @@ fi
 
 modules="crc32_generic udp_tunnel ip6_udp_tunnel ib_core ib_uverbs rdma_rxe dummy"
 timeout_s=$([ "$mode" = bench ] && echo 900 || echo 600)
-tests/vm/guest.sh --kver "$kver" --script tests/verbs/in-guest.sh --modules "$modules" \
+# benchmarks need both vCPUs running at once (see guest.sh on --tcg-threads)
+tcg=$([ "$mode" = bench ] && echo multi || echo single)
+tests/vm/guest.sh --kver "$kver" --script tests/verbs/in-guest.sh --modules "$modules" --tcg-threads "$tcg" \
 	--files "$files" --log "$log" --timeout "$timeout_s" --mem 1G --smp 2 --quiet \
 	2> "$work/guest.err"
 grc=$?
