@@ -913,7 +913,8 @@ static void usage(int code)
 		"usage: xfer-bench [options]                 loopback (forks its peers)\n"
 		"       xfer-bench --server [options]        wait for a client\n"
 		"       xfer-bench --client HOST [options]   run against a server\n"
-		"  -p, --provider P     shm (default loopback), tcp;ofi_rxm, efa, verbs;ofi_rxm, verbs\n"
+		"  -p, --provider P     shm (default loopback), tcp;ofi_rxm, efa, verbs;ofi_rxm, verbs,\n"
+		"                       local (xfer's own, processes on one host)\n"
 		"  -d, --domains N      NICs (rails) per engine (default 1)\n"
 		"      --devices LIST   NIC names, one per rail, e.g. mlx5_0,mlx5_1\n"
 		"      --gpu N          CUDA device index: with no --devices, the NICs nearest it\n"
@@ -980,8 +981,9 @@ int main(int argc, char **argv)
 	if (!o.nsizes)
 		for (uint64_t s = 1024; s <= (64u << 20); s *= 4)
 			o.sizes[o.nsizes++] = s;
-	if (o.raw && strcmp(o.provider, "verbs") == 0) {
-		fprintf(stderr, "xfer-bench: --raw compares with libfabric; for verbs use perftest\n");
+	if (o.raw && (strcmp(o.provider, "verbs") == 0 || strcmp(o.provider, "local") == 0)) {
+		fprintf(stderr, "xfer-bench: --raw compares with libfabric; %s has no libfabric "
+				"counterpart (verbs: use perftest)\n", o.provider);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
