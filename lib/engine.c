@@ -168,6 +168,7 @@ static int build_self_addr(xfer_engine *e)
 
 XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out)
 {
+	struct xfer_topo *topo = NULL;   /* loaded if NIC choice or placement asks */
 	xfer_engine *e;
 	int ret;
 
@@ -220,7 +221,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	int nnear = 0;
 
 	if (!e->attr.devices && e->attr.gpu >= 0) {
-		nnear = xfer_topo_nics_near_gpu(e->attr.gpu, near, XFER_MAX_DOMAINS);
+		nnear = xfer_topo_nics_near_gpu(&topo, e->attr.gpu, near, XFER_MAX_DOMAINS);
 		if (nnear < (int)e->num_rails)
 			nnear = 0;
 	}
@@ -268,7 +269,9 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 			strstr(e->provider, "tcp") ||
 			strstr(e->provider, "sockets") || strstr(e->provider, "udp");
 	e->worker_cpu = e->attr.worker_cpu >= 0 ? e->attr.worker_cpu
-			: xfer_topo_worker_cpu(e->attr.gpu, loopback ? NULL : e->rail_names[0]);
+			: xfer_topo_worker_cpu(&topo, e->attr.gpu, loopback ? NULL : e->rail_names[0]);
+	xfer_topo_free(topo);
+	topo = NULL;
 	ret = -pthread_create(&e->worker, NULL, xfer_worker_main, e);
 	if (ret)
 		goto err_sink;
@@ -282,6 +285,7 @@ err_rails:
 	rails_close(e);
 	xfer_kmod_close(e->kmod);
 err_free:
+	xfer_topo_free(topo);
 	free(e);
 	return ret;
 }

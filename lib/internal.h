@@ -321,11 +321,17 @@ int xfer_op_prepare_write(xfer_engine *e, struct xfer_op *op, const struct xfer_
 struct xfer_op *xfer_op_alloc(xfer_engine *e, const struct xfer_done *done, xfer_op **user);
 int xfer_op_submit(xfer_engine *e, struct xfer_op *op, xfer_op **user);
 
-/* topo.c */
-int xfer_topo_worker_cpu(int gpu, const char *nic);
+/* topo.c: placement from hwloc. Each call takes a cache the topology is
+ * loaded into on first need (a load walks sysfs: tens of ms on a GPU node),
+ * so one engine creation loads it at most once; free it with
+ * xfer_topo_free (NULL is fine). */
+struct xfer_topo;
+void xfer_topo_free(struct xfer_topo *cache);
+int xfer_topo_worker_cpu(struct xfer_topo **cache, int gpu, const char *nic);
 #define XFER_TOPO_NAME 64
 /* The RDMA NICs (ibverbs names) nearest CUDA device `gpu` in the PCIe tree,
  * nearest first, at most max; 0 without a GPU or topology. */
-int xfer_topo_nics_near_gpu(int gpu, char names[][XFER_TOPO_NAME], int max);
+int xfer_topo_nics_near_gpu(struct xfer_topo **cache, int gpu, char names[][XFER_TOPO_NAME],
+			    int max);
 
 #endif

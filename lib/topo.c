@@ -71,22 +71,45 @@ static hwloc_obj_t nic_osdev(hwloc_topology_t t, const char *name)
 	return NULL;
 }
 
-static int topo_load(hwloc_topology_t *t)
+struct xfer_topo {
+	hwloc_topology_t t;
+};
+
+/* The machine's topology, loaded on first use and kept in *cache for the
+ * caller's next question; NULL if hwloc cannot load it. */
+static hwloc_topology_t topo_get(struct xfer_topo **cache)
 {
-	if (hwloc_topology_init(t))
-		return -1;
-	hwloc_topology_set_io_types_filter(*t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+	struct xfer_topo *c = *cache;
+
+	if (c)
+		return c->t;
+	c = calloc(1, sizeof(*c));
+	if (!c || hwloc_topology_init(&c->t)) {
+		free(c);
+		return NULL;
+	}
+	hwloc_topology_set_io_types_filter(c->t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
 	/* The libpciaccess component only adds device names (it parses pci.ids,
 	 * slowly); Linux sysfs discovery still finds every PCI device. */
-	hwloc_topology_set_components(*t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
-	if (hwloc_topology_load(*t)) {
-		hwloc_topology_destroy(*t);
-		return -1;
+	hwloc_topology_set_components(c->t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
+	if (hwloc_topology_load(c->t)) {
+		hwloc_topology_destroy(c->t);
+		free(c);
+		return NULL;
 	}
-	return 0;
+	*cache = c;
+	return c->t;
 }
 
-int xfer_topo_worker_cpu(int gpu, const char *nic)
+void xfer_topo_free(struct xfer_topo *c)
+{
+	if (!c)
+		return;
+	hwloc_topology_destroy(c->t);
+	free(c);
+}
+
+int xfer_topo_worker_cpu(struct xfer_topo **cache, int gpu, const char *nic)
 {
 	hwloc_topology_t t;
 	hwloc_obj_t dev = NULL, anc;
@@ -94,7 +117,7 @@ int xfer_topo_worker_cpu(int gpu, const char *nic)
 
 	if (gpu < 0 && (!nic || !*nic))
 		return -1;   /* nothing to be near: let the scheduler choose */
-	if (topo_load(&t))
+	if (!(t = topo_get(cache)))
 		return -1;
 	if (gpu >= 0)
 		dev = gpu_pcidev(t, gpu);
@@ -109,7 +132,6 @@ int xfer_topo_worker_cpu(int gpu, const char *nic)
 			cpu = last >= 0 ? last : -1;
 		}
 	}
-	hwloc_topology_destroy(t);
 	return cpu;
 }
 
@@ -143,14 +165,15 @@ static int rank_cmp(const void *pa, const void *pb)
 	return strcmp(a->name, b->name);   /* ties: mlx5_0 before mlx5_1 */
 }
 
-int xfer_topo_nics_near_gpu(int gpu, char names[][XFER_TOPO_NAME], int max)
+int xfer_topo_nics_near_gpu(struct xfer_topo **cache, int gpu, char names[][XFER_TOPO_NAME],
+			    int max)
 {
 	struct nic_rank r[64];
 	hwloc_topology_t t;
 	hwloc_obj_t g, o = NULL;
 	int n = 0;
 
-	if (gpu < 0 || max <= 0 || topo_load(&t))
+	if (gpu < 0 || max <= 0 || !(t = topo_get(cache)))
 		return 0;
 	g = gpu_pcidev(t, gpu);
 	while (g && n < (int)(sizeof(r) / sizeof(r[0])) && (o = hwloc_get_next_osdev(t, o))) {
@@ -161,7 +184,6 @@ int xfer_topo_nics_near_gpu(int gpu, char names[][XFER_TOPO_NAME], int max)
 		snprintf(r[n].name, sizeof(r[n].name), "%s", o->name);
 		n++;
 	}
-	hwloc_topology_destroy(t);
 	qsort(r, (size_t)n, sizeof(r[0]), rank_cmp);
 	if (n > max)
 		n = max;

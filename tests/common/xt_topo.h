@@ -17,7 +17,11 @@
  * default (the index-th device).
  */
 
-/* Writes the description to path; 0 or -errno. */
-int xt_topo_write(const char *path);
+/* Writes the description to a new file in /tmp (its name into path, 32
+ * bytes) and points HWLOC_XMLFILE at it: hwloc reads it from then on in
+ * this process. 0 or -errno. */
+int xt_topo_install(char *path);
+/* Back to the real machine: HWLOC_XMLFILE unset, the file removed. */
+void xt_topo_remove(const char *path);
 
 #endif

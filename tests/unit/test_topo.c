@@ -14,7 +14,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "xt.h"
@@ -26,8 +25,10 @@ static char names[8][XFER_TOPO_NAME];
 static const char *ranked(int gpu, int max)
 {
 	static char out[256];
-	int n = xfer_topo_nics_near_gpu(gpu, names, max);
+	struct xfer_topo *topo = NULL;
+	int n = xfer_topo_nics_near_gpu(&topo, gpu, names, max);
 
+	xfer_topo_free(topo);
 	out[0] = '\0';
 	for (int i = 0; i < n; i++) {
 		if (i)
@@ -68,10 +69,13 @@ static void test_visible(void)
 
 static void test_worker_cpu(void)
 {
-	XT_EQ(xfer_topo_worker_cpu(0, NULL), 0);
-	XT_EQ(xfer_topo_worker_cpu(1, NULL), 1);
-	XT_EQ(xfer_topo_worker_cpu(2, NULL), 1);
-	XT_EQ(xfer_topo_worker_cpu(-1, NULL), -1);
+	struct xfer_topo *topo = NULL;   /* one load answers all four */
+
+	XT_EQ(xfer_topo_worker_cpu(&topo, 0, NULL), 0);
+	XT_EQ(xfer_topo_worker_cpu(&topo, 1, NULL), 1);
+	XT_EQ(xfer_topo_worker_cpu(&topo, 2, NULL), 1);
+	XT_EQ(xfer_topo_worker_cpu(&topo, -1, NULL), -1);
+	xfer_topo_free(topo);
 }
 
 static void test_engine_fallback(void)
@@ -99,8 +103,7 @@ static void test_engine_fallback(void)
 
 int main(void)
 {
-	char path[] = "/tmp/xfer-topo-XXXXXX";
-	int fd = mkstemp(path);
+	char path[32];
 	struct { const char *name; void (*fn)(void); } tests[] = {
 		{ "NICs ranked by PCIe distance from each GPU", test_rank },
 		{ "CUDA_VISIBLE_DEVICES renumbers; unresolvable gives none", test_visible },
@@ -109,11 +112,10 @@ int main(void)
 	};
 
 	xt_plan();
-	if (fd < 0 || (close(fd), xt_topo_write(path)) != 0) {
+	if (xt_topo_install(path) != 0) {
 		xt_result("topology description written", false, NULL);
 		return xt_done();
 	}
-	setenv("HWLOC_XMLFILE", path, 1);
 	unsetenv("CUDA_VISIBLE_DEVICES");
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int before = xt_failures;
@@ -121,6 +123,6 @@ int main(void)
 		tests[i].fn();
 		xt_result(tests[i].name, xt_failures == before, NULL);
 	}
-	unlink(path);
+	xt_topo_remove(path);
 	return xt_done();
 }

@@ -191,21 +191,16 @@ static void check_domains(xfer_engine *e, const char *want0, const char *want1)
 static void test_topology(struct ctx *c)
 {
 	const size_t len = 1u << 20;
-	char path[] = "/tmp/xfer-topo-XXXXXX";
-	int fd = mkstemp(path);
+	char path[32];
 	xfer_engine *a = NULL, *a2 = NULL, *b = NULL, *two = NULL;
 
 	(void)c;
-	XT_CHECK(fd >= 0, "mkstemp");
-	close(fd);
-	XT_OK(xt_topo_write(path));
-	setenv("HWLOC_XMLFILE", path, 1);
+	XT_OK(xt_topo_install(path));
 	a = engine_near_gpu(0, 1);
 	a2 = engine_near_gpu(0, 1);
 	b = engine_near_gpu(1, 1);
 	two = engine_near_gpu(0, 2);
-	unsetenv("HWLOC_XMLFILE");
-	unlink(path);
+	xt_topo_remove(path);
 	if (!a || !a2 || !b || !two)
 		goto out;
 	check_domains(a, "rxe1", NULL);
