@@ -178,6 +178,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "steps", required_argument, 0, 1007 },
 		{ "stage-all", no_argument, 0, 1008 },
 		{ "no-bound", no_argument, 0, 1009 },
+		{ "threads", required_argument, 0, 1010 },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -213,6 +214,11 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		case 1006: op->run.kill_after_ms = atoi(optarg); break;
 		case 1008: op->run.exec_flags |= XFER_WS_EXEC_STAGE_ALL; break;
 		case 1009: op->run.no_bound = true; break;
+		case 1010:
+			op->run.threads = (uint32_t)strtoul(optarg, NULL, 0);
+			if (op->run.threads < 1 || op->run.threads > 256)
+				rc = -EINVAL;
+			break;
 		case 1007:
 			op->run.steps = (uint32_t)strtoul(optarg, NULL, 0);
 			if (op->run.steps < 1 || op->run.steps > WSRUN_MAX_STEPS)
@@ -404,8 +410,12 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_u64(o, "total_bytes", st.total_bytes);
 	op->run.watermark = op->c.watermark;
 	op->run.window = op->c.window;
+	/* local by default: on libfabric 1.17 (Debian 12) shm's receiver
+	 * copies every queued write while holding the lock its senders spin
+	 * on, so with more processes than cores they take the cores it needs
+	 * (docs/weightsync.md, "Loopback providers") */
 	if (!op->run.provider)
-		op->run.provider = "shm";
+		op->run.provider = "local";
 	if (!op->run.domains)
 		op->run.domains = 1;
 	out_str(o, "provider", op->run.provider);
@@ -431,6 +441,10 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_f64(o, "ratio", r.bound_s > 0 ? r.seconds / r.bound_s : 0);
 	out_f64(o, "loopback_gbs", r.loopback_gbs);
 	out_f64(o, "loopback_gbs_concurrent", r.loopback_gbs_concurrent);
+	out_u64(o, "threads", r.threads);
+	out_u64(o, "transformed", r.transformed);
+	out_f64(o, "transform_gbs", r.transform_gbs);
+	out_f64(o, "transform_gbs_concurrent", r.transform_gbs_concurrent);
 	out_u64(o, "bytes", r.bytes);
 	out_u64(o, "gathered", r.gathered);
 	out_u64(o, "tensors_checked", r.tensors_checked);
@@ -468,14 +482,17 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "  --op-us N --chunk-us N --watermark-mib N --window N (writes in flight per NIC)\n"
 	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
 	       "  --no-validate         skip the validator\n"
-	       "  run: --provider P (shm; local: xfer's own process_vm_writev backend,\n"
-	       "       no locks shared between processes) --domains N --seed N --timeout-ms N\n"
+	       "  run: --provider P (local: xfer's own process_vm_writev backend, no locks\n"
+	       "       shared between processes; shm: libfabric's) --domains N --seed N\n"
+	       "       --timeout-ms N\n"
 	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n"
 	       "       --steps N (3): weight updates in a row; `seconds` is the median of\n"
 	       "       those after the first, which pays first-use costs (first_step_s)\n"
 	       "       --stage-all: copy every chunk into staging, also those that could\n"
 	       "       be written from where they lie\n"
-	       "       --no-bound: skip measuring the loopback rate (bound_s 0)\n",
+	       "       --threads N: threads per trainer that quantise (default cores /\n"
+	       "       trainers, at least 1)\n"
+	       "       --no-bound: skip measuring the loopback rates (bound_s 0)\n",
 	       DEFAULT_MODEL);
 	return 0;
 }

@@ -156,7 +156,9 @@ int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
  *               gather_bytes). Grouped by src_rank (trainers[t].first_gather,
  *               .ngathers). A chunk with gather_offset != XFER_WS_NO_GATHER
  *               reads its whole source rows x cols from the gather buffer at
- *               gather_offset, where the owner also copies the rows it holds.
+ *               gather_offset, where the owner also copies the rows it holds
+ *               (an executor may instead write rows it holds from its shard:
+ *               xfer_ws_exec.h).
  *  Staging: a chunk's output (out_bytes + scale_bytes) is held from its
  *               preparation until its last write completes; preparing at
  *               first use needs trainers[t].peak_staging bytes at most.

@@ -5,7 +5,8 @@
  *
  * A trainer rank, each step, (1) sends its gathers, (2) copies the rows of
  * the chunks it owns into a registered staging ring and transforms them
- * (copy, or bf16 -> fp8 e4m3 with block scales) -- except chunks already
+ * (copy, or bf16 -> fp8 e4m3 with block scales; a large chunk split by
+ * rows over attr.threads threads) -- except chunks already
  * contiguous in registered memory that need no transform, which are written
  * from where they lie --, (3) posts each chunk's RDMA writes in the
  * schedule's issue order with a bounded number in flight, releasing staging
@@ -19,9 +20,14 @@
  * only after the previous one ended on all of them (its step barrier), since
  * a step's gathers overwrite gather buffers the previous step read.
  *
- * Receivers do nothing but wait: every data write carries an immediate, so
- * an inference rank knows from the schedule exactly how many arrivals to
- * expect (xfer_ws_exec_expected), plus one barrier per trainer.
+ * A gathered chunk of full-width rows that needs no transform is written
+ * in up to three pieces from where its rows lie (gathered rows from the
+ * gather buffer, the owner's own from its shard), so the owner does not
+ * copy its own rows into the gather buffer.
+ *
+ * Receivers do nothing but wait: every data write (each piece) carries an
+ * immediate, so an inference rank knows from the schedule exactly how many
+ * arrivals to expect (xfer_ws_exec_expected), plus one barrier per trainer.
  */
 #ifndef XFER_WS_EXEC_H
 #define XFER_WS_EXEC_H
@@ -46,6 +52,8 @@ struct xfer_ws_exec_attr {
 	uint64_t watermark;       /* staging bytes in flight; 0 = 256 MiB (at least the largest chunk) */
 	int32_t timeout_ms;       /* waiting for peers (gathers, completions); 0 = 30000 */
 	uint32_t flags;           /* XFER_WS_EXEC_*; others -EINVAL */
+	uint32_t threads;         /* threads that transform (copy, quantise) staged
+				   * chunks, the executor's own included; 0 = 1 */
 };
 
 /* Stage every chunk, also those that could be written from where they lie:
@@ -100,7 +108,7 @@ void xfer_ws_trainer_exec_destroy(xfer_ws_trainer_exec *x);
 int xfer_ws_exec_trainer(const struct xfer_ws_schedule *s, const struct xfer_ws_trainer_io *io,
 			 const struct xfer_ws_exec_attr *attr, struct xfer_ws_exec_stats *st);
 
-/* Arrivals an inference rank waits for: data writes (and scale writes). */
+/* Arrivals an inference rank waits for: data writes (pieces) and scale writes. */
 uint64_t xfer_ws_exec_expected(const struct xfer_ws_schedule *s, uint32_t infer_rank);
 
 /* Inference rank: wait until every write of the schedule into this rank and

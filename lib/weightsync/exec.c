@@ -29,12 +29,18 @@
 
 #include "xfer_ws_exec.h"
 #include "internal.h"
+#include "pool.h"
 
 #define DEFAULT_WINDOW 64
 #define DEFAULT_WATERMARK (256ull << 20)
 #define DEFAULT_TIMEOUT_MS 30000
 #define GATHER_POLL_MS 1    /* gathers looked at again while nothing else is to do */
 #define NO_PACK UINT64_MAX
+#define MAX_THREADS 256
+/* Source bytes under which a chunk is transformed by one thread: waking
+ * helpers costs tens of microseconds, quantising 512 KiB about 300. */
+#define SPLIT_MIN_BYTES (512u << 10)
+#define PARTS_PER_THREAD 4   /* a split chunk's parts, per transform thread */
 
 static double now_s(void)
 {
@@ -50,20 +56,106 @@ static uint64_t chunk_staging(const struct xfer_ws_chunk *c)
 	return ((c->out_bytes + 63) & ~63ull) + ((c->scale_bytes + 63) & ~63ull);
 }
 
-XFER_EXPORT void xfer_ws_chunk_transform(const struct xfer_ws_schedule *s,
-					 const struct xfer_ws_chunk *c, const void *src,
-					 uint64_t ld, void *out, void *scales)
+/* Rows [r0, r1) of a chunk's transform; for fp8, r0 starts a block. */
+static void transform_rows(const struct xfer_ws_schedule *s, const struct xfer_ws_chunk *c,
+			   const uint8_t *src, uint64_t ld, uint8_t *out, float *scales,
+			   uint64_t r0, uint64_t r1)
 {
 	const struct xfer_ws_param *p = &s->params[c->param];
 	unsigned es = xfer_ws_dtype_size(p->dtype);
 
 	if (c->transform == XFER_WS_XF_FP8) {
-		xfer_ws_quant_fp8(src, c->rows, c->cols, ld, out, c->cols, scales);
+		uint64_t scols = (c->cols + XFER_WS_FP8_BLOCK - 1) / XFER_WS_FP8_BLOCK;
+
+		xfer_ws_quant_fp8((const uint16_t *)src + r0 * ld, r1 - r0, c->cols, ld,
+				  out + r0 * c->cols, c->cols, scales + r0 / XFER_WS_FP8_BLOCK * scols);
 		return;
 	}
-	for (uint64_t r = 0; r < c->rows; r++)
-		memcpy((uint8_t *)out + r * c->cols * es, (const uint8_t *)src + r * ld * es,
-		       c->cols * es);
+	for (uint64_t r = r0; r < r1; r++)
+		memcpy(out + r * c->cols * es, src + r * ld * es, c->cols * es);
+}
+
+XFER_EXPORT void xfer_ws_chunk_transform(const struct xfer_ws_schedule *s,
+					 const struct xfer_ws_chunk *c, const void *src,
+					 uint64_t ld, void *out, void *scales)
+{
+	transform_rows(s, c, src, ld, out, scales, 0, c->rows);
+}
+
+/* One chunk's transform cut into parts taken by the pool's threads as they
+ * come free. fp8: a part is a run of 128x128 blocks in row-major order
+ * (whole blocks, so each part owns its scales; a run may end mid block
+ * row); copies: a run of rows. More parts than threads, so no thread
+ * waits long on another's last part. */
+struct xform_job {
+	const struct xfer_ws_schedule *s;
+	const struct xfer_ws_chunk *c;
+	const uint8_t *src;
+	uint64_t ld, nunits;        /* fp8: blocks; copy: rows */
+	uint8_t *out;
+	float *scales;
+	uint32_t nparts;
+};
+
+static void xform_part(void *ctx, uint32_t i)
+{
+	const struct xform_job *j = ctx;
+	const struct xfer_ws_chunk *c = j->c;
+	uint64_t u0 = j->nunits * i / j->nparts, u1 = j->nunits * (i + 1) / j->nparts;
+	const uint64_t B = XFER_WS_FP8_BLOCK, bcols = (c->cols + B - 1) / B;
+
+	if (c->transform != XFER_WS_XF_FP8) {
+		transform_rows(j->s, c, j->src, j->ld, j->out, j->scales, u0, u1);
+		return;
+	}
+	while (u0 < u1) {   /* the part's blocks, a block row at a time */
+		uint64_t br = u0 / bcols, b0 = u0 % bcols;
+		uint64_t b1 = u1 - br * bcols < bcols ? u1 - br * bcols : bcols;
+		uint64_t r0 = br * B, c0 = b0 * B, c1 = b1 * B < c->cols ? b1 * B : c->cols;
+		uint64_t rows = r0 + B < c->rows ? B : c->rows - r0;
+
+		xfer_ws_quant_fp8((const uint16_t *)j->src + r0 * j->ld + c0, rows, c1 - c0, j->ld,
+				  j->out + r0 * c->cols + c0, c->cols, j->scales + br * bcols + b0);
+		u0 = br * bcols + b1;
+	}
+}
+
+/* A write in pieces. A gathered chunk of full-width rows that needs no
+ * transform lies in two places: the rows its owner holds in its shard, the
+ * others in its gather buffer. Its writes go out as runs of rows from
+ * where they lie (gathered rows before the owner's, the owner's, gathered
+ * rows after), each with its immediate, so the owner never copies its own
+ * rows into the gather buffer. Every other chunk is one piece. Decided by
+ * the schedule alone: receivers count the same pieces. */
+#define MAX_PIECES 3
+
+struct piece {
+	uint64_t row, rows;        /* rows of the chunk, from its first */
+	bool own;                  /* from the owner's shard, not the chunk's source */
+};
+
+static uint32_t chunk_pieces(const struct xfer_ws_schedule *s, const struct xfer_ws_chunk *c,
+			     struct piece *pc)
+{
+	uint64_t row0, rows, lo, hi;
+
+	pc[0] = (struct piece){ 0, c->rows, false };
+	if (c->gather_offset == XFER_WS_NO_GATHER || c->transform != XFER_WS_XF_COPY ||
+	    c->cols != s->params[c->param].cols)
+		return 1;
+	xfer_ws_shard_rows(s, c->param, c->owner, &row0, &rows);
+	lo = row0 > c->row0 ? row0 : c->row0;
+	hi = row0 + rows < c->row0 + c->rows ? row0 + rows : c->row0 + c->rows;
+	if (hi <= lo)
+		return 1;  /* it holds none of them: all gathered */
+	uint32_t n = 0;
+
+	if (lo > c->row0)
+		pc[n++] = (struct piece){ 0, lo - c->row0, false };
+	pc[n++] = (struct piece){ lo - c->row0, hi - lo, true };
+	if (hi < c->row0 + c->rows)
+		pc[n++] = (struct piece){ hi - c->row0, c->row0 + c->rows - hi, false };
+	return n;
 }
 
 XFER_EXPORT uint64_t xfer_ws_exec_expected(const struct xfer_ws_schedule *s, uint32_t rank)
@@ -73,8 +165,12 @@ XFER_EXPORT uint64_t xfer_ws_exec_expected(const struct xfer_ws_schedule *s, uin
 	for (uint64_t i = 0; i < s->nwrites; i++) {
 		const struct xfer_ws_write *w = &s->writes[i];
 
-		if (w->dst_rank == rank)
-			n += s->chunks[w->chunk].scale_bytes ? 2 : 1;
+		if (w->dst_rank == rank) {
+			const struct xfer_ws_chunk *c = &s->chunks[w->chunk];
+			struct piece pc[MAX_PIECES];
+
+			n += chunk_pieces(s, c, pc) + (c->scale_bytes ? 1 : 0);
+		}
 	}
 	return n;
 }
@@ -99,8 +195,11 @@ XFER_EXPORT int xfer_ws_exec_receive(const struct xfer_ws_schedule *s, xfer_engi
 /* ---- trainer ----------------------------------------------------------- */
 
 struct chunk_state {
-	_Atomic uint32_t left;     /* writes (data and scales) not completed */
+	_Atomic uint32_t left;     /* writes (pieces and scales) not completed */
 	uint64_t src_off;          /* direct: offset of its bytes in src_mr or gather_mr */
+	struct piece piece[MAX_PIECES];
+	uint64_t own_off;          /* a piece from the shard: its offset in src_mr */
+	uint32_t npieces;
 	uint64_t off, end;         /* staged: its place in the ring */
 	uint64_t size;             /* ring bytes charged to it (with a skipped ring end) */
 	bool direct, prepared;
@@ -134,8 +233,10 @@ struct xfer_ws_trainer_exec {
 	uint8_t *pack;
 	xfer_mr *pack_mr;
 	uint64_t *pack_off;        /* per gather this rank sends: offset in pack, or NO_PACK */
+	struct ws_pool *pool;      /* transform threads, when more than one */
 	_Atomic uint64_t inflight;
 	_Atomic uint32_t wake;     /* futex: bumped on each completion */
+	_Atomic uint32_t waiting;  /* the executor sleeps on wake: completions must wake it */
 	_Atomic int error;
 };
 
@@ -153,7 +254,11 @@ static void wdone(void *ctx, int status)
 		atomic_fetch_sub(&w->cs->left, 1);
 	atomic_fetch_sub(&x->inflight, 1);
 	atomic_fetch_add(&x->wake, 1);
-	xfer_futex_wake(&x->wake);
+	/* a wake-up is a system call per write, costly on a VM: only when the
+	 * executor sleeps (it says so before it checks wake; both are seq_cst,
+	 * so one of the two sees the other) */
+	if (atomic_load(&x->waiting))
+		xfer_futex_wake(&x->wake);
 }
 
 /* Until a completion after `seen`, or -ETIMEDOUT. A futex wait can return
@@ -162,15 +267,20 @@ static void wdone(void *ctx, int status)
 static int wait_progress(struct xfer_ws_trainer_exec *x, uint32_t seen, int timeout_ms)
 {
 	uint64_t deadline = xfer_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int ret = 0;
 
+	atomic_store(&x->waiting, 1);
 	while (atomic_load(&x->wake) == seen) {
 		uint64_t now = xfer_now_ns();
 
-		if (now >= deadline)
-			return -ETIMEDOUT;
+		if (now >= deadline) {
+			ret = -ETIMEDOUT;
+			break;
+		}
 		xfer_futex_wait(&x->wake, seen, (int64_t)(deadline - now));
 	}
-	return 0;
+	atomic_store(&x->waiting, 0);
+	return ret;
 }
 
 static void drain(struct xfer_ws_trainer_exec *x)
@@ -257,6 +367,7 @@ XFER_EXPORT void xfer_ws_trainer_exec_destroy(xfer_ws_trainer_exec *x)
 	if (!x)
 		return;
 	drain(x);
+	ws_pool_destroy(x->pool);
 	if (x->ring_mr)
 		xfer_mr_dereg(x->ring_mr);
 	if (x->pack_mr)
@@ -293,7 +404,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 		if (attr->size < sizeof(a))
 			return -EINVAL;
 		a = *attr;
-		if (a.flags & ~XFER_WS_EXEC_STAGE_ALL)
+		if ((a.flags & ~XFER_WS_EXEC_STAGE_ALL) || a.threads > MAX_THREADS)
 			return -EINVAL;
 	}
 	x = calloc(1, sizeof(*x));
@@ -340,10 +451,31 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 			ret = -EINVAL;   /* the schedule says this rank holds its rows */
 			goto fail;
 		}
+		x->cs[k].npieces = chunk_pieces(s, c, x->cs[k].piece);
 		/* full-width rows (ld == cols) are contiguous where they lie */
 		src = chunk_source(x, c, &ld);
 		if (c->transform == XFER_WS_XF_COPY && ld == c->cols && !(x->flags & XFER_WS_EXEC_STAGE_ALL))
 			off = mr_offset(gathered ? io->gather_mr : io->src_mr, src, c->out_bytes);
+		for (uint32_t i = 0; off >= 0 && i < x->cs[k].npieces; i++) {
+			const struct piece *pc = &x->cs[k].piece[i];
+			unsigned es = xfer_ws_dtype_size(s->params[c->param].dtype);
+			uint64_t row0, rows;
+			int64_t o;
+
+			if (!pc->own)
+				continue;
+			xfer_ws_shard_rows(s, c->param, io->rank, &row0, &rows);
+			o = io->shard[c->param]
+				? mr_offset(io->src_mr, (const uint8_t *)io->shard[c->param] +
+							(c->row0 + pc->row - row0) * c->cols * es,
+					    pc->rows * c->cols * es)
+				: -EINVAL;
+			if (o < 0) {
+				ret = (int)o;   /* the schedule says this rank holds these rows */
+				goto fail;
+			}
+			x->cs[k].own_off = (uint64_t)o;
+		}
 		if (off >= 0) {
 			x->cs[k].direct = true;
 			x->cs[k].src_off = (uint64_t)off;
@@ -401,6 +533,11 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 		ret = xfer_mr_reg(x->e, x->ring, x->ring_size, NULL, 0, &x->ring_mr);
 		if (ret)
 			goto fail;
+		if (a.threads > 1) {
+			ret = ws_pool_create(a.threads, &x->pool);
+			if (ret)
+				goto fail;
+		}
 	}
 	*out = x;
 	return 0;
@@ -451,12 +588,16 @@ static int send_gathers(struct xfer_ws_trainer_exec *x, uint64_t *bytes)
 		}
 		*bytes += g->bytes;
 	}
-	/* Own rows of chunks this rank owns and gathers. */
+	/* Own rows of chunks this rank owns and gathers, where the chunk is
+	 * prepared (or written) from the gather buffer as a whole. */
 	for (uint32_t j = 0; j < x->ngath; j++) {
 		const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + x->gath[j]];
 		const struct xfer_ws_param *p = &s->params[c->param];
 		unsigned es = xfer_ws_dtype_size(p->dtype);
 		uint64_t row0, rows, lo, hi;
+
+		if (x->cs[x->gath[j]].direct && x->cs[x->gath[j]].npieces > 1)
+			continue;   /* its own rows leave from the shard */
 
 		xfer_ws_shard_rows(s, c->param, x->io.rank, &row0, &rows);
 		lo = c->row0 > row0 ? c->row0 : row0;
@@ -485,19 +626,37 @@ static bool prepare(struct xfer_ws_trainer_exec *x, uint32_t k, struct xfer_ws_e
 			return false;
 		cs->end = cs->off + chunk_staging(c);
 		src = chunk_source(x, c, &ld);
+		unsigned es = xfer_ws_dtype_size(x->s->params[c->param].dtype);
+		struct xform_job j = {
+			.s = x->s, .c = c, .src = src, .ld = ld, .out = x->ring + cs->off,
+			.scales = c->scale_bytes ? (float *)(x->ring + cs->off +
+							     ((c->out_bytes + 63) & ~63ull)) : NULL,
+			.nunits = c->rows, .nparts = 1,
+		};
+
+		if (c->transform == XFER_WS_XF_FP8)
+			j.nunits = ((c->rows + XFER_WS_FP8_BLOCK - 1) / XFER_WS_FP8_BLOCK) *
+				   ((c->cols + XFER_WS_FP8_BLOCK - 1) / XFER_WS_FP8_BLOCK);
+		if (x->pool && c->rows * c->cols * es >= SPLIT_MIN_BYTES) {
+			uint64_t want = (uint64_t)ws_pool_threads(x->pool) * PARTS_PER_THREAD;
+
+			j.nparts = (uint32_t)(j.nunits < want ? j.nunits : want);
+		}
 		t0 = now_s();
-		xfer_ws_chunk_transform(x->s, c, src, ld, x->ring + cs->off,
-					c->scale_bytes ? x->ring + cs->off + ((c->out_bytes + 63) & ~63ull)
-						       : NULL);
+		if (x->pool)
+			ws_pool_run(x->pool, xform_part, &j, j.nparts);
+		else
+			xform_part(&j, 0);
 		st->prepare_s += now_s() - t0;
 		st->bytes_staged += chunk_staging(c);
 	}
-	atomic_store(&cs->left, c->nwrites * (c->scale_bytes ? 2u : 1u));
+	atomic_store(&cs->left, c->nwrites * (cs->npieces + (c->scale_bytes ? 1u : 0u)));
 	cs->prepared = true;
 	return true;
 }
 
-/* Post write j (0-based, in issue order) of local chunk k. */
+/* Post write j (0-based, in issue order) of local chunk k: its pieces,
+ * then its scales. */
 static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct xfer_ws_exec_stats *st)
 {
 	const struct xfer_ws_schedule *s = x->s;
@@ -505,33 +664,49 @@ static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct 
 	const struct xfer_ws_write *w = &s->writes[s->writes_by_chunk[c->first_write + j]];
 	struct chunk_state *cs = &x->cs[k];
 	struct xfer_done d = { wdone, &x->wctx[k] };
+	xfer_rmr *dst = x->io.infer_buf[w->dst_rank];
+	uint64_t row_bytes = c->out_bytes / (c->rows ? c->rows : 1);
 	xfer_mr *mr = x->ring_mr;
 	uint64_t off = cs->off;
-	int ret;
+	uint32_t posted = 0, total = cs->npieces + (c->scale_bytes ? 1u : 0u);
+	int ret = 0;
 
 	if (cs->direct) {
 		mr = c->gather_offset != XFER_WS_NO_GATHER ? x->io.gather_mr : x->io.src_mr;
 		off = cs->src_off;
 	}
-	atomic_fetch_add(&x->inflight, 1);
-	ret = xfer_write(x->e, mr, off, x->io.infer_buf[w->dst_rank], w->dst_offset, c->out_bytes,
-			 XFER_OP_IMM, XFER_WS_IMM_DATA, &d, NULL);
-	if (ret) {
-		atomic_fetch_sub(&x->inflight, 1);
-		return ret;
-	}
-	if (c->scale_bytes) {   /* fp8 chunks are always staged */
-		atomic_fetch_add(&x->inflight, 1);
-		ret = xfer_write(x->e, x->ring_mr, cs->off + ((c->out_bytes + 63) & ~63ull),
-				 x->io.infer_buf[w->dst_rank], w->scale_offset, c->scale_bytes,
-				 XFER_OP_IMM, XFER_WS_IMM_DATA, &d, NULL);
-		if (ret) {
-			/* the data write is out: it completes through its callback,
-			 * the scales never will */
-			atomic_fetch_sub(&cs->left, 1);
-			atomic_fetch_sub(&x->inflight, 1);
-			return ret;
+	for (; posted < total; posted++) {
+		xfer_mr *m = mr;
+		uint64_t from, to, len;
+
+		if (posted < cs->npieces) {
+			const struct piece *pc = &cs->piece[posted];
+			uint64_t at = pc->row * row_bytes;
+
+			len = cs->npieces > 1 ? pc->rows * row_bytes : c->out_bytes;
+			from = off + at;
+			to = w->dst_offset + at;
+			if (pc->own && cs->direct) {
+				m = x->io.src_mr;
+				from = cs->own_off;
+			}
+		} else {   /* fp8 scales: fp8 chunks are always staged */
+			m = x->ring_mr;
+			from = cs->off + ((c->out_bytes + 63) & ~63ull);
+			to = w->scale_offset;
+			len = c->scale_bytes;
 		}
+		atomic_fetch_add(&x->inflight, 1);
+		ret = xfer_write(x->e, m, from, dst, to, len, XFER_OP_IMM, XFER_WS_IMM_DATA, &d, NULL);
+		if (ret) {
+			atomic_fetch_sub(&x->inflight, 1);
+			break;
+		}
+	}
+	if (ret) {
+		/* what is out completes through its callbacks; the rest never will */
+		atomic_fetch_sub(&cs->left, total - posted);
+		return ret;
 	}
 	st->bytes_written += c->out_bytes + c->scale_bytes;
 	st->writes++;
@@ -617,6 +792,10 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		}
 		if ((ret = atomic_load(&x->error)))
 			goto drain;
+		/* read before releasing: a write completing between a release
+		 * that found nothing and a later look at inflight would leave
+		 * staging held with nothing in flight (a false -ENOSPC below) */
+		uint64_t inflight = atomic_load(&x->inflight);
 		uint32_t rel0 = rel;
 
 		ring_release(x, nprep, &rel);
@@ -627,7 +806,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		if (want_gathers && !gathers_in) {
 			/* all that is left waits for the gathers: block on them, or
 			 * look again shortly while this rank's writes complete */
-			if (!atomic_load(&x->inflight)) {
+			if (!inflight) {
 				ret = xfer_imm_wait(x->e, XFER_WS_IMM_GATHER, x->gather_expect,
 						    x->timeout_ms);
 				if (!ret) {
@@ -637,9 +816,9 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 			} else {
 				wait_progress(x, seen, GATHER_POLL_MS);
 			}
-		} else if (!atomic_load(&x->inflight)) {
-			/* nothing in flight to free staging: the next chunk can
-			 * never fit under this watermark */
+		} else if (!inflight) {
+			/* nothing was in flight, and releasing freed nothing: the
+			 * next chunk can never fit under this watermark */
 			ret = -ENOSPC;
 		} else {
 			ret = wait_progress(x, seen, x->timeout_ms);

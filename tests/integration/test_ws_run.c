@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `xfer-weightsync run` end to end: trainer and inference processes on
- * loopback (shm, and xfer's local backend), every received tensor checked by
- * its receiver. Small
+ * loopback (xfer's local backend, the tool's default, and libfabric's shm),
+ * every received tensor checked by its receiver. Small
  * models are written here as config.json files (the parser derives their
  * parameters as it does for the shipped ones): a dense Qwen2-style model
  * and a DeepSeek-V3-style MoE (MLA, shared + routed experts), in bf16 and
@@ -32,6 +32,14 @@ static const char *moe_cfg =
 	"\"kv_lora_rank\":64,\"qk_nope_head_dim\":32,\"qk_rope_head_dim\":16,\"v_head_dim\":32,"
 	"\"n_routed_experts\":8,\"n_shared_experts\":1,\"num_experts_per_tok\":2,"
 	"\"vocab_size\":1000,\"tie_word_embeddings\":false}";
+
+/* Tensors of 512 KiB and more, which the executor splits over its
+ * transform threads, with edges that are not multiples of 128 (partial
+ * fp8 blocks at the ends of the parts). */
+static const char *mid_cfg =
+	"{\"model_type\":\"qwen2\",\"hidden_size\":576,\"intermediate_size\":1600,"
+	"\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+	"\"vocab_size\":2000,\"tie_word_embeddings\":false}";
 
 /* Big enough that a run lasts well past the moment a trainer is killed. */
 static const char *big_cfg =
@@ -135,7 +143,7 @@ static bool ok_run(json_object *d)
 int main(void)
 {
 	const char *b = getenv("XFER_BUILD");
-	char dense[64], moe[64], big[64];
+	char dense[64], moe[64], big[64], mid[64];
 	json_object *d;
 	double secs;
 	int rc;
@@ -149,9 +157,11 @@ int main(void)
 	snprintf(dense, sizeof(dense), "/tmp/xfer-ws-dense-%d.json", (int)getpid());
 	snprintf(moe, sizeof(moe), "/tmp/xfer-ws-moe-%d.json", (int)getpid());
 	snprintf(big, sizeof(big), "/tmp/xfer-ws-big-%d.json", (int)getpid());
+	snprintf(mid, sizeof(mid), "/tmp/xfer-ws-mid-%d.json", (int)getpid());
 	write_cfg(dense, dense_cfg);
 	write_cfg(moe, moe_cfg);
 	write_cfg(big, big_cfg);
+	write_cfg(mid, mid_cfg);
 
 	/* three steps (the tool's default), bf16 rows straight from the shards */
 	int fails0 = xt_failures;
@@ -163,14 +173,14 @@ int main(void)
 	xt_result("dense bf16 4 -> 2, 3 steps, nothing staged", d && xt_failures == fails0, NULL);
 	fails0 = xt_failures;
 	measure_bound = true;
-	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider local --steps 2");
+	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--steps 2");
 	measure_bound = false;
 	XT_CHECK(jnum(d, "bound_s") > 0 && jnum(d, "loopback_gbs") > 0 &&
 		 jnum(d, "loopback_gbs_concurrent") > 0 && jnum(d, "ratio") > 0,
 		 "bound %.4f s, rates %.2f / %.2f GB/s", jnum(d, "bound_s"), jnum(d, "loopback_gbs"),
 		 jnum(d, "loopback_gbs_concurrent"));
 	json_object_put(d);
-	xt_result("dense bf16 4 -> 2 over local: loopback bound measured (one and two streams)",
+	xt_result("dense bf16 4 -> 2: loopback bound measured (one and two streams)",
 		  d && xt_failures == fails0, NULL);
 	fails0 = xt_failures;
 	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--stage-all --steps 2");
@@ -191,11 +201,43 @@ int main(void)
 		  ok_run(verified_run(moe, "fsdp=3", "tp=1,dp=2", "bf16", "--watermark-mib 1 --window 4")),
 		  NULL);
 
-	/* the same over xfer's local backend (process_vm_writev, no libfabric) */
-	xt_result("dense bf16 4 -> 2 over --provider local",
-		  ok_run(verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider local")), NULL);
-	xt_result("moe fp8 4 -> 2 (ep) over --provider local",
-		  ok_run(verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", "--provider local")), NULL);
+	/* the same over libfabric's shm */
+	xt_result("dense bf16 4 -> 2 over --provider shm",
+		  ok_run(verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider shm")), NULL);
+	xt_result("dense fp8 3 -> 2 (uneven) over --provider shm",
+		  ok_run(verified_run(dense, "fsdp=3", "tp=2", "fp8", "--provider shm")), NULL);
+	xt_result("moe fp8 4 -> 2 (ep) over --provider shm",
+		  ok_run(verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", "--provider shm")), NULL);
+
+	/* Transform threads: large chunks quantised (or copied) in parts by 3
+	 * threads, every byte still what one thread makes of it; the bound
+	 * counts the quantisation, at no more than 3 threads' measured rate. */
+	fails0 = xt_failures;
+	measure_bound = true;
+	d = verified_run(mid, "fsdp=1", "tp=1", "fp8", "--threads 3 --steps 2");
+	measure_bound = false;
+	XT_EQ(jint(d, "threads"), 3);
+	XT_CHECK(jint(d, "transformed") > 0 && jnum(d, "transform_gbs") > 0 &&
+		 jnum(d, "transform_gbs_concurrent") > 0, "transformed %lld bytes at %.2f / %.2f GB/s",
+		 (long long)jint(d, "transformed"), jnum(d, "transform_gbs"),
+		 jnum(d, "transform_gbs_concurrent"));
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	double tt = cores < 3 ? (double)cores : 3.0;
+
+	XT_CHECK(jnum(d, "bound_s") * jnum(d, "transform_gbs") * 1e9 * tt >=
+		 (double)jint(d, "transformed") * 0.999999,
+		 "bound %.4f s under the quantisation's %.4f s", jnum(d, "bound_s"),
+		 (double)jint(d, "transformed") / (jnum(d, "transform_gbs") * 1e9 * tt));
+	json_object_put(d);
+	xt_result("dense fp8 1 -> 1, 3 transform threads; bound counts quantising",
+		  d && xt_failures == fails0, NULL);
+	fails0 = xt_failures;
+	d = verified_run(mid, "fsdp=1", "tp=2", "bf16", "--provider shm --threads 3 --steps 2");
+	XT_EQ(jint(d, "threads"), 3);
+	XT_CHECK(jint(d, "staged_bytes") > 0, "nothing staged");
+	json_object_put(d);
+	xt_result("dense bf16 1 -> 2 over shm (tp=2: column slices copied by 3 threads)",
+		  d && xt_failures == fails0, NULL);
 
 	/* A trainer killed mid-run: an error, within the timeout, not a hang. */
 	static const char *const kill_provs[] = { "shm", "local" };
@@ -222,5 +264,6 @@ int main(void)
 	unlink(dense);
 	unlink(moe);
 	unlink(big);
+	unlink(mid);
 	return xt_done();
 }

@@ -2,7 +2,7 @@
 /*
  * The trainer executor's API refuses bad input with -EINVAL and hands back
  * nothing: NULL arguments, a short io or attr, a rank outside the schedule,
- * unknown flags. A well-formed create (one trainer, shards in a registered
+ * unknown flags, more than 256 transform threads. A well-formed create (one trainer, shards in a registered
  * arena) succeeds, and a trainer without the shards the schedule says it
  * holds is refused. One engine on shm, no peers: nothing is sent.
  */
@@ -77,6 +77,10 @@ int main(void)
 	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
 	XT_CHECK(x == NULL, "handle set on error");
 	a.flags = 0;
+	a.threads = 257;   /* more transform threads than the executor takes */
+	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
+	XT_CHECK(x == NULL, "handle set on error");
+	a.threads = 0;
 	XT_EQ(xfer_ws_trainer_exec_step(NULL, NULL), -EINVAL);
 	xt_result("bad arguments: -EINVAL, no handle", xt_failures == fails0, NULL);
 
@@ -94,8 +98,13 @@ int main(void)
 	x = NULL;
 	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), 0);
 	xfer_ws_trainer_exec_destroy(x);
+	a.threads = 4;   /* with transform threads (started and joined) */
+	x = NULL;
+	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), 0);
+	XT_CHECK(x != NULL, "no handle");
+	xfer_ws_trainer_exec_destroy(x);
 	xfer_ws_trainer_exec_destroy(NULL);
-	xt_result("well-formed create and destroy, with and without --stage-all",
+	xt_result("well-formed create and destroy, with and without --stage-all, 4 threads",
 		  xt_failures == fails0, NULL);
 
 	xfer_mr_dereg(mr);

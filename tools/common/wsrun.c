@@ -71,8 +71,8 @@ static uint32_t pattern_f32(uint64_t seed, uint32_t param, uint64_t row, uint64_
 	       (uint32_t)((h >> 8) & 0x7fffff);
 }
 
-static void fill_rows(const struct xfer_ws_param *p, uint32_t param, uint64_t seed, uint64_t row0,
-		      uint64_t rows, uint64_t col0, uint64_t cols, void *out)
+void wsrun_fill_rows(const struct xfer_ws_param *p, uint32_t param, uint64_t seed, uint64_t row0,
+		     uint64_t rows, uint64_t col0, uint64_t cols, void *out)
 {
 	for (uint64_t r = 0; r < rows; r++)
 		for (uint64_t c = 0; c < cols; c++) {
@@ -169,7 +169,7 @@ static int check_step(const struct child *c, const uint8_t *buf, struct report *
 		if (!src || !out || !sc) {
 			ret = -ENOMEM;
 		} else {
-			fill_rows(p, ch->param, c->o->seed, ch->row0, ch->rows, ch->col0, ch->cols, src);
+			wsrun_fill_rows(p, ch->param, c->o->seed, ch->row0, ch->rows, ch->col0, ch->cols, src);
 			xfer_ws_chunk_transform(s, ch, src, ch->cols, out, ch->scale_bytes ? sc : NULL);
 			bool ok = memcmp(buf + w->dst_offset, out, ch->out_bytes) == 0 &&
 				  (!ch->scale_bytes ||
@@ -308,7 +308,7 @@ static int trainer_main(struct child *c)
 		if (!rows)
 			continue;
 		shard[p] = arena + off;
-		fill_rows(pp, p, c->o->seed, row0, rows, 0, pp->cols, arena + off);
+		wsrun_fill_rows(pp, p, c->o->seed, row0, rows, 0, pp->cols, arena + off);
 		off += (rows * pp->cols * xfer_ws_dtype_size(pp->dtype) + 63) & ~63ull;
 	}
 
@@ -351,7 +351,7 @@ static int trainer_main(struct child *c)
 		struct xfer_ws_exec_attr a = { .size = sizeof(a), .window = c->o->window,
 					       .watermark = c->o->watermark,
 					       .timeout_ms = c->o->timeout_ms,
-					       .flags = c->o->exec_flags };
+					       .flags = c->o->exec_flags, .threads = c->o->threads };
 
 		ret = xfer_ws_trainer_exec_create(s, &io, &a, &x);
 	}
@@ -398,182 +398,6 @@ static int trainer_main(struct child *c)
 }
 
 /* ---- the coordinator ---------------------------------------------------------- */
-
-/* The engine one calibration process opens. */
-static int calib_engine(const struct wsrun_opts *o, xfer_engine **e, int fd, uint32_t *peer)
-{
-	struct xfer_engine_attr a;
-	uint8_t addr[XFER_ADDR_MAX], theirs[XFER_ADDR_MAX];
-	size_t alen = sizeof(addr);
-	int len, ret;
-
-	xfer_engine_attr_init(&a);
-	a.provider = o->provider;
-	a.num_domains = o->domains;
-	a.node = "127.0.0.1";
-	ret = xfer_engine_create(&a, e);
-	if (!ret)
-		ret = xfer_engine_address(*e, addr, &alen);
-	if (!ret)
-		ret = oob_send(fd, addr, (uint32_t)alen);
-	if (!ret && (len = oob_recv(fd, theirs, sizeof(theirs))) < 0)
-		ret = len;
-	if (!ret)
-		ret = xfer_engine_add_peer(*e, theirs, (size_t)len, peer);
-	return ret;
-}
-
-/* Single-stream rate from one process into another, as the run's writes
- * go (GB/s), for the loopback bound: this process writes 16 MiB pieces,
- * 4 in flight, across 256 MiB of a target process it forks: more memory
- * than caches hold, as a run's weights are. A first pass warms the pages
- * (the kernel's first cross-process access to a page costs several times a
- * later one on this VM) and is not counted; of four more, the fastest
- * gives the rate (a bound takes the best this machine showed). Several
- * streams measured at once start together: after its set-up each says so
- * on `ready` and waits for a byte on `gate` (both -1 for one stream). */
-static double calibrate(const struct wsrun_opts *o, int ready, int gate)
-{
-	const uint64_t piece = 16ull << 20, sz = 256ull << 20, n = sz / piece;
-	xfer_engine *e = NULL;
-	uint8_t desc[XFER_DESC_MAX], *b = xfer_host_alloc(sz);
-	size_t dlen = sizeof(desc);
-	xfer_mr *m = NULL;
-	xfer_rmr *r = NULL;
-	uint32_t peer;
-	double gbs = 0;
-	int sv[2], len;
-	pid_t pid;
-
-	if (!b || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
-		return 0;
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {   /* the target */
-		uint64_t end;
-
-		close(sv[0]);
-		if (calib_engine(o, &e, sv[1], &peer) ||
-		    xfer_mr_reg(e, b, sz, NULL, XFER_MR_REMOTE_WRITE, &m) ||
-		    xfer_mr_descriptor(m, desc, &dlen) || oob_send(sv[1], desc, (uint32_t)dlen))
-			_exit(1);
-		oob_recv_u64(sv[1], &end);
-		xfer_mr_dereg(m);
-		xfer_engine_destroy(e);
-		_exit(0);
-	}
-	close(sv[1]);
-	if (pid < 0)
-		goto out;
-	memset(b, 1, sz);
-	if (calib_engine(o, &e, sv[0], &peer) || xfer_mr_reg(e, b, sz, NULL, 0, &m) ||
-	    (len = oob_recv(sv[0], desc, sizeof(desc))) < 0 ||
-	    xfer_rmr_import(e, peer, desc, (size_t)len, &r))
-		goto out;
-	if (gate >= 0) {
-		char go;
-
-		if (write(ready, "r", 1) != 1 || read(gate, &go, 1) != 1)
-			goto out;
-	}
-	for (int pass = 0; pass < 5; pass++) {   /* a warm-up, then the best of 4 */
-		xfer_op *ops[4] = { 0 };
-		double t0 = now_s(), rate;
-
-		for (uint64_t i = 0; i < n; i++) {
-			if (ops[i % 4]) {
-				xfer_op_wait(ops[i % 4], -1);
-				xfer_op_release(ops[i % 4]);
-			}
-			if (xfer_write(e, m, i * piece, r, i * piece, piece, 0, 0, NULL, &ops[i % 4]))
-				goto out;
-		}
-		for (int k = 0; k < 4; k++)
-			if (ops[k]) {
-				xfer_op_wait(ops[k], -1);
-				xfer_op_release(ops[k]);
-			}
-		rate = (double)sz / (now_s() - t0) / 1e9;
-		if (pass && rate > gbs)
-			gbs = rate;
-	}
-out:
-	oob_send_u64(sv[0], 1);
-	close(sv[0]);
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	xfer_rmr_free(r);
-	if (m)
-		xfer_mr_dereg(m);
-	xfer_engine_destroy(e);
-	free(b);
-	return gbs;
-}
-
-/* libfabric is not fork-safe once initialised (shm names its regions from
- * state cached at start-up): the coordinator opens no endpoint itself and
- * calibrates in children of its own: k streams at once, each in its own
- * child, released together once all are set up. Returns the mean of their
- * rates (GB/s per stream while k copy at once; 0 if one failed). */
-static double calibrate_in_children(const struct wsrun_opts *o, uint32_t k)
-{
-	int res[2], gate[2], ready[2];
-	double sum = 0;
-	uint32_t started = 0, got = 0;
-	pid_t pids[WSRUN_MAX_CALIB];
-
-	if (k > WSRUN_MAX_CALIB)
-		k = WSRUN_MAX_CALIB;
-	if (pipe(res))
-		return 0;
-	if (pipe(gate)) {
-		close(res[0]);
-		close(res[1]);
-		return 0;
-	}
-	if (pipe(ready)) {
-		close(res[0]);
-		close(res[1]);
-		close(gate[0]);
-		close(gate[1]);
-		return 0;
-	}
-	fflush(NULL);
-	for (; started < k; started++) {
-		pids[started] = fork();
-		if (pids[started] == 0) {
-			close(res[0]);
-			close(gate[1]);
-			close(ready[0]);
-			double gbs = k > 1 ? calibrate(o, ready[1], gate[0]) : calibrate(o, -1, -1);
-
-			_exit(write(res[1], &gbs, sizeof(gbs)) == sizeof(gbs) ? 0 : 1);
-		}
-		if (pids[started] < 0)
-			break;
-	}
-	close(res[1]);
-	close(gate[0]);
-	close(ready[1]);
-	/* every stream set up (a failed one closes its end: read sees EOF
-	 * once all have), then one byte each */
-	char rb;
-	uint32_t nready = 0;
-
-	while (k > 1 && nready < started && read(ready[0], &rb, 1) == 1)
-		nready++;
-	close(ready[0]);
-	for (uint32_t i = 0; i < started; i++)
-		if (write(gate[1], "g", 1) != 1)
-			break;
-	close(gate[1]);
-	for (double gbs; got < started && read(res[0], &gbs, sizeof(gbs)) == sizeof(gbs); got++)
-		sum += gbs > 0 ? gbs : 0;
-	close(res[0]);
-	for (uint32_t i = 0; i < started; i++)
-		waitpid(pids[i], NULL, 0);
-	return got == k && started == k ? sum / k : 0;
-}
 
 static int relay(int *fds, uint32_t from, uint32_t n, uint32_t to_n, uint8_t (*blobs)[BLOB_MAX],
 		 uint32_t *lens)
@@ -710,14 +534,45 @@ int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct w
 	if (!fds || !pids || !blobs || !lens)
 		return -ENOMEM;
 	long ncores = sysconf(_SC_NPROCESSORS_ONLN);
+	struct wsrun_opts eff = *o;
 
+	/* By default the trainers share the cores for transforming. */
+	if (!eff.threads)
+		eff.threads = ncores > (long)s->ntrainers ? (uint32_t)(ncores / s->ntrainers) : 1;
+	o = &eff;
+	r->threads = eff.threads;
+	/* bf16 bytes each trainer quantises per step */
+	uint64_t q_max = 0;
+
+	for (uint32_t t = 0; t < s->ntrainers; t++) {
+		uint64_t q = 0;
+
+		for (uint32_t k = 0; k < s->trainers[t].nchunks; k++) {
+			const struct xfer_ws_chunk *c = &s->chunks[s->trainers[t].first_chunk + k];
+
+			if (c->transform == XFER_WS_XF_FP8)
+				q += c->rows * c->cols * sizeof(uint16_t);
+		}
+		r->transformed += q;
+		if (q > q_max)
+			q_max = q;
+	}
+	/* threads that can work at once: a copying worker per process and
+	 * the trainers' transform threads, at most one per core */
+	uint64_t busy = n + (r->transformed ? (uint64_t)s->ntrainers * (eff.threads - 1) : 0);
+	uint32_t ncopy = (uint32_t)(ncores < (long)busy ? ncores : (long)busy);
+
+	if (!o->no_bound && r->transformed) {
+		r->transform_gbs = wsrun_transform_rate(s, 1);
+		r->transform_gbs_concurrent = ncopy > 1 ? wsrun_transform_rate(s, ncopy) : r->transform_gbs;
+	}
 	if (!o->no_bound) {
-		r->loopback_gbs = calibrate_in_children(o, 1);
+		r->loopback_gbs = wsrun_copy_rate(o, 1);
 		/* as many streams as can copy at once: the rate per core the
 		 * machine's memory gives when they all copy (it need not scale
 		 * with cores) */
 		r->loopback_gbs_concurrent = ncores > 1 && n > 1
-			? calibrate_in_children(o, (uint32_t)(ncores < (long)n ? ncores : (long)n))
+			? wsrun_copy_rate(o, (uint32_t)(ncores < (long)n ? ncores : (long)n))
 			: r->loopback_gbs;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -772,17 +627,21 @@ reap:
 		close(fds[i]);
 		waitpid(pids[i], NULL, 0);
 	}
-	/* The loopback bound. Every byte is copied once, at up to one stream's
-	 * rate, and the machine runs at most one copy per core, each at the
-	 * rate measured with that many copying at once. On shm the
-	 * receiving process copies (CMA: it reads the sender's pages), with
-	 * "local" the sending one (process_vm_writev). So no step beats the
-	 * busiest copying process -- on shm the busiest sender or receiver
-	 * (inference buffer or gather buffer), with local the busiest sender
-	 * (writes and gathers) -- or all bytes over the cores that copy at once. */
+	/* The loopback bound: the least time this machine's cores need for the
+	 * step's work, copies and quantisation.
+	 * - Copies: every byte is copied once, at up to one stream's rate, by
+	 *   one thread of a process. On shm the receiving process copies (CMA:
+	 *   it reads the sender's pages), with "local" the sending one
+	 *   (process_vm_writev). So no step beats the busiest copying process
+	 *   -- on shm the busiest sender or receiver (inference buffer or
+	 *   gather buffer), with local the busiest sender (writes and gathers).
+	 * - Quantisation: no step beats the trainer with the most to quantise
+	 *   over its transform threads (each at most one core's rate).
+	 * - All of it: the copies at the rate measured with one stream per
+	 *   core, plus the quantisation at the per-thread rate with one thread
+	 *   per core, spread over the threads that can run at once (ncopy). */
 	xfer_ws_schedule_stats(s, &stats);
 	if (r->loopback_gbs > 0) {
-		long cores = sysconf(_SC_NPROCESSORS_ONLN);
 		double rate = r->loopback_gbs * 1e9;
 		bool receivers_copy = strcmp(o->provider, "local") != 0;
 		uint64_t busiest = stats.max_trainer_tx;
@@ -794,10 +653,22 @@ reap:
 				busiest = s->trainers[i].rx_bytes;
 		double crate = (r->loopback_gbs_concurrent > 0 ? r->loopback_gbs_concurrent
 							       : r->loopback_gbs) * 1e9;
-		double all = (double)(stats.total_bytes + stats.gather_bytes) /
-			     (crate * (double)(cores < (long)n ? cores : (long)n));
+		double work = (double)(stats.total_bytes + stats.gather_bytes) / crate;
 
-		r->bound_s = (double)busiest / rate > all ? (double)busiest / rate : all;
+		r->bound_s = (double)busiest / rate;
+		if (r->transform_gbs > 0) {
+			double trate = r->transform_gbs * 1e9;
+			double tcrate = (r->transform_gbs_concurrent > 0 ? r->transform_gbs_concurrent
+									: r->transform_gbs) * 1e9;
+			uint32_t tt = eff.threads < (uint32_t)ncores ? eff.threads : (uint32_t)ncores;
+			double q = (double)q_max / (trate * tt);
+
+			work += (double)r->transformed / tcrate;
+			if (q > r->bound_s)
+				r->bound_s = q;
+		}
+		if (work / ncopy > r->bound_s)
+			r->bound_s = work / ncopy;
 	}
 	if (!ret && (r->failed_ranks || r->mismatches))
 		ret = r->mismatches ? -EIO : -ECONNABORTED;

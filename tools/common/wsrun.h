@@ -18,7 +18,7 @@
 #include "xfer_weightsync.h"
 
 struct wsrun_opts {
-	const char *provider;      /* default shm */
+	const char *provider;      /* an engine provider: local, shm, ... */
 	uint32_t domains;
 	uint64_t watermark;        /* staging bytes per trainer; 0 = executor default */
 	uint32_t window;
@@ -29,6 +29,7 @@ struct wsrun_opts {
 	uint32_t steps;            /* 0 = 1 */
 	uint32_t exec_flags;       /* XFER_WS_EXEC_* */
 	bool no_bound;             /* skip the calibration (seconds): bound_s 0 */
+	uint32_t threads;          /* transform threads per trainer; 0 = cores / trainers */
 };
 
 #define WSRUN_MAX_STEPS 64
@@ -45,6 +46,10 @@ struct wsrun_result {
 	double bound_s;            /* loopback bound (see wsrun.c) */
 	double loopback_gbs;       /* measured single-stream rate the bound uses */
 	double loopback_gbs_concurrent;   /* per stream, with one per core copying at once */
+	double transform_gbs;      /* bf16 bytes/s quantised to fp8 by one thread (GB/s) */
+	double transform_gbs_concurrent;  /* per thread, with one per core quantising */
+	uint32_t threads;          /* transform threads per trainer */
+	uint64_t transformed;      /* bf16 bytes quantised per step, all trainers */
 	uint64_t bytes;            /* written into inference buffers, per step */
 	uint64_t gathered;
 	uint64_t tensors_checked;  /* over all steps */
@@ -54,5 +59,15 @@ struct wsrun_result {
 };
 
 int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct wsrun_result *r);
+
+/* Within the tool. The seeded pattern of param's rows [row0, +rows) x
+ * columns [col0, +cols), row-major in its dtype. */
+void wsrun_fill_rows(const struct xfer_ws_param *p, uint32_t param, uint64_t seed, uint64_t row0,
+		     uint64_t rows, uint64_t col0, uint64_t cols, void *out);
+/* wscalib.c: GB/s per stream with k processes copying into k others at
+ * once, as the run's writes go; bf16 GB/s per thread with k threads
+ * quantising the schedule's fp8 chunks at once. 0 if it could not measure. */
+double wsrun_copy_rate(const struct wsrun_opts *o, uint32_t k);
+double wsrun_transform_rate(const struct xfer_ws_schedule *s, uint32_t k);
 
 #endif
