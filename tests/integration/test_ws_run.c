@@ -140,6 +140,15 @@ static bool ok_run(json_object *d)
 	return d != NULL;
 }
 
+/* Records a case that ran `d` and checked it since `fails0`; the count
+ * the next case starts from. */
+static int case_done(const char *name, json_object *d, int fails0)
+{
+	json_object_put(d);
+	xt_result(name, d && xt_failures == fails0, NULL);
+	return xt_failures;
+}
+
 int main(void)
 {
 	const char *b = getenv("XFER_BUILD");
@@ -169,9 +178,7 @@ int main(void)
 	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "");
 	XT_EQ(jint(d, "steps"), 3);
 	XT_EQ(jint(d, "staged_bytes"), 0);
-	json_object_put(d);
-	xt_result("dense bf16 4 -> 2, 3 steps, nothing staged", d && xt_failures == fails0, NULL);
-	fails0 = xt_failures;
+	fails0 = case_done("dense bf16 4 -> 2, 3 steps, nothing staged", d, fails0);
 	measure_bound = true;
 	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--steps 2");
 	measure_bound = false;
@@ -179,18 +186,14 @@ int main(void)
 		 jnum(d, "loopback_gbs_concurrent") > 0 && jnum(d, "ratio") > 0,
 		 "bound %.4f s, rates %.2f / %.2f GB/s", jnum(d, "bound_s"), jnum(d, "loopback_gbs"),
 		 jnum(d, "loopback_gbs_concurrent"));
-	json_object_put(d);
-	xt_result("dense bf16 4 -> 2: loopback bound measured (one and two streams)",
-		  d && xt_failures == fails0, NULL);
-	fails0 = xt_failures;
+	fails0 = case_done("dense bf16 4 -> 2: loopback bound measured (one and two streams)", d,
+			   fails0);
 	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--stage-all --steps 2");
 	XT_EQ(jint(d, "steps"), 2);
 	/* each chunk is staged once and written to both replicas (dp=2) */
 	XT_CHECK(jint(d, "staged_bytes") >= jint(d, "total_bytes") / 2, "staged %lld of %lld",
 		 (long long)jint(d, "staged_bytes"), (long long)jint(d, "total_bytes"));
-	json_object_put(d);
-	xt_result("dense bf16 4 -> 2, --stage-all: every chunk staged", d && xt_failures == fails0,
-		  NULL);
+	fails0 = case_done("dense bf16 4 -> 2, --stage-all: every chunk staged", d, fails0);
 	xt_result("dense fp8 3 -> 2 (uneven)", ok_run(verified_run(dense, "fsdp=3", "tp=2", "fp8", "")),
 		  NULL);
 	xt_result("dense bf16 3 -> 2 (tp=2: column slices staged), 1 step",
@@ -228,16 +231,12 @@ int main(void)
 		 (double)jint(d, "transformed") * 0.999999,
 		 "bound %.4f s under the quantisation's %.4f s", jnum(d, "bound_s"),
 		 (double)jint(d, "transformed") / (jnum(d, "transform_gbs") * 1e9 * tt));
-	json_object_put(d);
-	xt_result("dense fp8 1 -> 1, 3 transform threads; bound counts quantising",
-		  d && xt_failures == fails0, NULL);
-	fails0 = xt_failures;
+	fails0 = case_done("dense fp8 1 -> 1, 3 transform threads; bound counts quantising", d,
+			   fails0);
 	d = verified_run(mid, "fsdp=1", "tp=2", "bf16", "--provider shm --threads 3 --steps 2");
 	XT_EQ(jint(d, "threads"), 3);
 	XT_CHECK(jint(d, "staged_bytes") > 0, "nothing staged");
-	json_object_put(d);
-	xt_result("dense bf16 1 -> 2 over shm (tp=2: column slices copied by 3 threads)",
-		  d && xt_failures == fails0, NULL);
+	case_done("dense bf16 1 -> 2 over shm (tp=2: column slices copied by 3 threads)", d, fails0);
 
 	/* A trainer killed mid-run: an error, within the timeout, not a hang. */
 	static const char *const kill_provs[] = { "shm", "local" };
