@@ -683,7 +683,7 @@ static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct 
 			const struct piece *pc = &cs->piece[posted];
 			uint64_t at = pc->row * row_bytes;
 
-			len = cs->npieces > 1 ? pc->rows * row_bytes : c->out_bytes;
+			len = pc->rows * row_bytes;
 			from = off + at;
 			to = w->dst_offset + at;
 			if (pc->own && cs->direct) {

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "xfer.h"
@@ -21,14 +20,6 @@
 #include "wsrun.h"
 
 #define CAL_PASSES 8   /* measured passes of each calibration, after a warm-up */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* The engine one calibration process opens. */
 static int calib_engine(const struct wsrun_opts *o, xfer_engine **e, int fd, uint32_t *peer)
@@ -110,7 +101,7 @@ static double calibrate(const struct wsrun_opts *o, int ready, int gate)
 	}
 	for (int pass = 0; pass <= CAL_PASSES; pass++) {   /* a warm-up, then the best */
 		xfer_op *ops[4] = { 0 };
-		double t0 = now_s(), rate;
+		double t0 = wsrun_now_s(), rate;
 
 		for (uint64_t i = 0; i < n; i++) {
 			if (ops[i % 4]) {
@@ -125,7 +116,7 @@ static double calibrate(const struct wsrun_opts *o, int ready, int gate)
 				xfer_op_wait(ops[k], -1);
 				xfer_op_release(ops[k]);
 			}
-		rate = (double)sz / (now_s() - t0) / 1e9;
+		rate = (double)sz / (wsrun_now_s() - t0) / 1e9;
 		if (pass && rate > gbs)
 			gbs = rate;
 	}
@@ -270,7 +261,7 @@ static void *tcal_thread(void *arg)
 	pthread_mutex_unlock(&t->g->lock);
 	for (int pass = 0; ok && pass <= CAL_PASSES; pass++) {
 		uint64_t si = 0, di = 0, ci = 0;
-		double t0 = now_s(), gbs;
+		double t0 = wsrun_now_s(), gbs;
 
 		for (uint64_t i = 0; i < nc; i++) {
 			const struct xfer_ws_chunk *c = &s->chunks[i];
@@ -283,7 +274,7 @@ static void *tcal_thread(void *arg)
 			di += c->out_bytes;
 			ci += c->scale_bytes;
 		}
-		gbs = (double)bytes / (now_s() - t0) / 1e9;
+		gbs = (double)bytes / (wsrun_now_s() - t0) / 1e9;
 		if (pass && gbs > t->gbs)
 			t->gbs = gbs;
 	}

@@ -34,7 +34,7 @@ struct report {
 #define CMD_CLEAR 1
 #define CMD_GO 2
 
-static double now_s(void)
+double wsrun_now_s(void)
 {
 	struct timespec ts;
 
@@ -449,13 +449,13 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Receive len bytes from child i before deadline (seconds, now_s()); on
+/* Receive len bytes from child i before deadline (seconds, wsrun_now_s()); on
  * silence or death the child is killed, counted and named in r->error. */
 static int recv_within(const struct xfer_ws_schedule *s, int *fds, pid_t *pids, uint32_t i,
 		       double deadline, int limit_s, void *buf, int len, struct wsrun_result *r)
 {
 	struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
-	int left = (int)((deadline - now_s()) * 1000);
+	int left = (int)((deadline - wsrun_now_s()) * 1000);
 	bool trainer = i < s->ntrainers;
 	uint32_t rank = trainer ? i : i - s->ntrainers;
 
@@ -488,7 +488,7 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	 * process that died holding its region's lock): then it is killed and
 	 * named, so a run ends with an error, never a hang. */
 	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
-	double deadline = now_s() + limit_ms / 1000.0, slowest = 0, tcpu = 0, icpu = 0;
+	double deadline = wsrun_now_s() + limit_ms / 1000.0, slowest = 0, tcpu = 0, icpu = 0;
 	uint64_t ack;
 
 	for (uint32_t i = s->ntrainers; i < n; i++)
