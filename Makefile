@@ -1,7 +1,7 @@
 # xfer top-level build. `make` builds the library and the tools; `make run`
 # and `make test` are the README's two quick-start commands.
 #
-# Sources are found by wildcard: a new lib/*.c, lib/*/*.c, tools/<name>.c or
+# Sources are found by wildcard: a new lib/<layer>/*.c, tools/<name>/*.c or
 # tests/{unit,integration}/test_*.c is picked up without editing this file.
 # Subsystems with their own targets (kmod, verbs guest tests, weight sync)
 # add them through mk/*.mk.
@@ -23,66 +23,113 @@ PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN        := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
 CFLAGS      ?= -O2 -g
-XCFLAGS     := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
-               -Ilib/include -Ilib -Ikmod/include/uapi -Ikernels $(PKG_CFLAGS)
+BASE_CFLAGS := -std=gnu11 $(WARN) -fPIC -D_GNU_SOURCE
 ifeq ($(HAVE_VERBS),1)
-XCFLAGS     += -DXFER_HAVE_VERBS=1
+BASE_CFLAGS += -DXFER_HAVE_VERBS=1
 endif
 LDLIBS      := $(PKG_LIBS) -lpthread -lm -ldl
 ifeq ($(SANITIZE),1)
-XCFLAGS     += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS     += -fsanitize=address,undefined
 endif
 
-LIB_SRCS    := $(sort $(wildcard lib/*.c lib/*/*.c))
+# ---- layers -------------------------------------------------------------
+# Each folder is a layer and sees only the include paths listed for it, so
+# that reaching into another layer's internals is a compile error:
+#   include/          public headers (installed)
+#   lib/util/         small shared utilities (clock, futexes, little-endian, crc)
+#   lib/kmod/         the library's side of /dev/xfer
+#   lib/backend/      NIC backends behind one ops table
+#   lib/core/         the engine: queue, worker, operations, counters, regions
+#   lib/weightsync/   weight-update planning and execution, over the public API
+#   tools/common/     what every tool shares (output, options, out-of-band)
+#   tools/NAME/       one folder per tool, linked against libxfer.so
+#   tests/harness/    the one test harness
+# tests/layers.sh checks that no file climbs out with "../" includes.
+UAPI        := -Ikmod/include/uapi
+INC_util       := -Ilib/util
+INC_kmod       := -Iinclude -Ilib/util $(UAPI)
+INC_backend    := -Iinclude -Ilib/util $(PKG_CFLAGS)
+INC_core       := -Iinclude -Ilib/util -Ilib/backend -Ilib/kmod $(UAPI) $(PKG_CFLAGS)
+INC_weightsync := -Iinclude -Ilib/util
+INC_tools      := -Iinclude -Ilib/util -Itools/common $(PKG_CFLAGS)
+# unit tests see the internals they test; every other test sees what a user does
+INC_unit       := $(INC_core) -Ilib/core -Ilib/weightsync -Itests/harness
+INC_user       := -Iinclude -Ilib/util -Itests/harness
+layer_inc    = $(INC_$(word 2,$(subst /, ,$(1))))
+
+LIB_SRCS    := $(sort $(wildcard lib/*/*.c))
 ifneq ($(HAVE_VERBS),1)
 LIB_SRCS    := $(filter-out lib/backend/verbs%.c,$(LIB_SRCS))
 endif
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-TOOL_SRCS   := $(sort $(wildcard tools/*.c))
-TOOL_COMMON := $(sort $(wildcard tools/common/*.c))
-TOOLS       := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
-TEST_SRCS   := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c))
-TEST_COMMON := $(sort $(wildcard tests/common/*.c))
-TESTS       := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TOOL_NAMES  := $(notdir $(patsubst %/,%,$(filter-out tools/common/,$(sort $(dir $(wildcard tools/*/*.c))))))
+TOOLS       := $(TOOL_NAMES:%=$(BUILD)/bin/%)
+TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/common/*.c)))
+HARNESS     := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/harness/*.c)))
+UNIT_SRCS   := $(sort $(wildcard tests/unit/test_*.c))
+INTEG_SRCS  := $(sort $(wildcard tests/integration/test_*.c))
+TESTS       := $(UNIT_SRCS:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 SONAME      := libxfer.so.$(SOVERSION)
-LIBSO       := $(BUILD)/libxfer.so.$(VERSION)
-LIBA        := $(BUILD)/libxfer.a
+LIBSO       := $(BUILD)/lib/libxfer.so.$(VERSION)
+LIBA        := $(BUILD)/lib/libxfer.a
+# Programs find the library beside them (bin/../lib, installed or built);
+# test programs also by its absolute path, which the qemu guests copy.
+RPATH_TOOL  := -Wl,-rpath,'$$ORIGIN/../lib'
+RPATH_TEST  := -Wl,-rpath,'$$ORIGIN/../../lib:$(abspath $(BUILD)/lib)'
+LINK_SO     := -L$(BUILD)/lib -lxfer
 
 .PHONY: all lib tools tests run test test-unit deps-build deps-test bench install clean
 all: lib tools
 
-lib: $(LIBSO) $(LIBA) $(BUILD)/xfer.pc
+lib: $(LIBSO) $(LIBA)
 tools: $(TOOLS)
 tests: $(TESTS) tools
 
-$(BUILD)/%.o: %.c
+# The library: hidden by default, exported by XFER_EXPORT and lib/xfer.map.
+$(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) -Itests/common $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(BASE_CFLAGS) -fvisibility=hidden $(call layer_inc,$<) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tools/%.o: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(INC_tools) -I$(dir $<) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/harness/%.o: tests/harness/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(INC_user) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBSO): $(LIB_OBJS) lib/xfer.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/xfer.map -Wl,--no-undefined \
 	      $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
-	ln -sf libxfer.so.$(VERSION) $(BUILD)/$(SONAME)
-	ln -sf $(SONAME) $(BUILD)/libxfer.so
+	ln -sf libxfer.so.$(VERSION) $(BUILD)/lib/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/lib/libxfer.so
 
 $(LIBA): $(LIB_OBJS)
 	rm -f $@; ar rcs $@ $^
 
-$(BUILD)/xfer.pc: lib/xfer.pc.in Makefile
-	@mkdir -p $(BUILD)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@REQUIRES@|$(PKGS)|g' $< > $@
-
-# Tools and tests link the static library so that they see internal symbols
-# the unit tests need, and run from the build tree without LD_LIBRARY_PATH.
-$(BUILD)/%: tools/%.c $(TOOL_COMMON:%.c=$(BUILD)/%.o) $(LIBA)
-	$(CC) $(XCFLAGS) $(CFLAGS) -Itools $(LDFLAGS) -o $@ $< $(TOOL_COMMON:%.c=$(BUILD)/%.o) $(LIBA) $(LDLIBS)
-
-$(BUILD)/tests/%: tests/%.c $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIBA)
+# A tool is its folder's sources and tools/common, against the shared
+# library as an installed user's program would be.
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard tools/$$*/*.c))) $(TOOL_COMMON) $(LIBSO)
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) $(CFLAGS) -Itests/common $(LDFLAGS) -o $@ $< $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIBA) $(LDLIBS)
+	$(CC) $(LDFLAGS) $(RPATH_TOOL) -o $@ $(filter %.o,$^) $(LINK_SO) $(PKG_LIBS) -lpthread -lm
+
+# Unit tests link the static library: they call internals.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(HARNESS) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)
+
+# Every other test program uses the public API through the shared library.
+$(BUILD)/tests/%: tests/%.c $(HARNESS) $(LIBSO)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(INC_user) $(CFLAGS) -MMD -MP $(LDFLAGS) $(RPATH_TEST) -o $@ $< $(HARNESS) \
+	      $(LINK_SO) $(PKG_LIBS) -lpthread -lm
+
+# The value of a make variable (tests/layers.sh reads the layers' include paths).
+print-%:
+	@echo $($*)
 
 deps-build:
 	@scripts/deps.sh build
@@ -92,11 +139,11 @@ deps-test:
 # Quick start 1: build and run the main job (two-process shm loopback bench).
 run: deps-build
 	$(MAKE) all
-	$(BUILD)/xfer-bench
+	$(BUILD)/bin/xfer-bench
 
 # Quick start 2: every test; the runner ends with "N passed, N failed, N skipped".
 # TEST_SUITES grows through mk/*.mk (kmod, verbs).
-TEST_SUITES :=
+TEST_SUITES := tests/layers.sh
 -include mk/*.mk
 
 # The sanitizer build sits beside $(BUILD) (build -> build-san): a BUILD given
@@ -110,20 +157,23 @@ test-unit: tests
 	tests/run.sh --build $(BUILD)
 
 bench: all
-	$(BUILD)/xfer-bench --raw --reps 5
+	$(BUILD)/bin/xfer-bench --raw --reps 5
 
+# The pkg-config file is written here, for the PREFIX of this install.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
-	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/linux
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/linux \
+	           $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/xfer/models
 	install -m 0755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libxfer.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libxfer.so
 	install -m 0644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 lib/include/xfer.h $(DESTDIR)$(PREFIX)/include/
-	if [ -f kmod/include/uapi/linux/xfer.h ]; then \
-	  install -m 0644 kmod/include/uapi/linux/xfer.h $(DESTDIR)$(PREFIX)/include/linux/; fi
-	sed -e 's|$(PREFIX)|$(PREFIX)|' $(BUILD)/xfer.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xfer.pc
+	install -m 0644 include/*.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 kmod/include/uapi/linux/xfer.h $(DESTDIR)$(PREFIX)/include/linux/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBS_PRIVATE@|$(PKG_LIBS) -lpthread -lm -ldl|g' lib/xfer.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xfer.pc
 	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 models/*.json $(DESTDIR)$(PREFIX)/share/xfer/models/
 
 clean:
 	rm -rf build build-san

@@ -131,16 +131,16 @@ static int xfer_stats_show(struct seq_file *m, void *unused)
 {
 	struct xfer_ctx *ctx = m->private;
 	struct xfer_ctx_stats *st = page_address(ctx->stats);
-	u32 n = min_t(u32, READ_ONCE(st->num_domains),
-		      XFER_CTX_STATS_MAX_DOMAINS);
+	u32 n = min_t(u32, READ_ONCE(st->num_rails),
+		      XFER_CTX_STATS_MAX_RAILS);
 	u32 i;
 
-	seq_printf(m, "version %u\nnum_domains %u\nops_inflight %llu\nlast_error %lld\n",
-		   READ_ONCE(st->version), READ_ONCE(st->num_domains),
+	seq_printf(m, "version %u\nnum_rails %u\nops_inflight %llu\nlast_error %lld\n",
+		   READ_ONCE(st->version), READ_ONCE(st->num_rails),
 		   READ_ONCE(st->ops_inflight), READ_ONCE(st->last_error));
-	seq_puts(m, "domain\tbytes_posted\tbytes_completed\tops_posted\tops_completed\tops_failed\timm_received\n");
+	seq_puts(m, "rail\tbytes_posted\tbytes_completed\tops_posted\tops_completed\tops_failed\timm_received\n");
 	for (i = 0; i < n; i++) {
-		struct xfer_ctx_stats_domain *d = &st->dom[i];
+		struct xfer_ctx_stats_rail *d = &st->rail[i];
 
 		seq_printf(m, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n", i,
 			   READ_ONCE(d->bytes_posted),

@@ -12,3 +12,8 @@ test-verbs: tests
 
 bench-verbs: tests
 	XFER_BUILD=$(BUILD) tests/verbs/run.sh --bench
+
+# The backend test drives a rail through the ops table: internals, as a unit test.
+$(BUILD)/tests/verbs/test_verbs_backend: tests/verbs/test_verbs_backend.c $(HARNESS) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)

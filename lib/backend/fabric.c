@@ -19,7 +19,10 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "xfer_fabric.h"
+#include "clock.h"
+#include "compiler.h"
 
 #define FAB_VERSION FI_VERSION(1, 14)
 #define FAB_CQ_SIZE 4096
@@ -58,9 +61,8 @@ static int fab_err(int ret)
 	return ret < -4096 ? -EIO : ret;
 }
 
-/* The hints every xfer endpoint is opened with; xfer-bench --raw and the
- * tests open theirs with the same, so that comparisons are like for like. */
-struct fi_info *xfer_fabric_hints(const char *prov)
+/* The hints every xfer endpoint is opened with (xfer_fabric.h). */
+XFER_EXPORT struct fi_info *xfer_fabric_hints(const char *prov)
 {
 	struct fi_info *h = fi_allocinfo();
 
@@ -454,9 +456,19 @@ static int fab_trywait(struct xfer_rail *r)
 	return r->wait_fd >= 0 && fi_trywait(r->fabric, &f, 1) == FI_SUCCESS ? 0 : -EAGAIN;
 }
 
+/* shm stays on the host; tcp, sockets and udp do here, where they run on
+ * loopback addresses (a real NIC would be named by an RDMA provider). */
+static bool fab_loopback(const char *prov)
+{
+	return strcmp(prov, "shm") == 0 || strstr(prov, "tcp") || strstr(prov, "sockets") ||
+	       strstr(prov, "udp");
+}
+
 const struct xfer_backend_ops xfer_fabric_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "fabric",
+	.wire_id = XFER_WIRE_FABRIC,
+	.loopback = fab_loopback,
 	.rail_open = fab_open,
 	.rail_close = fab_close,
 	.rail_info = fab_info,

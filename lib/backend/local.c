@@ -30,7 +30,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "clock.h"
+#include "compiler.h"
 
 #define LC_MAGIC 0x58464c43u      /* "XFLC" */
 #define LC_VERSION 1u
@@ -365,9 +367,17 @@ static int lc_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
 	return got;
 }
 
+static bool lc_loopback(const char *prov)
+{
+	return true;
+}
+
 const struct xfer_backend_ops xfer_local_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "local",
+	.provider = "local",
+	.wire_id = XFER_WIRE_LOCAL,
+	.loopback = lc_loopback,
 	.rail_open = lc_open,
 	.rail_close = lc_close,
 	.rail_info = lc_info,

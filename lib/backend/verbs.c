@@ -12,14 +12,14 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "backend/verbs_priv.h"
+#include "verbs_priv.h"
 
 static int err_of(int e, int fallback)
 {
 	return e > 0 ? -e : fallback;
 }
 
-/* The named device, or the index-th one (the engine's domain group order). */
+/* The named device, or the index-th one (the engine's rail group order). */
 static struct ibv_context *open_device(const char *name, uint32_t index, char *out, size_t len)
 {
 	struct ibv_device **list;
@@ -339,6 +339,8 @@ static void vb_mr_dereg(struct xfer_rail *r, struct xfer_rail_mr *mr)
 const struct xfer_backend_ops xfer_verbs_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "verbs",
+	.provider = "verbs",
+	.wire_id = XFER_WIRE_VERBS,
 	.hw_progress = true,
 	.rail_open = vb_open,
 	.rail_close = vb_close,

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "backend/verbs_priv.h"
+#include "verbs_priv.h"
 
 #define VB_CTL_SEND_TAG 0x10000u
 #define VB_CTL_BYTES ((((size_t)(VB_CTL_RECV + VB_CTL_SEND) * VB_CTL_SLOT) + 4095) & ~(size_t)4095)

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/verbs_priv.h"
+#include "verbs_priv.h"
 
 int vb_wc_errno(enum ibv_wc_status s)
 {

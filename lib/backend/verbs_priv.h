@@ -16,8 +16,10 @@
 
 #include <infiniband/verbs.h>
 
-#include "internal.h"
-#include "backend/verbs_wire.h"
+#include "backend.h"
+#include "clock.h"
+#include "compiler.h"
+#include "verbs_wire.h"
 
 #define VB_SQ_DEPTH 256         /* send queue per RC QP (power of two) */
 #define VB_SIGNAL_EVERY 16      /* at most this many WRs between signalled ones */

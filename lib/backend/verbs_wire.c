@@ -3,15 +3,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
-#include "backend/verbs_wire.h"
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
-static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+#include "crc32c.h"
+#include "le.h"
+#include "verbs_wire.h"
 
 /* Layout (little-endian):
  *  0 magic  4 version  5 link_layer  6 port  7 mtu  8 gid_index  9 zero
@@ -23,18 +17,18 @@ int vw_addr_encode(const struct vw_addr *a, void *buf, size_t *len)
 	if (*len < VW_ADDR_LEN)
 		return -ENOSPC;
 	memset(p, 0, VW_ADDR_LEN);
-	put32(p, VW_ADDR_MAGIC);
+	xfer_put_le32(p, VW_ADDR_MAGIC);
 	p[4] = VW_VERSION;
 	p[5] = a->link_layer;
 	p[6] = a->port;
 	p[7] = a->mtu;
 	p[8] = a->gid_index;
-	put16(p + 10, a->lid);
-	put32(p + 12, a->ud_qpn);
-	put32(p + 16, a->qkey);
+	xfer_put_le16(p + 10, a->lid);
+	xfer_put_le32(p + 12, a->ud_qpn);
+	xfer_put_le32(p + 16, a->qkey);
 	memcpy(p + 20, a->gid, 16);
-	put64(p + 36, a->nonce);
-	put32(p + 44, xfer_crc32c(p, 44));
+	xfer_put_le64(p + 36, a->nonce);
+	xfer_put_le32(p + 44, xfer_crc32c(p, 44));
 	*len = VW_ADDR_LEN;
 	return 0;
 }
@@ -48,22 +42,22 @@ int vw_addr_decode(const void *buf, size_t len, struct vw_addr *a)
 {
 	const uint8_t *p = buf;
 
-	if (!buf || len != VW_ADDR_LEN || get32(p) != VW_ADDR_MAGIC)
+	if (!buf || len != VW_ADDR_LEN || xfer_get_le32(p) != VW_ADDR_MAGIC)
 		return -EINVAL;
 	if (p[4] != VW_VERSION)
 		return -EPROTO;
-	if (get32(p + 44) != xfer_crc32c(p, 44) || p[9])
+	if (xfer_get_le32(p + 44) != xfer_crc32c(p, 44) || p[9])
 		return -EINVAL;
 	memset(a, 0, sizeof(*a));
 	a->link_layer = p[5];
 	a->port = p[6];
 	a->mtu = p[7];
 	a->gid_index = p[8];
-	a->lid = get16(p + 10);
-	a->ud_qpn = get32(p + 12);
-	a->qkey = get32(p + 16);
+	a->lid = xfer_get_le16(p + 10);
+	a->ud_qpn = xfer_get_le32(p + 12);
+	a->qkey = xfer_get_le32(p + 16);
 	memcpy(a->gid, p + 20, 16);
-	a->nonce = get64(p + 36);
+	a->nonce = xfer_get_le64(p + 36);
 	if ((a->link_layer != VW_LL_IB && a->link_layer != VW_LL_ETH) || a->port == 0 ||
 	    !mtu_ok(a->mtu) || a->ud_qpn == 0 || a->ud_qpn > 0xffffff || a->nonce == 0)
 		return -EINVAL;
@@ -80,16 +74,16 @@ int vw_msg_encode(const struct vw_msg *m, void *buf, size_t len)
 	if (len < VW_MSG_LEN)
 		return -ENOSPC;
 	memset(p, 0, VW_MSG_LEN);
-	put32(p, VW_MSG_MAGIC);
+	xfer_put_le32(p, VW_MSG_MAGIC);
 	p[4] = VW_VERSION;
 	p[5] = m->flags;
 	p[6] = m->mtu;
-	put64(p + 8, m->src_nonce);
-	put64(p + 16, m->dst_nonce);
-	put32(p + 24, m->qpn);
-	put32(p + 28, m->psn);
-	put32(p + 32, m->ack_qpn);
-	put32(p + 44, xfer_crc32c(p, 44));
+	xfer_put_le64(p + 8, m->src_nonce);
+	xfer_put_le64(p + 16, m->dst_nonce);
+	xfer_put_le32(p + 24, m->qpn);
+	xfer_put_le32(p + 28, m->psn);
+	xfer_put_le32(p + 32, m->ack_qpn);
+	xfer_put_le32(p + 44, xfer_crc32c(p, 44));
 	return VW_MSG_LEN;
 }
 
@@ -97,20 +91,20 @@ int vw_msg_decode(const void *buf, size_t len, struct vw_msg *m)
 {
 	const uint8_t *p = buf;
 
-	if (!buf || len != VW_MSG_LEN || get32(p) != VW_MSG_MAGIC)
+	if (!buf || len != VW_MSG_LEN || xfer_get_le32(p) != VW_MSG_MAGIC)
 		return -EINVAL;
 	if (p[4] != VW_VERSION)
 		return -EPROTO;
-	if (get32(p + 44) != xfer_crc32c(p, 44) || p[7] || get64(p + 36))
+	if (xfer_get_le32(p + 44) != xfer_crc32c(p, 44) || p[7] || xfer_get_le64(p + 36))
 		return -EINVAL;
 	memset(m, 0, sizeof(*m));
 	m->flags = p[5];
 	m->mtu = p[6];
-	m->src_nonce = get64(p + 8);
-	m->dst_nonce = get64(p + 16);
-	m->qpn = get32(p + 24);
-	m->psn = get32(p + 28);
-	m->ack_qpn = get32(p + 32);
+	m->src_nonce = xfer_get_le64(p + 8);
+	m->dst_nonce = xfer_get_le64(p + 16);
+	m->qpn = xfer_get_le32(p + 24);
+	m->psn = xfer_get_le32(p + 28);
+	m->ack_qpn = xfer_get_le32(p + 32);
 	if ((m->flags & ~VW_F_KNOWN) || !mtu_ok(m->mtu) || !m->src_nonce || !m->dst_nonce ||
 	    !m->qpn || m->qpn > 0xffffff || m->psn > 0xffffff || m->ack_qpn > 0xffffff)
 		return -EINVAL;

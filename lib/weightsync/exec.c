@@ -23,13 +23,15 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "xfer_ws_exec.h"
-#include "internal.h"
+#include "clock.h"
+#include "compiler.h"
+#include "futex.h"
 #include "pool.h"
+#include "xfer_ws_exec.h"
 
 #define DEFAULT_WINDOW 64
 #define DEFAULT_WATERMARK (256ull << 20)
@@ -41,14 +43,6 @@
  * helpers costs tens of microseconds, quantising 512 KiB about 300. */
 #define SPLIT_MIN_BYTES (512u << 10)
 #define PARTS_PER_THREAD 4   /* a split chunk's parts, per transform thread */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t chunk_staging(const struct xfer_ws_chunk *c)
 {
@@ -355,9 +349,10 @@ static const uint8_t *chunk_source(const struct xfer_ws_trainer_exec *x,
 /* Offset of [p, p + len) inside mr, or -ERANGE if it is not all in there. */
 static int64_t mr_offset(const xfer_mr *mr, const void *p, uint64_t len)
 {
-	const uint8_t *b = mr ? mr->addr : NULL, *q = p;
+	const uint8_t *b = mr ? xfer_mr_addr(mr) : NULL, *q = p;
+	uint64_t size = mr ? xfer_mr_len(mr) : 0;
 
-	if (!b || q < b || (uint64_t)(q - b) > mr->len || len > mr->len - (uint64_t)(q - b))
+	if (!b || q < b || (uint64_t)(q - b) > size || len > size - (uint64_t)(q - b))
 		return -ERANGE;
 	return q - b;
 }
@@ -642,12 +637,12 @@ static bool prepare(struct xfer_ws_trainer_exec *x, uint32_t k, struct xfer_ws_e
 
 			j.nparts = (uint32_t)(j.nunits < want ? j.nunits : want);
 		}
-		t0 = now_s();
+		t0 = xfer_now_s();
 		if (x->pool)
 			ws_pool_run(x->pool, xform_part, &j, j.nparts);
 		else
 			xform_part(&j, 0);
-		st->prepare_s += now_s() - t0;
+		st->prepare_s += xfer_now_s() - t0;
 		st->bytes_staged += chunk_staging(c);
 	}
 	atomic_store(&cs->left, c->nwrites * (cs->npieces + (c->scale_bytes ? 1u : 0u)));
@@ -733,7 +728,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 	}
 	gathers_in = x->gather_expect == 0;
 
-	t0 = now_s();
+	t0 = xfer_now_s();
 	ret = send_gathers(x, &st->bytes_gathered);
 	if (ret)
 		goto drain;
@@ -750,7 +745,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 			if (ret)
 				goto drain;
 			gathers_in = true;
-			st->gather_s = now_s() - t0;
+			st->gather_s = xfer_now_s() - t0;
 		}
 		ring_release(x, nprep, &rel);
 		while (nprep < x->nchunks) {
@@ -801,7 +796,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		ring_release(x, nprep, &rel);
 		if (progress || rel != rel0 || (ic == x->nchunks && rel == x->nchunks))
 			continue;
-		double tw = now_s();
+		double tw = xfer_now_s();
 
 		if (want_gathers && !gathers_in) {
 			/* all that is left waits for the gathers: block on them, or
@@ -811,7 +806,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 						    x->timeout_ms);
 				if (!ret) {
 					gathers_in = true;
-					st->gather_s = now_s() - t0;
+					st->gather_s = xfer_now_s() - t0;
 				}
 			} else {
 				wait_progress(x, seen, GATHER_POLL_MS);
@@ -823,7 +818,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		} else {
 			ret = wait_progress(x, seen, x->timeout_ms);
 		}
-		st->wait_s += now_s() - tw;
+		st->wait_s += xfer_now_s() - tw;
 		if (ret)
 			goto drain;
 	}
@@ -833,14 +828,14 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 
 		ret = xfer_barrier(x->e, x->io.infer_peer, s->ninfer, XFER_WS_IMM_BARRIER, NULL, &op);
 		if (!ret) {
-			double tw = now_s();
+			double tw = xfer_now_s();
 
 			ret = xfer_op_wait(op, x->timeout_ms);
-			st->wait_s += now_s() - tw;
+			st->wait_s += xfer_now_s() - tw;
 			xfer_op_release(op);
 		}
 	}
-	st->seconds = now_s() - t0;
+	st->seconds = xfer_now_s() - t0;
 	st->peak_staging = x->peak;
 drain:
 	drain(x);

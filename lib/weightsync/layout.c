@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 
 #define WS_MAX_DIM 65536u
 
@@ -40,7 +40,7 @@ static int parse_kv(const char *s, const char *const *keys, uint32_t **vals, uns
 	return 0;
 }
 
-WS_API int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t)
+XFER_EXPORT int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t)
 {
 	static const char *const keys[] = { "fsdp", "pp", "ep", "dp" };
 	uint32_t *vals[] = { &t->fsdp, &t->pp, &t->ep, &t->dp };
@@ -49,7 +49,7 @@ WS_API int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t
 	return parse_kv(s, keys, vals, 4);
 }
 
-WS_API int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l)
+XFER_EXPORT int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l)
 {
 	static const char *const keys[] = { "tp", "ep", "dp" };
 	uint32_t *vals[] = { &l->tp, &l->ep, &l->dp };

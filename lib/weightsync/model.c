@@ -12,7 +12,7 @@
 #include <string.h>
 #include <json-c/json.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 
 struct cfg {
 	const char *type;
@@ -335,7 +335,7 @@ static int read_cfg(struct json_object *o, struct cfg *c)
 	return 0;
 }
 
-WS_API int xfer_ws_model_parse(const char *text, uint32_t flags, xfer_ws_model **out)
+XFER_EXPORT int xfer_ws_model_parse(const char *text, uint32_t flags, xfer_ws_model **out)
 {
 	struct json_object *o;
 	struct xfer_ws_model *m;
@@ -368,7 +368,7 @@ WS_API int xfer_ws_model_parse(const char *text, uint32_t flags, xfer_ws_model *
 	return 0;
 }
 
-WS_API int xfer_ws_model_load(const char *path, uint32_t flags, xfer_ws_model **out)
+XFER_EXPORT int xfer_ws_model_load(const char *path, uint32_t flags, xfer_ws_model **out)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf;
@@ -398,7 +398,7 @@ WS_API int xfer_ws_model_load(const char *path, uint32_t flags, xfer_ws_model **
 	return rc;
 }
 
-WS_API void xfer_ws_model_free(xfer_ws_model *m)
+XFER_EXPORT void xfer_ws_model_free(xfer_ws_model *m)
 {
 	if (!m)
 		return;
@@ -407,13 +407,13 @@ WS_API void xfer_ws_model_free(xfer_ws_model *m)
 	free(m);
 }
 
-WS_API const struct xfer_ws_param *xfer_ws_model_params(const xfer_ws_model *m, size_t *count)
+XFER_EXPORT const struct xfer_ws_param *xfer_ws_model_params(const xfer_ws_model *m, size_t *count)
 {
 	*count = m->nparams;
 	return m->params;
 }
 
-WS_API uint64_t xfer_ws_model_numel(const xfer_ws_model *m)
+XFER_EXPORT uint64_t xfer_ws_model_numel(const xfer_ws_model *m)
 {
 	uint64_t n = 0;
 
@@ -422,12 +422,12 @@ WS_API uint64_t xfer_ws_model_numel(const xfer_ws_model *m)
 	return n;
 }
 
-WS_API const char *xfer_ws_model_type(const xfer_ws_model *m)
+XFER_EXPORT const char *xfer_ws_model_type(const xfer_ws_model *m)
 {
 	return m->type;
 }
 
-WS_API unsigned xfer_ws_dtype_size(uint32_t dtype)
+XFER_EXPORT unsigned xfer_ws_dtype_size(uint32_t dtype)
 {
 	switch (dtype) {
 	case XFER_WS_DT_BF16: return 2;
@@ -437,7 +437,7 @@ WS_API unsigned xfer_ws_dtype_size(uint32_t dtype)
 	}
 }
 
-WS_API const char *xfer_ws_dtype_name(uint32_t dtype)
+XFER_EXPORT const char *xfer_ws_dtype_name(uint32_t dtype)
 {
 	switch (dtype) {
 	case XFER_WS_DT_BF16: return "bf16";

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 
 #define DEF_MIN_CHUNK (16ull << 20)
 #define DEF_MAX_CHUNK (64ull << 20)
@@ -695,7 +695,7 @@ static int check_layouts(const xfer_ws_model *m, const struct xfer_ws_trainer_la
 	return 0;
 }
 
-WS_API int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
+XFER_EXPORT int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
 			const struct xfer_ws_infer_layout *l, const struct xfer_ws_plan_attr *attr,
 			struct xfer_ws_schedule **out)
 {
@@ -780,7 +780,7 @@ out:
 	return 0;
 }
 
-WS_API void xfer_ws_schedule_free(struct xfer_ws_schedule *s)
+XFER_EXPORT void xfer_ws_schedule_free(struct xfer_ws_schedule *s)
 {
 	if (!s)
 		return;
@@ -797,7 +797,7 @@ WS_API void xfer_ws_schedule_free(struct xfer_ws_schedule *s)
 	free(s);
 }
 
-WS_API int xfer_ws_shard_rows(const struct xfer_ws_schedule *s, uint32_t param, uint32_t trainer,
+XFER_EXPORT int xfer_ws_shard_rows(const struct xfer_ws_schedule *s, uint32_t param, uint32_t trainer,
 			      uint64_t *row0, uint64_t *rows)
 {
 	struct ws_shard_info si;

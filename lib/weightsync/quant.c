@@ -8,15 +8,15 @@
  */
 #include <math.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 #include "fp8_e4m3.h"
 
-WS_API uint8_t xfer_ws_f32_to_e4m3(float x)
+XFER_EXPORT uint8_t xfer_ws_f32_to_e4m3(float x)
 {
 	return xfer_fp8_e4m3_from_f32(x);
 }
 
-WS_API float xfer_ws_e4m3_to_f32(uint8_t v)
+XFER_EXPORT float xfer_ws_e4m3_to_f32(uint8_t v)
 {
 	return xfer_fp8_e4m3_to_f32(v);
 }
@@ -84,7 +84,7 @@ __attribute__((target("avx2"))) static __m256 bf16_x8(const uint16_t *in)
 	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-WS_API __attribute__((target("avx2"))) void xfer_ws_e4m3_x8(const float *in, uint8_t *out)
+XFER_EXPORT __attribute__((target("avx2"))) void xfer_ws_e4m3_x8(const float *in, uint8_t *out)
 {
 	store8(out, e4m3_x8(_mm256_loadu_ps(in)));
 }
@@ -139,7 +139,7 @@ __attribute__((target("avx2"))) static float block_x8(const uint16_t *src, size_
 }
 #endif
 
-WS_API void xfer_ws_quant_fp8(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
+XFER_EXPORT void xfer_ws_quant_fp8(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
 			      uint8_t *dst, size_t dst_ld, float *scales)
 {
 #ifdef WS_HAVE_X8
@@ -158,7 +158,7 @@ WS_API void xfer_ws_quant_fp8(const uint16_t *src, size_t rows, size_t cols, siz
 }
 
 /* Value by value: the reference the AVX2 path is checked against. */
-WS_API void xfer_ws_quant_fp8_scalar(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
+XFER_EXPORT void xfer_ws_quant_fp8_scalar(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
 				     uint8_t *dst, size_t dst_ld, float *scales)
 {
 	size_t B = XFER_WS_FP8_BLOCK, scols = (cols + B - 1) / B;

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the schedule file format is written from little-endian hosts only"
@@ -56,7 +56,7 @@ static void arrays(struct xfer_ws_schedule *s, struct arr *a)
 }
 #define NARR 10
 
-WS_API int xfer_ws_schedule_save(const struct xfer_ws_schedule *s, FILE *f)
+XFER_EXPORT int xfer_ws_schedule_save(const struct xfer_ws_schedule *s, FILE *f)
 {
 	struct hdr h = {
 		s->version, s->align,
@@ -76,7 +76,7 @@ WS_API int xfer_ws_schedule_save(const struct xfer_ws_schedule *s, FILE *f)
 	return fflush(f) ? -EIO : 0;
 }
 
-WS_API int xfer_ws_schedule_load(FILE *f, struct xfer_ws_schedule **out)
+XFER_EXPORT int xfer_ws_schedule_load(FILE *f, struct xfer_ws_schedule **out)
 {
 	struct xfer_ws_schedule *s;
 	struct stat st;

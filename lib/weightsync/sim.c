@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 
 #define STEPS 20000.0
 #define FILL_ROUNDS 8
@@ -297,7 +297,7 @@ static int step(struct sim *sm, double now)
 	return 0;
 }
 
-WS_API void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c)
+XFER_EXPORT void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->size = sizeof(*c);
@@ -312,7 +312,7 @@ WS_API void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c)
 	c->window = 16;
 }
 
-WS_API int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *cl,
+XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *cl,
 			    struct xfer_ws_sim_result *r)
 {
 	struct sim sm = { .s = s };

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 
 struct ival {
 	uint64_t off, len;
@@ -414,7 +414,7 @@ out:
 	return rc;
 }
 
-WS_API int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err, size_t errlen)
+XFER_EXPORT int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err, size_t errlen)
 {
 	int rc;
 
@@ -427,7 +427,7 @@ WS_API int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err
 	return 0;
 }
 
-WS_API void xfer_ws_schedule_stats(const struct xfer_ws_schedule *s, struct xfer_ws_stats *st)
+XFER_EXPORT void xfer_ws_schedule_stats(const struct xfer_ws_schedule *s, struct xfer_ws_stats *st)
 {
 	uint64_t sum_tx = 0;
 

@@ -5,7 +5,7 @@
 
 #include "xfer_weightsync.h"
 
-#define WS_API __attribute__((visibility("default")))
+#include "compiler.h"
 
 /* quant.c: xfer_ws_quant_fp8 without its AVX2 path, and that path's
  * rounding of 8 floats (x86-64 with AVX2 only), for the tests. */

@@ -20,7 +20,7 @@ if [ ! -x "$NVCC" ]; then
 fi
 out=$BUILD/tests/gpu
 mkdir -p "$out"
-inc="-Ikernels -Ilib/include -Ilib"
+inc="-Ikernels -Iinclude -Ilib/util -Ilib/weightsync"
 objs=()
 for k in kernels/*.cu; do
 	o=$out/$(basename "$k" .cu).o

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Failures, on shm and tcp;ofi_rxm with one and two domains:
+ * Failures, on shm and tcp;ofi_rxm with one and two rails:
  *  - a peer killed with SIGKILL while a stream of writes to it is in
  *    flight: every op completes (none hangs) within 3x the engine's peer
  *    timeout, at least one with an error, every op submitted after the peer
@@ -63,13 +63,13 @@ static void on_done(void *ctx, int status)
 	atomic_fetch_add(&completed, 1);
 }
 
-static int make_engine(const char *prov, uint32_t domains, xfer_engine **e)
+static int make_engine(const char *prov, uint32_t rails, xfer_engine **e)
 {
 	struct xfer_engine_attr a;
 
 	xfer_engine_attr_init(&a);
 	a.provider = prov;
-	a.num_domains = domains;
+	a.num_rails = rails;
 	a.peer_timeout_ms = TIMEOUT_MS;
 	a.node = "127.0.0.1";
 	a.idle_spin_us = 200;
@@ -101,7 +101,7 @@ static void part_skip(const char *name, const char *why)
 		xt_result(name, true, why);
 }
 
-static bool run_config(const char *prov, uint32_t domains);
+static bool run_config(const char *prov, uint32_t rails);
 
 /* shm regions are files /dev/shm/<pid>:...; a process killed with SIGKILL
  * cannot unlink its own, and a later process that gets the same pid then
@@ -129,7 +129,7 @@ static void clean_stale_shm(void)
 	closedir(d);
 }
 
-static void run_guarded(const char *prov, uint32_t domains)
+static void run_guarded(const char *prov, uint32_t rails)
 {
 	const char *names[] = { G.name_basic, G.name_kill, G.name_late, G.name_live,
 				G.name_destroy, G.name_stop };
@@ -140,7 +140,7 @@ static void run_guarded(const char *prov, uint32_t domains)
 	pid_t pid;
 
 	if (pipe(pfd)) {
-		run_config(prov, domains);
+		run_config(prov, rails);
 		return;
 	}
 	fflush(NULL);
@@ -149,7 +149,7 @@ static void run_guarded(const char *prov, uint32_t domains)
 		setpgid(0, 0);
 		close(pfd[0]);
 		result_fd = pfd[1];
-		run_config(prov, domains);
+		run_config(prov, rails);
 		_exit(0);
 	}
 	setpgid(pid, pid);
@@ -186,14 +186,14 @@ static void run_guarded(const char *prov, uint32_t domains)
 		}
 	}
 	if (hung) {
-		fprintf(stderr, "%s %u: no progress for %d s: hung; killing it\n", prov, domains,
+		fprintf(stderr, "%s %u: no progress for %d s: hung; killing it\n", prov, rails,
 			CONFIG_WATCHDOG_S);
 		kill(-pid, SIGKILL);
 	}
 	int st = 0;
 	waitpid(pid, &st, 0);
 	if (!hung && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-		fprintf(stderr, "%s %u: configuration process died (status %#x)\n", prov, domains, st);
+		fprintf(stderr, "%s %u: configuration process died (status %#x)\n", prov, rails, st);
 	for (size_t i = 0; i < ARRAY_LEN(names); i++)
 		if (!seen[i]) {
 			fprintf(stderr, "%s: did not finish%s\n", names[i], hung ? " (hung)" : "");
@@ -324,9 +324,9 @@ static void kill_case(xfer_engine *e, xfer_mr *src, xfer_rmr *vdst, uint32_t vpe
  * keep working. (Only immediates go to the stopped peer: a large write would
  * leave a response pending in shm's per-endpoint response queue, which
  * blocks every later completion on that endpoint; see the kill case.) */
-static void stop_case(const char *prov, uint32_t domains, void *srcbuf, uint64_t seed)
+static void stop_case(const char *prov, uint32_t rails, void *srcbuf, uint64_t seed)
 {
-	struct xt_target_arg ta = { prov, domains, LREGION };
+	struct xt_target_arg ta = { prov, rails, LREGION };
 	struct xt_peer st, lv;
 	xfer_engine *e = NULL;
 	xfer_mr *src = NULL;
@@ -341,7 +341,7 @@ static void stop_case(const char *prov, uint32_t domains, void *srcbuf, uint64_t
 	}
 	atomic_store(&completed, 0);
 	memset(recs, 0, sizeof(*recs) * (N + 1));
-	XT_OK(make_engine(prov, domains, &e));
+	XT_OK(make_engine(prov, rails, &e));
 	XT_OK(xt_connect(e, st.fd, &speer));
 	XT_OK(xt_recv_rmr(e, speer, st.fd, &sdst));
 	XT_OK(xt_connect(e, lv.fd, &lpeer));
@@ -406,9 +406,9 @@ out:
 }
 
 /* Destroy an engine while much work is in flight to a live target. */
-static void destroy_case(const char *prov, uint32_t domains, void *srcbuf)
+static void destroy_case(const char *prov, uint32_t rails, void *srcbuf)
 {
-	struct xt_target_arg ta = { prov, domains, VREGION };
+	struct xt_target_arg ta = { prov, rails, VREGION };
 	struct xt_peer t;
 	xfer_engine *e = NULL;
 	xfer_mr *src = NULL;
@@ -423,7 +423,7 @@ static void destroy_case(const char *prov, uint32_t domains, void *srcbuf)
 	}
 	atomic_store(&completed, 0);
 	memset(recs, 0, sizeof(*recs) * N);
-	XT_OK(make_engine(prov, domains, &e));
+	XT_OK(make_engine(prov, rails, &e));
 	XT_OK(xt_connect(e, t.fd, &peer));
 	XT_OK(xfer_mr_reg(e, srcbuf, SRC_LEN, NULL, 0, &src));
 	XT_OK(xt_recv_rmr(e, peer, t.fd, &dst));
@@ -489,9 +489,9 @@ static void destroy_case(const char *prov, uint32_t domains, void *srcbuf)
 	XT_EQ(rc, 0);
 }
 
-static bool run_config(const char *prov, uint32_t domains)
+static bool run_config(const char *prov, uint32_t rails)
 {
-	struct xt_target_arg va = { prov, domains, VREGION }, la = { prov, domains, LREGION };
+	struct xt_target_arg va = { prov, rails, VREGION }, la = { prov, rails, LREGION };
 	struct xt_peer victim, live;
 	xfer_engine *e = NULL;
 	xfer_mr *src = NULL, *local = NULL;
@@ -500,13 +500,13 @@ static bool run_config(const char *prov, uint32_t domains)
 	uint8_t vdesc[XFER_DESC_MAX], ldesc[XFER_DESC_MAX];
 	ssize_t vlen = -1, llen = -1;
 	int fails0 = xt_failures;
-	uint64_t seed = 4040 + domains;
+	uint64_t seed = 4040 + rails;
 	void *srcbuf = xt_alloc(SRC_LEN);
 
 	xt_fill(srcbuf, SRC_LEN, seed, 0);
 	if (xt_spawn(&victim, xt_target_main, &va) || xt_spawn(&live, xt_target_main, &la))
 		return false;
-	XT_OK(make_engine(prov, domains, &e));
+	XT_OK(make_engine(prov, rails, &e));
 	XT_OK(xt_connect(e, victim.fd, &vpeer));
 	vlen = xt_recv(victim.fd, vdesc, sizeof(vdesc));
 	XT_OK(xt_connect(e, live.fd, &lpeer));
@@ -573,7 +573,7 @@ static bool run_config(const char *prov, uint32_t domains)
 	if (strcmp(prov, "shm") != 0)
 		part_result(G.name_live, xt_failures == G.f);
 	G.f = xt_failures;
-	destroy_case(prov, domains, srcbuf);
+	destroy_case(prov, rails, srcbuf);
 	part_result(G.name_destroy, xt_failures == G.f);
 	G.f = xt_failures;
 	if (strcmp(prov, "shm") == 0) {
@@ -582,7 +582,7 @@ static bool run_config(const char *prov, uint32_t domains)
 		part_skip(G.name_stop, "shm 1.17: a stalled peer blocks the endpoint's completion "
 			  "FIFO for all peers; checked on tcp;ofi_rxm");
 	} else {
-		stop_case(prov, domains, srcbuf, seed);
+		stop_case(prov, rails, srcbuf, seed);
 		part_result(G.name_stop, xt_failures == G.f);
 	}
 	free(srcbuf);
@@ -600,7 +600,7 @@ int main(void)
 	recs = calloc(MAX_OPS, sizeof(*recs));   /* >= 4097 for stop_case */
 	for (int i = 0; i < np; i++) {
 		for (uint32_t d = 1; d <= 2; d++) {
-			snprintf(name, sizeof(name), "%s %u domain%s", provs[i], d, d > 1 ? "s" : "");
+			snprintf(name, sizeof(name), "%s %u rail%s", provs[i], d, d > 1 ? "s" : "");
 			snprintf(G.name_basic, sizeof(G.name_basic),
 				 "%s: foreign descriptor -EINVAL, local-only region -EPERM", name);
 			snprintf(G.name_kill, sizeof(G.name_kill),

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Immediate counters and the SM-free words, end to end between processes,
- * on shm and tcp;ofi_rxm with one and two domains.
+ * on shm and tcp;ofi_rxm with one and two rails.
  *
  * Receiver side (this process counts what a sender process sends on
  * command): xfer_imm_count polling (consumes nothing), xfer_imm_wait that
@@ -37,7 +37,7 @@ struct cmd {
 
 struct sender_arg {
 	const char *prov;
-	uint32_t domains;
+	uint32_t rails;
 	uint64_t seed;
 };
 
@@ -53,7 +53,7 @@ static int sender_main(int fd, void *argp)
 	struct cmd c;
 
 	xt_fill(buf, SRC_LEN, a->seed, 0);
-	if (xt_engine(a->prov, a->domains, 3000, &e) || xt_connect(e, fd, &peer) ||
+	if (xt_engine(a->prov, a->rails, 3000, &e) || xt_connect(e, fd, &peer) ||
 	    xfer_mr_reg(e, buf, SRC_LEN, NULL, 0, &src) || xt_recv_rmr(e, peer, fd, &dst))
 		return 2;
 	while (xt_recv(fd, &c, sizeof(c)) == sizeof(c) && c.op != C_QUIT) {
@@ -366,10 +366,10 @@ static void watch_cases(xfer_engine *e, xfer_mr *src, xfer_rmr *dst, int fd, uin
 	free(req);
 }
 
-static bool run_config(const char *prov, uint32_t domains)
+static bool run_config(const char *prov, uint32_t rails)
 {
-	struct sender_arg sa = { prov, domains, 31337 + domains };
-	struct xt_target_arg ta = { prov, domains, REGION };
+	struct sender_arg sa = { prov, rails, 31337 + rails };
+	struct xt_target_arg ta = { prov, rails, REGION };
 	struct xt_peer snd, tgt;
 	xfer_engine *e = NULL;
 	xfer_mr *mr = NULL, *src = NULL;
@@ -381,7 +381,7 @@ static bool run_config(const char *prov, uint32_t domains)
 	xt_fill(sbuf, SRC_LEN, sa.seed, 0);
 	if (xt_spawn(&snd, sender_main, &sa) || xt_spawn(&tgt, xt_target_main, &ta))
 		return false;
-	XT_OK(xt_engine(prov, domains, 3000, &e));
+	XT_OK(xt_engine(prov, rails, 3000, &e));
 	XT_OK(xt_connect(e, snd.fd, &speer));
 	XT_OK(xfer_mr_reg(e, region, REGION, NULL, XFER_MR_REMOTE_WRITE, &mr));
 	XT_OK(xt_send_mr(snd.fd, mr));

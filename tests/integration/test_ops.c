@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Every single-peer operation type between two processes, on shm and
- * tcp;ofi_rxm, with one and two domains: single writes (small, unaligned,
+ * tcp;ofi_rxm, with one and two rails: single writes (small, unaligned,
  * striped), write-with-immediate, immediate alone, paged writes (KV-cache
  * layout with strides and offsets), and out-of-range writes refused. The
  * target checks every byte written and that nothing else changed.
@@ -142,20 +142,20 @@ static void range_case(struct ctx *c)
 	XT_EQ(xt_target_verify(c->fd, c->req), 0);
 }
 
-static bool run_config(const char *prov, uint32_t domains)
+static bool run_config(const char *prov, uint32_t rails)
 {
-	struct xt_target_arg ta = { prov, domains, REGION };
+	struct xt_target_arg ta = { prov, rails, REGION };
 	struct xt_peer child;
 	struct ctx c = { 0 };
 	uint32_t peer;
 	int fails0 = xt_failures;
 
 	c.req = malloc(sizeof(*c.req));
-	c.seed = 1234 + domains;
+	c.seed = 1234 + rails;
 	if (xt_spawn(&child, xt_target_main, &ta))
 		return false;
 	c.fd = child.fd;
-	XT_OK(xt_engine(prov, domains, 3000, &c.e));
+	XT_OK(xt_engine(prov, rails, 3000, &c.e));
 	void *src = xt_alloc(SRC_LEN);
 	xt_fill(src, SRC_LEN, c.seed, 0);
 	XT_OK(xt_connect(c.e, c.fd, &peer));

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Scatter and barrier: one source process and three target processes, on
- * shm and tcp;ofi_rxm with one and two domains. Each target gets its own
+ * shm and tcp;ofi_rxm with one and two rails. Each target gets its own
  * ranges and offsets (some large enough to be split into pieces over the
  * rails, one with two ranges in one scatter, one with a zero-length entry
  * that carries only the immediate); every target checks every byte and that
@@ -163,23 +163,23 @@ static void barrier_case(struct ctx *c)
 	XT_EQ(xfer_barrier(c->e, c->peer, 0, 1, NULL, NULL), -EINVAL);
 }
 
-static bool run_config(const char *prov, uint32_t domains)
+static bool run_config(const char *prov, uint32_t rails)
 {
 	struct xt_target_arg ta[NT];
 	struct ctx c = { 0 };
 	int fails0 = xt_failures, spawned = 0;
 	void *src = xt_alloc(SRC_LEN);
 
-	c.seed = 777 + domains;
+	c.seed = 777 + rails;
 	xt_fill(src, SRC_LEN, c.seed, 0);
 	for (int t = 0; t < NT; t++) {
-		ta[t] = (struct xt_target_arg){ prov, domains, region_len[t] };
+		ta[t] = (struct xt_target_arg){ prov, rails, region_len[t] };
 		c.req[t] = malloc(sizeof(*c.req[t]));
 		if (xt_spawn(&c.child[t], xt_target_main, &ta[t]) == 0)
 			spawned++;
 	}
 	XT_EQ(spawned, NT);
-	XT_OK(xt_engine(prov, domains, 3000, &c.e));
+	XT_OK(xt_engine(prov, rails, 3000, &c.e));
 	XT_OK(xfer_mr_reg(c.e, src, SRC_LEN, NULL, 0, &c.src));
 	for (int t = 0; t < spawned && c.e; t++) {
 		XT_OK(xt_connect(c.e, c.child[t].fd, &c.peer[t]));

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * 8 threads submit writes at once to one target process, on shm and
- * tcp;ofi_rxm with one and two domains. Half of each thread's writes carry
+ * tcp;ofi_rxm with one and two rails. Half of each thread's writes carry
  * a completion callback only (the engine owns the handle), half a handle
  * and a callback; some are large enough to be striped. A small per-rail
  * in-flight bound makes the posting list back up (the EAGAIN path). No
@@ -119,9 +119,9 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static bool run_config(const char *prov, uint32_t domains)
+static bool run_config(const char *prov, uint32_t rails)
 {
-	struct xt_target_arg ta = { prov, domains, REGION };
+	struct xt_target_arg ta = { prov, rails, REGION };
 	struct xt_verify_req *req = malloc(sizeof(*req));
 	struct shared *s = calloc(1, sizeof(*s));
 	struct targ *ta_[NTHREADS];
@@ -133,13 +133,13 @@ static bool run_config(const char *prov, uint32_t domains)
 	void *src = xt_alloc(SRC_LEN);
 
 	g = s;
-	s->seed = 99 + domains;
+	s->seed = 99 + rails;
 	xt_fill(src, SRC_LEN, s->seed, 0);
 	if (xt_spawn(&child, xt_target_main, &ta))
 		return false;
 	xfer_engine_attr_init(&a);
 	a.provider = prov;
-	a.num_domains = domains;
+	a.num_rails = rails;
 	a.peer_timeout_ms = 5000;
 	a.node = "127.0.0.1";
 	a.idle_spin_us = 200;
@@ -156,7 +156,7 @@ static bool run_config(const char *prov, uint32_t domains)
 	req->imm = IMM;
 	req->imm_count = NOPS + NTHREADS;
 	req->quit = 0;
-	srand(7 + domains);
+	srand(7 + rails);
 	for (int t = 0; t < NTHREADS; t++) {
 		ta_[t] = calloc(1, sizeof(*ta_[t]));
 		ta_[t]->s = s;

@@ -158,7 +158,7 @@ int main(void)
 	int rc;
 
 	xt_plan();
-	snprintf(tool, sizeof(tool), "%s/xfer-weightsync", b ? b : "build");
+	snprintf(tool, sizeof(tool), "%s/bin/xfer-weightsync", b ? b : "build");
 	if (access(tool, X_OK) != 0) {
 		printf("SKIP: %s not built\n", tool);
 		return 77;

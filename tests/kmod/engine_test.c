@@ -132,7 +132,7 @@ TEST(engine_counters_reach_debugfs)
 	e = engine();
 	s = ctx_stats();
 	ASSERT_TRUE(s != NULL);
-	EXPECT_TRUE(strstr(s, "version 1\nnum_domains 1\n") != NULL);
+	EXPECT_TRUE(strstr(s, "version 1\nnum_rails 1\n") != NULL);
 	ASSERT_EQ(xfer_engine_address(e, addr, &alen), 0);
 	ret = xfer_engine_add_peer(e, addr, alen, &peer);
 	if (ret)

@@ -113,14 +113,14 @@ TEST_F(lib, share_opened_by_other_process_sees_same_pages)
 
 TEST_F(lib, stats_page_published_to_debugfs)
 {
-	struct xfer_stats_page *st = xfer_kmod_stats(self->k);
+	struct xfer_ctx_stats *st = xfer_kmod_stats(self->k);
 	char *s, line[64];
 
 	ASSERT_TRUE(st != NULL);
 	EXPECT_EQ(st->version, 1);
-	st->num_domains = 1;
-	st->dom[0].ops_posted = 42;
-	st->dom[0].bytes_completed = 4096;
+	st->num_rails = 1;
+	st->rail[0].ops_posted = 42;
+	st->rail[0].bytes_completed = 4096;
 	st->last_error = -5;
 	s = slurp("/sys/kernel/debug/xfer/contexts");
 	snprintf(line, sizeof(line), "\t%d\tlib_test\t", getpid());
@@ -133,7 +133,7 @@ TEST_F(lib, stats_page_published_to_debugfs)
 		snprintf(path, sizeof(path), "/sys/kernel/debug/xfer/ctx-%d/stats", atoi(l));
 		s = slurp(path);
 	}
-	EXPECT_TRUE(strstr(s, "num_domains 1\n") != NULL);
+	EXPECT_TRUE(strstr(s, "num_rails 1\n") != NULL);
 	EXPECT_TRUE(strstr(s, "last_error -5\n") != NULL);
 	EXPECT_TRUE(strstr(s, "\n0\t0\t4096\t42\t0\t0\t0\n") != NULL);
 }

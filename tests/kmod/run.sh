@@ -51,8 +51,8 @@ done
 progs_ok=1
 if ! gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -static -Ikmod/include/uapi \
 	-o "$out/xfer_test" tests/kmod/xfer_test.c > "$out/build-tests.log" 2>&1 ||
-   ! gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -static -Ilib -Ikmod/include/uapi \
-	-o "$out/lib_test" tests/kmod/lib_test.c lib/kmod.c >> "$out/build-tests.log" 2>&1; then
+   ! gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -static -Ilib/kmod -Ilib/util -Ikmod/include/uapi \
+	-o "$out/lib_test" tests/kmod/lib_test.c lib/kmod/kmod.c >> "$out/build-tests.log" 2>&1; then
 	progs_ok=0
 	sed 's/^/# /' "$out/build-tests.log"
 fi
@@ -60,10 +60,10 @@ fi
 
 # The engine with the module: needs the library (built by `make tests`).
 engine=
-[ -f "$build/libxfer.a" ] || make -s lib BUILD="$build" > "$out/build-lib.log" 2>&1
-if [ -f "$build/libxfer.a" ] &&
-   gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -Ilib/include -Ikmod/include/uapi \
-	-o "$out/engine_test" tests/kmod/engine_test.c "$build/libxfer.a" \
+[ -f "$build/lib/libxfer.a" ] || make -s lib BUILD="$build" > "$out/build-lib.log" 2>&1
+if [ -f "$build/lib/libxfer.a" ] &&
+   gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -Iinclude -Ikmod/include/uapi \
+	-o "$out/engine_test" tests/kmod/engine_test.c "$build/lib/libxfer.a" \
 	$(pkg-config --libs libfabric hwloc json-c 2>/dev/null) \
 	$(pkg-config --exists libibverbs 2>/dev/null && pkg-config --libs libibverbs) \
 	-lpthread -lm -ldl >> "$out/build-tests.log" 2>&1; then

@@ -11,21 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32c.h"
 #include "internal.h"
+#include "le.h"
 #include "xt.h"
 
 #define DESC_HDR 56
 #define ADDR_HDR 56
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
-static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
-static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }
 
 /* Recompute the CRC (field at 12..15 counts as zero) after a mutation. */
 static void fix_crc(uint8_t *p, size_t len)
 {
-	put32(p + 12, 0);
-	put32(p + 12, xfer_crc32c(p, len));
+	xfer_put_le32(p + 12, 0);
+	xfer_put_le32(p + 12, xfer_crc32c(p, len));
 }
 
 static uint64_t rng = 0x1234567887654321ull;
@@ -126,7 +125,7 @@ static void test_roundtrip(void)
 	uint8_t buf[XFER_ADDR_MAX];
 	size_t len;
 
-	for (uint32_t r = 1; r <= XFER_MAX_DOMAINS; r++) {
+	for (uint32_t r = 1; r <= XFER_MAX_RAILS; r++) {
 		struct xfer_desc d, d2;
 
 		make_desc(&d, r);
@@ -143,7 +142,7 @@ static void test_roundtrip(void)
 		XT_OK(desc_dec(buf, len, &d2));
 		XT_CHECK(desc_equal(&d, &d2), "descriptor of %u rails changed in a round trip", r);
 	}
-	for (uint32_t r = 1; r <= XFER_MAX_DOMAINS; r++) {
+	for (uint32_t r = 1; r <= XFER_MAX_RAILS; r++) {
 		for (uint32_t b = 1; b <= 2; b++) {
 			struct xfer_addr a, a2;
 			size_t need;
@@ -171,7 +170,7 @@ static void test_roundtrip(void)
 	d.num_rails = 0;
 	len = sizeof(buf);
 	XT_EQ(xfer_desc_encode(&d, buf, &len), -EINVAL);
-	d.num_rails = XFER_MAX_DOMAINS + 1;
+	d.num_rails = XFER_MAX_RAILS + 1;
 	XT_EQ(xfer_desc_encode(&d, buf, &len), -EINVAL);
 	make_addr(&a, 2, 1);
 	a.rail[1].len = 0;
@@ -186,51 +185,51 @@ static void test_roundtrip(void)
 typedef void (*mutate_fn)(uint8_t *p, size_t *len);
 
 static void m_magic(uint8_t *p, size_t *l) { (void)l; p[0] ^= 1; }
-static void m_version0(uint8_t *p, size_t *l) { (void)l; put16(p + 4, 0); }
-static void m_version2(uint8_t *p, size_t *l) { (void)l; put16(p + 4, 2); }
-static void m_hdrlen(uint8_t *p, size_t *l) { (void)l; put16(p + 6, 64); }
-static void m_hdrlen_small(uint8_t *p, size_t *l) { (void)l; put16(p + 6, 16); }
-static void m_total_big(uint8_t *p, size_t *l) { put32(p + 8, (uint32_t)*l + 16); }
-static void m_total_small(uint8_t *p, size_t *l) { put32(p + 8, (uint32_t)*l - 16); }
-static void m_total_huge(uint8_t *p, size_t *l) { (void)l; put32(p + 8, 0xffffffffu); }
+static void m_version0(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 4, 0); }
+static void m_version2(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 4, 2); }
+static void m_hdrlen(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 6, 64); }
+static void m_hdrlen_small(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 6, 16); }
+static void m_total_big(uint8_t *p, size_t *l) { xfer_put_le32(p + 8, (uint32_t)*l + 16); }
+static void m_total_small(uint8_t *p, size_t *l) { xfer_put_le32(p + 8, (uint32_t)*l - 16); }
+static void m_total_huge(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 8, 0xffffffffu); }
 /* desc fields */
-static void d_rails0(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 0); }
-static void d_rails9(uint8_t *p, size_t *l) { (void)l; put16(p + 48, XFER_MAX_DOMAINS + 1); }
-static void d_rails_more(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 3); }  /* blob has 2 */
-static void d_rails_less(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 1); }
-static void d_rails_ffff(uint8_t *p, size_t *l) { (void)l; put16(p + 48, 0xffff); }
-static void d_flags(uint8_t *p, size_t *l) { (void)l; put16(p + 50, 1); }
+static void d_rails0(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 48, 0); }
+static void d_rails9(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 48, XFER_MAX_RAILS + 1); }
+static void d_rails_more(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 48, 3); }  /* blob has 2 */
+static void d_rails_less(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 48, 1); }
+static void d_rails_ffff(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 48, 0xffff); }
+static void d_flags(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 50, 1); }
 static void d_reserved(uint8_t *p, size_t *l) { (void)l; p[55] = 0x80; }
-static void d_len0(uint8_t *p, size_t *l) { (void)l; put64(p + 40, 0); }
-static void d_base_ovf(uint8_t *p, size_t *l) { (void)l; put64(p + 32, UINT64_MAX - 100); put64(p + 40, 101); }
-static void d_raddr_ovf(uint8_t *p, size_t *l) { (void)l; put64(p + DESC_HDR + 16 + 8, UINT64_MAX - 10); }
-static void d_extend(uint8_t *p, size_t *l) { memset(p + *l, 0, 16); *l += 16; put32(p + 8, (uint32_t)*l); }
-static void d_extend1(uint8_t *p, size_t *l) { p[*l] = 0; *l += 1; put32(p + 8, (uint32_t)*l); }
+static void d_len0(uint8_t *p, size_t *l) { (void)l; xfer_put_le64(p + 40, 0); }
+static void d_base_ovf(uint8_t *p, size_t *l) { (void)l; xfer_put_le64(p + 32, UINT64_MAX - 100); xfer_put_le64(p + 40, 101); }
+static void d_raddr_ovf(uint8_t *p, size_t *l) { (void)l; xfer_put_le64(p + DESC_HDR + 16 + 8, UINT64_MAX - 10); }
+static void d_extend(uint8_t *p, size_t *l) { memset(p + *l, 0, 16); *l += 16; xfer_put_le32(p + 8, (uint32_t)*l); }
+static void d_extend1(uint8_t *p, size_t *l) { p[*l] = 0; *l += 1; xfer_put_le32(p + 8, (uint32_t)*l); }
 /* addr fields (blob made by make_addr(2 rails): rail 0 len 96, rail 1 len 40) */
-static void a_backend0(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 0); }
-static void a_backend4(uint8_t *p, size_t *l) { (void)l; put32(p + 24, 4); }
-static void a_rails0(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 0); }
-static void a_rails9(uint8_t *p, size_t *l) { (void)l; put32(p + 28, XFER_MAX_DOMAINS + 1); }
-static void a_rails_more(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 3); }
-static void a_rails_less(uint8_t *p, size_t *l) { (void)l; put32(p + 28, 1); }  /* trailing rail */
+static void a_backend0(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 24, 0); }
+static void a_backend4(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 24, 4); }
+static void a_rails0(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 28, 0); }
+static void a_rails9(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 28, XFER_MAX_RAILS + 1); }
+static void a_rails_more(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 28, 3); }
+static void a_rails_less(uint8_t *p, size_t *l) { (void)l; xfer_put_le32(p + 28, 1); }  /* trailing rail */
 static void a_prov_nonul(uint8_t *p, size_t *l) { (void)l; memset(p + 32, 'x', XFER_PROV_NAME_MAX); }
-static void a_rlen0(uint8_t *p, size_t *l) { (void)l; put16(p + ADDR_HDR, 0); }
-static void a_rlen97(uint8_t *p, size_t *l) { (void)l; put16(p + ADDR_HDR, XFER_RAIL_ADDR_MAX + 1); }
-static void a_rlen_ffff(uint8_t *p, size_t *l) { (void)l; put16(p + ADDR_HDR, 0xffff); }
+static void a_rlen0(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + ADDR_HDR, 0); }
+static void a_rlen97(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + ADDR_HDR, XFER_RAIL_ADDR_MAX + 1); }
+static void a_rlen_ffff(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + ADDR_HDR, 0xffff); }
 static void a_r1len_long(uint8_t *p, size_t *l)   /* rail 1 claims more than the blob has */
 {
 	(void)l;
-	put16(p + ADDR_HDR + 24 + XFER_RAIL_ADDR_MAX, XFER_RAIL_ADDR_MAX);
+	xfer_put_le16(p + ADDR_HDR + 24 + XFER_RAIL_ADDR_MAX, XFER_RAIL_ADDR_MAX);
 }
 static void a_rlen_short(uint8_t *p, size_t *l)   /* rail 0 shorter: bytes left over */
 {
 	(void)l;
-	put16(p + ADDR_HDR, XFER_RAIL_ADDR_MAX - 8);
+	xfer_put_le16(p + ADDR_HDR, XFER_RAIL_ADDR_MAX - 8);
 }
 static void a_rail_rsv2(uint8_t *p, size_t *l) { (void)l; p[ADDR_HDR + 2] = 1; }
 static void a_rail_rsv4(uint8_t *p, size_t *l) { (void)l; p[ADDR_HDR + 7] = 1; }
-static void a_trailing(uint8_t *p, size_t *l) { memset(p + *l, 0, 8); *l += 8; put32(p + 8, (uint32_t)*l); }
-static void a_trailing1(uint8_t *p, size_t *l) { p[*l] = 7; *l += 1; put32(p + 8, (uint32_t)*l); }
+static void a_trailing(uint8_t *p, size_t *l) { memset(p + *l, 0, 8); *l += 8; xfer_put_le32(p + 8, (uint32_t)*l); }
+static void a_trailing1(uint8_t *p, size_t *l) { p[*l] = 7; *l += 1; xfer_put_le32(p + 8, (uint32_t)*l); }
 
 struct mcase {
 	const char *name;
@@ -337,7 +336,7 @@ static void test_malformed(void)
 		memcpy(b, dgood, dlen);
 		XT_CHECK(desc_dec(b, l, &dd) == -EINVAL, "descriptor truncated to %zu: accepted", l);
 		if (l >= 16) {
-			put32(b + 8, (uint32_t)l);
+			xfer_put_le32(b + 8, (uint32_t)l);
 			fix_crc(b, l);
 			XT_CHECK(desc_dec(b, l, &dd) == -EINVAL,
 				 "descriptor truncated to %zu (length, crc fixed): accepted", l);
@@ -349,7 +348,7 @@ static void test_malformed(void)
 		memcpy(b, agood, alen);
 		XT_CHECK(addr_dec(b, l, &aa) == -EINVAL, "address truncated to %zu: accepted", l);
 		if (l >= 16) {
-			put32(b + 8, (uint32_t)l);
+			xfer_put_le32(b + 8, (uint32_t)l);
 			fix_crc(b, l);
 			XT_CHECK(addr_dec(b, l, &aa) == -EINVAL,
 				 "address truncated to %zu (length, crc fixed): accepted", l);
@@ -368,7 +367,7 @@ static bool desc_consistent(const uint8_t *b, size_t len, const struct xfer_desc
 	uint8_t re[XFER_DESC_MAX];
 	size_t rl = sizeof(re);
 
-	if (d->num_rails == 0 || d->num_rails > XFER_MAX_DOMAINS || d->len == 0 ||
+	if (d->num_rails == 0 || d->num_rails > XFER_MAX_RAILS || d->len == 0 ||
 	    d->base + d->len < d->base)
 		return false;
 	for (uint32_t i = 0; i < d->num_rails; i++)
@@ -385,7 +384,7 @@ static bool addr_consistent(const uint8_t *b, size_t len, const struct xfer_addr
 	struct xfer_addr a2;
 
 	(void)b;
-	if (a->num_rails == 0 || a->num_rails > XFER_MAX_DOMAINS || a->backend < 1 ||
+	if (a->num_rails == 0 || a->num_rails > XFER_MAX_RAILS || a->backend < 1 ||
 	    a->backend > 3 || !memchr(a->provider, 0, sizeof(a->provider)))
 		return false;
 	for (uint32_t i = 0; i < a->num_rails; i++)
@@ -432,7 +431,7 @@ static void mutate(uint8_t *b, size_t *len, size_t cap)
 				static const uint16_t v[] = { 0, 1, 2, 7, 8, 9, 96, 97, 0x7fff, 0xffff };
 				size_t off = (rnd() % (*len / 2)) * 2;
 
-				put16(b + off, v[rnd() % ARRAY_SIZE(v)]);
+				xfer_put_le16(b + off, v[rnd() % ARRAY_SIZE(v)]);
 			}
 			break;
 		case 6:           /* an interesting 64-bit value */
@@ -441,12 +440,12 @@ static void mutate(uint8_t *b, size_t *len, size_t cap)
 							      1ull << 63, 0xffffffffull };
 				size_t off = (rnd() % (*len / 8)) * 8;
 
-				put64(b + off, v[rnd() % ARRAY_SIZE(v)]);
+				xfer_put_le64(b + off, v[rnd() % ARRAY_SIZE(v)]);
 			}
 			break;
 		default:          /* keep the length field honest */
 			if (*len >= 12)
-				put32(b + 8, (uint32_t)*len);
+				xfer_put_le32(b + 8, (uint32_t)*len);
 			break;
 		}
 	}
@@ -467,14 +466,14 @@ static void test_fuzz(long iters)
 				struct xfer_addr a;
 				size_t l = sizeof(agood);
 
-				make_addr(&a, 1 + (uint32_t)(rnd() % XFER_MAX_DOMAINS), 1 + (uint32_t)(rnd() % 2));
+				make_addr(&a, 1 + (uint32_t)(rnd() % XFER_MAX_RAILS), 1 + (uint32_t)(rnd() % 2));
 				XT_OK(xfer_addr_encode(&a, agood, &l));
 				XT_EQ(l % 8, 0);
 			} else {
 				struct xfer_desc d;
 				size_t l = sizeof(dgood);
 
-				make_desc(&d, 1 + (uint32_t)(rnd() % XFER_MAX_DOMAINS));
+				make_desc(&d, 1 + (uint32_t)(rnd() % XFER_MAX_RAILS));
 				XT_OK(xfer_desc_encode(&d, dgood, &l));
 			}
 		}

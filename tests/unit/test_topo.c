@@ -10,7 +10,7 @@
  *    what cannot be resolved without CUDA (UUIDs, an empty list) gives none;
  *  - the worker goes to a core of the GPU's socket;
  *  - an engine on a provider without those NICs (shm, tcp) still opens, on
- *    the provider's own domain: topology names are a preference.
+ *    the provider's own rail: topology names are a preference.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +97,7 @@ static void test_engine_fallback(void)
 	if (!e)
 		return;
 	XT_OK(xfer_engine_query(e, &info));
-	XT_CHECK(strcmp(info.domain_names[0], "rxe1") != 0, "%s opened a domain named rxe1", provs[0]);
+	XT_CHECK(strcmp(info.rail_names[0], "rxe1") != 0, "%s opened a rail named rxe1", provs[0]);
 	xfer_engine_destroy(e);
 }
 

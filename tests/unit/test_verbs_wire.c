@@ -20,14 +20,15 @@ int main(void)
 	return 77;
 }
 #else
+#include "crc32c.h"
 #include "internal.h"
-#include "backend/verbs_wire.h"
+#include "le.h"
+#include "verbs_wire.h"
 
-static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
 static void fix_crc(uint8_t *p)
 {
-	put32(p + 44, xfer_crc32c(p, 44));
+	xfer_put_le32(p + 44, xfer_crc32c(p, 44));
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;

@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "weightsync/pool.h"
+#include "pool.h"
 #include "internal.h"
 #include "xt.h"
 

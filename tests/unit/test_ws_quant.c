@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "xfer_weightsync.h"
-#include "weightsync/ws_internal.h"
+#include "ws_internal.h"
 #include "test_ws_tap.h"
 
 /* e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no Inf; S.1111.111 is NaN */

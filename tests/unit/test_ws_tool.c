@@ -50,7 +50,7 @@ int main(void)
 	struct json_object *o, *o2;
 	int rc, fd;
 
-	snprintf(tool, sizeof(tool), "%s/xfer-weightsync", b ? b : "build");
+	snprintf(tool, sizeof(tool), "%s/bin/xfer-weightsync", b ? b : "build");
 	if (access(tool, X_OK)) {
 		printf("SKIP: %s not built\n", tool);
 		return 77;

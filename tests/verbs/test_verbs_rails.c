@@ -4,7 +4,7 @@
  * public API with provider "verbs" and devices "rxe0,rxe1":
  *  - the engine reports the verbs provider and one rail per named device;
  *  - a striped 8 MiB write and a 2000-page paged write land byte-exact, and
- *    both devices carried their share: the engine's per-domain byte counters
+ *    both devices carried their share: the engine's per-rail byte counters
  *    and the kernel's per-device counters (ports/1/counters/port_xmit_data,
  *    or hw_counters/sent_pkts where rxe has no PMA counters) both grow on
  *    rxe0 AND rxe1 by at least a third of the payload each;
@@ -63,7 +63,7 @@ struct ctx {
 	int fd;
 	struct xt_verify_req *req;
 	int64_t tx0[2];
-	struct xfer_domain_stats st0[2];
+	struct xfer_rail_stats st0[2];
 };
 
 static void snap(struct ctx *c)
@@ -78,12 +78,12 @@ static void snap(struct ctx *c)
 static void check_split(struct ctx *c, uint64_t min, const char *what)
 {
 	for (int i = 0; i < 2; i++) {
-		struct xfer_domain_stats st;
+		struct xfer_rail_stats st;
 		int64_t tx = dev_tx_bytes(dev[i]);
 
 		XT_OK(xfer_engine_stats(c->e, (uint32_t)i, &st));
 		uint64_t moved = st.bytes_completed - c->st0[i].bytes_completed;
-		XT_CHECK(moved >= min, "%s: engine domain %d (%s) completed %llu bytes, want >= %llu",
+		XT_CHECK(moved >= min, "%s: engine rail %d (%s) completed %llu bytes, want >= %llu",
 			 what, i, dev[i], (unsigned long long)moved, (unsigned long long)min);
 		XT_CHECK(tx >= 0 && c->tx0[i] >= 0, "%s: no sysfs counter for %s", what, dev[i]);
 		if (tx >= 0 && c->tx0[i] >= 0)
@@ -101,9 +101,9 @@ static void test_query(struct ctx *c)
 
 	XT_OK(xfer_engine_query(c->e, &info));
 	XT_CHECK(strcmp(info.provider, "verbs") == 0, "provider %s", info.provider);
-	XT_EQ(info.num_domains, 2);
-	XT_CHECK(strcmp(info.domain_names[0], dev[0]) == 0 && strcmp(info.domain_names[1], dev[1]) == 0,
-		 "domains %s,%s", info.domain_names[0], info.domain_names[1]);
+	XT_EQ(info.num_rails, 2);
+	XT_CHECK(strcmp(info.rail_names[0], dev[0]) == 0 && strcmp(info.rail_names[1], dev[1]) == 0,
+		 "rails %s,%s", info.rail_names[0], info.rail_names[1]);
 	XT_EQ(info.imm_bits, 32);
 }
 
@@ -170,22 +170,22 @@ static xfer_engine *engine_near_gpu(int gpu, uint32_t rails)
 	xfer_engine_attr_init(&a);
 	a.provider = "verbs";
 	a.gpu = gpu;
-	a.num_domains = rails;
+	a.num_rails = rails;
 	a.idle_spin_us = 200;
 	XT_OK(xfer_engine_create(&a, &e));
 	return e;
 }
 
-static void check_domains(xfer_engine *e, const char *want0, const char *want1)
+static void check_rails(xfer_engine *e, const char *want0, const char *want1)
 {
 	struct xfer_engine_info info = { .size = sizeof(info) };
 
 	XT_OK(xfer_engine_query(e, &info));
-	XT_CHECK(strcmp(info.domain_names[0], want0) == 0, "rail 0 on %s, want %s",
-		 info.domain_names[0], want0);
+	XT_CHECK(strcmp(info.rail_names[0], want0) == 0, "rail 0 on %s, want %s",
+		 info.rail_names[0], want0);
 	if (want1)
-		XT_CHECK(info.num_domains == 2 && strcmp(info.domain_names[1], want1) == 0,
-			 "rail 1 on %s, want %s", info.domain_names[1], want1);
+		XT_CHECK(info.num_rails == 2 && strcmp(info.rail_names[1], want1) == 0,
+			 "rail 1 on %s, want %s", info.rail_names[1], want1);
 }
 
 static void test_topology(struct ctx *c)
@@ -203,10 +203,10 @@ static void test_topology(struct ctx *c)
 	xt_topo_remove(path);
 	if (!a || !a2 || !b || !two)
 		goto out;
-	check_domains(a, "rxe1", NULL);
-	check_domains(a2, "rxe1", NULL);
-	check_domains(b, "rxe0", NULL);
-	check_domains(two, "rxe1", "rxe0");
+	check_rails(a, "rxe1", NULL);
+	check_rails(a2, "rxe1", NULL);
+	check_rails(b, "rxe0", NULL);
+	check_rails(two, "rxe1", "rxe0");
 
 	/* the chosen NIC carries traffic: a -> a2, both on rxe1 */
 	uint8_t addr[XFER_ADDR_MAX], desc[XFER_DESC_MAX];

@@ -214,12 +214,12 @@ struct xfer_pin_gpu {
 
 /*
  * The per-context stats page, written by the library (no syscall on the
- * data path) and shown by the module in debugfs. Mirrors lib/kmod.h.
+ * data path) and shown by the module in debugfs. The library (lib/kmod) uses this struct as it is.
  */
 #define XFER_CTX_STATS_VERSION	1
-#define XFER_CTX_STATS_MAX_DOMAINS	8
+#define XFER_CTX_STATS_MAX_RAILS	8
 
-struct xfer_ctx_stats_domain {
+struct xfer_ctx_stats_rail {
 	__u64 bytes_posted;
 	__u64 bytes_completed;
 	__u64 ops_posted;
@@ -230,10 +230,10 @@ struct xfer_ctx_stats_domain {
 
 struct xfer_ctx_stats {
 	__u32 version;
-	__u32 num_domains;
+	__u32 num_rails;
 	__u64 ops_inflight;
 	__s64 last_error;
-	struct xfer_ctx_stats_domain dom[XFER_CTX_STATS_MAX_DOMAINS];
+	struct xfer_ctx_stats_rail rail[XFER_CTX_STATS_MAX_RAILS];
 };
 
 #endif /* _UAPI_LINUX_XFER_H */

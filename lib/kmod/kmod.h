@@ -12,23 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The stats page is the module's struct xfer_ctx_stats: one layout. */
+#include <linux/xfer.h>
+
 struct xfer_kmod;
-
-/* Per-domain counters as laid out in the stats page (mirrors the uapi). */
-struct xfer_stats_domain {
-	uint64_t bytes_posted, bytes_completed;
-	uint64_t ops_posted, ops_completed, ops_failed;
-	uint64_t imm_received;
-};
-
-#define XFER_STATS_MAX_DOMAINS 8
-struct xfer_stats_page {
-	uint32_t version;          /* 1 */
-	uint32_t num_domains;
-	uint64_t ops_inflight;
-	int64_t last_error;        /* last negative errno seen, 0 if none */
-	struct xfer_stats_domain dom[XFER_STATS_MAX_DOMAINS];
-};
 
 int xfer_kmod_open(struct xfer_kmod **out);            /* -ENODEV without /dev/xfer */
 void xfer_kmod_close(struct xfer_kmod *k);
@@ -41,7 +28,7 @@ int xfer_kmod_share(struct xfer_kmod *k, uint64_t handle, uint32_t rule, uint32_
 int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *handle,
 			  void **addr, size_t *len);
 /* The mapped stats page of this context, or NULL. */
-struct xfer_stats_page *xfer_kmod_stats(struct xfer_kmod *k);
+struct xfer_ctx_stats *xfer_kmod_stats(struct xfer_kmod *k);
 /* A dma-buf fd (O_CLOEXEC) for a region, for ibv_reg_dmabuf_mr / libfabric;
  * the pages stay pinned while the fd (or anything attached to it) lives. */
 int xfer_kmod_export_dmabuf(struct xfer_kmod *k, uint64_t handle, int *fd);

@@ -17,20 +17,13 @@
 
 #include "xfer.h"
 #include "backend.h"
+#include "clock.h"
+#include "compiler.h"
+#include "futex.h"
 #include "kmod.h"
 #include "queue.h"
 
-#define XFER_EXPORT __attribute__((visibility("default")))
-#define XFER_MAX_PEERS 1024
 #define XFER_SINK_SIZE 64
-
-#ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#endif
-
-uint64_t xfer_now_ns(void);
-void xfer_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns);
-void xfer_futex_wake(_Atomic uint32_t *word);
 
 /* ---- serialised formats (desc.c) ---------------------------------- */
 
@@ -45,7 +38,7 @@ struct xfer_desc {
 	uint64_t base;
 	uint64_t len;
 	uint32_t num_rails;
-	struct xfer_rail_key rail[XFER_MAX_DOMAINS];
+	struct xfer_rail_key rail[XFER_MAX_RAILS];
 };
 
 #define XFER_RAIL_ADDR_MAX 96
@@ -53,21 +46,20 @@ struct xfer_desc {
 
 struct xfer_addr {
 	uint64_t engine_id;
-	uint32_t backend;            /* 1 fabric, 2 verbs, 3 local */
+	uint32_t backend;            /* enum xfer_wire_backend */
 	uint32_t num_rails;
 	char provider[XFER_PROV_NAME_MAX];
 	struct {
 		uint16_t len;
 		uint8_t bytes[XFER_RAIL_ADDR_MAX];
 		struct xfer_rail_key sink;
-	} rail[XFER_MAX_DOMAINS];
+	} rail[XFER_MAX_RAILS];
 };
 
 int xfer_desc_encode(const struct xfer_desc *d, void *buf, size_t *len);
 int xfer_desc_decode(const void *buf, size_t len, struct xfer_desc *d);
 int xfer_addr_encode(const struct xfer_addr *a, void *buf, size_t *len);
 int xfer_addr_decode(const void *buf, size_t len, struct xfer_addr *a);
-uint32_t xfer_crc32c(const void *buf, size_t len);
 
 /* ---- regions ------------------------------------------------------- */
 
@@ -80,7 +72,7 @@ struct xfer_mr {
 	uint64_t region_id;
 	uint64_t kmod_handle;        /* 0: not pinned through /dev/xfer */
 	bool mapped_shared;          /* addr is a mapping of another process's share */
-	struct xfer_rail_mr rail[XFER_MAX_DOMAINS];
+	struct xfer_rail_mr rail[XFER_MAX_RAILS];
 };
 
 struct xfer_rmr {
@@ -218,7 +210,7 @@ struct xfer_peer {
 	bool used;
 	uint64_t engine_id;
 	uint32_t num_rails;
-	struct xfer_rail_key sink[XFER_MAX_DOMAINS];
+	struct xfer_rail_key sink[XFER_MAX_RAILS];
 	uint64_t last_done_ns;       /* worker: its last successful completion */
 };
 
@@ -231,7 +223,7 @@ struct xfer_rail_state {
 	 * hold back the others (libfabric's EAGAIN is rail-wide; then every
 	 * peer simply gets its own EAGAIN). */
 	uint64_t blocked[XFER_MAX_PEERS / 64];
-	struct xfer_stats_domain *st;
+	struct xfer_ctx_stats_rail *st;
 };
 
 /* A posted piece: what a completion refers back to. */
@@ -254,8 +246,8 @@ struct xfer_engine {
 	uint64_t stripe_threshold;
 	uint64_t max_msg;
 	char provider[32];
-	char rail_names[XFER_MAX_DOMAINS][64];
-	struct xfer_rail_state rail[XFER_MAX_DOMAINS];
+	char rail_names[XFER_MAX_RAILS][64];
+	struct xfer_rail_state rail[XFER_MAX_RAILS];
 	struct xfer_mr *sink;        /* target of immediates alone */
 	void *sink_buf;
 
@@ -294,8 +286,8 @@ struct xfer_engine {
 	struct xfer_counter counters[XFER_COUNTER_SLOTS];
 
 	struct xfer_kmod *kmod;
-	struct xfer_stats_page *stats;          /* kmod page, or stats_local */
-	struct xfer_stats_page stats_local;
+	struct xfer_ctx_stats *stats;          /* kmod page, or stats_local */
+	struct xfer_ctx_stats stats_local;
 };
 
 extern __thread xfer_engine *xfer_worker_self;

@@ -2,7 +2,7 @@
 /*
  * The backend ops table: what a NIC backend (libfabric, ibverbs) must do.
  * Everything above this table (queueing, striping, counters, timeouts) is
- * shared. A backend opens one "rail" per NIC (domain); all calls on a rail
+ * shared. A backend opens one rail per NIC; all calls on a rail
  * come from the engine's worker thread, so backends need no locking.
  *
  * Like libfabric's ops tables the struct starts with its size: a backend
@@ -16,7 +16,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct xfer_rail;          /* backend-private, one per domain */
+#include "xfer.h"
+
+#define XFER_MAX_PEERS 1024
+
+/* Which backend made an engine address (its wire id): peers of different
+ * backends cannot talk. */
+enum xfer_wire_backend {
+	XFER_WIRE_FABRIC = 1,
+	XFER_WIRE_VERBS = 2,
+	XFER_WIRE_LOCAL = 3,
+	XFER_WIRE_MAX = XFER_WIRE_LOCAL,
+};
+
+struct xfer_rail;          /* backend-private, one per NIC */
 struct xfer_engine;
 
 struct xfer_rail_attr {
@@ -69,6 +82,13 @@ struct xfer_cqe {
 struct xfer_backend_ops {
 	size_t size;            /* sizeof(struct xfer_backend_ops) */
 	const char *name;
+	/* The provider string that selects this backend; NULL: every name no
+	 * other backend claims (libfabric's providers). */
+	const char *provider;
+	uint32_t wire_id;       /* enum xfer_wire_backend */
+	/* Optional: whether the opened provider only reaches this host (shm,
+	 * tcp on loopback, local): then the worker is not placed near a NIC. */
+	bool (*loopback)(const char *provider);
 	/* The NIC moves posted work by itself (no progress calls needed), so
 	 * the worker polls while writes are in flight, as a NIC's completion
 	 * ring is meant to be polled; manual-progress providers sharing cores
@@ -119,15 +139,11 @@ struct xfer_backend_ops {
 
 extern const struct xfer_backend_ops xfer_fabric_ops;
 
-struct fi_info;
-/* libfabric hints of the fabric backend (RDM, RMA writes, the mr_mode EFA and
- * verbs need) for provider prov, or NULL; free with fi_freeinfo(). */
-struct fi_info *xfer_fabric_hints(const char *prov);
-extern const struct xfer_backend_ops xfer_verbs_ops; /* NULL-filled stub if not built */
+extern const struct xfer_backend_ops xfer_verbs_ops; /* built with rdma-core only */
 extern const struct xfer_backend_ops xfer_local_ops; /* processes on one host (local.c) */
 
-/* Returns the ops for a provider string: "verbs" -> ibverbs, "local" -> local,
- * the rest -> fabric. */
+/* registry.c: the ops for a provider string ("verbs" -> ibverbs, "local" ->
+ * local, the rest -> fabric), or NULL for a backend not built here. */
 const struct xfer_backend_ops *xfer_backend_for(const char *provider);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Memory regions: registration on every rail (through the worker, which owns
- * the domains), descriptors for peers, and import of peers' descriptors.
+ * the rails), descriptors for peers, and import of peers' descriptors.
  * Host memory is pinned and accounted through /dev/xfer when the module is
  * loaded; without it the NIC registration alone pins it.
  */

@@ -34,7 +34,7 @@ typedef struct xfer_watch xfer_watch;
 /* ------------------------------------------------------------------ */
 /* Engine                                                              */
 
-#define XFER_MAX_DOMAINS 8
+#define XFER_MAX_RAILS 8
 #define XFER_ADDR_MAX 1024   /* upper bound of a serialised engine address */
 #define XFER_DESC_MAX 512    /* upper bound of a serialised region descriptor */
 
@@ -45,7 +45,7 @@ struct xfer_engine_attr {
 	 * through libfabric), "verbs" (the ibverbs backend), or "local"
 	 * (processes on one host: process_vm_writev, no library). NULL = auto. */
 	const char *provider;
-	uint32_t num_domains;     /* NICs (rails) per engine; 0 = 1 */
+	uint32_t num_rails;     /* NICs per engine; 0 = 1 */
 	int32_t gpu;              /* CUDA device index, or -1 for none: with no
 				   * devices named, the NICs nearest it are opened */
 	int32_t worker_cpu;       /* core for the worker, -1 = from topology */
@@ -55,13 +55,13 @@ struct xfer_engine_attr {
 				   * nearest the GPU, else the provider's order */
 	uint64_t stripe_threshold;/* single writes >= this are striped; 0 = default */
 	uint32_t idle_spin_us;    /* busy-poll this long after activity; 0 = default */
-	uint32_t max_inflight;    /* pieces in flight per domain; 0 = default */
+	uint32_t max_inflight;    /* pieces in flight per rail; 0 = default */
 };
 
 #define XFER_DEFAULT_TIMEOUT_MS 5000
 #define XFER_DEFAULT_STRIPE_THRESHOLD (256u * 1024)
 
-/* Fill attr with defaults (provider auto, 1 domain, no GPU, auto CPU). */
+/* Fill attr with defaults (provider auto, 1 rail, no GPU, auto CPU). */
 void xfer_engine_attr_init(struct xfer_engine_attr *attr);
 int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out);
 /* Work still in flight completes with -ECANCELED before this returns. */
@@ -77,22 +77,22 @@ int xfer_peer_status(xfer_engine *e, uint32_t peer);
 
 struct xfer_engine_info {
 	uint32_t size;
-	uint32_t num_domains;
+	uint32_t num_rails;
 	char provider[32];        /* the provider actually opened */
-	char domain_names[XFER_MAX_DOMAINS][64];
+	char rail_names[XFER_MAX_RAILS][64];
 	int32_t worker_cpu;
 	uint32_t imm_bits;        /* 32 */
 	uint64_t max_msg_size;
 };
 int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info);
 
-/* Per-domain counters, as published to the kernel module's stats page. */
-struct xfer_domain_stats {
+/* Per-rail counters, as published to the kernel module's stats page. */
+struct xfer_rail_stats {
 	uint64_t bytes_posted, bytes_completed;
 	uint64_t ops_posted, ops_completed, ops_failed;
 	uint64_t imm_received;
 };
-int xfer_engine_stats(xfer_engine *e, uint32_t domain, struct xfer_domain_stats *st);
+int xfer_engine_stats(xfer_engine *e, uint32_t rail, struct xfer_rail_stats *st);
 
 /* ------------------------------------------------------------------ */
 /* Memory                                                              */
@@ -161,7 +161,7 @@ struct xfer_done {
  * a submit error nothing was posted, no callback will run and *op is NULL. */
 
 /* One write: len bytes from src+src_off into dst+dst_off. Large writes are
- * striped across domains. With XFER_OP_IMM the target counts one arrival
+ * striped across rails. With XFER_OP_IMM the target counts one arrival
  * of imm after the whole payload has landed. */
 int xfer_write(xfer_engine *e, xfer_mr *src, uint64_t src_off, xfer_rmr *dst,
 	       uint64_t dst_off, uint64_t len, uint32_t flags, uint32_t imm,
@@ -175,7 +175,7 @@ int xfer_imm(xfer_engine *e, uint32_t peer, uint32_t imm, const struct xfer_done
  *   src + src_offset + src_pages[i] * src_stride
  * to
  *   dst + dst_offset + dst_pages[i] * dst_stride, page_size bytes each.
- * Index arrays are copied; pages are spread over the domains. */
+ * Index arrays are copied; pages are spread over the rails. */
 struct xfer_paged {
 	uint32_t size;         /* sizeof(struct xfer_paged) */
 	uint32_t flags;        /* XFER_OP_IMM */

@@ -55,11 +55,11 @@ int xt_done(void);                 /* exit status for main */
  * names, e.g. "rxe0,rxe1") is passed to engines as attr.devices. */
 int xt_providers(const char *out[], int max);
 bool xt_provider_available(const char *prov);
-int xt_engine(const char *prov, uint32_t domains, uint32_t timeout_ms, xfer_engine **e);
+int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e);
 
-/* The usual main: run(prov, domains) for every provider of xt_providers()
- * with 1 and 2 domains, one TAP line each; returns the exit status. */
-int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t domains));
+/* The usual main: run(prov, rails) for every provider of xt_providers()
+ * with 1 and 2 rails, one TAP line each; returns the exit status. */
+int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t rails));
 
 /* Peer processes. */
 struct xt_peer {

@@ -208,7 +208,7 @@ static void op_piece(xfer_engine *e, struct xfer_op *op, uint64_t k, struct gen 
 
 static void account_post(xfer_engine *e, uint32_t rail, uint64_t bytes)
 {
-	struct xfer_stats_domain *st = e->rail[rail].st;
+	struct xfer_ctx_stats_rail *st = e->rail[rail].st;
 
 	__atomic_store_n(&st->bytes_posted, st->bytes_posted + bytes, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->ops_posted, st->ops_posted + 1, __ATOMIC_RELAXED);
@@ -403,7 +403,7 @@ static void complete_piece(xfer_engine *e, struct xfer_piece *pc, int status)
 {
 	struct xfer_op *op = pc->op;
 	struct xfer_rail_state *rs = &e->rail[pc->rail];
-	struct xfer_stats_domain *st = rs->st;
+	struct xfer_ctx_stats_rail *st = rs->st;
 	struct xfer_target *t = &op->targets[pc->target];
 
 	rs->inflight--;
@@ -449,7 +449,7 @@ static int poll_rails(xfer_engine *e)
 					complete_piece(e, cqe[i].ctx, cqe[i].status);
 				break;
 			case XFER_CQE_IMM: {
-				struct xfer_stats_domain *st = e->rail[r].st;
+				struct xfer_ctx_stats_rail *st = e->rail[r].st;
 
 				__atomic_store_n(&st->imm_received, st->imm_received + 1,
 						 __ATOMIC_RELAXED);

@@ -10,8 +10,8 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 
-#include "backend.h"
-#include "rawfab.h"
+#include "xfer_fabric.h"
+#include "raw.h"
 
 #define CTX_RING 4096
 

@@ -8,9 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <rdma/fabric.h>
 
-#include "backend.h"
 #include "xt.h"
 
 int xt_failures;
@@ -63,23 +61,15 @@ int xt_providers(const char *out[], int max)
 
 bool xt_provider_available(const char *prov)
 {
-	if (strcmp(prov, "verbs") == 0 || strcmp(prov, "local") == 0) {   /* xfer's own: try it */
-		xfer_engine *e = NULL;
-		int ret = xt_engine(prov, 1, 1000, &e);
+	/* as a user finds out: an engine opens on it or not */
+	xfer_engine *e = NULL;
+	int ret = xt_engine(prov, 1, 1000, &e);
 
-		xfer_engine_destroy(e);
-		return ret == 0;
-	}
-	struct fi_info *h = xfer_fabric_hints(prov), *info = NULL;
-	int ret = h ? fi_getinfo(FI_VERSION(1, 14), NULL, NULL, 0, h, &info) : -1;
-
-	fi_freeinfo(h);
-	if (info)
-		fi_freeinfo(info);
+	xfer_engine_destroy(e);
 	return ret == 0;
 }
 
-int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t domains))
+int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t rails))
 {
 	const char *provs[8];
 	int np = xt_providers(provs, 8);
@@ -88,7 +78,7 @@ int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t doma
 	xt_plan();
 	for (int i = 0; i < np; i++) {
 		for (uint32_t d = 1; d <= 2; d++) {
-			snprintf(name, sizeof(name), "%s %s %u domain%s", what, provs[i], d,
+			snprintf(name, sizeof(name), "%s %s %u rail%s", what, provs[i], d,
 				 d > 1 ? "s" : "");
 			if (!xt_provider_available(provs[i]))
 				xt_result(name, true, "provider not offered by libfabric here");
@@ -99,13 +89,13 @@ int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t doma
 	return xt_done();
 }
 
-int xt_engine(const char *prov, uint32_t domains, uint32_t timeout_ms, xfer_engine **e)
+int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e)
 {
 	struct xfer_engine_attr a;
 
 	xfer_engine_attr_init(&a);
 	a.provider = prov;
-	a.num_domains = domains;
+	a.num_rails = rails;
 	a.peer_timeout_ms = timeout_ms;
 	a.node = "127.0.0.1";
 	a.devices = getenv("XFER_TEST_DEVICES");

@@ -23,7 +23,7 @@ XFER_EXPORT void xfer_engine_attr_init(struct xfer_engine_attr *a)
 	memset(a, 0, sizeof(*a));
 	a->size = sizeof(*a);
 	a->provider = "auto";
-	a->num_domains = 1;
+	a->num_rails = 1;
 	a->gpu = -1;
 	a->worker_cpu = -1;
 }
@@ -47,9 +47,9 @@ static int attr_copy(struct xfer_engine_attr *dst, const struct xfer_engine_attr
 	dst->size = sizeof(*dst);
 	if (dst->flags)
 		return -EINVAL;
-	if (dst->num_domains == 0)
-		dst->num_domains = 1;
-	if (dst->num_domains > XFER_MAX_DOMAINS)
+	if (dst->num_rails == 0)
+		dst->num_rails = 1;
+	if (dst->num_rails > XFER_MAX_RAILS)
 		return -EINVAL;
 	if (!dst->provider)
 		dst->provider = "auto";
@@ -150,7 +150,7 @@ static int build_self_addr(xfer_engine *e)
 
 	memset(a, 0, sizeof(*a));
 	a->engine_id = e->id;
-	a->backend = e->ops == &xfer_fabric_ops ? 1 : e->ops == &xfer_local_ops ? 3 : 2;
+	a->backend = e->ops->wire_id;
 	a->num_rails = e->num_rails;
 	memcpy(a->provider, e->provider, sizeof(a->provider) - 1);
 	for (uint32_t i = 0; i < e->num_rails; i++) {
@@ -188,7 +188,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	}
 	if (getrandom(&e->id, sizeof(e->id), 0) != sizeof(e->id))
 		e->id = xfer_now_ns() ^ (uint64_t)(uintptr_t)e;
-	e->num_rails = e->attr.num_domains;
+	e->num_rails = e->attr.num_rails;
 	e->timeout_ms = e->attr.peer_timeout_ms ? e->attr.peer_timeout_ms : XFER_DEFAULT_TIMEOUT_MS;
 	e->timeout_ns = (uint64_t)e->timeout_ms * 1000000ull;
 	e->stripe_threshold = e->attr.stripe_threshold ? e->attr.stripe_threshold
@@ -204,24 +204,24 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		e->stats = xfer_kmod_stats(e->kmod);
 	if (!e->stats)
 		e->stats = &e->stats_local;
-	e->stats->version = 1;
-	e->stats->num_domains = e->num_rails;
+	e->stats->version = XFER_CTX_STATS_VERSION;
+	e->stats->num_rails = e->num_rails;
 
 	/* Devices named by the caller, one per rail. */
-	char devbuf[512] = "", *dev[XFER_MAX_DOMAINS] = { 0 }, *save = NULL;
+	char devbuf[512] = "", *dev[XFER_MAX_RAILS] = { 0 }, *save = NULL;
 	if (e->attr.devices) {
 		snprintf(devbuf, sizeof(devbuf), "%s", e->attr.devices);
 		char *tok = strtok_r(devbuf, ",", &save);
-		for (uint32_t i = 0; tok && i < XFER_MAX_DOMAINS; i++, tok = strtok_r(NULL, ",", &save))
+		for (uint32_t i = 0; tok && i < XFER_MAX_RAILS; i++, tok = strtok_r(NULL, ",", &save))
 			dev[i] = tok;
 	}
 	/* None named but a GPU given: the NICs nearest it, when the topology
 	 * shows enough of them. */
-	char near[XFER_MAX_DOMAINS][XFER_TOPO_NAME];
+	char near[XFER_MAX_RAILS][XFER_TOPO_NAME];
 	int nnear = 0;
 
 	if (!e->attr.devices && e->attr.gpu >= 0) {
-		nnear = xfer_topo_nics_near_gpu(&topo, e->attr.gpu, near, XFER_MAX_DOMAINS);
+		nnear = xfer_topo_nics_near_gpu(&topo, e->attr.gpu, near, XFER_MAX_RAILS);
 		if (nnear < (int)e->num_rails)
 			nnear = 0;
 	}
@@ -251,7 +251,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		if (mm && mm < e->max_msg)
 			e->max_msg = mm;
 		e->rail[i].max_inflight = e->attr.max_inflight;
-		e->rail[i].st = &e->stats->dom[i];
+		e->rail[i].st = &e->stats->rail[i];
 	}
 	if (e->max_msg > (1ull << 30))
 		e->max_msg = 1ull << 30;
@@ -264,10 +264,8 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 		goto err_sink;
 
 	/* Placement matters next to a GPU or a real NIC; loopback providers
-	 * (shm, local, tcp, sockets) have neither. */
-	bool loopback = strcmp(e->provider, "shm") == 0 || strcmp(e->provider, "local") == 0 ||
-			strstr(e->provider, "tcp") ||
-			strstr(e->provider, "sockets") || strstr(e->provider, "udp");
+	 * have neither. */
+	bool loopback = XFER_BACKEND_HAS(e->ops, loopback) && e->ops->loopback(e->provider);
 	e->worker_cpu = e->attr.worker_cpu >= 0 ? e->attr.worker_cpu
 			: xfer_topo_worker_cpu(&topo, e->attr.gpu, loopback ? NULL : e->rail_names[0]);
 	xfer_topo_free(topo);
@@ -394,23 +392,23 @@ XFER_EXPORT int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info)
 		return -EINVAL;
 	memset(info, 0, sizeof(*info));
 	info->size = sizeof(*info);
-	info->num_domains = e->num_rails;
+	info->num_rails = e->num_rails;
 	snprintf(info->provider, sizeof(info->provider), "%s", e->provider);
 	for (uint32_t i = 0; i < e->num_rails; i++)
-		snprintf(info->domain_names[i], sizeof(info->domain_names[i]), "%s", e->rail_names[i]);
+		snprintf(info->rail_names[i], sizeof(info->rail_names[i]), "%s", e->rail_names[i]);
 	info->worker_cpu = e->worker_cpu;
 	info->imm_bits = 32;
 	info->max_msg_size = e->max_msg;
 	return 0;
 }
 
-XFER_EXPORT int xfer_engine_stats(xfer_engine *e, uint32_t domain, struct xfer_domain_stats *st)
+XFER_EXPORT int xfer_engine_stats(xfer_engine *e, uint32_t rail, struct xfer_rail_stats *st)
 {
-	const struct xfer_stats_domain *d;
+	const struct xfer_ctx_stats_rail *d;
 
-	if (!e || !st || domain >= e->num_rails)
+	if (!e || !st || rail >= e->num_rails)
 		return -EINVAL;
-	d = &e->stats->dom[domain];
+	d = &e->stats->rail[rail];
 	st->bytes_posted = __atomic_load_n(&d->bytes_posted, __ATOMIC_RELAXED);
 	st->bytes_completed = __atomic_load_n(&d->bytes_completed, __ATOMIC_RELAXED);
 	st->ops_posted = __atomic_load_n(&d->ops_posted, __ATOMIC_RELAXED);

@@ -16,7 +16,7 @@
 #include "xfer.h"
 #include "xfer_ws_exec.h"
 #include "oob.h"
-#include "wsrun.h"
+#include "run.h"
 
 #define BLOB_MAX 1024
 
@@ -112,7 +112,7 @@ static int engine_open(struct child *c)
 
 	xfer_engine_attr_init(&a);
 	a.provider = c->o->provider;
-	a.num_domains = c->o->domains;
+	a.num_rails = c->o->rails;
 	a.node = "127.0.0.1";
 	a.peer_timeout_ms = (uint32_t)(c->o->timeout_ms > 0 ? c->o->timeout_ms / 2 : 5000);
 	a.idle_spin_us = 500;    /* many processes share the cores */

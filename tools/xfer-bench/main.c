@@ -29,9 +29,9 @@
 #include <unistd.h>
 
 #include "xfer.h"
-#include "common/oob.h"
-#include "common/out.h"
-#include "common/rawfab.h"
+#include "oob.h"
+#include "out.h"
+#include "raw.h"
 
 #define MAX_SIZES 32
 #define MAX_REPS 32
@@ -44,7 +44,7 @@ enum { CMD_QUIT = 1, CMD_PONG_XFER, CMD_SERVE_RAW };
 
 struct opts {
 	const char *provider;
-	uint32_t domains;
+	uint32_t rails;
 	const char *node;
 	const char *client;
 	bool server, raw, json, pretty;
@@ -60,7 +60,7 @@ struct opts {
 
 struct config_msg {
 	char provider[32];
-	uint32_t domains;
+	uint32_t rails;
 	uint32_t raw;
 	uint64_t region;
 };
@@ -113,7 +113,7 @@ struct side {
 static const char *opt_devices;
 static int opt_gpu = -1;
 
-static void side_open(struct side *s, const char *prov, uint32_t domains, const char *node,
+static void side_open(struct side *s, const char *prov, uint32_t rails, const char *node,
 		      uint64_t region, bool raw)
 {
 	struct xfer_engine_attr a;
@@ -122,7 +122,7 @@ static void side_open(struct side *s, const char *prov, uint32_t domains, const 
 	memset(s, 0, sizeof(*s));
 	xfer_engine_attr_init(&a);
 	a.provider = prov;
-	a.num_domains = domains;
+	a.num_rails = rails;
 	a.node = node;
 	a.devices = opt_devices;
 	a.gpu = opt_gpu;
@@ -137,7 +137,7 @@ static void side_open(struct side *s, const char *prov, uint32_t domains, const 
 		die("register", ret);
 	s->raw = raw;
 	if (raw) {
-		ret = raw_open(&s->rf, prov, (int)domains, node);
+		ret = raw_open(&s->rf, prov, (int)rails, node);
 		if (ret)
 			die("raw libfabric endpoint", ret);
 		ret = raw_reg(&s->rf, s->buf, region, &s->rmr_local);
@@ -251,7 +251,7 @@ static int target_main(int fd)
 	if (oob_recv(fd, &cfg, sizeof(cfg)) != sizeof(cfg))
 		return 1;
 	cfg.provider[sizeof(cfg.provider) - 1] = 0;
-	side_open(&s, cfg.provider, cfg.domains, "127.0.0.1", cfg.region, cfg.raw);
+	side_open(&s, cfg.provider, cfg.rails, "127.0.0.1", cfg.region, cfg.raw);
 	side_exchange(&s, fd);
 	for (;;) {
 		if (oob_recv(fd, cmd, sizeof(cmd)) != sizeof(cmd) || cmd[0] == CMD_QUIT)
@@ -534,7 +534,7 @@ static json_object *row_base(struct bench *b, const char *test, uint64_t size)
 	json_object_object_add(row, "test", json_object_new_string(test));
 	json_object_object_add(row, "size", json_object_new_int64((int64_t)size));
 	json_object_object_add(row, "provider", json_object_new_string(b->o->provider));
-	json_object_object_add(row, "domains", json_object_new_int((int)b->o->domains));
+	json_object_object_add(row, "rails", json_object_new_int((int)b->o->rails));
 	return row;
 }
 
@@ -561,8 +561,8 @@ static void test_single(struct bench *b)
 			if (!o->raw)
 				continue;
 			struct single_gen g = { size, o->region / size, XFER_DEFAULT_STRIPE_THRESHOLD,
-						(int)o->domains };
-			uint64_t parts = size >= g.threshold ? o->domains : 1;
+						(int)o->rails };
+			uint64_t parts = size >= g.threshold ? o->rails : 1;
 
 			raw_cmd(b->fds[0], CMD_SERVE_RAW, 0);
 			if (k == 0)
@@ -625,15 +625,15 @@ static void test_paged(struct bench *b)
 			r.n = iters_for(o, PAGED_BUDGET, np, 4, 100000);
 			/* as many pages queued as raw keeps in flight (1024 a rail),
 			 * and one op more so the worker never waits for the next */
-			r.window = (1024ull * o->domains + np - 1) / np + 1;
+			r.window = (1024ull * o->rails + np - 1) / np + 1;
 			run_xfer(&r);
 			for (int k = 0; k < rp.n; k++) {
 				t = run_xfer(&r);
 				rp.x[k] = (double)np * (double)r.n / t / 1e6;
 				if (!o->raw)
 					continue;
-				struct paged_gen g = { sp, dp, np, psize, (int)o->domains };
-				uint64_t window = 1024ull * o->domains;
+				struct paged_gen g = { sp, dp, np, psize, (int)o->rails };
+				uint64_t window = 1024ull * o->rails;
 
 				raw_cmd(b->fds[0], CMD_SERVE_RAW, 0);
 				if (k == 0)
@@ -815,7 +815,7 @@ static void test_scatter(struct bench *b)
 			rp.x[k] = (double)size * (double)peers * (double)r.n / t / 1e9;
 			if (!o->raw)
 				continue;
-			struct scatter_gen g = { size, peers, (int)o->domains };
+			struct scatter_gen g = { size, peers, (int)o->rails };
 			uint64_t n = r.n * (uint64_t)peers, w = 8ull * (uint64_t)peers;
 
 			for (int f = 0; f < b->nfds; f++)
@@ -851,7 +851,7 @@ static bool want(const struct opts *o, const char *t)
 static void initiator(struct opts *o, int *fds, int nfds)
 {
 	struct bench b = { .o = o, .nfds = nfds };
-	struct config_msg cfg = { .domains = o->domains, .raw = o->raw, .region = o->region };
+	struct config_msg cfg = { .rails = o->rails, .raw = o->raw, .region = o->region };
 	uint64_t quit[2] = { CMD_QUIT, 0 };
 	time_t now = time(NULL);
 	char date[32];
@@ -859,7 +859,7 @@ static void initiator(struct opts *o, int *fds, int nfds)
 	memcpy(b.fds, fds, (size_t)nfds * sizeof(int));
 	snprintf(cfg.provider, sizeof(cfg.provider), "%s", o->provider);
 	out_init(&b.out, o->json, o->pretty);
-	side_open(&b.s, o->provider, o->domains, o->node, o->region, o->raw);
+	side_open(&b.s, o->provider, o->rails, o->node, o->region, o->raw);
 	for (int k = 0; k < nfds; k++) {
 		if (oob_send(fds[k], &cfg, sizeof(cfg)))
 			die("peer", -EPROTO);
@@ -870,11 +870,11 @@ static void initiator(struct opts *o, int *fds, int nfds)
 	xfer_engine_query(b.s.e, &info);
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	out_set(&b.out, "provider", json_object_new_string(info.provider));
-	out_set(&b.out, "domains", json_object_new_int((int)info.num_domains));
+	out_set(&b.out, "rails", json_object_new_int((int)info.num_rails));
 	json_object *names = json_object_new_array();
 
-	for (uint32_t i = 0; i < info.num_domains; i++)
-		json_object_array_add(names, json_object_new_string(info.domain_names[i]));
+	for (uint32_t i = 0; i < info.num_rails; i++)
+		json_object_array_add(names, json_object_new_string(info.rail_names[i]));
 	out_set(&b.out, "devices", names);
 	out_set(&b.out, "date", json_object_new_string(date));
 	o->provider = strdup(info.provider);
@@ -915,7 +915,7 @@ static void usage(int code)
 		"       xfer-bench --client HOST [options]   run against a server\n"
 		"  -p, --provider P     shm (default loopback), tcp;ofi_rxm, efa, verbs;ofi_rxm, verbs,\n"
 		"                       local (xfer's own, processes on one host)\n"
-		"  -d, --domains N      NICs (rails) per engine (default 1)\n"
+		"  -d, --rails N      NICs per engine (default 1)\n"
 		"      --devices LIST   NIC names, one per rail, e.g. mlx5_0,mlx5_1\n"
 		"      --gpu N          CUDA device index: with no --devices, the NICs nearest it\n"
 		"  -s, --sizes LIST     single-write sizes, e.g. 4K,1M,64M (default 1K..64M)\n"
@@ -935,21 +935,21 @@ static void usage(int code)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "provider", 1, 0, 'p' }, { "domains", 1, 0, 'd' }, { "sizes", 1, 0, 's' },
+		{ "provider", 1, 0, 'p' }, { "rails", 1, 0, 'd' }, { "sizes", 1, 0, 's' },
 		{ "iters", 1, 0, 'n' }, { "tests", 1, 0, 't' }, { "peers", 1, 0, 1 },
 		{ "raw", 0, 0, 2 }, { "node", 1, 0, 3 }, { "port", 1, 0, 'P' },
 		{ "json", 0, 0, 'j' }, { "pretty", 0, 0, 4 }, { "server", 0, 0, 5 },
 		{ "client", 1, 0, 6 }, { "reps", 1, 0, 'r' }, { "help", 0, 0, 'h' },
 		{ "devices", 1, 0, 7 }, { "gpu", 1, 0, 8 }, { 0 },
 	};
-	struct opts o = { .provider = "shm", .domains = 1, .node = "127.0.0.1", .port = PORT_DEFAULT,
+	struct opts o = { .provider = "shm", .rails = 1, .node = "127.0.0.1", .port = PORT_DEFAULT,
 			  .scatter_peers = 3, .region = 64ull << 20, .reps = 1 };
 	int c;
 
 	while ((c = getopt_long(argc, argv, "p:d:s:n:t:P:r:jh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o.provider = optarg; break;
-		case 'd': o.domains = (uint32_t)atoi(optarg); break;
+		case 'd': o.rails = (uint32_t)atoi(optarg); break;
 		case 's': {
 			char *save = NULL, *buf = strdup(optarg);
 
@@ -975,7 +975,7 @@ int main(int argc, char **argv)
 		default: usage(2);
 		}
 	}
-	if (optind < argc || o.domains < 1 || o.domains > XFER_MAX_DOMAINS ||
+	if (optind < argc || o.rails < 1 || o.rails > XFER_MAX_RAILS ||
 	    o.scatter_peers < 1 || o.scatter_peers > MAX_PEERS || o.reps < 1 || o.reps > MAX_REPS)
 		usage(2);
 	if (!o.nsizes)

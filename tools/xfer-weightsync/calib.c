@@ -17,7 +17,7 @@
 
 #include "xfer.h"
 #include "oob.h"
-#include "wsrun.h"
+#include "run.h"
 
 #define CAL_PASSES 8   /* measured passes of each calibration, after a warm-up */
 
@@ -31,7 +31,7 @@ static int calib_engine(const struct wsrun_opts *o, xfer_engine **e, int fd, uin
 
 	xfer_engine_attr_init(&a);
 	a.provider = o->provider;
-	a.num_domains = o->domains;
+	a.num_rails = o->rails;
 	a.node = "127.0.0.1";
 	ret = xfer_engine_create(&a, e);
 	if (!ret)

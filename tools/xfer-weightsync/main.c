@@ -27,7 +27,7 @@
 
 #include "xfer_weightsync.h"
 #include "xfer_ws_exec.h"
-#include "common/wsrun.h"
+#include "run.h"
 
 #define DEFAULT_MODEL "models/kimi-k2.json"
 
@@ -170,7 +170,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "json", no_argument, 0, 'j' },
 		{ "pretty", no_argument, 0, 'p' },
 		{ "provider", required_argument, 0, 1001 },
-		{ "domains", required_argument, 0, 1002 },
+		{ "rails", required_argument, 0, 1002 },
 		{ "seed", required_argument, 0, 1003 },
 		{ "timeout-ms", required_argument, 0, 1004 },
 		{ "kill-trainer", required_argument, 0, 1005 },
@@ -207,7 +207,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		case 'j': o->json = 1; break;
 		case 'p': o->json = o->pretty = 1; break;
 		case 1001: op->run.provider = optarg; break;
-		case 1002: op->run.domains = (uint32_t)atoi(optarg); break;
+		case 1002: op->run.rails = (uint32_t)atoi(optarg); break;
 		case 1003: op->run.seed = strtoull(optarg, NULL, 0); break;
 		case 1004: op->run.timeout_ms = atoi(optarg); break;
 		case 1005: op->run.kill_trainer = atoi(optarg); break;
@@ -416,8 +416,8 @@ static int cmd_run(struct opts *op, struct out *o)
 	 * (docs/weightsync.md, "Loopback providers") */
 	if (!op->run.provider)
 		op->run.provider = "local";
-	if (!op->run.domains)
-		op->run.domains = 1;
+	if (!op->run.rails)
+		op->run.rails = 1;
 	out_str(o, "provider", op->run.provider);
 	rc = wsrun(s, &op->run, &r);
 	xfer_ws_schedule_free(s);
@@ -483,7 +483,7 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
 	       "  --no-validate         skip the validator\n"
 	       "  run: --provider P (local: xfer's own process_vm_writev backend, no locks\n"
-	       "       shared between processes; shm: libfabric's) --domains N --seed N\n"
+	       "       shared between processes; shm: libfabric's) --rails N --seed N\n"
 	       "       --timeout-ms N\n"
 	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n"
 	       "       --steps N (3): weight updates in a row; `seconds` is the median of\n"

@@ -27,7 +27,7 @@ struct xt_verify_req {
 
 struct xt_target_arg {
 	const char *prov;
-	uint32_t domains;
+	uint32_t rails;
 	uint64_t region_len;
 };
 

@@ -19,7 +19,7 @@
 
 struct wsrun_opts {
 	const char *provider;      /* an engine provider: local, shm, ... */
-	uint32_t domains;
+	uint32_t rails;
 	uint64_t watermark;        /* staging bytes per trainer; 0 = executor default */
 	uint32_t window;
 	uint64_t seed;

@@ -14,42 +14,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <linux/xfer.h>
-
 #include "kmod.h"
-
-/* lib/kmod.h's view of the stats page must be the module's. */
-#define XFER_SAME_FIELD(f) \
-	_Static_assert(offsetof(struct xfer_stats_page, f) == \
-		       offsetof(struct xfer_ctx_stats, f) && \
-		       sizeof(((struct xfer_stats_page *)0)->f) == \
-		       sizeof(((struct xfer_ctx_stats *)0)->f), "stats page: " #f)
-#define XFER_SAME_DOM_FIELD(f) \
-	_Static_assert(offsetof(struct xfer_stats_domain, f) == \
-		       offsetof(struct xfer_ctx_stats_domain, f) && \
-		       sizeof(((struct xfer_stats_domain *)0)->f) == \
-		       sizeof(((struct xfer_ctx_stats_domain *)0)->f), "stats domain: " #f)
-XFER_SAME_FIELD(version);
-XFER_SAME_FIELD(num_domains);
-XFER_SAME_FIELD(ops_inflight);
-XFER_SAME_FIELD(last_error);
-XFER_SAME_FIELD(dom);
-XFER_SAME_DOM_FIELD(bytes_posted);
-XFER_SAME_DOM_FIELD(bytes_completed);
-XFER_SAME_DOM_FIELD(ops_posted);
-XFER_SAME_DOM_FIELD(ops_completed);
-XFER_SAME_DOM_FIELD(ops_failed);
-XFER_SAME_DOM_FIELD(imm_received);
-_Static_assert(sizeof(struct xfer_stats_page) == sizeof(struct xfer_ctx_stats),
-	       "stats page size");
-_Static_assert(sizeof(struct xfer_stats_domain) == sizeof(struct xfer_ctx_stats_domain),
-	       "stats domain size");
-_Static_assert(XFER_STATS_MAX_DOMAINS == XFER_CTX_STATS_MAX_DOMAINS, "stats domains");
 
 struct xfer_kmod {
 	int fd;
 	size_t page_size;
-	struct xfer_stats_page *stats;
+	struct xfer_ctx_stats *stats;
 };
 
 static int kmod_ioctl(struct xfer_kmod *k, unsigned long cmd, void *arg)
@@ -188,7 +158,7 @@ int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *hand
 	return 0;
 }
 
-struct xfer_stats_page *xfer_kmod_stats(struct xfer_kmod *k)
+struct xfer_ctx_stats *xfer_kmod_stats(struct xfer_kmod *k)
 {
 	return k ? k->stats : NULL;
 }

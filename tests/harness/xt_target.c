@@ -50,7 +50,7 @@ int xt_target_main(int fd, void *argp)
 	int failures = 0;
 
 	buf = xt_alloc(a->region_len);
-	if (!req || !buf || xt_engine(a->prov, a->domains, 3000, &e))
+	if (!req || !buf || xt_engine(a->prov, a->rails, 3000, &e))
 		return 2;
 	if (xt_connect(e, fd, &peer) ||
 	    xfer_mr_reg(e, buf, a->region_len, NULL, XFER_MR_REMOTE_WRITE, &mr) ||

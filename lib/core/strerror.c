@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/* What the library's errors mean in its own terms (xfer_strerror). */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+XFER_EXPORT const char *xfer_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case -ERANGE: return "range outside the registered region";
+	case -ETIMEDOUT: return "peer did not answer within the timeout";
+	case -ECANCELED: return "engine destroyed with the operation in flight";
+	case -ENOTCONN: return "peer is down or was never added";
+	case -EPROTO: return "peer address is for another provider";
+	case -ENODEV: return "no such device (kernel module not loaded?)";
+	case -EOPNOTSUPP: return "not supported by this backend or provider";
+	default: return strerror(err < 0 ? -err : err);
+	}
+}
