@@ -53,9 +53,14 @@ INC_backend    := -Iinclude -Ilib/util $(PKG_CFLAGS)
 INC_core       := -Iinclude -Ilib/util -Ilib/backend -Ilib/kmod $(UAPI) $(PKG_CFLAGS)
 INC_weightsync := -Iinclude -Ilib/util
 INC_tools      := -Iinclude -Ilib/util -Itools/common $(PKG_CFLAGS)
-# unit tests see the internals they test; every other test sees what a user does
-INC_unit       := $(INC_core) -Ilib/core -Ilib/weightsync -Itests/harness
-INC_user       := -Iinclude -Ilib/util -Itests/harness
+# unit tests see the internals they test; every other test sees what a user does.
+# Both see the kernel's kselftest harness (scripts/deps.sh kselftest puts it there).
+# Its EXPECT_EQ(0, x) compares an int with x's type: the kernel's selftests
+# build without -Wsign-compare, and so do ours.
+KSELFTEST      ?= /var/cache/xfer/kselftest
+TEST_CFLAGS    := -Wno-sign-compare
+INC_unit       := $(INC_core) -Ilib/core -Ilib/weightsync -Itests/harness -I$(KSELFTEST)
+INC_user       := -Iinclude -Ilib/util -Itests/harness -I$(KSELFTEST)
 layer_inc    = $(INC_$(word 2,$(subst /, ,$(1))))
 
 LIB_SRCS    := $(sort $(wildcard lib/*/*.c))
@@ -116,15 +121,18 @@ $(BUILD)/bin/%: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard tools/$$*/*.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(RPATH_TOOL) -o $@ $(filter %.o,$^) $(LINK_SO) $(PKG_LIBS) -lpthread -lm
 
+$(KSELFTEST)/kselftest_harness.h:
+	XFER_KSELFTEST_DIR=$(KSELFTEST) scripts/deps.sh kselftest
+
 # Unit tests link the static library: they call internals.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(HARNESS) $(LIBA)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(HARNESS) $(LIBA) | $(KSELFTEST)/kselftest_harness.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)
+	$(CC) $(BASE_CFLAGS) $(TEST_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)
 
 # Every other test program uses the public API through the shared library.
-$(BUILD)/tests/%: tests/%.c $(HARNESS) $(LIBSO)
+$(BUILD)/tests/%: tests/%.c $(HARNESS) $(LIBSO) | $(KSELFTEST)/kselftest_harness.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(INC_user) $(CFLAGS) -MMD -MP $(LDFLAGS) $(RPATH_TEST) -o $@ $< $(HARNESS) \
+	$(CC) $(BASE_CFLAGS) $(TEST_CFLAGS) $(INC_user) $(CFLAGS) -MMD -MP $(LDFLAGS) $(RPATH_TEST) -o $@ $< $(HARNESS) \
 	      $(LINK_SO) $(PKG_LIBS) -lpthread -lm
 
 # The value of a make variable (tests/layers.sh reads the layers' include paths).

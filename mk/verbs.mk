@@ -14,6 +14,6 @@ bench-verbs: tests
 	XFER_BUILD=$(BUILD) tests/verbs/run.sh --bench
 
 # The backend test drives a rail through the ops table: internals, as a unit test.
-$(BUILD)/tests/verbs/test_verbs_backend: tests/verbs/test_verbs_backend.c $(HARNESS) $(LIBA)
+$(BUILD)/tests/verbs/test_verbs_backend: tests/verbs/test_verbs_backend.c $(HARNESS) $(LIBA) | $(KSELFTEST)/kselftest_harness.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)
+	$(CC) $(BASE_CFLAGS) $(TEST_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)

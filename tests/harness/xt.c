@@ -59,6 +59,26 @@ int xt_providers(const char *out[], int max)
 	return n;
 }
 
+const char *xt_transport_skip(const char *prov)
+{
+	static char why[160];
+	const char *provs[8];
+	int n = xt_providers(provs, 8), i;
+
+	for (i = 0; i < n && strcmp(provs[i], prov) != 0; i++)
+		;
+	if (i == n) {
+		snprintf(why, sizeof(why), "%s is not among the providers tested here (XFER_TEST_PROVIDERS)",
+			 prov);
+		return why;
+	}
+	if (!xt_provider_available(prov)) {
+		snprintf(why, sizeof(why), "no engine opens on %s here", prov);
+		return why;
+	}
+	return NULL;
+}
+
 bool xt_provider_available(const char *prov)
 {
 	/* as a user finds out: an engine opens on it or not */

@@ -55,6 +55,8 @@ int xt_done(void);                 /* exit status for main */
  * names, e.g. "rxe0,rxe1") is passed to engines as attr.devices. */
 int xt_providers(const char *out[], int max);
 bool xt_provider_available(const char *prov);
+/* NULL when prov is tested here and opens, else why not (for a SKIP). */
+const char *xt_transport_skip(const char *prov);
 int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e);
 
 /* The usual main: run(prov, rails) for every provider of xt_providers()

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The MPSC submission queue (lib/queue.c): the empty/busy protocol driven
+ * The MPSC submission queue (lib/core/queue.c): the empty/busy protocol driven
  * step by step, then 8 producer threads x 200k nodes against one consumer:
  * every node is popped exactly once and each producer's nodes come out in
  * the order it pushed them.
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "internal.h"
-#include "xt.h"
 
 #define PRODUCERS 8
 #define PER_PRODUCER 200000
@@ -42,45 +42,47 @@ static void *producer(void *arg)
 	return NULL;
 }
 
-static void test_steps(void)
+/* The empty/busy protocol, step by step. */
+TEST(steps)
 {
 	struct node a = { 0 }, b = { 0 }, c = { 0 };
 	struct xfer_qnode *prev;
 	bool busy = true;
 
 	xfer_mpsc_init(&q);
-	XT_CHECK(xfer_mpsc_empty(&q), "new queue not empty");
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL, "pop from an empty queue");
-	XT_CHECK(!busy, "empty queue reported busy");
+	EXPECT_TRUE(xfer_mpsc_empty(&q)) TH_LOG("new queue not empty");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == NULL) TH_LOG("pop from an empty queue");
+	EXPECT_TRUE(!busy) TH_LOG("empty queue reported busy");
 
 	xfer_mpsc_push(&q, &a.qn);
-	XT_CHECK(!xfer_mpsc_empty(&q), "queue with one node empty");
+	EXPECT_TRUE(!xfer_mpsc_empty(&q)) TH_LOG("queue with one node empty");
 	/* A producer stopped between its exchange and its link: b is in head
 	 * but not reachable from a. The consumer must not lose it or take it
 	 * early; it reports busy instead of "empty". */
 	atomic_store(&b.qn.next, NULL);
 	prev = atomic_exchange(&q.head, &b.qn);
-	XT_CHECK(prev == &a.qn, "exchange did not return the last node");
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL && busy, "half-linked queue: busy not reported");
-	XT_CHECK(!xfer_mpsc_empty(&q), "half-linked queue reported empty");
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL && busy, "busy not reported again");
+	EXPECT_TRUE(prev == &a.qn) TH_LOG("exchange did not return the last node");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == NULL && busy) TH_LOG("half-linked queue: busy not reported");
+	EXPECT_TRUE(!xfer_mpsc_empty(&q)) TH_LOG("half-linked queue reported empty");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == NULL && busy) TH_LOG("busy not reported again");
 	atomic_store(&prev->next, &b.qn);   /* the producer finishes */
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == &a.qn && !busy, "a not popped first");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == &a.qn && !busy) TH_LOG("a not popped first");
 	xfer_mpsc_push(&q, &c.qn);
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == &b.qn, "b not popped second");
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == &c.qn, "c not popped third");
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL && !busy, "drained queue not empty");
-	XT_CHECK(xfer_mpsc_empty(&q), "drained queue: empty() false");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == &b.qn) TH_LOG("b not popped second");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == &c.qn) TH_LOG("c not popped third");
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == NULL && !busy) TH_LOG("drained queue not empty");
+	EXPECT_TRUE(xfer_mpsc_empty(&q)) TH_LOG("drained queue: empty() false");
 	/* the sentinel cycles through: reuse works the same way */
 	for (int round = 0; round < 3; round++) {
 		xfer_mpsc_push(&q, &a.qn);
-		XT_CHECK(xfer_mpsc_pop(&q, &busy) == &a.qn, "round %d: single node", round);
-		XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL && !busy, "round %d: not empty", round);
-		XT_CHECK(xfer_mpsc_empty(&q), "round %d: empty() false", round);
+		EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == &a.qn) TH_LOG("round %d: single node", round);
+		EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == NULL && !busy) TH_LOG("round %d: not empty", round);
+		EXPECT_TRUE(xfer_mpsc_empty(&q)) TH_LOG("round %d: empty() false", round);
 	}
 }
 
-static void test_concurrent(void)
+/* 8 producers x 200k nodes, one consumer. */
+XT_TEST_TIMEOUT(concurrent, 120)
 {
 	pthread_t th[PRODUCERS];
 	uint32_t next[PRODUCERS] = { 0 };
@@ -101,7 +103,7 @@ static void test_concurrent(void)
 		if (!n) {
 			busy_seen += busy;
 			if (xt_now_us() - t0 > 60000000) {
-				XT_CHECK(0, "consumer stalled at %llu nodes", (unsigned long long)total);
+				EXPECT_TRUE(0) TH_LOG("consumer stalled at %llu nodes", (unsigned long long)total);
 				break;
 			}
 			continue;
@@ -123,34 +125,22 @@ static void test_concurrent(void)
 	for (int p = 0; p < PRODUCERS; p++)
 		pthread_join(th[p], NULL);
 	bool busy;
-	XT_CHECK(xfer_mpsc_pop(&q, &busy) == NULL && !busy, "nodes left after all were counted");
-	XT_CHECK(xfer_mpsc_empty(&q), "queue not empty at the end");
-	XT_EQ(foreign, 0);
-	XT_EQ(dup, 0);
-	XT_EQ(order_err, 0);
-	XT_EQ(total, (uint64_t)PRODUCERS * PER_PRODUCER);
+	EXPECT_TRUE(xfer_mpsc_pop(&q, &busy) == NULL && !busy) TH_LOG("nodes left after all were counted");
+	EXPECT_TRUE(xfer_mpsc_empty(&q)) TH_LOG("queue not empty at the end");
+	EXPECT_EQ(0, foreign);
+	EXPECT_EQ(0, dup);
+	EXPECT_EQ(0, order_err);
+	EXPECT_EQ((uint64_t)PRODUCERS * PER_PRODUCER, total);
 	uint64_t missing = 0;
 	for (int p = 0; p < PRODUCERS; p++) {
-		XT_EQ(next[p], PER_PRODUCER);
+		EXPECT_EQ(PER_PRODUCER, next[p]);
 		for (uint32_t i = 0; i < PER_PRODUCER; i++)
 			missing += atomic_load(&nodes[p][i].seen) != 1;
 		free(nodes[p]);
 	}
-	XT_EQ(missing, 0);
-	printf("# %d x %d nodes in %.2f s, consumer saw 'busy' %llu times\n", PRODUCERS,
+	EXPECT_EQ(0, missing);
+	TH_LOG("%d x %d nodes in %.2f s, consumer saw 'busy' %llu times", PRODUCERS,
 	       PER_PRODUCER, (xt_now_us() - t0) / 1e6, (unsigned long long)busy_seen);
 }
 
-int main(void)
-{
-	int f;
-
-	xt_plan();
-	f = xt_failures;
-	test_steps();
-	xt_result("queue steps: empty, busy, order", xt_failures == f, NULL);
-	f = xt_failures;
-	test_concurrent();
-	xt_result("8 producers x 200k nodes, one consumer", xt_failures == f, NULL);
-	return xt_done();
-}
+TEST_HARNESS_MAIN
