@@ -4,7 +4,6 @@
  * rank drives the pipeline; the engine's worker does the posting and runs
  * the completion callbacks, which only count.
  *
- *
  * This file is the trainer side; transform.c, staging.c and receive.c hold
  * the rest (exec_internal.h).
  *
@@ -42,8 +41,6 @@
 #define GATHER_POLL_MS 1    /* gathers looked at again while nothing else is to do */
 #define NO_PACK UINT64_MAX
 #define MAX_THREADS 256
-
-/* ---- trainer ----------------------------------------------------------- */
 
 struct chunk_state {
 	_Atomic uint32_t left;     /* writes (pieces and scales) not completed */
