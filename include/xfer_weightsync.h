@@ -159,9 +159,10 @@ int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
  *               gather_offset, where the owner also copies the rows it holds
  *               (an executor may instead write rows it holds from its shard:
  *               xfer_ws_exec.h).
- *  Staging: a chunk's output (out_bytes + scale_bytes) is held from its
- *               preparation until its last write completes; preparing at
- *               first use needs trainers[t].peak_staging bytes at most.
+ *  Staging: a chunk's output (out_bytes, then scale_bytes, each rounded
+ *               up to 64 bytes) is held from its preparation until its last
+ *               write completes; preparing at first use needs
+ *               trainers[t].peak_staging bytes at most.
  *
  * Source data of a chunk: param rows/cols in the trainer's bf16 (or f32)
  * shard, row-major; the trainer's shard of param starts at row

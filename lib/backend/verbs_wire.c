@@ -7,6 +7,9 @@
 #include "le.h"
 #include "verbs_wire.h"
 
+/* Both layouts end in the crc32c of their first 44 bytes. */
+#define VW_CRC_AT 44
+
 /* Layout (little-endian):
  *  0 magic  4 version  5 link_layer  6 port  7 mtu  8 gid_index  9 zero
  * 10 lid   12 ud_qpn  16 qkey  20 gid[16]  36 nonce  44 crc32c of bytes 0..43 */
@@ -28,8 +31,21 @@ int vw_addr_encode(const struct vw_addr *a, void *buf, size_t *len)
 	xfer_put_le32(p + 16, a->qkey);
 	memcpy(p + 20, a->gid, 16);
 	xfer_put_le64(p + 36, a->nonce);
-	xfer_put_le32(p + 44, xfer_crc32c(p, 44));
+	xfer_put_le32(p + VW_CRC_AT, xfer_crc32c(p, VW_CRC_AT));
 	*len = VW_ADDR_LEN;
+	return 0;
+}
+
+/* What both decoders check first: length, magic, version (-EPROTO when
+ * only that differs: a peer of another build), then the crc. */
+static int frame_check(const uint8_t *p, size_t len, size_t want, uint32_t magic)
+{
+	if (!p || len != want || xfer_get_le32(p) != magic)
+		return -EINVAL;
+	if (p[4] != VW_VERSION)
+		return -EPROTO;
+	if (xfer_get_le32(p + VW_CRC_AT) != xfer_crc32c(p, VW_CRC_AT))
+		return -EINVAL;
 	return 0;
 }
 
@@ -41,12 +57,11 @@ static int mtu_ok(uint8_t mtu)
 int vw_addr_decode(const void *buf, size_t len, struct vw_addr *a)
 {
 	const uint8_t *p = buf;
+	int ret = frame_check(p, len, VW_ADDR_LEN, VW_ADDR_MAGIC);
 
-	if (!buf || len != VW_ADDR_LEN || xfer_get_le32(p) != VW_ADDR_MAGIC)
-		return -EINVAL;
-	if (p[4] != VW_VERSION)
-		return -EPROTO;
-	if (xfer_get_le32(p + 44) != xfer_crc32c(p, 44) || p[9])
+	if (ret)
+		return ret;
+	if (p[9])
 		return -EINVAL;
 	memset(a, 0, sizeof(*a));
 	a->link_layer = p[5];
@@ -83,19 +98,18 @@ int vw_msg_encode(const struct vw_msg *m, void *buf, size_t len)
 	xfer_put_le32(p + 24, m->qpn);
 	xfer_put_le32(p + 28, m->psn);
 	xfer_put_le32(p + 32, m->ack_qpn);
-	xfer_put_le32(p + 44, xfer_crc32c(p, 44));
+	xfer_put_le32(p + VW_CRC_AT, xfer_crc32c(p, VW_CRC_AT));
 	return VW_MSG_LEN;
 }
 
 int vw_msg_decode(const void *buf, size_t len, struct vw_msg *m)
 {
 	const uint8_t *p = buf;
+	int ret = frame_check(p, len, VW_MSG_LEN, VW_MSG_MAGIC);
 
-	if (!buf || len != VW_MSG_LEN || xfer_get_le32(p) != VW_MSG_MAGIC)
-		return -EINVAL;
-	if (p[4] != VW_VERSION)
-		return -EPROTO;
-	if (xfer_get_le32(p + 44) != xfer_crc32c(p, 44) || p[7] || xfer_get_le64(p + 36))
+	if (ret)
+		return ret;
+	if (p[7] || xfer_get_le64(p + 36))
 		return -EINVAL;
 	memset(m, 0, sizeof(*m));
 	m->flags = p[5];

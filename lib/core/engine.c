@@ -420,7 +420,7 @@ XFER_EXPORT int xfer_engine_stats(xfer_engine *e, uint32_t rail, struct xfer_rai
 
 int xfer_cmd_run(xfer_engine *e, struct xfer_cmd *c)
 {
-	c->qn.kind = 2;
+	c->qn.kind = QNODE_CMD;
 	atomic_store(&c->done, 0);
 	if (xfer_worker_self == e) {
 		/* From a callback on the worker itself: no queue, no wait. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Engine internals shared by the files of lib/. Nothing here is public.
+ * Engine internals shared by the files of lib/core (and the unit tests).
+ * Nothing here is public.
  *
  * Threads: API calls run on any thread and only (a) read immutable or
  * atomic state and (b) push nodes onto the engine's MPSC queue. The worker
@@ -79,6 +80,15 @@ struct xfer_rmr {
 	xfer_engine *e;
 	uint32_t peer;
 	struct xfer_desc d;
+};
+
+/* ---- the engine's queue --------------------------------------------- */
+
+/* What a node on the engine's queue (struct xfer_qnode.kind) is: the
+ * worker's drain_queue tells them apart by this alone. */
+enum xfer_qnode_kind {
+	QNODE_OP = 1,     /* a struct xfer_op to submit (ops.c) */
+	QNODE_CMD = 2,    /* a struct xfer_cmd to run (engine.c) */
 };
 
 /* ---- operations ---------------------------------------------------- */
@@ -165,7 +175,7 @@ void xfer_counter_add_expect(xfer_engine *e, uint32_t imm, struct xfer_expect *x
 bool xfer_counter_cancel_expect(xfer_engine *e, uint32_t imm, struct xfer_expect *x);
 void xfer_counters_shutdown(xfer_engine *e);
 
-/* ---- watches ------------------------------------------------------- */
+/* ---- watches (watch.c) --------------------------------------------- */
 
 struct xfer_watch {
 	struct xfer_watch *next;
@@ -200,7 +210,8 @@ struct xfer_cmd {
 	} u;
 };
 
-/* Run a command on the worker and wait for it (or queue it, if async). */
+/* engine.c: run a command on the worker and wait for it (or queue it, if
+ * async); the worker runs it in xfer_worker_exec_cmd (worker.c). */
 int xfer_cmd_run(xfer_engine *e, struct xfer_cmd *c);
 
 /* ---- the engine ---------------------------------------------------- */
@@ -296,6 +307,10 @@ extern __thread xfer_engine *xfer_worker_self;
 void *xfer_worker_main(void *arg);
 void xfer_worker_submit(xfer_engine *e, struct xfer_op *op);   /* worker thread only */
 void xfer_engine_kick(xfer_engine *e);
+void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status);
+int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c);
+
+/* engine.c */
 int xfer_worker_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr *a);
 
 /* ops.c */
@@ -305,13 +320,6 @@ void xfer_live_add(xfer_engine *e, struct xfer_op *op);
 void xfer_live_drop(xfer_engine *e, struct xfer_op *op);
 struct xfer_op *xfer_live_first(xfer_engine *e);
 struct xfer_op *xfer_live_next(struct xfer_op *op);
-void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status);
-int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c);
-int xfer_op_prepare_write(xfer_engine *e, struct xfer_op *op, const struct xfer_mr *src,
-			  uint64_t src_off, const struct xfer_rmr *dst, uint64_t dst_off,
-			  uint64_t len, uint32_t flags, uint32_t imm);
-struct xfer_op *xfer_op_alloc(xfer_engine *e, const struct xfer_done *done, xfer_op **user);
-int xfer_op_submit(xfer_engine *e, struct xfer_op *op, xfer_op **user);
 
 /* topo.c: placement from hwloc. Each call takes a cache the topology is
  * loaded into on first need (a load walks sysfs: tens of ms on a GPU node),

@@ -28,7 +28,7 @@ static struct xfer_op *op_new(xfer_engine *e, size_t targets, size_t pages)
 	if (!op)
 		return NULL;
 	op->e = e;
-	op->qn.kind = 1;
+	op->qn.kind = QNODE_OP;
 	op->num_targets = (uint32_t)targets;
 	op->targets = (struct xfer_target *)((char *)op + toff);
 	for (size_t i = 0; i < targets; i++)

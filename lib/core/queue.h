@@ -15,7 +15,8 @@
 
 struct xfer_qnode {
 	_Atomic(struct xfer_qnode *) next;
-	unsigned kind;               /* what the node is: an op or a command */
+	unsigned kind;               /* what the node is, for the consumer (the engine's
+	                              * enum xfer_qnode_kind, internal.h) */
 };
 
 struct xfer_mpsc {

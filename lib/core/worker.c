@@ -8,7 +8,11 @@
  *      busy-retried at the head),
  *   3. polls every rail's completions and counts immediates,
  *   4. checks watched words and per-operation deadlines,
- * and sleeps on a futex after idle_spin_us without activity.
+ * and after idle_spin_us without activity sleeps (idle_sleep) in
+ * epoll_wait on the rails' completion fds and an eventfd that submitters
+ * write to (xfer_engine_kick): up to 50 ms when every rail has an fd, else
+ * 1 ms so the rails without one are still polled. Only where the engine
+ * has no epoll fd does it sleep on the e->wake futex instead.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -635,7 +639,7 @@ static int drain_queue(xfer_engine *e)
 
 	while ((n = xfer_mpsc_pop(&e->q, &busy))) {
 		activity = 1;
-		if (n->kind == 1) {
+		if (n->kind == QNODE_OP) {
 			struct xfer_op *op = (struct xfer_op *)n;
 
 			if (atomic_load(&e->stopping))

@@ -4,6 +4,9 @@
  * rank drives the pipeline; the engine's worker does the posting and runs
  * the completion callbacks, which only count.
  *
+ * This file is the trainer side; transform.c, staging.c and receive.c hold
+ * the rest (exec_internal.h).
+ *
  * Everything a step needs is set up once (xfer_ws_trainer_exec_create) and
  * reused by every step, as a training loop syncs the same buffers after each
  * step: the staging ring and the gather pack buffer are allocated,
@@ -29,9 +32,8 @@
 
 #include "clock.h"
 #include "compiler.h"
+#include "exec_internal.h"
 #include "futex.h"
-#include "pool.h"
-#include "xfer_ws_exec.h"
 
 #define DEFAULT_WINDOW 64
 #define DEFAULT_WATERMARK (256ull << 20)
@@ -39,159 +41,11 @@
 #define GATHER_POLL_MS 1    /* gathers looked at again while nothing else is to do */
 #define NO_PACK UINT64_MAX
 #define MAX_THREADS 256
-/* Source bytes under which a chunk is transformed by one thread: waking
- * helpers costs tens of microseconds, quantising 512 KiB about 300. */
-#define SPLIT_MIN_BYTES (512u << 10)
-#define PARTS_PER_THREAD 4   /* a split chunk's parts, per transform thread */
-
-static uint64_t chunk_staging(const struct xfer_ws_chunk *c)
-{
-	/* scales behind the data, 64-byte aligned */
-	return ((c->out_bytes + 63) & ~63ull) + ((c->scale_bytes + 63) & ~63ull);
-}
-
-/* Rows [r0, r1) of a chunk's transform; for fp8, r0 starts a block. */
-static void transform_rows(const struct xfer_ws_schedule *s, const struct xfer_ws_chunk *c,
-			   const uint8_t *src, uint64_t ld, uint8_t *out, float *scales,
-			   uint64_t r0, uint64_t r1)
-{
-	const struct xfer_ws_param *p = &s->params[c->param];
-	unsigned es = xfer_ws_dtype_size(p->dtype);
-
-	if (c->transform == XFER_WS_XF_FP8) {
-		uint64_t scols = (c->cols + XFER_WS_FP8_BLOCK - 1) / XFER_WS_FP8_BLOCK;
-
-		xfer_ws_quant_fp8((const uint16_t *)src + r0 * ld, r1 - r0, c->cols, ld,
-				  out + r0 * c->cols, c->cols, scales + r0 / XFER_WS_FP8_BLOCK * scols);
-		return;
-	}
-	for (uint64_t r = r0; r < r1; r++)
-		memcpy(out + r * c->cols * es, src + r * ld * es, c->cols * es);
-}
-
-XFER_EXPORT void xfer_ws_chunk_transform(const struct xfer_ws_schedule *s,
-					 const struct xfer_ws_chunk *c, const void *src,
-					 uint64_t ld, void *out, void *scales)
-{
-	transform_rows(s, c, src, ld, out, scales, 0, c->rows);
-}
-
-/* One chunk's transform cut into parts taken by the pool's threads as they
- * come free. fp8: a part is a run of 128x128 blocks in row-major order
- * (whole blocks, so each part owns its scales; a run may end mid block
- * row); copies: a run of rows. More parts than threads, so no thread
- * waits long on another's last part. */
-struct xform_job {
-	const struct xfer_ws_schedule *s;
-	const struct xfer_ws_chunk *c;
-	const uint8_t *src;
-	uint64_t ld, nunits;        /* fp8: blocks; copy: rows */
-	uint8_t *out;
-	float *scales;
-	uint32_t nparts;
-};
-
-static void xform_part(void *ctx, uint32_t i)
-{
-	const struct xform_job *j = ctx;
-	const struct xfer_ws_chunk *c = j->c;
-	uint64_t u0 = j->nunits * i / j->nparts, u1 = j->nunits * (i + 1) / j->nparts;
-	const uint64_t B = XFER_WS_FP8_BLOCK, bcols = (c->cols + B - 1) / B;
-
-	if (c->transform != XFER_WS_XF_FP8) {
-		transform_rows(j->s, c, j->src, j->ld, j->out, j->scales, u0, u1);
-		return;
-	}
-	while (u0 < u1) {   /* the part's blocks, a block row at a time */
-		uint64_t br = u0 / bcols, b0 = u0 % bcols;
-		uint64_t b1 = u1 - br * bcols < bcols ? u1 - br * bcols : bcols;
-		uint64_t r0 = br * B, c0 = b0 * B, c1 = b1 * B < c->cols ? b1 * B : c->cols;
-		uint64_t rows = r0 + B < c->rows ? B : c->rows - r0;
-
-		xfer_ws_quant_fp8((const uint16_t *)j->src + r0 * j->ld + c0, rows, c1 - c0, j->ld,
-				  j->out + r0 * c->cols + c0, c->cols, j->scales + br * bcols + b0);
-		u0 = br * bcols + b1;
-	}
-}
-
-/* A write in pieces. A gathered chunk of full-width rows that needs no
- * transform lies in two places: the rows its owner holds in its shard, the
- * others in its gather buffer. Its writes go out as runs of rows from
- * where they lie (gathered rows before the owner's, the owner's, gathered
- * rows after), each with its immediate, so the owner never copies its own
- * rows into the gather buffer. Every other chunk is one piece. Decided by
- * the schedule alone: receivers count the same pieces. */
-#define MAX_PIECES 3
-
-struct piece {
-	uint64_t row, rows;        /* rows of the chunk, from its first */
-	bool own;                  /* from the owner's shard, not the chunk's source */
-};
-
-static uint32_t chunk_pieces(const struct xfer_ws_schedule *s, const struct xfer_ws_chunk *c,
-			     struct piece *pc)
-{
-	uint64_t row0, rows, lo, hi;
-
-	pc[0] = (struct piece){ 0, c->rows, false };
-	if (c->gather_offset == XFER_WS_NO_GATHER || c->transform != XFER_WS_XF_COPY ||
-	    c->cols != s->params[c->param].cols)
-		return 1;
-	xfer_ws_shard_rows(s, c->param, c->owner, &row0, &rows);
-	lo = row0 > c->row0 ? row0 : c->row0;
-	hi = row0 + rows < c->row0 + c->rows ? row0 + rows : c->row0 + c->rows;
-	if (hi <= lo)
-		return 1;  /* it holds none of them: all gathered */
-	uint32_t n = 0;
-
-	if (lo > c->row0)
-		pc[n++] = (struct piece){ 0, lo - c->row0, false };
-	pc[n++] = (struct piece){ lo - c->row0, hi - lo, true };
-	if (hi < c->row0 + c->rows)
-		pc[n++] = (struct piece){ hi - c->row0, c->row0 + c->rows - hi, false };
-	return n;
-}
-
-XFER_EXPORT uint64_t xfer_ws_exec_expected(const struct xfer_ws_schedule *s, uint32_t rank)
-{
-	uint64_t n = 0;
-
-	for (uint64_t i = 0; i < s->nwrites; i++) {
-		const struct xfer_ws_write *w = &s->writes[i];
-
-		if (w->dst_rank == rank) {
-			const struct xfer_ws_chunk *c = &s->chunks[w->chunk];
-			struct piece pc[MAX_PIECES];
-
-			n += chunk_pieces(s, c, pc) + (c->scale_bytes ? 1 : 0);
-		}
-	}
-	return n;
-}
-
-XFER_EXPORT int xfer_ws_exec_receive(const struct xfer_ws_schedule *s, xfer_engine *e,
-				     uint32_t rank, int timeout_ms)
-{
-	uint64_t n;
-	int ret;
-
-	if (!s || !e || rank >= s->ninfer)
-		return -EINVAL;
-	n = xfer_ws_exec_expected(s, rank);
-	if (n) {
-		ret = xfer_imm_wait(e, XFER_WS_IMM_DATA, n, timeout_ms);
-		if (ret)
-			return ret;
-	}
-	return xfer_imm_wait(e, XFER_WS_IMM_BARRIER, s->ntrainers, timeout_ms);
-}
-
-/* ---- trainer ----------------------------------------------------------- */
 
 struct chunk_state {
 	_Atomic uint32_t left;     /* writes (pieces and scales) not completed */
 	uint64_t src_off;          /* direct: offset of its bytes in src_mr or gather_mr */
-	struct piece piece[MAX_PIECES];
+	struct ws_piece piece[WS_MAX_PIECES];
 	uint64_t own_off;          /* a piece from the shard: its offset in src_mr */
 	uint32_t npieces;
 	uint64_t off, end;         /* staged: its place in the ring */
@@ -219,10 +73,7 @@ struct xfer_ws_trainer_exec {
 	uint32_t *plain, nplain;   /* chunks that need no gather, in the schedule's order */
 	uint32_t *gath, ngath;     /* chunks that do */
 	uint64_t gather_expect;    /* gathers owed to this rank per step */
-	/* staging ring */
-	uint8_t *ring;
-	xfer_mr *ring_mr;
-	uint64_t ring_size, head, tail, used, peak;
+	struct ws_ring ring;       /* staging */
 	/* gather pack buffer: gathers whose rows are not contiguous in the shard */
 	uint8_t *pack;
 	xfer_mr *pack_mr;
@@ -283,49 +134,16 @@ static void drain(struct xfer_ws_trainer_exec *x)
 		wait_progress(x, atomic_load(&x->wake), 100);
 }
 
-/* Room for `size` contiguous bytes at the head. When the end of the ring is
- * too short the chunk starts again at 0 and the skipped end is charged to it
- * (*charged), so releasing chunks in order gives it all back. */
-static bool ring_alloc(struct xfer_ws_trainer_exec *x, uint64_t size, uint64_t *off,
-		       uint64_t *charged)
+/* Release prepared chunks, in preparation order, whose writes all completed;
+ * *released counts those released so far this step. */
+static void release_done(struct xfer_ws_trainer_exec *x, uint32_t nprepared, uint32_t *released)
 {
-	if (x->used == 0)
-		x->head = x->tail = 0;
-	if (x->used + size > x->ring_size)
-		return false;
-	*charged = size;
-	if (x->head >= x->tail) {        /* free: [head, end) and [0, tail) */
-		if (x->head + size <= x->ring_size) {
-			*off = x->head;
-		} else if (size <= x->tail) {
-			*charged += x->ring_size - x->head;
-			*off = 0;
-		} else {
-			return false;
-		}
-	} else {                         /* free: [head, tail) */
-		if (x->head + size > x->tail)
-			return false;
-		*off = x->head;
-	}
-	x->head = *off + size;
-	x->used += *charged;
-	if (x->used > x->peak)
-		x->peak = x->used;
-	return true;
-}
+	while (*released < nprepared && atomic_load(&x->cs[x->seq[*released]].left) == 0) {
+		struct chunk_state *cs = &x->cs[x->seq[*released]];
 
-/* Release prepared chunks, in preparation order, whose writes all completed. */
-static void ring_release(struct xfer_ws_trainer_exec *x, uint32_t nprep, uint32_t *rel)
-{
-	while (*rel < nprep && atomic_load(&x->cs[x->seq[*rel]].left) == 0) {
-		struct chunk_state *cs = &x->cs[x->seq[*rel]];
-
-		if (!cs->direct) {
-			x->used -= cs->size;
-			x->tail = cs->end;
-		}
-		(*rel)++;
+		if (!cs->direct)
+			ws_ring_release(&x->ring, cs->size, cs->end);
+		(*released)++;
 	}
 }
 
@@ -363,11 +181,11 @@ XFER_EXPORT void xfer_ws_trainer_exec_destroy(xfer_ws_trainer_exec *x)
 		return;
 	drain(x);
 	ws_pool_destroy(x->pool);
-	if (x->ring_mr)
-		xfer_mr_dereg(x->ring_mr);
+	if (x->ring.mr)
+		xfer_mr_dereg(x->ring.mr);
 	if (x->pack_mr)
 		xfer_mr_dereg(x->pack_mr);
-	free(x->ring);
+	free(x->ring.mem);
 	free(x->pack);
 	free(x->pack_off);
 	free(x->cs);
@@ -446,13 +264,13 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 			ret = -EINVAL;   /* the schedule says this rank holds its rows */
 			goto fail;
 		}
-		x->cs[k].npieces = chunk_pieces(s, c, x->cs[k].piece);
+		x->cs[k].npieces = ws_chunk_pieces(s, c, x->cs[k].piece);
 		/* full-width rows (ld == cols) are contiguous where they lie */
 		src = chunk_source(x, c, &ld);
 		if (c->transform == XFER_WS_XF_COPY && ld == c->cols && !(x->flags & XFER_WS_EXEC_STAGE_ALL))
 			off = mr_offset(gathered ? io->gather_mr : io->src_mr, src, c->out_bytes);
 		for (uint32_t i = 0; off >= 0 && i < x->cs[k].npieces; i++) {
-			const struct piece *pc = &x->cs[k].piece[i];
+			const struct ws_piece *pc = &x->cs[k].piece[i];
 			unsigned es = xfer_ws_dtype_size(s->params[c->param].dtype);
 			uint64_t row0, rows;
 			int64_t o;
@@ -476,9 +294,9 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 			x->cs[k].src_off = (uint64_t)off;
 			continue;
 		}
-		staged += chunk_staging(c);
-		if (chunk_staging(c) > largest)
-			largest = chunk_staging(c);
+		staged += ws_chunk_staging_bytes(c);
+		if (ws_chunk_staging_bytes(c) > largest)
+			largest = ws_chunk_staging_bytes(c);
 	}
 
 	/* Gathers this rank sends: rows of full width are contiguous in the
@@ -510,22 +328,24 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 	 * (planner); releasing in preparation order can hold up to one more
 	 * chunk behind a slow one. Never more than all staged chunks. */
 	if (staged) {
-		x->ring_size = a.watermark ? a.watermark : DEFAULT_WATERMARK;
-		if (x->ring_size < tr->peak_staging + largest)
-			x->ring_size = tr->peak_staging + largest;
-		if (x->ring_size > staged)
-			x->ring_size = staged;
-		if (x->ring_size < largest)
-			x->ring_size = largest;
-		x->ring_size = (x->ring_size + 4095) & ~4095ull;
+		struct ws_ring *r = &x->ring;
+
+		r->size = a.watermark ? a.watermark : DEFAULT_WATERMARK;
+		if (r->size < tr->peak_staging + largest)
+			r->size = tr->peak_staging + largest;
+		if (r->size > staged)
+			r->size = staged;
+		if (r->size < largest)
+			r->size = largest;
+		r->size = (r->size + 4095) & ~4095ull;
 		/* touched now: first-touch faults dominated the pipeline on a VM
 		 * (1 GB prepared at 0.7 GB/s instead of memcpy speed) */
-		x->ring = xfer_host_alloc(x->ring_size);
-		if (!x->ring) {
+		r->mem = xfer_host_alloc(r->size);
+		if (!r->mem) {
 			ret = -ENOMEM;
 			goto fail;
 		}
-		ret = xfer_mr_reg(x->e, x->ring, x->ring_size, NULL, 0, &x->ring_mr);
+		ret = xfer_mr_reg(x->e, r->mem, r->size, NULL, 0, &r->mr);
 		if (ret)
 			goto fail;
 		if (a.threads > 1) {
@@ -613,37 +433,21 @@ static bool prepare(struct xfer_ws_trainer_exec *x, uint32_t k, struct xfer_ws_e
 	struct chunk_state *cs = &x->cs[k];
 
 	if (!cs->direct) {
+		uint64_t size = ws_chunk_staging_bytes(c), ld;
 		const uint8_t *src;
-		uint64_t ld;
+		uint8_t *out;
 		double t0;
 
-		if (!ring_alloc(x, chunk_staging(c), &cs->off, &cs->size))
+		if (!ws_ring_reserve(&x->ring, size, &cs->off, &cs->size))
 			return false;
-		cs->end = cs->off + chunk_staging(c);
+		cs->end = cs->off + size;
 		src = chunk_source(x, c, &ld);
-		unsigned es = xfer_ws_dtype_size(x->s->params[c->param].dtype);
-		struct xform_job j = {
-			.s = x->s, .c = c, .src = src, .ld = ld, .out = x->ring + cs->off,
-			.scales = c->scale_bytes ? (float *)(x->ring + cs->off +
-							     ((c->out_bytes + 63) & ~63ull)) : NULL,
-			.nunits = c->rows, .nparts = 1,
-		};
-
-		if (c->transform == XFER_WS_XF_FP8)
-			j.nunits = ((c->rows + XFER_WS_FP8_BLOCK - 1) / XFER_WS_FP8_BLOCK) *
-				   ((c->cols + XFER_WS_FP8_BLOCK - 1) / XFER_WS_FP8_BLOCK);
-		if (x->pool && c->rows * c->cols * es >= SPLIT_MIN_BYTES) {
-			uint64_t want = (uint64_t)ws_pool_threads(x->pool) * PARTS_PER_THREAD;
-
-			j.nparts = (uint32_t)(j.nunits < want ? j.nunits : want);
-		}
+		out = x->ring.mem + cs->off;
 		t0 = xfer_now_s();
-		if (x->pool)
-			ws_pool_run(x->pool, xform_part, &j, j.nparts);
-		else
-			xform_part(&j, 0);
+		ws_transform_chunk(x->pool, x->s, c, src, ld, out,
+				   c->scale_bytes ? (float *)(out + ws_chunk_scales_offset(c)) : NULL);
 		st->prepare_s += xfer_now_s() - t0;
-		st->bytes_staged += chunk_staging(c);
+		st->bytes_staged += size;
 	}
 	atomic_store(&cs->left, c->nwrites * (cs->npieces + (c->scale_bytes ? 1u : 0u)));
 	cs->prepared = true;
@@ -661,7 +465,7 @@ static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct 
 	struct xfer_done d = { wdone, &x->wctx[k] };
 	xfer_rmr *dst = x->io.infer_buf[w->dst_rank];
 	uint64_t row_bytes = c->out_bytes / (c->rows ? c->rows : 1);
-	xfer_mr *mr = x->ring_mr;
+	xfer_mr *mr = x->ring.mr;
 	uint64_t off = cs->off;
 	uint32_t posted = 0, total = cs->npieces + (c->scale_bytes ? 1u : 0u);
 	int ret = 0;
@@ -675,7 +479,7 @@ static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct 
 		uint64_t from, to, len;
 
 		if (posted < cs->npieces) {
-			const struct piece *pc = &cs->piece[posted];
+			const struct ws_piece *pc = &cs->piece[posted];
 			uint64_t at = pc->row * row_bytes;
 
 			len = pc->rows * row_bytes;
@@ -686,8 +490,8 @@ static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct 
 				from = cs->own_off;
 			}
 		} else {   /* fp8 scales: fp8 chunks are always staged */
-			m = x->ring_mr;
-			from = cs->off + ((c->out_bytes + 63) & ~63ull);
+			m = x->ring.mr;
+			from = cs->off + ws_chunk_scales_offset(c);
 			to = w->scale_offset;
 			len = c->scale_bytes;
 		}
@@ -711,7 +515,15 @@ static int issue(struct xfer_ws_trainer_exec *x, uint32_t k, uint32_t j, struct 
 XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_ws_exec_stats *st)
 {
 	const struct xfer_ws_schedule *s;
-	uint32_t pi = 0, gi = 0, nprep = 0, rel = 0, ic = 0, iw = 0;
+	/* Cursors of the pipeline, each over this rank's chunks. Preparing
+	 * takes from two lists, merged: */
+	uint32_t next_plain = 0;    /* x->plain[]: next chunk needing no gather to prepare */
+	uint32_t next_gathered = 0; /* x->gath[]: next gathered chunk to prepare */
+	/* and appends to x->seq[], which issuing and releasing follow: */
+	uint32_t nprepared = 0;     /* chunks prepared: x->seq[0 .. nprepared) */
+	uint32_t nreleased = 0;     /* of those, released (all writes completed) */
+	uint32_t issuing = 0;       /* x->seq[issuing]: the chunk whose writes are being posted */
+	uint32_t nissued = 0;       /* writes of that chunk posted so far */
 	bool gathers_in;
 	double t0;
 	int ret;
@@ -720,7 +532,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		return -EINVAL;
 	s = x->s;
 	memset(st, 0, sizeof(*st));
-	x->head = x->tail = x->used = x->peak = 0;
+	ws_ring_reset(&x->ring);
 	atomic_store(&x->error, 0);
 	for (uint32_t k = 0; k < x->nchunks; k++) {
 		x->cs[k].prepared = false;
@@ -735,7 +547,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 
 	/* The pipeline: prepare ahead while the ring has room (chunks that need
 	 * no gather first, until the gathers are in), issue in preparation order. */
-	while (ic < x->nchunks || rel < x->nchunks) {
+	while (issuing < x->nchunks || nreleased < x->nchunks) {
 		uint32_t seen = atomic_load(&x->wake);
 		bool progress = false, want_gathers = false;
 
@@ -747,42 +559,42 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 			gathers_in = true;
 			st->gather_s = xfer_now_s() - t0;
 		}
-		ring_release(x, nprep, &rel);
-		while (nprep < x->nchunks) {
+		release_done(x, nprepared, &nreleased);
+		while (nprepared < x->nchunks) {
 			uint32_t k;
-			bool take_g = gi < x->ngath && gathers_in &&
-				      (pi == x->nplain || x->gath[gi] < x->plain[pi]);
+			bool take_g = next_gathered < x->ngath && gathers_in &&
+				      (next_plain == x->nplain || x->gath[next_gathered] < x->plain[next_plain]);
 
 			if (take_g)
-				k = x->gath[gi];
-			else if (pi < x->nplain)
-				k = x->plain[pi];
+				k = x->gath[next_gathered];
+			else if (next_plain < x->nplain)
+				k = x->plain[next_plain];
 			else {
 				want_gathers = true;   /* only gathered chunks are left */
 				break;
 			}
 			if (!prepare(x, k, st))
 				break;
-			x->seq[nprep++] = k;
+			x->seq[nprepared++] = k;
 			if (take_g)
-				gi++;
+				next_gathered++;
 			else
-				pi++;
+				next_plain++;
 			progress = true;
 		}
-		while (ic < nprep && atomic_load(&x->inflight) < x->window) {
-			const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + x->seq[ic]];
+		while (issuing < nprepared && atomic_load(&x->inflight) < x->window) {
+			const struct xfer_ws_chunk *c = &s->chunks[x->first_chunk + x->seq[issuing]];
 
-			if (iw < c->nwrites) {
-				ret = issue(x, x->seq[ic], iw, st);
+			if (nissued < c->nwrites) {
+				ret = issue(x, x->seq[issuing], nissued, st);
 				if (ret)
 					goto drain;
-				iw++;
+				nissued++;
 				progress = true;
 			}
-			if (iw == c->nwrites) {
-				ic++;
-				iw = 0;
+			if (nissued == c->nwrites) {
+				issuing++;
+				nissued = 0;
 			}
 		}
 		if ((ret = atomic_load(&x->error)))
@@ -791,10 +603,10 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		 * that found nothing and a later look at inflight would leave
 		 * staging held with nothing in flight (a false -ENOSPC below) */
 		uint64_t inflight = atomic_load(&x->inflight);
-		uint32_t rel0 = rel;
+		uint32_t nreleased0 = nreleased;
 
-		ring_release(x, nprep, &rel);
-		if (progress || rel != rel0 || (ic == x->nchunks && rel == x->nchunks))
+		release_done(x, nprepared, &nreleased);
+		if (progress || nreleased != nreleased0 || (issuing == x->nchunks && nreleased == x->nchunks))
 			continue;
 		double tw = xfer_now_s();
 
@@ -836,7 +648,7 @@ XFER_EXPORT int xfer_ws_trainer_exec_step(xfer_ws_trainer_exec *x, struct xfer_w
 		}
 	}
 	st->seconds = xfer_now_s() - t0;
-	st->peak_staging = x->peak;
+	st->peak_staging = x->ring.peak;
 drain:
 	drain(x);
 	if (!ret)

@@ -61,7 +61,8 @@ struct planner {
 	uint32_t *gname;      /* per group: name offset in strtab */
 };
 
-static uint64_t staging_of(const struct xfer_ws_chunk *ch)
+/* Bytes each write of the chunk puts on the wire (data and scales). */
+static uint64_t wire_bytes(const struct xfer_ws_chunk *ch)
 {
 	return ch->out_bytes + ch->scale_bytes;
 }
@@ -484,14 +485,14 @@ static int order(struct planner *p)
 	for (size_t c = 0; c < s->nchunks; c++) {
 		const struct xfer_ws_chunk *ch = &s->chunks[c];
 
-		tot[2 * ch->owner + (ch->nwrites > p->l.dp)] += staging_of(ch) * ch->nwrites + 1;
-		stot[ch->owner] += staging_of(ch) * ch->nwrites;
+		tot[2 * ch->owner + (ch->nwrites > p->l.dp)] += wire_bytes(ch) * ch->nwrites + 1;
+		stot[ch->owner] += wire_bytes(ch) * ch->nwrites;
 		bucket[c] = ch->owner;
 	}
 	for (size_t c = 0; c < s->nchunks; c++) {
 		const struct xfer_ws_chunk *ch = &s->chunks[c];
 		size_t cl = 2 * ch->owner + (ch->nwrites > p->l.dp);
-		uint64_t b = staging_of(ch) * ch->nwrites + 1;
+		uint64_t b = wire_bytes(ch) * ch->nwrites + 1;
 
 		key[c] = ((double)cum[cl] + b / 2.0) / (double)tot[cl];
 		cum[cl] += b;
@@ -508,8 +509,8 @@ static int order(struct planner *p)
 		for (uint32_t k = 0; k < ch->nwrites; k++) {
 			uint32_t w = ch->first_write + (k + rot) % ch->nwrites;
 
-			wkey[w] = ((double)sent[ch->owner] + staging_of(ch) / 2.0) / (double)(stot[ch->owner] + 1);
-			sent[ch->owner] += staging_of(ch);
+			wkey[w] = ((double)sent[ch->owner] + wire_bytes(ch) / 2.0) / (double)(stot[ch->owner] + 1);
+			sent[ch->owner] += wire_bytes(ch);
 		}
 	}
 	/* 2. per receiver: in key order, the byte position its NIC reaches each write */
@@ -519,7 +520,7 @@ static int order(struct planner *p)
 	memset(sent, 0, nb * sizeof(*sent));
 	for (size_t i = 0; i < s->nwrites; i++) {
 		const struct xfer_ws_write *wr = &s->writes[idx[i]];
-		uint64_t b = staging_of(&s->chunks[wr->chunk]);
+		uint64_t b = wire_bytes(&s->chunks[wr->chunk]);
 
 		key[idx[i]] = (double)sent[wr->dst_rank] + b / 2.0;
 		sent[wr->dst_rank] += b;
@@ -589,10 +590,10 @@ static int order(struct planner *p)
 			const struct xfer_ws_chunk *ch = &s->chunks[s->writes[i].chunk];
 
 			if (s->writes_by_chunk[ch->first_write] == i)
-				cur += staging_of(ch);
+				cur += ws_chunk_staging_bytes(ch);
 			peak = cur > peak ? cur : peak;
 			if (s->writes_by_chunk[ch->first_write + ch->nwrites - 1] == i)
-				cur -= staging_of(ch);
+				cur -= ws_chunk_staging_bytes(ch);
 		}
 		s->trainers[t].peak_staging = peak;
 	}

@@ -68,10 +68,6 @@ struct sim {
 	double end;
 };
 
-static uint64_t staging(const struct xfer_ws_chunk *ch)
-{
-	return ch->out_bytes + ch->scale_bytes;
-}
 
 static double prep_time(const struct sim *sm, const struct xfer_ws_chunk *ch)
 {
@@ -97,9 +93,9 @@ static void prep_step(struct sim *sm, struct trainer *t)
 				return;
 			ch = &s->chunks[t->next];
 			if (sm->gathers_left[t->next] ||
-			    (t->staged && t->staged + staging(ch) > t->watermark))
+			    (t->staged && t->staged + ws_chunk_staging_bytes(ch) > t->watermark))
 				return;
-			t->staged += staging(ch);
+			t->staged += ws_chunk_staging_bytes(ch);
 			t->cur = (int32_t)t->next++;
 			t->prep_left = prep_time(sm, ch);
 			t->prep_t += t->prep_left;
@@ -166,7 +162,7 @@ static void finish(struct sim *sm, uint32_t item, double at)
 		uint32_t c = s->writes[item].chunk;
 
 		if (--sm->writes_left[c] == 0)
-			sm->tr[s->chunks[c].owner].staged -= staging(&s->chunks[c]);
+			sm->tr[s->chunks[c].owner].staged -= ws_chunk_staging_bytes(&s->chunks[c]);
 	}
 }
 
@@ -378,7 +374,9 @@ XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct 
 		sm.writes_left[c] = s->chunks[c].nwrites;
 	}
 	for (uint64_t w = 0; w < s->nwrites; w++) {
-		sm.wleft[w] = staging(&s->chunks[s->writes[w].chunk]);
+		const struct xfer_ws_chunk *ch = &s->chunks[s->writes[w].chunk];
+
+		sm.wleft[w] = ch->out_bytes + ch->scale_bytes;   /* bytes on the wire */
 		sm.wdelay[w] = sm.c.op_us * 1e-6;
 	}
 	for (uint64_t g = 0; g < s->ngathers; g++)

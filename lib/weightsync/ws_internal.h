@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Weight sync internals shared by model.c, plan.c, schedule.c, sim.c. */
+/* Weight sync internals shared by the files of lib/weightsync (the
+ * executor's own are in exec_internal.h). */
 #ifndef XFER_WS_INTERNAL_H
 #define XFER_WS_INTERNAL_H
 
@@ -72,6 +73,11 @@ static inline uint32_t ws_shard_rank(const struct ws_shard_info *si, uint32_t d,
 {
 	return si->base + d * si->dp_stride + k * si->stride;
 }
+
+/* staging.c: the bytes chunk c holds in staging while its writes are out,
+ * as the executor charges its ring; the planner's peak_staging and the
+ * simulator's watermark count the same. */
+uint64_t ws_chunk_staging_bytes(const struct xfer_ws_chunk *c);
 
 void ws_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
