@@ -83,7 +83,7 @@ LIBA        := $(BUILD)/lib/libxfer.a
 # test programs also by its absolute path, which the qemu guests copy.
 RPATH_TOOL  := -Wl,-rpath,'$$ORIGIN/../lib'
 RPATH_TEST  := -Wl,-rpath,'$$ORIGIN/../../lib:$(abspath $(BUILD)/lib)'
-LINK_SO     := $(LIBSO)
+LINK_SO     := $(LIBSO) -Wl,--as-needed
 
 .PHONY: all lib tools tests run test test-unit deps-build deps-test bench install clean
 all: lib tools
