@@ -117,6 +117,9 @@ $(LIBA): $(LIB_OBJS)
 # A tool is its folder's sources and tools/common, against the shared
 # library as an installed user's program would be.
 .SECONDEXPANSION:
+# Tool objects are only named through that expansion, which would make
+# them intermediate and deleted after linking (then rebuilt by install).
+.SECONDARY:
 $(BUILD)/bin/%: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard tools/$$*/*.c))) $(TOOL_COMMON) $(LIBSO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(RPATH_TOOL) -o $@ $(filter %.o,$^) $(LINK_SO) $(PKG_LIBS) -lpthread -lm
