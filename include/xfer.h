@@ -6,8 +6,23 @@
  * Conventions (after liburing / rdma-core):
  *  - every public name starts with xfer_ / XFER_;
  *  - errors are returned as negative errno values, never through errno;
- *  - attribute structs start with their size so they can grow without
- *    breaking callers built against an older header;
+ *  - structs passed by pointer that may grow start with `uint32_t size`,
+ *    which the caller sets to sizeof the struct (its header's version);
+ *    each has a floor, XFER_<STRUCT>_SIZE_VER0, the bytes of its fields
+ *    that have no default. The library reads such a struct as follows:
+ *      size < the floor (or 0): -EINVAL;
+ *      size < the library's sizeof (an older caller): the fields past size
+ *        are not read and take their documented defaults;
+ *      size > the library's sizeof (a newer caller): accepted if every byte
+ *        past the library's sizeof is zero, else -E2BIG (a field this
+ *        library does not know was set); size > 4096 is -E2BIG;
+ *    on an error nothing was done. A struct the library fills
+ *    (xfer_engine_query) has the same bounds; the library writes
+ *    min(size, its sizeof) bytes, zeroes the caller's bytes past its
+ *    sizeof, and sets size to the number of bytes it filled.
+ *    The _init / _defaults / _parse functions fill the library's whole
+ *    struct: call them only with a struct of the header the library was
+ *    built with, or set the fields by hand;
  *  - API calls never post to the NIC themselves: they hand work to the
  *    engine's worker thread and return; completion arrives through a
  *    callback (run on the worker thread) and/or a handle that can be
@@ -57,6 +72,8 @@ struct xfer_engine_attr {
 	uint32_t idle_spin_us;    /* busy-poll this long after activity; 0 = default */
 	uint32_t max_inflight;    /* pieces in flight per rail; 0 = default */
 };
+/* Every field past flags has a default (xfer_engine_attr_init's). */
+#define XFER_ENGINE_ATTR_SIZE_VER0 8u
 
 #define XFER_DEFAULT_TIMEOUT_MS 5000
 #define XFER_DEFAULT_STRIPE_THRESHOLD (256u * 1024)
@@ -84,6 +101,8 @@ struct xfer_engine_info {
 	uint32_t imm_bits;        /* 32 */
 	uint64_t max_msg_size;
 };
+/* Filled as far as info->size reaches (at least size and num_rails). */
+#define XFER_ENGINE_INFO_SIZE_VER0 8u
 int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info);
 
 /* Per-rail counters, as published to the kernel module's stats page. */
@@ -110,10 +129,12 @@ enum {
 struct xfer_mem {
 	uint32_t size;       /* sizeof(struct xfer_mem) */
 	uint32_t kind;       /* XFER_MEM_* */
-	int32_t cuda_device;
-	int32_t dmabuf_fd;
-	uint64_t dmabuf_offset;
+	int32_t cuda_device; /* default 0 */
+	int32_t dmabuf_fd;   /* default -1 (none) */
+	uint64_t dmabuf_offset; /* default 0 */
 };
+/* size and kind; the rest have the defaults above. */
+#define XFER_MEM_SIZE_VER0 8u
 
 /* mem may be NULL for host memory. */
 int xfer_mr_reg(xfer_engine *e, void *addr, size_t len, const struct xfer_mem *mem,
@@ -188,9 +209,11 @@ struct xfer_paged {
 	uint64_t page_size;
 	uint64_t src_stride;   /* 0 = page_size */
 	uint64_t dst_stride;   /* 0 = page_size */
-	uint64_t src_offset;
-	uint64_t dst_offset;
+	uint64_t src_offset;   /* default 0 */
+	uint64_t dst_offset;   /* default 0 */
 };
+/* Through page_size; strides and offsets default to 0. */
+#define XFER_PAGED_SIZE_VER0 56u
 int xfer_write_paged(xfer_engine *e, const struct xfer_paged *p, const struct xfer_done *done,
 		     xfer_op **op);
 
@@ -232,9 +255,11 @@ struct xfer_notify {
 	uint32_t flags;         /* 0 */
 	xfer_done_fn fn;        /* called with status 0 (or an error on shutdown) */
 	void *ctx;
-	volatile uint64_t *flag;
-	uint64_t flag_value;
+	volatile uint64_t *flag;    /* default NULL */
+	uint64_t flag_value;        /* default 0 */
 };
+/* Through ctx: a callback alone; flag and flag_value default to none. */
+#define XFER_NOTIFY_SIZE_VER0 24u
 /* When `count` unconsumed arrivals of imm exist, consume them and notify. */
 int xfer_imm_expect(xfer_engine *e, uint32_t imm, uint64_t count, const struct xfer_notify *n);
 
@@ -256,9 +281,11 @@ struct xfer_watch_attr {
 	uint64_t dst_off;
 	uint64_t len;
 	uint32_t imm;
-	uint32_t reserved;
-	struct xfer_done done;
+	uint32_t reserved;      /* 0 */
+	struct xfer_done done;  /* default none */
 };
+/* Through reserved; done defaults to no callback. */
+#define XFER_WATCH_ATTR_SIZE_VER0 64u
 int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *attr, xfer_watch **out);
 /* Number of writes the watch has posted so far. */
 uint64_t xfer_watch_fired(const xfer_watch *w);

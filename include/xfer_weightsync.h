@@ -11,8 +11,10 @@
  * model; an executor runs it with the engine (xfer.h).
  *
  * Errors are negative errno values. Attribute structs start with their size
- * (set it to sizeof the struct; fields past an older caller's size take their
- * defaults).
+ * (set it to sizeof the struct) and are read by the rule of xfer.h: below
+ * the struct's _SIZE_VER0 -EINVAL, fields past an older caller's size take
+ * their defaults, a newer caller's tail past the library's sizeof must be
+ * zero (else -E2BIG).
  */
 #ifndef XFER_WEIGHTSYNC_H
 #define XFER_WEIGHTSYNC_H
@@ -87,6 +89,7 @@ struct xfer_ws_trainer_layout {
 	uint32_t size;
 	uint32_t dp, pp, fsdp, ep;
 };
+#define XFER_WS_TRAINER_LAYOUT_SIZE_VER0 20u   /* all of it: no defaults */
 
 /*
  * Inference: world = dp * ep * tp ranks, rank = (d * ep + e) * tp + t.
@@ -106,6 +109,7 @@ struct xfer_ws_infer_layout {
 	uint32_t dp, ep, tp;
 	uint32_t dtype;
 };
+#define XFER_WS_INFER_LAYOUT_SIZE_VER0 20u     /* all of it: no defaults */
 
 static inline uint32_t xfer_ws_trainer_world(const struct xfer_ws_trainer_layout *t)
 {
@@ -263,6 +267,8 @@ struct xfer_ws_plan_attr {
 	uint32_t align;           /* destination tensor alignment; 0 = 256 */
 	uint32_t reserved;        /* must be 0 */
 };
+/* size and flags; the rest default to 0 (the defaults noted). */
+#define XFER_WS_PLAN_ATTR_SIZE_VER0 8u
 
 int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
 		 const struct xfer_ws_infer_layout *l, const struct xfer_ws_plan_attr *attr,
@@ -319,6 +325,8 @@ struct xfer_ws_cluster {
 	double barrier_us;        /* final barrier; 0 = 20 */
 	uint64_t watermark;       /* staging bytes per trainer; 0 = 2 GiB (never below peak_staging) */
 };
+/* size and window; the rest default to 0 (the defaults noted). */
+#define XFER_WS_CLUSTER_SIZE_VER0 8u
 
 struct xfer_ws_sim_result {
 	double predicted_s;

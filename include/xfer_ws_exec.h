@@ -55,6 +55,8 @@ struct xfer_ws_exec_attr {
 	uint32_t threads;         /* threads that transform (copy, quantise) staged
 				   * chunks, the executor's own included; 0 = 1 */
 };
+/* size and window; the rest default to 0 (the defaults noted). */
+#define XFER_WS_EXEC_ATTR_SIZE_VER0 8u
 
 /* Stage every chunk, also those that could be written from where they lie:
  * for trainers that change their weights while a step's writes are out. */
@@ -77,6 +79,7 @@ struct xfer_ws_trainer_io {
 	xfer_rmr *const *trainer_gather; /* [ntrainers] each trainer's gather buffer (or NULL) */
 	const uint32_t *infer_peer;      /* [ninfer] peer index of each inference engine */
 };
+#define XFER_WS_TRAINER_IO_SIZE_VER0 72u      /* all of it: no defaults */
 
 struct xfer_ws_exec_stats {
 	double seconds;           /* from the first gather to the last barrier */

@@ -11,6 +11,10 @@
 #include <string.h>
 
 #include "internal.h"
+#include "struct_copy.h"
+
+_Static_assert(XFER_NOTIFY_SIZE_VER0 == offsetof(struct xfer_notify, flag),
+	       "xfer_notify's floor ends with ctx");
 
 static uint32_t slot_of(uint32_t imm)
 {
@@ -186,11 +190,20 @@ static int expect_submit(xfer_engine *e, uint32_t imm, struct xfer_expect *x)
 }
 
 XFER_EXPORT int xfer_imm_expect(xfer_engine *e, uint32_t imm, uint64_t count,
-				const struct xfer_notify *n)
+				const struct xfer_notify *un)
 {
+	const struct xfer_notify *n;
+	struct xfer_notify k = { .size = sizeof(k) };   /* flag, flag_value: none */
 	struct xfer_expect *x;
+	int ret;
 
-	if (!e || !n || n->size < sizeof(*n) || n->flags || !count || (!n->fn && !n->flag))
+	if (!e || !un)
+		return -EINVAL;
+	ret = xfer_struct_copy_in(&k, sizeof(k), un, XFER_NOTIFY_SIZE_VER0);
+	if (ret)
+		return ret;
+	n = &k;
+	if (n->flags || !count || (!n->fn && !n->flag))
 		return -EINVAL;
 	if (atomic_load(&e->stopping))
 		return -ECANCELED;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "struct_copy.h"
 
 #define DEFAULT_MAX_INFLIGHT 1024
 #define DEFAULT_IDLE_SPIN_US 2000
@@ -28,23 +29,23 @@ XFER_EXPORT void xfer_engine_attr_init(struct xfer_engine_attr *a)
 	a->worker_cpu = -1;
 }
 
-/* Copy a caller's attr of any size: fields it does not have keep defaults;
- * a newer caller's unknown tail must be zero. */
+_Static_assert(XFER_ENGINE_ATTR_SIZE_VER0 == offsetof(struct xfer_engine_attr, provider),
+	       "the attr's floor is size and flags");
+_Static_assert(XFER_ENGINE_INFO_SIZE_VER0 == offsetof(struct xfer_engine_info, provider),
+	       "the info's floor is size and num_rails");
+
+/* Copy a caller's attr of any size (struct_copy.h): fields it does not have
+ * keep xfer_engine_attr_init's defaults. */
 static int attr_copy(struct xfer_engine_attr *dst, const struct xfer_engine_attr *src)
 {
-	size_t n;
+	int ret;
 
 	xfer_engine_attr_init(dst);
 	if (!src)
 		return 0;
-	if (src->size < offsetof(struct xfer_engine_attr, provider))
-		return -EINVAL;
-	n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
-	for (size_t i = sizeof(*dst); i < src->size; i++)
-		if (((const uint8_t *)src)[i])
-			return -EINVAL;
-	memcpy(dst, src, n);
-	dst->size = sizeof(*dst);
+	ret = xfer_struct_copy_in(dst, sizeof(*dst), src, XFER_ENGINE_ATTR_SIZE_VER0);
+	if (ret)
+		return ret;
 	if (dst->flags)
 		return -EINVAL;
 	if (dst->num_rails == 0)
@@ -386,12 +387,14 @@ XFER_EXPORT int xfer_peer_status(xfer_engine *e, uint32_t peer)
 	return atomic_load(&e->peers[peer].status);
 }
 
-XFER_EXPORT int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info)
+/* Filled in a struct of our own, then copied out as far as the caller's
+ * size reaches (struct_copy.h). */
+XFER_EXPORT int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *uinfo)
 {
-	if (!e || !info || info->size < sizeof(*info))
+	struct xfer_engine_info k = { .size = sizeof(k) }, *info = &k;
+
+	if (!e || !uinfo)
 		return -EINVAL;
-	memset(info, 0, sizeof(*info));
-	info->size = sizeof(*info);
 	info->num_rails = e->num_rails;
 	snprintf(info->provider, sizeof(info->provider), "%s", e->provider);
 	for (uint32_t i = 0; i < e->num_rails; i++)
@@ -399,7 +402,7 @@ XFER_EXPORT int xfer_engine_query(xfer_engine *e, struct xfer_engine_info *info)
 	info->worker_cpu = e->worker_cpu;
 	info->imm_bits = 32;
 	info->max_msg_size = e->max_msg;
-	return 0;
+	return xfer_struct_copy_out(uinfo, &k, sizeof(k), XFER_ENGINE_INFO_SIZE_VER0);
 }
 
 XFER_EXPORT int xfer_engine_stats(xfer_engine *e, uint32_t rail, struct xfer_rail_stats *st)

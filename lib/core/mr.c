@@ -11,16 +11,26 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "struct_copy.h"
 
-static int mem_kind(const struct xfer_mem *mem, uint32_t *kind, int *fd, uint64_t *off)
+_Static_assert(XFER_MEM_SIZE_VER0 == offsetof(struct xfer_mem, cuda_device),
+	       "xfer_mem's floor is size and kind");
+
+static int mem_kind(const struct xfer_mem *umem, uint32_t *kind, int *fd, uint64_t *off)
 {
+	/* the defaults of the fields an older caller's struct lacks */
+	struct xfer_mem k = { .size = sizeof(k), .kind = XFER_MEM_HOST, .dmabuf_fd = -1 };
+	const struct xfer_mem *mem = &k;
+	int ret;
+
 	*kind = XFER_MEM_HOST;
 	*fd = -1;
 	*off = 0;
-	if (!mem)
+	if (!umem)
 		return 0;
-	if (mem->size < sizeof(*mem))
-		return -EINVAL;
+	ret = xfer_struct_copy_in(&k, sizeof(k), umem, XFER_MEM_SIZE_VER0);
+	if (ret)
+		return ret;
 	switch (mem->kind) {
 	case XFER_MEM_HOST:
 		return 0;

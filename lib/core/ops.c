@@ -9,6 +9,10 @@
 #include <string.h>
 
 #include "internal.h"
+#include "struct_copy.h"
+
+_Static_assert(XFER_PAGED_SIZE_VER0 == offsetof(struct xfer_paged, src_stride),
+	       "xfer_paged's floor ends with page_size");
 
 /* ---- lifetime ------------------------------------------------------ */
 
@@ -232,17 +236,20 @@ XFER_EXPORT int xfer_barrier(xfer_engine *e, const uint32_t *peers, uint32_t num
 XFER_EXPORT int xfer_write_paged(xfer_engine *e, const struct xfer_paged *pin,
 				 const struct xfer_done *done, xfer_op **user)
 {
-	struct xfer_paged p;
+	struct xfer_paged p = { .size = sizeof(p) };   /* strides, offsets: 0 */
 	struct xfer_op *op;
 	int ret;
 
 	if (user)
 		*user = NULL;
-	if (!e || !pin || pin->size < sizeof(p) || !pin->src || pin->src->e != e ||
-	    (pin->flags & ~XFER_OP_IMM) || !pin->num_pages || !pin->src_pages ||
-	    !pin->dst_pages || !pin->page_size)
+	if (!e || !pin)
 		return -EINVAL;
-	p = *pin;
+	ret = xfer_struct_copy_in(&p, sizeof(p), pin, XFER_PAGED_SIZE_VER0);
+	if (ret)
+		return ret;
+	if (!p.src || p.src->e != e || (p.flags & ~XFER_OP_IMM) || !p.num_pages ||
+	    !p.src_pages || !p.dst_pages || !p.page_size)
+		return -EINVAL;
 	ret = check_rmr(e, p.dst);
 	if (ret)
 		return ret;

@@ -10,6 +10,10 @@
 #include <string.h>
 
 #include "internal.h"
+#include "struct_copy.h"
+
+_Static_assert(XFER_WATCH_ATTR_SIZE_VER0 == offsetof(struct xfer_watch_attr, done),
+	       "xfer_watch_attr's floor ends with reserved");
 
 #define WATCH_MAX_PER_LOOP 64   /* bound the work one loop spends on a watch */
 
@@ -34,15 +38,22 @@ void xfer_watches_poll(xfer_engine *e)
 	}
 }
 
-XFER_EXPORT int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *a, xfer_watch **out)
+XFER_EXPORT int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *ua, xfer_watch **out)
 {
+	struct xfer_watch_attr k = { .size = sizeof(k) }, *a = &k;   /* done: none */
 	struct xfer_cmd c = { .kind = CMD_WATCH_ADD };
 	struct xfer_watch *w;
+	int ret;
 
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!e || !a || a->size < sizeof(*a) || !a->word || !a->src || !a->dst || a->reserved ||
+	if (!e || !ua)
+		return -EINVAL;
+	ret = xfer_struct_copy_in(&k, sizeof(k), ua, XFER_WATCH_ATTR_SIZE_VER0);
+	if (ret)
+		return ret;
+	if (!a->word || !a->src || !a->dst || a->reserved ||
 	    (a->flags & ~XFER_OP_IMM) || a->src->e != e || a->dst->e != e)
 		return -EINVAL;
 	if (a->src_off > a->src->len || a->len > a->src->len - a->src_off ||

@@ -34,6 +34,12 @@
 #include "compiler.h"
 #include "exec_internal.h"
 #include "futex.h"
+#include "struct_copy.h"
+
+_Static_assert(XFER_WS_EXEC_ATTR_SIZE_VER0 == offsetof(struct xfer_ws_exec_attr, watermark),
+	       "the exec attr's floor is size and window");
+_Static_assert(XFER_WS_TRAINER_IO_SIZE_VER0 ==
+	       offsetof(struct xfer_ws_trainer_io, infer_peer) + sizeof(void *), "trainer io floor");
 
 #define DEFAULT_WINDOW 64
 #define DEFAULT_WATERMARK (256ull << 20)
@@ -197,10 +203,13 @@ XFER_EXPORT void xfer_ws_trainer_exec_destroy(xfer_ws_trainer_exec *x)
 }
 
 XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
-					    const struct xfer_ws_trainer_io *io,
+					    const struct xfer_ws_trainer_io *uio,
 					    const struct xfer_ws_exec_attr *attr,
 					    xfer_ws_trainer_exec **out)
 {
+	/* our copies of the caller's structs (struct_copy.h); attr's defaults are 0 */
+	struct xfer_ws_trainer_io iok = { .size = sizeof(iok) };
+	const struct xfer_ws_trainer_io *io = &iok;
 	struct xfer_ws_exec_attr a = { .size = sizeof(a) };
 	const struct xfer_ws_trainer_rank *tr;
 	struct xfer_ws_trainer_exec *x;
@@ -211,12 +220,17 @@ XFER_EXPORT int xfer_ws_trainer_exec_create(const struct xfer_ws_schedule *s,
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!s || !io || io->size < sizeof(*io) || !io->e || io->rank >= s->ntrainers)
+	if (!s || !uio)
+		return -EINVAL;
+	ret = xfer_struct_copy_in(&iok, sizeof(iok), uio, XFER_WS_TRAINER_IO_SIZE_VER0);
+	if (ret)
+		return ret;
+	if (!io->e || io->rank >= s->ntrainers)
 		return -EINVAL;
 	if (attr) {
-		if (attr->size < sizeof(a))
-			return -EINVAL;
-		a = *attr;
+		ret = xfer_struct_copy_in(&a, sizeof(a), attr, XFER_WS_EXEC_ATTR_SIZE_VER0);
+		if (ret)
+			return ret;
 		if ((a.flags & ~XFER_WS_EXEC_STAGE_ALL) || a.threads > MAX_THREADS)
 			return -EINVAL;
 	}

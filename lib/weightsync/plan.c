@@ -25,7 +25,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "struct_copy.h"
 #include "ws_internal.h"
+
+/* The floors of the structs xfer_ws_plan reads: they end where the first
+ * published version of each ended, whatever is appended later. */
+_Static_assert(XFER_WS_TRAINER_LAYOUT_SIZE_VER0 ==
+	       offsetof(struct xfer_ws_trainer_layout, ep) + sizeof(uint32_t), "trainer layout floor");
+_Static_assert(XFER_WS_INFER_LAYOUT_SIZE_VER0 ==
+	       offsetof(struct xfer_ws_infer_layout, dtype) + sizeof(uint32_t), "infer layout floor");
+_Static_assert(XFER_WS_PLAN_ATTR_SIZE_VER0 == offsetof(struct xfer_ws_plan_attr, min_chunk),
+	       "plan attr floor");
 
 #define DEF_MIN_CHUNK (16ull << 20)
 #define DEF_MAX_CHUNK (64ull << 20)
@@ -680,8 +690,6 @@ static int build_strtab(struct planner *p)
 static int check_layouts(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
 			 const struct xfer_ws_infer_layout *l)
 {
-	if (!t || !l || t->size < sizeof(*t) || l->size < sizeof(*l))
-		return -EINVAL;
 	if (!t->dp || !t->pp || !t->fsdp || !t->ep || !l->dp || !l->ep || !l->tp)
 		return -EINVAL;
 	if ((uint64_t)t->dp * t->pp * t->fsdp * t->ep > WS_MAX_RANKS ||
@@ -696,20 +704,31 @@ static int check_layouts(const xfer_ws_model *m, const struct xfer_ws_trainer_la
 	return 0;
 }
 
-XFER_EXPORT int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
-			const struct xfer_ws_infer_layout *l, const struct xfer_ws_plan_attr *attr,
+XFER_EXPORT int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *ut,
+			const struct xfer_ws_infer_layout *ul, const struct xfer_ws_plan_attr *uattr,
 			struct xfer_ws_schedule **out)
 {
+	/* our copies of the caller's structs (struct_copy.h); attr's defaults are 0 */
+	struct xfer_ws_trainer_layout tk = { .size = sizeof(tk) };
+	struct xfer_ws_infer_layout lk = { .size = sizeof(lk) };
+	struct xfer_ws_plan_attr ak = { .size = sizeof(ak) };
+	const struct xfer_ws_trainer_layout *t = &tk;
+	const struct xfer_ws_infer_layout *l = &lk;
+	const struct xfer_ws_plan_attr *attr = uattr ? &ak : NULL;
 	struct planner p = { .m = m };
 	struct xfer_ws_schedule *s;
 	uint64_t *tx = NULL, *rx = NULL;
 	int rc;
 
-	if (!m || !out)
+	if (!m || !out || !ut || !ul)
 		return -EINVAL;
+	if ((rc = xfer_struct_copy_in(&tk, sizeof(tk), ut, XFER_WS_TRAINER_LAYOUT_SIZE_VER0)) ||
+	    (rc = xfer_struct_copy_in(&lk, sizeof(lk), ul, XFER_WS_INFER_LAYOUT_SIZE_VER0)) ||
+	    (uattr && (rc = xfer_struct_copy_in(&ak, sizeof(ak), uattr, XFER_WS_PLAN_ATTR_SIZE_VER0))))
+		return rc;
 	if ((rc = check_layouts(m, t, l)))
 		return rc;
-	if (attr && (attr->size < sizeof(*attr) || attr->flags || attr->reserved))
+	if (attr && (attr->flags || attr->reserved))
 		return -EINVAL;
 	p.t = *t;
 	p.l = *l;

@@ -84,7 +84,7 @@ __attribute__((target("avx2"))) static __m256 bf16_x8(const uint16_t *in)
 	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-XFER_EXPORT __attribute__((target("avx2"))) void xfer_ws_e4m3_x8(const float *in, uint8_t *out)
+__attribute__((target("avx2"))) void xfer_ws_e4m3_x8(const float *in, uint8_t *out)
 {
 	store8(out, e4m3_x8(_mm256_loadu_ps(in)));
 }
@@ -158,8 +158,8 @@ XFER_EXPORT void xfer_ws_quant_fp8(const uint16_t *src, size_t rows, size_t cols
 }
 
 /* Value by value: the reference the AVX2 path is checked against. */
-XFER_EXPORT void xfer_ws_quant_fp8_scalar(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
-				     uint8_t *dst, size_t dst_ld, float *scales)
+void xfer_ws_quant_fp8_scalar(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
+			      uint8_t *dst, size_t dst_ld, float *scales)
 {
 	size_t B = XFER_WS_FP8_BLOCK, scols = (cols + B - 1) / B;
 

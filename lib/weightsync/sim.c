@@ -25,7 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "struct_copy.h"
 #include "ws_internal.h"
+
+_Static_assert(XFER_WS_CLUSTER_SIZE_VER0 == offsetof(struct xfer_ws_cluster, trainer_nic_gbps),
+	       "the cluster's floor is size and window");
 
 #define STEPS 20000.0
 #define FILL_ROUNDS 8
@@ -308,7 +312,7 @@ XFER_EXPORT void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c)
 	c->window = 16;
 }
 
-XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *cl,
+XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *ucl,
 			    struct xfer_ws_sim_result *r)
 {
 	struct sim sm = { .s = s };
@@ -316,10 +320,19 @@ XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct 
 	uint32_t nl;
 	int rc = -ENOMEM;
 
-	if (!s || !r || (cl && cl->size < sizeof(*cl)))
+	if (!s || !r)
 		return -EINVAL;
 	xfer_ws_cluster_defaults(&sm.c);
-	if (cl) {
+	if (ucl) {
+		/* our copy of the caller's struct (struct_copy.h): the fields an
+		 * older caller lacks are 0, which means "the default" below */
+		struct xfer_ws_cluster k = { .size = sizeof(k) };
+		const struct xfer_ws_cluster *cl = &k;
+
+		int ret = xfer_struct_copy_in(&k, sizeof(k), ucl, XFER_WS_CLUSTER_SIZE_VER0);
+
+		if (ret)
+			return ret;
 		sm.c.trainer_nic_gbps = cl->trainer_nic_gbps > 0 ? cl->trainer_nic_gbps : sm.c.trainer_nic_gbps;
 		sm.c.infer_nic_gbps = cl->infer_nic_gbps > 0 ? cl->infer_nic_gbps : sm.c.trainer_nic_gbps;
 		sm.c.copy_gbs = cl->copy_gbs > 0 ? cl->copy_gbs : sm.c.copy_gbs;

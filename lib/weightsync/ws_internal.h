@@ -9,7 +9,8 @@
 #include "compiler.h"
 
 /* quant.c: xfer_ws_quant_fp8 without its AVX2 path, and that path's
- * rounding of 8 floats (x86-64 with AVX2 only), for the tests. */
+ * rounding of 8 floats (x86-64 with AVX2 only), for the tests. Not
+ * exported: the unit tests link the static library. */
 void xfer_ws_quant_fp8_scalar(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
 			      uint8_t *dst, size_t dst_ld, float *scales);
 void xfer_ws_e4m3_x8(const float *in, uint8_t *out);
