@@ -135,7 +135,7 @@ for k in "${kvers[@]}"; do
 	# "ok N # SKIP why". Out: "R<TAB>ok|not-ok<TAB>prog: name<TAB>why" per
 	# test; after a failure "D<TAB>line" for its diagnostics (RUN to result).
 	results=$(awk '
-		/^# kmod-prog / { prog = $3; planned[prog] = 0; seen[prog] = 0; next }
+		/# kmod-prog [a-z_]+$/ { prog = $NF; planned[prog] = 0; seen[prog] = 0; next }
 		/^1\.\.[0-9]+$/ && prog != "" { planned[prog] = substr($0, 4) + 0; next }
 		/^#  RUN / { name = $3; nd = 0; next }
 		/^# / { diag[++nd] = $0; next }
