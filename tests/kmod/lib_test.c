@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Tests of lib/kmod.c (the library's side of /dev/xfer) against the real
- * module, run inside the qemu guest next to xfer_test.
+ * Tests of lib/kmod/kmod.c (the library's side of /dev/xfer) against the
+ * real module, run inside the qemu guest next to xfer_test. Fixtures: nodev
+ * (the library without a device), lib (an open xfer_kmod and a buffer); each
+ * teardown ends with the leak check (util.h: kt_expect_no_leak).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,41 +13,23 @@
 #include <linux/xfer.h>
 
 #include "kmod.h"
-#include "harness.h"
 #include "util.h"
 
-static int xt_after_each(const char *name)
-{
-	if (access("/dev/xfer", F_OK) == 0 && !module_idle()) {
-		XT_LOG("%s left module state behind", name);
-		return 1;
-	}
-	return 0;
-}
-
-FIXTURE(lib) {
-	struct xfer_kmod *k;
-	uint8_t *buf;
+/* The library where the device is missing: no fixture state. */
+FIXTURE(nodev) {
+	int unused;
 };
 
-FIXTURE_SETUP(lib)
+FIXTURE_SETUP(nodev)
 {
-	int ret = xfer_kmod_open(&self->k);
-
-	if (ret == -ENODEV)
-		SKIP("/dev/xfer missing: module not loaded");
-	ASSERT_EQ(ret, 0);
-	self->buf = anon(16 * PG);
-	ASSERT_TRUE(self->buf);
 }
 
-FIXTURE_TEARDOWN(lib)
+FIXTURE_TEARDOWN(nodev)
 {
-	xfer_kmod_close(self->k);
-	EXPECT_EQ(sysfs("contexts"), 0);
+	kt_expect_no_leak(_metadata, false);
 }
 
-TEST(lib_without_module_returns_enodev)
+TEST_F(nodev, lib_returns_enodev)
 {
 	struct xfer_kmod *k = (void *)1;
 	uint64_t h, sid;
@@ -63,6 +47,29 @@ TEST(lib_without_module_returns_enodev)
 	EXPECT_EQ(xfer_kmod_export_dmabuf(NULL, 1, &fd), -ENODEV);
 	EXPECT_TRUE(xfer_kmod_stats(NULL) == NULL);
 	xfer_kmod_close(NULL);
+}
+
+FIXTURE(lib) {
+	struct xfer_kmod *k;
+	uint8_t *buf;
+};
+
+FIXTURE_SETUP(lib)
+{
+	int ret = xfer_kmod_open(&self->k);
+
+	if (ret == -ENODEV)
+		XT_SETUP_SKIP("/dev/xfer missing: module not loaded");
+	ASSERT_EQ(ret, 0);
+	self->buf = anon(16 * PG);
+	ASSERT_TRUE(self->buf != NULL);
+}
+
+FIXTURE_TEARDOWN(lib)
+{
+	xfer_kmod_close(self->k);
+	EXPECT_EQ(sysfs("contexts"), 0);
+	kt_expect_no_leak(_metadata, false);
 }
 
 TEST_F(lib, pin_rounds_out_to_pages_and_release)
@@ -114,7 +121,7 @@ TEST_F(lib, share_opened_by_other_process_sees_same_pages)
 TEST_F(lib, stats_page_published_to_debugfs)
 {
 	struct xfer_ctx_stats *st = xfer_kmod_stats(self->k);
-	char *s, line[64];
+	char *s, *l, line[64], path[96];
 
 	ASSERT_TRUE(st != NULL);
 	EXPECT_EQ(st->version, 1);
@@ -125,14 +132,11 @@ TEST_F(lib, stats_page_published_to_debugfs)
 	s = slurp("/sys/kernel/debug/xfer/contexts");
 	snprintf(line, sizeof(line), "\t%d\tlib_test\t", getpid());
 	ASSERT_TRUE(strstr(s, line) != NULL);
-	{
-		char *l = strstr(s, line), path[96];
-
-		while (l > s && l[-1] != '\n')
-			l--;
-		snprintf(path, sizeof(path), "/sys/kernel/debug/xfer/ctx-%d/stats", atoi(l));
-		s = slurp(path);
-	}
+	l = strstr(s, line);
+	while (l > s && l[-1] != '\n')
+		l--;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/xfer/ctx-%d/stats", atoi(l));
+	s = slurp(path);
 	EXPECT_TRUE(strstr(s, "num_rails 1\n") != NULL);
 	EXPECT_TRUE(strstr(s, "last_error -5\n") != NULL);
 	EXPECT_TRUE(strstr(s, "\n0\t0\t4096\t42\t0\t0\t0\n") != NULL);
@@ -152,8 +156,7 @@ TEST_F(lib, export_and_import_dmabuf)
 	EXPECT_EQ(xfer_kmod_release(self->k, h), 0);
 }
 
-int main(int argc, char **argv)
-{
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	return xt_run_all(argc, argv);
-}
+#define main kt_harness_main
+TEST_HARNESS_MAIN
+#undef main
+KT_MAIN

@@ -2,14 +2,21 @@
 # Kernel-module suite: builds xfer.ko (W=1) for every Debian kernel in
 # /lib/modules that has an image and headers, builds the guest test
 # programs, boots each kernel under qemu with tests/vm/guest.sh, runs
-# tests/kmod/xfer_test (the module's ABI and lifetimes), lib_test (lib/kmod.c)
-# and engine_test (the engine with the module) inside, and prints one
-# TAP line per test per kernel ("ok N - <kver>: <test>"). Exits non-zero on
-# any failure; prints one SKIP line and exits 0 when the tools are missing.
+# tests/kmod/xfer_test (the module's ABI and lifetimes), lib_test
+# (lib/kmod/kmod.c) and engine_test (the engine with the module) inside, and
+# prints one TAP line per test per kernel ("ok N - <kver>: <prog>:
+# <fixture>.<test>"). The programs are kselftest_harness.h tests, built by
+# tests/kmod/Makefile (also a kselftest target: see there); each test has its
+# own timeout (30 s, the engine's 60 s), so a hang costs one test. Exits
+# non-zero on any failure; prints one SKIP line and exits 0 when the tools
+# are missing.
 #
 #   tests/kmod/run.sh [FILTER]     FILTER: run only tests whose name has it
 # Environment: XFER_BUILD (build dir, default build), XFER_KMOD_TIMEOUT
-# (seconds per guest, default 150), XFER_KMOD_KVERS (kernel versions).
+# (seconds per guest, default 240: a ~30 s run plus several hung tests'
+# timeouts; the guard against a guest that hangs as a whole),
+# XFER_KMOD_KVERS (kernel versions), KSELFTEST (the harness headers, default
+# the Makefile's).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 top=$PWD
@@ -47,12 +54,16 @@ for k in "${kvers[@]}"; do
 	  echo $? > "$kdir/build.rc" ) &
 done
 
-# Guest programs: static, so the initramfs needs no libraries.
+# Guest programs (tests/kmod/Makefile, standalone form, on the harness from
+# scripts/deps.sh kselftest): static, so the initramfs needs no libraries.
+kselftest=${KSELFTEST:-$(make -s --no-print-directory print-KSELFTEST)}
+[ -f "$kselftest/kselftest_harness.h" ] ||
+	XFER_KSELFTEST_DIR=$kselftest scripts/deps.sh kselftest > "$out/deps.log" 2>&1
+case "$build" in /*) liba=$build/lib/libxfer.a ;; *) liba=$top/$build/lib/libxfer.a ;; esac
 progs_ok=1
-if ! gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -static -Ikmod/include/uapi \
-	-o "$out/xfer_test" tests/kmod/xfer_test.c > "$out/build-tests.log" 2>&1 ||
-   ! gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -static -Ilib/kmod -Ilib/util -Ikmod/include/uapi \
-	-o "$out/lib_test" tests/kmod/lib_test.c lib/kmod/kmod.c >> "$out/build-tests.log" 2>&1; then
+rm -f "$out/xfer_test" "$out/lib_test" "$out/engine_test"
+if ! make -s -C tests/kmod OUTPUT="$out" STATIC=1 KSELFTEST="$kselftest" XFER_LIBA=/nonexistent \
+	"$out/xfer_test" "$out/lib_test" > "$out/build-tests.log" 2>&1; then
 	progs_ok=0
 	sed 's/^/# /' "$out/build-tests.log"
 fi
@@ -62,23 +73,25 @@ fi
 engine=
 [ -f "$build/lib/libxfer.a" ] || make -s lib BUILD="$build" > "$out/build-lib.log" 2>&1
 if [ -f "$build/lib/libxfer.a" ] &&
-   gcc -std=gnu11 -Wall -Wextra -Werror -Wshadow -O2 -Iinclude -Ikmod/include/uapi \
-	-o "$out/engine_test" tests/kmod/engine_test.c "$build/lib/libxfer.a" \
-	$(pkg-config --libs libfabric hwloc json-c 2>/dev/null) \
-	$(pkg-config --exists libibverbs 2>/dev/null && pkg-config --libs libibverbs) \
-	-lpthread -lm -ldl >> "$out/build-tests.log" 2>&1; then
+   make -s -C tests/kmod OUTPUT="$out" KSELFTEST="$kselftest" XFER_LIBA="$liba" \
+	"$out/engine_test" >> "$out/build-tests.log" 2>&1; then
 	engine="$out/engine_test:/bin/engine_test"
 	tap ok "kmod: engine test program builds"
 else
 	tap ok "kmod: engine test program builds" "SKIP libxfer.a or its libraries not built"
+	sed 's/^/# /' "$out/build-tests.log" | tail -n 20
 fi
 
+# Each program's output follows a "# kmod-prog NAME" line: the parser below
+# tells the programs (and their TAP numbers) apart by it.
 cat > "$out/guest-script.sh" <<GUEST
 export XFER_KO=/modules/xfer.ko
 rc=0
-/bin/xfer_test $filter || rc=1
-/bin/lib_test $filter || rc=1
-if [ -x /bin/engine_test ]; then /bin/engine_test $filter || rc=1; fi
+for p in xfer_test lib_test engine_test; do
+	[ -x /bin/\$p ] || continue
+	echo "# kmod-prog \$p"
+	/bin/\$p $filter 2>&1 || rc=1
+done
 exit \$rc
 GUEST
 
@@ -114,21 +127,39 @@ for k in "${kvers[@]}"; do
 	tests/vm/guest.sh --kver "$k" --modules "$mods $kdir/src/xfer.ko" \
 		--files "$out/xfer_test:/bin/xfer_test $out/lib_test:/bin/lib_test $engine" \
 		--script "$out/guest-script.sh" --log "$kdir/serial.log" \
-		--timeout "${XFER_KMOD_TIMEOUT:-150}" --quiet 2> "$kdir/guest.err"
+		--timeout "${XFER_KMOD_TIMEOUT:-240}" --quiet 2> "$kdir/guest.err"
 	grc=$?
 	echo "# $k: guest took $((SECONDS - t0))s"
-	results=$(grep -E '^(not )?ok [0-9]+ - ' "$kdir/serial.log" || true)
+	# kselftest TAP: "#  RUN  fixture.test ..." starts a test, then
+	# "ok N fixture.test", "not ok N fixture.test" or (6.1: without the name)
+	# "ok N # SKIP why". Out: "R<TAB>ok|not-ok<TAB>prog: name<TAB>why" per
+	# test; after a failure "D<TAB>line" for its diagnostics (RUN to result).
+	results=$(awk '
+		/# kmod-prog [a-z_]+$/ { prog = $NF; planned[prog] = 0; seen[prog] = 0; next }
+		/^1\.\.[0-9]+$/ && prog != "" { planned[prog] = substr($0, 4) + 0; next }
+		/^#  RUN / { name = $3; nd = 0; next }
+		/^# / { diag[++nd] = $0; next }
+		/^(not )?ok [0-9]+ / && prog != "" {
+			seen[prog]++
+			why = ""
+			if (match($0, / # SKIP.*$/)) why = substr($0, RSTART + 3)
+			n = $0; sub(/^(not )?ok [0-9]+ /, "", n); sub(/ # .*$/, "", n)
+			if (n == "") n = name
+			if (/^not ok/) {
+				printf "R\tnot-ok\t%s: %s\n", prog, n
+				for (i = 1; i <= nd; i++) printf "D\t  %s\n", diag[i]
+			} else printf "R\tok\t%s: %s\t%s\n", prog, n, why
+			nd = 0
+		}
+		END { for (p in planned) if (seen[p] != planned[p])
+			printf "R\tnot-ok\t%s: ran all %d planned tests (%d reported)\n", p, planned[p], seen[p] }
+		' "$kdir/serial.log")
 	while IFS= read -r line; do
-		[ -n "$line" ] || continue
-		name=$(echo "$line" | sed -E 's/^(not )?ok [0-9]+ - //; s/ # .*//')
-		dir=$(echo "$line" | sed -nE 's/^ok [0-9]+ - .* # (SKIP.*)$/\1/p')
 		case "$line" in
-		ok*) tap ok "$k: $name" "$dir" ;;
-		*) tap not-ok "$k: $name"
-		   # the test's diagnostics, from its start to its result
-		   awk -v t="$line" 'index($0, "# ") == 1 { buf = buf "\n" $0 }
-			/^(not )?ok [0-9]+ - / { if ($0 == t) { print buf; exit } buf = "" }' \
-			"$kdir/serial.log" | grep . | sed 's/^/  /' ;;
+		R$'\t'*)
+			IFS=$'\t' read -r _ res name why <<< "$line"
+			if [ "$res" = ok ]; then tap ok "$k: $name" "$why"; else tap not-ok "$k: $name"; fi ;;
+		D$'\t'*) echo "${line#D?}" ;;
 		esac
 	done <<< "$results"
 	if grep -q 'kernel log has' "$kdir/guest.err"; then
@@ -137,7 +168,7 @@ for k in "${kvers[@]}"; do
 	else
 		tap ok "$k: guest kernel log free of BUG/WARNING/Oops/KASAN/refcount"
 	fi
-	if [ -z "$results" ] || { [ "$grc" != 0 ] && ! echo "$results" | grep -q '^not ok'; }; then
+	if [ -z "$results" ] || { [ "$grc" != 0 ] && ! echo "$results" | grep -q $'^R\tnot-ok'; }; then
 		sed 's/^/# /' "$kdir/guest.err"
 		tail -n 20 "$kdir/serial.log" | sed 's/^/# /'
 		tap not-ok "$k: guest ran the tests to the end (exit $grc)"

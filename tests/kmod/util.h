@@ -1,16 +1,26 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Helpers shared by the guest test programs: memory patterns, sysfs,
- * debugfs and /proc/vmstat readers. */
+/*
+ * Helpers shared by the module's guest test programs (xfer_test, lib_test,
+ * engine_test): memory patterns, sysfs, debugfs and /proc/vmstat readers,
+ * and their glue to the kernel's kselftest_harness.h (through
+ * tests/harness/harness.h): the leak check every fixture's teardown ends
+ * with (kt_expect_no_leak), a multi-line log (kt_log_block) and a main()
+ * that takes a test-name filter (KT_MAIN).
+ */
 #ifndef XFER_TEST_UTIL_H
 #define XFER_TEST_UTIL_H
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "harness.h"
 
 #define PG 4096UL
 
@@ -122,5 +132,96 @@ static inline int pins_balanced(void)
 {
 	return vmstat("nr_foll_pin_acquired") == vmstat("nr_foll_pin_released");
 }
+
+/* Diagnostics of several lines: each one a TAP comment, where TH_LOG writes. */
+static inline void kt_log_block(const char *title, const char *text)
+{
+	fprintf(TH_LOG_STREAM, "# %s:\n", title);
+	while (*text) {
+		const char *nl = strchr(text, '\n');
+		int n = nl ? (int)(nl - text) : (int)strlen(text);
+
+		fprintf(TH_LOG_STREAM, "#   %.*s\n", n, text);
+		text += n + (nl ? 1 : 0);
+	}
+	fflush(TH_LOG_STREAM);
+}
+
+/*
+ * The end of every fixture's FIXTURE_TEARDOWN: once the test and its
+ * teardown have closed and unmapped what they hold, the module holds
+ * nothing (no region, context, share, export, pinned or imported byte) and,
+ * with @pins, every page pin taken was released. It runs in the test's own
+ * process, so a test must give back what it took (process exit is the same
+ * release path: close and munmap). A leak fails the test, a skipped one too
+ * (kselftest would otherwise report the SKIP). Without /dev/xfer (the rmmod
+ * test's reload failed, or no module) there is nothing to check.
+ */
+static inline void kt_expect_no_leak(struct __test_metadata *_metadata, bool pins)
+{
+	bool clean;
+
+	if (access("/dev/xfer", F_OK))
+		return;
+	clean = module_idle() && (!pins || pins_balanced());
+	if (pins) {
+		EXPECT_TRUE(clean)
+			TH_LOG("left state: regions %lld contexts %lld shares %lld exports %lld pinned %lld imported %lld pins %lld/%lld",
+			       sysfs("regions"), sysfs("contexts"), sysfs("shares"),
+			       sysfs("exports"), sysfs("pinned_bytes"), sysfs("imported_bytes"),
+			       vmstat("nr_foll_pin_acquired"), vmstat("nr_foll_pin_released"));
+	} else {
+		EXPECT_TRUE(clean) TH_LOG("left module state behind");
+	}
+	if (!clean)
+		_metadata->skip = 0;
+}
+
+/* What a test left out by the name filter runs instead of its body. */
+static inline void kt_not_selected(struct __test_metadata *_metadata,
+				   struct __fixture_variant_metadata *variant __attribute__((unused)))
+{
+	SKIP(return, "%s: not selected", _metadata->name);
+}
+
+/*
+ * "prog [FILTER]": run only the tests whose "fixture.test" name has FILTER;
+ * the others report "ok N # SKIP <test>: not selected". Arguments that start
+ * with '-' go to the harness (a newer kernel's harness has -t, -f, -l ...).
+ */
+static inline int kt_main(int argc, char **argv, int (*harness_main)(int, char **))
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && argv[1][0] != '-') {
+		for (struct __fixture_metadata *f = __fixture_list; f; f = f->next)
+			for (struct __test_metadata *t = f->tests; t; t = t->next) {
+				char name[256];
+
+				snprintf(name, sizeof(name), "%s.%s", f->name, t->name);
+				if (!strstr(name, argv[1]))
+					t->fn = kt_not_selected;
+			}
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
+	return harness_main(argc, argv);
+}
+
+/*
+ * The end of each test program: the harness's own main (TEST_HARNESS_MAIN,
+ * whatever it holds in this kernel's version), renamed, under kt_main:
+ *
+ *	#define main kt_harness_main
+ *	TEST_HARNESS_MAIN
+ *	#undef main
+ *	KT_MAIN
+ */
+int kt_harness_main(int argc, char **argv);
+#define KT_MAIN \
+	int main(int argc, char **argv) \
+	{ \
+		return kt_main(argc, argv, kt_harness_main); \
+	}
 
 #endif

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Tests of /dev/xfer (kmod/), run inside a qemu guest as root by
- * tests/kmod/run.sh. XFER_KO names the module file for the rmmod test.
+ * tests/kmod/run.sh (or as the kselftest target "xfer": tests/kmod/Makefile).
+ * XFER_KO names the module file for the rmmod test. Fixtures: dev (an open
+ * /dev/xfer and a buffer), xfer (none: tests that manage their own
+ * processes, limits and the module itself; rmmod stays the last test). Every
+ * teardown ends with the leak check (util.h: kt_expect_no_leak).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,7 +21,6 @@
 
 #include <linux/xfer.h>
 
-#include "harness.h"
 #include "util.h"
 
 /* DRM ABI for vgem dumb buffers (stable uapi; libdrm headers not needed). */
@@ -103,20 +106,6 @@ static int import_dmabuf(int fd, int dfd, uint64_t off, uint64_t len, uint64_t *
 	return ret;
 }
 
-static int xt_after_each(const char *name)
-{
-	if (access("/dev/xfer", F_OK))
-		return 0;
-	if (!module_idle() || !pins_balanced()) {
-		XT_LOG("%s left state: regions %lld contexts %lld shares %lld exports %lld pinned %lld imported %lld pins %lld/%lld",
-		       name, sysfs("regions"), sysfs("contexts"), sysfs("shares"),
-		       sysfs("exports"), sysfs("pinned_bytes"), sysfs("imported_bytes"),
-		       vmstat("nr_foll_pin_acquired"), vmstat("nr_foll_pin_released"));
-		return 1;
-	}
-	return 0;
-}
-
 /* Run @fn in a child, return its exit status (or 128 + signal). */
 static int in_child(int (*fn)(void *), void *arg)
 {
@@ -146,16 +135,17 @@ FIXTURE_SETUP(dev)
 {
 	self->fd = xopen();
 	if (self->fd < 0)
-		SKIP("/dev/xfer: %s (module not loaded)", strerror(errno));
+		XT_SETUP_SKIP("/dev/xfer: %s (module not loaded)", strerror(errno));
 	self->len = 16 * PG;
 	self->buf = anon(self->len);
-	ASSERT_TRUE(self->buf);
+	ASSERT_TRUE(self->buf != NULL);
 }
 
 FIXTURE_TEARDOWN(dev)
 {
 	close(self->fd);
 	munmap(self->buf, self->len);
+	kt_expect_no_leak(_metadata, true);
 }
 
 TEST_F(dev, query_reports_abi_features_and_usage)
@@ -278,7 +268,7 @@ TEST_F(dev, every_command_refuses_bad_sizes)
 	uint32_t *size = (uint32_t *)buf;
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		XT_LOG("command %s", cmds[i].name);
+		TH_LOG("command %s", cmds[i].name);
 		memset(buf, 0, sizeof(buf));
 		*size = 0;
 		EXPECT_EQ(xioctl(self->fd, cmds[i].cmd, buf), -EINVAL);
@@ -590,16 +580,31 @@ TEST_F(dev, share_gone_after_owner_release_opener_keeps_pages)
 	EXPECT_EQ(sysfs("regions"), 0);
 }
 
-TEST(owner_sigkill_while_opener_uses_pages)
+/* Tests that set up on their own: no open device, the leak check still. */
+FIXTURE(xfer) {
+	int unused;
+};
+
+FIXTURE_SETUP(xfer)
 {
-	int ready[2], go[2], done[2];
+}
+
+FIXTURE_TEARDOWN(xfer)
+{
+	kt_expect_no_leak(_metadata, true);
+}
+
+TEST_F(xfer, owner_sigkill_while_opener_uses_pages)
+{
+	int ready[2], go[2], done[2], fd2;
+	struct xfer_open_shared o2;
 	uint64_t sid = 0;
 	pid_t owner, user;
 	int status;
 	char c;
 
 	if (access("/dev/xfer", F_OK))
-		SKIP("/dev/xfer missing");
+		SKIP(return, "/dev/xfer missing");
 	ASSERT_EQ(pipe(ready), 0);
 	ASSERT_EQ(pipe(go), 0);
 	ASSERT_EQ(pipe(done), 0);
@@ -653,13 +658,9 @@ TEST(owner_sigkill_while_opener_uses_pages)
 	EXPECT_EQ(sysfs("contexts"), 1); /* the user's, held by its mapping */
 	EXPECT_EQ(sysfs("pinned_bytes"), 32 * PG);
 	EXPECT_TRUE(strstr(slurp("/sys/kernel/debug/xfer/regions"), "orphaned") != NULL);
-	{
-		int fd = xopen();
-		struct xfer_open_shared o;
-
-		EXPECT_EQ(open_shared(fd, sid, &o), -ENOENT);
-		close(fd);
-	}
+	fd2 = xopen();
+	EXPECT_EQ(open_shared(fd2, sid, &o2), -ENOENT);
+	close(fd2);
 	ASSERT_EQ(write(go[1], "g", 1), 1);
 	waitpid(user, &status, 0);
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -695,10 +696,10 @@ static int memlock_child(void *unused __attribute__((unused)))
 	return 0;
 }
 
-TEST(rlimit_memlock_enforced)
+TEST_F(xfer, rlimit_memlock_enforced)
 {
 	if (access("/dev/xfer", F_OK))
-		SKIP("/dev/xfer missing");
+		SKIP(return, "/dev/xfer missing");
 	EXPECT_EQ(in_child(memlock_child, NULL), 0);
 	/* CAP_IPC_LOCK (root) is not limited. */
 	struct rlimit rl = { PG, PG };
@@ -711,7 +712,7 @@ TEST(rlimit_memlock_enforced)
 	close(fd);
 }
 
-TEST(module_limit_enforced)
+TEST_F(xfer, module_limit_enforced)
 {
 	const char *param = "/sys/module/xfer/parameters/max_pinned_mb";
 	struct xfer_query q = { .size = sizeof(q) };
@@ -721,7 +722,7 @@ TEST(module_limit_enforced)
 	int fd = xopen();
 
 	if (fd < 0)
-		SKIP("/dev/xfer missing");
+		SKIP(return, "/dev/xfer missing");
 	ASSERT_EQ(write_str(param, "1"), 0);
 	ASSERT_EQ(xioctl(fd, XFER_IOC_QUERY, &q), 0);
 	EXPECT_EQ(q.max_pinned_bytes, 1 << 20);
@@ -810,8 +811,8 @@ TEST_F(dev, dmabuf_import_from_guest_exporter)
 	int dfd = make_dmabuf(len, &how);
 
 	if (dfd < 0)
-		SKIP("no udmabuf or vgem in this kernel (%s)", strerror(-dfd));
-	XT_LOG("dma-buf from %s", how);
+		SKIP(return, "no udmabuf or vgem in this kernel (%s)", strerror(-dfd));
+	TH_LOG("dma-buf from %s", how);
 	src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
 	ASSERT_NE(src, MAP_FAILED);
 	fill(src, len, 99);
@@ -898,13 +899,16 @@ TEST_F(dev, dmabuf_export_imported_by_other_process)
 
 TEST_F(dev, debugfs_and_sysfs_show_what_was_created)
 {
+	static const char *const attrs[] = { "abi_version", "pinned_bytes",
+		"max_pinned_bytes", "imported_bytes", "regions", "contexts", "shares",
+		"exports", "pins_total", "pins_failed" };
 	struct xfer_ctx_stats *st;
 	uint64_t h1, h2, sid;
-	char line[256], path[128], *s;
+	char line[256], path[128], all[1024] = "", *s, *l;
 	int ctx_id = -1, dfd;
 
 	if (access("/sys/kernel/debug/xfer/regions", R_OK))
-		SKIP("debugfs not mounted");
+		SKIP(return, "debugfs not mounted");
 	ASSERT_EQ(pin(self->fd, self->buf, 2 * PG, &h1, NULL), 0);
 	ASSERT_EQ(pin(self->fd, self->buf + 4 * PG, 4 * PG, &h2, NULL), 0);
 	ASSERT_EQ(share(self->fd, h2, XFER_SHARE_GROUP, 2000, &sid), 0);
@@ -916,22 +920,15 @@ TEST_F(dev, debugfs_and_sysfs_show_what_was_created)
 	EXPECT_EQ(sysfs("shares"), 1);
 	EXPECT_EQ(sysfs("exports"), 1);
 	EXPECT_EQ(sysfs("pinned_bytes"), 6 * PG);
-	{
-		static const char *const attrs[] = { "abi_version", "pinned_bytes",
-			"max_pinned_bytes", "imported_bytes", "regions", "contexts", "shares",
-			"exports", "pins_total", "pins_failed" };
-		char all[1024] = "";
-
-		for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
-			EXPECT_GE(sysfs(attrs[i]), 0);
-			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s %lld\n",
-				 attrs[i], sysfs(attrs[i]));
-		}
-		xt_log_block("/sys/class/misc/xfer", all);
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+		EXPECT_GE(sysfs(attrs[i]), 0);
+		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s %lld\n",
+			 attrs[i], sysfs(attrs[i]));
 	}
+	kt_log_block("/sys/class/misc/xfer", all);
 
 	s = slurp("/sys/kernel/debug/xfer/regions");
-	xt_log_block("regions", s);
+	kt_log_block("regions", s);
 	EXPECT_TRUE(!strncmp(s, "id\towner_pid\towner\tkind\tbytes\trefs", 34));
 	snprintf(line, sizeof(line), "\t%d\txfer_test\thost\t8192\t2\t1\t0\t1\t0\tactive\n", getpid());
 	EXPECT_TRUE(strstr(s, line) != NULL);
@@ -939,23 +936,20 @@ TEST_F(dev, debugfs_and_sysfs_show_what_was_created)
 	EXPECT_TRUE(strstr(s, line) != NULL);
 
 	s = slurp("/sys/kernel/debug/xfer/shares");
-	xt_log_block("shares", s);
+	kt_log_block("shares", s);
 	snprintf(line, sizeof(line), "%llu\t", (unsigned long long)sid);
 	EXPECT_TRUE(strstr(s, line) != NULL);
 	snprintf(line, sizeof(line), "\t%d\tgroup\t2000\t0\n", getpid());
 	EXPECT_TRUE(strstr(s, line) != NULL);
 
 	s = slurp("/sys/kernel/debug/xfer/contexts");
-	xt_log_block("contexts", s);
+	kt_log_block("contexts", s);
 	snprintf(line, sizeof(line), "\t%d\txfer_test\t2\t24576\n", getpid());
 	ASSERT_TRUE(strstr(s, line) != NULL);
-	{
-		char *l = strstr(s, line);
-
-		while (l > s && l[-1] != '\n')
-			l--;
-		ctx_id = atoi(l);
-	}
+	l = strstr(s, line);
+	while (l > s && l[-1] != '\n')
+		l--;
+	ctx_id = atoi(l);
 
 	/* The stats page: what the library writes is what debugfs shows. */
 	st = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, XFER_MMAP_OFFSET_STATS);
@@ -968,7 +962,7 @@ TEST_F(dev, debugfs_and_sysfs_show_what_was_created)
 	st->rail[1].ops_completed = 6;
 	snprintf(path, sizeof(path), "/sys/kernel/debug/xfer/ctx-%d/stats", ctx_id);
 	s = slurp(path);
-	xt_log_block(path, s);
+	kt_log_block(path, s);
 	EXPECT_TRUE(strstr(s, "version 1\nnum_rails 2\nops_inflight 3\nlast_error -110\n") != NULL);
 	EXPECT_TRUE(strstr(s, "\n1\t12345\t0\t0\t6\t0\t0\n") != NULL);
 	EXPECT_TRUE(strstr(s, "\n0\t0\t0\t0\t0\t0\t0\n") != NULL);
@@ -1085,15 +1079,15 @@ static void stress_worker(int fd, unsigned int seed, uint64_t *sids, int nsids, 
 	_exit(0);
 }
 
-TEST(random_multiprocess_stress_returns_to_zero)
+TEST_F(xfer, random_multiprocess_stress_returns_to_zero)
 {
 	const int nproc = 4, rounds = 3, ops = 1500;
 	uint64_t *sids = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	unsigned int seed = (unsigned int)time(NULL);
 
 	if (access("/dev/xfer", F_OK))
-		SKIP("/dev/xfer missing");
-	XT_LOG("seed %u", seed);
+		SKIP(return, "/dev/xfer missing");
+	TH_LOG("seed %u", seed);
 	for (int r = 0; r < rounds; r++) {
 		pid_t pids[8];
 
@@ -1113,17 +1107,17 @@ TEST(random_multiprocess_stress_returns_to_zero)
 			int status;
 
 			waitpid(pids[p], &status, 0);
-			if (!(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)))
-				XT_FAIL_AT(0, "worker %d: status %#x", p, status);
+			EXPECT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+				TH_LOG("worker %d: status %#x", p, status);
 		}
 		EXPECT_TRUE(module_idle());
 		EXPECT_TRUE(pins_balanced());
 	}
-	XT_LOG("pins_total %lld pins_failed %lld", sysfs("pins_total"), sysfs("pins_failed"));
+	TH_LOG("pins_total %lld pins_failed %lld", sysfs("pins_total"), sysfs("pins_failed"));
 }
 
 /* Keep this last: it unloads and reloads the module. */
-TEST(rmmod_refused_while_held_then_clean)
+TEST_F(xfer, rmmod_refused_while_held_then_clean)
 {
 	const char *ko = getenv("XFER_KO");
 	uint8_t *buf = anon(4 * PG);
@@ -1131,7 +1125,7 @@ TEST(rmmod_refused_while_held_then_clean)
 	int fd, dfd, mfd;
 
 	if (!ko || access(ko, R_OK))
-		SKIP("XFER_KO not set to the module file");
+		SKIP(return, "XFER_KO not set to the module file");
 	fd = xopen();
 	ASSERT_GE(fd, 0);
 	ASSERT_EQ(pin(fd, buf, 4 * PG, &h, NULL), 0);
@@ -1157,8 +1151,7 @@ TEST(rmmod_refused_while_held_then_clean)
 	EXPECT_TRUE(module_idle());
 }
 
-int main(int argc, char **argv)
-{
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	return xt_run_all(argc, argv);
-}
+#define main kt_harness_main
+TEST_HARNESS_MAIN
+#undef main
+KT_MAIN
