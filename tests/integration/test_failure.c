@@ -317,7 +317,7 @@ static void kill_stream(struct __test_metadata *_metadata, struct pair *c, struc
 
 /* Peer SIGKILLed mid-stream: every op completes, errors within 3x timeout,
  * peer down, new ops refused. */
-TEST_F_TIMEOUT(killed, every_op_completes, 60)
+TEST_F(killed, every_op_completes)
 {
 	struct pair *c = &self->c;
 	struct stream s;
@@ -348,7 +348,7 @@ TEST_F_TIMEOUT(killed, every_op_completes, 60)
 }
 
 /* No op submitted to the dead peer reports success. */
-TEST_F_TIMEOUT(killed, no_success_after_death, 60)
+TEST_F(killed, no_success_after_death)
 {
 	struct stream s;
 
@@ -358,7 +358,7 @@ TEST_F_TIMEOUT(killed, no_success_after_death, 60)
 }
 
 /* A live peer still works after the kill (and quits cleanly: teardown). */
-TEST_F_TIMEOUT(killed, live_peer_works, 60)
+TEST_F(killed, live_peer_works)
 {
 	struct pair *c = &self->c;
 	struct stream s;
@@ -439,7 +439,7 @@ FIXTURE_TEARDOWN(destroy)
 
 /* Destroying an engine with work in flight completes every op exactly
  * once, with 0 or -ECANCELED (some with -ECANCELED), and returns. */
-TEST_F_TIMEOUT(destroy, work_in_flight, 60)
+TEST_F(destroy, work_in_flight)
 {
 	enum { N = 400 };
 	xfer_op *ops[N] = { 0 };
@@ -566,7 +566,7 @@ FIXTURE_TEARDOWN(stopped)
 
 /* Peer stopped (SIGSTOP): immediates complete within 3x timeout, blame on
  * it, live peer works. */
-TEST_F_TIMEOUT(stopped, immediates_complete_live_peer_works, 60)
+TEST_F(stopped, immediates_complete_live_peer_works)
 {
 	enum { N = 4096 };
 	xfer_engine *e = self->e;

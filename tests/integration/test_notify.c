@@ -431,7 +431,7 @@ FIXTURE_TEARDOWN(watch)
 /* A thread bumps the word 1..N: N writes posted, N callbacks, N immediates
  * and the bytes at the target; a jump of 5 posts 5; after
  * xfer_watch_remove bumps post nothing. */
-TEST_F_TIMEOUT(watch, bumps, 60)
+TEST_F(watch, bumps)
 {
 	const int N = 40;
 	const uint32_t imm = 0x3a7c4;

@@ -99,7 +99,7 @@ static void write_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, 
 
 /* Single writes: small, unaligned with an immediate, striped over rails,
  * odd lengths, the region's last byte. */
-TEST_F_TIMEOUT(ops, writes, 60)
+TEST_F(ops, writes)
 {
 	write_case(_metadata, self, 0, 0, 4096, false);
 	write_case(_metadata, self, 13, 1000001, 100, true);          /* unaligned, imm attached */
@@ -109,7 +109,7 @@ TEST_F_TIMEOUT(ops, writes, 60)
 }
 
 /* Five immediates alone, counted by the target. */
-TEST_F_TIMEOUT(ops, immediates, 60)
+TEST_F(ops, immediates)
 {
 	xfer_op *ops[5];
 
@@ -173,7 +173,7 @@ static void paged_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, 
 
 /* Paged writes: 300 4 KiB pages, 100 strided 1000-byte pages at offsets,
  * one 64 KiB page. */
-TEST_F_TIMEOUT(ops, paged, 60)
+TEST_F(ops, paged)
 {
 	paged_case(_metadata, self, 300, 4096, 4096, 4096, 0, 0, true);
 	paged_case(_metadata, self, 100, 1000, 3000, 5000, 17, 64, false);
@@ -181,7 +181,7 @@ TEST_F_TIMEOUT(ops, paged, 60)
 }
 
 /* Out-of-range and malformed writes are refused and nothing lands. */
-TEST_F_TIMEOUT(ops, out_of_range, 60)
+TEST_F(ops, out_of_range)
 {
 	xfer_op *op = (xfer_op *)1;
 	uint32_t sp[2] = { 0, 1 }, dp[2] = { 3, (uint32_t)(REGION / 4096) };

@@ -154,20 +154,20 @@ static void scatter_case(struct __test_metadata *_metadata, FIXTURE_DATA(scatter
 }
 
 /* Ranges to three targets, two of them to one target, every byte checked. */
-TEST_F_TIMEOUT(scatter, ranges, 60)
+TEST_F(scatter, ranges)
 {
 	scatter_case(_metadata, self, false);
 }
 
 /* The same with immediates, and a zero-length entry carrying one alone. */
-TEST_F_TIMEOUT(scatter, ranges_with_imm, 60)
+TEST_F(scatter, ranges_with_imm)
 {
 	scatter_case(_metadata, self, true);
 }
 
 /* Only zero-length entries: immediates alone to every target; malformed
  * and out-of-range scatters refused whole. */
-TEST_F_TIMEOUT(scatter, imm_only_and_refused, 60)
+TEST_F(scatter, imm_only_and_refused)
 {
 	struct xfer_scatter_dst d[NT];
 	uint32_t n = 0;
@@ -196,7 +196,7 @@ TEST_F_TIMEOUT(scatter, imm_only_and_refused, 60)
 }
 
 /* A barrier reaches all three; two back to back count two; bad lists refused. */
-TEST_F_TIMEOUT(scatter, barrier, 60)
+TEST_F(scatter, barrier)
 {
 	struct cb cb = { 0 };
 	xfer_op *op;

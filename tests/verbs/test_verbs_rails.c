@@ -157,7 +157,7 @@ TEST_F(rails, query)
 }
 
 /* A striped 8 MiB write: both devices carry >= 1/3, bytes exact. */
-TEST_F_TIMEOUT(rails, striped, 120)
+TEST_F_TIMEOUT(rails, striped, 60)   /* its op wait is bounded at 30 s */
 {
 	const uint64_t len = 8u << 20;
 	xfer_op *op;
@@ -173,7 +173,7 @@ TEST_F_TIMEOUT(rails, striped, 120)
 }
 
 /* 2000 paged 4 KiB writes: both devices carry >= 1/3, bytes exact. */
-TEST_F_TIMEOUT(rails, paged, 120)
+TEST_F_TIMEOUT(rails, paged, 60)   /* its op wait is bounded at 30 s */
 {
 	enum { NP = 2000, PS = 4096 };
 	uint32_t *sp = malloc(NP * sizeof(*sp)), *dp = malloc(NP * sizeof(*dp));
@@ -277,7 +277,7 @@ FIXTURE_TEARDOWN(topology)
 /* GPU 0 gets rxe1 (its switch), GPU 1 rxe0, two rails for GPU 0 rxe1 then
  * rxe0; a 1 MiB write between two GPU-0 engines lands byte-exact and
  * leaves through rxe1. */
-TEST_F_TIMEOUT(topology, nearest_nics_carry_the_write, 60)
+TEST_F_TIMEOUT(topology, nearest_nics_carry_the_write, 60)   /* op wait: 30 s */
 {
 	const size_t len = 1u << 20;
 	xfer_op *op = NULL;
