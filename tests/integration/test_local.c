@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "xt.h"
+#include "harness.h"
 
 #define IMM 0x10ca1u
 #define NIMM 6000   /* above the 4096 slots of a target's ring */
@@ -53,137 +53,126 @@ static int counter(int fd, void *arg)
 	return ret ? 2 : 0;
 }
 
-/* Each test forks its children before it opens its own engine: a child
- * forked while an engine's worker thread runs may inherit a lock that
+/* Only where local is among the providers tested (not in the verbs guest's
+ * run). Each test forks its children before it opens its own engine: a
+ * child forked while an engine's worker thread runs may inherit a lock that
  * thread held (seen under ASan) and hang. */
-static xfer_engine *local_engine(void)
-{
-	xfer_engine *e = NULL;
-
-	XT_OK(xt_engine("local", 1, 30000, &e));
-	return e;
-}
-
-static void test_exited(void)
-{
+FIXTURE(local) {
 	struct xt_peer child;
-	uint8_t a[XFER_ADDR_MAX];
-	ssize_t n;
-	uint32_t peer;
-	xfer_engine *e;
+	xfer_engine *e, *s;
+	xfer_op **ops;
+	void *buf;
+};
 
-	XT_OK(xt_spawn(&child, short_lived, NULL));
-	n = xt_recv(child.fd, a, sizeof(a));
-	XT_CHECK(n > 0, "no address from the child");
-	XT_EQ(xt_reap(&child), 0);
-	e = local_engine();
-	if (e && n > 0)
-		XT_EQ(xfer_engine_add_peer(e, a, (size_t)n, &peer), -ECONNREFUSED);
-	xfer_engine_destroy(e);
-}
-
-static void test_memory(void)
+FIXTURE_SETUP(local)
 {
-	struct xfer_mem gpu = { .size = sizeof(gpu), .kind = XFER_MEM_CUDA, .cuda_device = 0 };
-	struct xfer_mem dmabuf = { .size = sizeof(dmabuf), .kind = XFER_MEM_DMABUF, .dmabuf_fd = 0 };
-	void *buf = xt_alloc(4096);
-	xfer_mr *mr = NULL;
-	xfer_engine *e = local_engine();
-
-	if (e) {
-		XT_EQ(xfer_mr_reg(e, buf, 4096, &gpu, XFER_MR_NO_KMOD, &mr), -EOPNOTSUPP);
-		XT_EQ(xfer_mr_reg(e, buf, 4096, &dmabuf, XFER_MR_NO_KMOD, &mr), -EOPNOTSUPP);
-		XT_CHECK(mr == NULL, "mr set on error");
-	}
-	xfer_engine_destroy(e);
-	free(buf);
-}
-
-static void test_other_provider(void)
-{
-	xfer_engine *s = NULL, *e = local_engine();
-	uint8_t a[XFER_ADDR_MAX];
-	size_t len = sizeof(a);
-	uint32_t peer;
-
-	if (e && xt_engine("shm", 1, 2000, &s) == 0) {   /* without shm: nothing to compare */
-		XT_OK(xfer_engine_address(s, a, &len));
-		XT_EQ(xfer_engine_add_peer(e, a, len, &peer), -EPROTO);
-	}
-	xfer_engine_destroy(s);
-	xfer_engine_destroy(e);
-}
-
-static void test_ring_full(void)
-{
-	struct xt_peer child;
-	uint32_t peer;
-	uint64_t got = 0;
-	xfer_op **ops = calloc(NIMM, sizeof(*ops));
-	xfer_engine *e;
-
-	XT_OK(xt_spawn(&child, counter, NULL));
-	e = local_engine();
-	if (!e) {
-		kill(child.pid, SIGKILL);
-		xt_reap(&child);
-		free(ops);
-		return;
-	}
-	XT_OK(xt_connect(e, child.fd, &peer));
-	int st = 0;
-
-	kill(child.pid, SIGSTOP);   /* nobody drains its ring now ... */
-	XT_CHECK(waitpid(child.pid, &st, WUNTRACED) == child.pid && WIFSTOPPED(st),
-		 "the child did not stop");   /* ... once it has stopped */
-	for (int i = 0; i < NIMM; i++)
-		XT_OK(xfer_imm(e, peer, IMM, NULL, &ops[i]));
-	usleep(200000);
-	/* the ring held what it could; the rest wait for room, not lost */
-	int waiting = 0;
-
-	for (int i = 0; i < NIMM; i++)
-		waiting += ops[i] && xfer_op_test(ops[i]) == -EINPROGRESS;
-	XT_CHECK(waiting >= NIMM - 4096, "only %d of %d immediates wait for a stopped peer", waiting,
-		 NIMM);
-	kill(child.pid, SIGCONT);
-	for (int i = 0; i < NIMM; i++) {
-		if (ops[i]) {
-			XT_EQ(xfer_op_wait(ops[i], 60000), 0);
-			xfer_op_release(ops[i]);
-		}
-	}
-	XT_EQ(xt_recv_u64(child.fd, &got), 0);
-	XT_EQ(got, NIMM);
-	xt_send_u64(child.fd, 1);
-	XT_EQ(xt_reap(&child), 0);
-	xfer_engine_destroy(e);
-	free(ops);
-}
-
-int main(void)
-{
-	struct { const char *name; void (*fn)(void); } tests[] = {
-		{ "address of an exited process: -ECONNREFUSED", test_exited },
-		{ "GPU and dma-buf memory: -EOPNOTSUPP", test_memory },
-		{ "an address from another provider: -EPROTO", test_other_provider },
-		{ "6000 immediates to a stopped peer (ring 4096): none lost, each once", test_ring_full },
-	};
 	const char *provs[8];
 	int np = xt_providers(provs, 8), want = 0;
 
 	for (int i = 0; i < np; i++)
 		want |= strcmp(provs[i], "local") == 0;
-	if (!want) {   /* another suite's run (the verbs guest): not ours */
-		printf("SKIP: provider local not in XFER_TEST_PROVIDERS\n");
-		return 77;
-	}
-	xt_plan();
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int before = xt_failures;
-
-		tests[i].fn();
-		xt_result(tests[i].name, xt_failures == before, NULL);
-	}
-	return xt_done();
+	if (!want)   /* another suite's run (the verbs guest): not ours */
+		XT_SETUP_SKIP("provider local not in XFER_TEST_PROVIDERS");
+	self->child.pid = -1;
 }
+
+FIXTURE_TEARDOWN(local)
+{
+	if (self->child.pid > 0) {   /* a test that stopped early */
+		kill(self->child.pid, SIGKILL);
+		xt_reap(&self->child);
+	}
+	xfer_engine_destroy(self->s);
+	xfer_engine_destroy(self->e);
+	free(self->ops);
+	free(self->buf);
+}
+
+/* The address of a process that has exited: -ECONNREFUSED at add_peer. */
+TEST_F(local, exited_peer)
+{
+	uint8_t a[XFER_ADDR_MAX];
+	ssize_t n;
+	uint32_t peer;
+
+	XT_ASSERT_OK(xt_spawn(&self->child, short_lived, NULL));
+	n = xt_recv(self->child.fd, a, sizeof(a));
+	EXPECT_TRUE(n > 0) TH_LOG("no address from the child");
+	EXPECT_EQ(0, xt_reap(&self->child));
+	self->child.pid = -1;
+	XT_ASSERT_OK(xt_engine("local", 1, 30000, &self->e));
+	ASSERT_TRUE(n > 0);
+	EXPECT_EQ(-ECONNREFUSED, xfer_engine_add_peer(self->e, a, (size_t)n, &peer));
+}
+
+/* GPU and dma-buf memory: -EOPNOTSUPP (not in the peer's address space). */
+TEST_F(local, gpu_and_dmabuf_memory)
+{
+	struct xfer_mem gpu = { .size = sizeof(gpu), .kind = XFER_MEM_CUDA, .cuda_device = 0 };
+	struct xfer_mem dmabuf = { .size = sizeof(dmabuf), .kind = XFER_MEM_DMABUF, .dmabuf_fd = 0 };
+	xfer_mr *mr = NULL;
+
+	self->buf = xt_alloc(4096);
+	XT_ASSERT_OK(xt_engine("local", 1, 30000, &self->e));
+	EXPECT_EQ(-EOPNOTSUPP, xfer_mr_reg(self->e, self->buf, 4096, &gpu, XFER_MR_NO_KMOD, &mr));
+	EXPECT_EQ(-EOPNOTSUPP, xfer_mr_reg(self->e, self->buf, 4096, &dmabuf, XFER_MR_NO_KMOD, &mr));
+	EXPECT_TRUE(mr == NULL) TH_LOG("mr set on error");
+}
+
+/* An address from another provider: -EPROTO. */
+TEST_F(local, other_provider_address)
+{
+	uint8_t a[XFER_ADDR_MAX];
+	size_t len = sizeof(a);
+	uint32_t peer;
+
+	XT_ASSERT_OK(xt_engine("local", 1, 30000, &self->e));
+	if (xt_engine("shm", 1, 2000, &self->s) != 0)
+		SKIP(return, "without shm: nothing to compare");
+	XT_EXPECT_OK(xfer_engine_address(self->s, a, &len));
+	EXPECT_EQ(-EPROTO, xfer_engine_add_peer(self->e, a, len, &peer));
+}
+
+/* 6000 immediates to a stopped peer (ring 4096): the writes wait (no loss)
+ * and all arrive, each counted once, once it runs. */
+TEST_F_TIMEOUT(local, ring_full, 90)   /* its waits are bounded at 60 s */
+{
+	uint32_t peer;
+	uint64_t got = 0;
+	int st = 0;
+
+	self->ops = calloc(NIMM, sizeof(*self->ops));
+	ASSERT_TRUE(self->ops != NULL);
+	XT_ASSERT_OK(xt_spawn(&self->child, counter, NULL));
+	XT_ASSERT_OK(xt_engine("local", 1, 30000, &self->e));
+	XT_EXPECT_OK(xt_connect(self->e, self->child.fd, &peer));
+
+	kill(self->child.pid, SIGSTOP);   /* nobody drains its ring now ... */
+	EXPECT_TRUE(waitpid(self->child.pid, &st, WUNTRACED) == self->child.pid && WIFSTOPPED(st))
+		TH_LOG("the child did not stop");   /* ... once it has stopped */
+	for (int i = 0; i < NIMM; i++)
+		XT_EXPECT_OK(xfer_imm(self->e, peer, IMM, NULL, &self->ops[i]));
+	usleep(200000);
+	/* the ring held what it could; the rest wait for room, not lost */
+	int waiting = 0;
+
+	for (int i = 0; i < NIMM; i++)
+		waiting += self->ops[i] && xfer_op_test(self->ops[i]) == -EINPROGRESS;
+	EXPECT_TRUE(waiting >= NIMM - 4096) TH_LOG("only %d of %d immediates wait for a stopped peer",
+						   waiting, NIMM);
+	kill(self->child.pid, SIGCONT);
+	for (int i = 0; i < NIMM; i++) {
+		if (self->ops[i]) {
+			EXPECT_EQ(0, xfer_op_wait(self->ops[i], 60000));
+			xfer_op_release(self->ops[i]);
+			self->ops[i] = NULL;
+		}
+	}
+	EXPECT_EQ(0, xt_recv_u64(self->child.fd, &got));
+	EXPECT_EQ(NIMM, got);
+	xt_send_u64(self->child.fd, 1);
+	EXPECT_EQ(0, xt_reap(&self->child));
+	self->child.pid = -1;
+}
+
+TEST_HARNESS_MAIN

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Immediate counters and the SM-free words, end to end between processes,
- * on shm and tcp;ofi_rxm with one and two rails.
+ * on every transport variant (provider x rails).
  *
  * Receiver side (this process counts what a sender process sends on
  * command): xfer_imm_count polling (consumes nothing), xfer_imm_wait that
@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "xt.h"
+#include "harness.h"
 #include "xt_target.h"
 
 #define REGION (1u << 20)
@@ -149,114 +149,195 @@ static void *flag_wait(void *arg)
 	return NULL;
 }
 
-static void receiver_cases(xfer_engine *e, int fd, uint8_t *region, uint64_t seed)
+/* Receiver side: this process's engine, a registered region, and a sender
+ * process that sends on command. */
+FIXTURE(recv) {
+	struct xt_peer snd;
+	struct sender_arg sa;
+	xfer_engine *e;
+	xfer_mr *mr;
+	uint32_t speer;
+	int fd;
+	uint8_t *region;
+};
+
+FIXTURE_VARIANT(recv) { XT_TRANSPORT; };
+XT_TRANSPORT_VARIANTS(recv);
+
+FIXTURE_SETUP(recv)
 {
-	/* polling */
-	XT_EQ(xfer_imm_count(e, 101), 0);
-	XT_OK(send_cmd(fd, C_IMM, 101, 3, 0, 0, 0));
-	XT_CHECK(count_reaches(e, 101, 3), "count of 101 is %llu",
-		 (unsigned long long)xfer_imm_count(e, 101));
+	XT_REQUIRE_TRANSPORT();
+	self->sa = (struct sender_arg){ variant->provider, variant->rails, 31337 + variant->rails };
+	self->region = xt_alloc(REGION);
+	ASSERT_TRUE(self->region != NULL);
+	XT_ASSERT_OK(xt_spawn(&self->snd, sender_main, &self->sa));
+	self->fd = self->snd.fd;
+	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 3000, &self->e));
+	XT_ASSERT_OK(xt_connect(self->e, self->fd, &self->speer));
+	XT_ASSERT_OK(xfer_mr_reg(self->e, self->region, REGION, NULL, XFER_MR_REMOTE_WRITE, &self->mr));
+	XT_ASSERT_OK(xt_send_mr(self->fd, self->mr));
+}
+
+FIXTURE_TEARDOWN(recv)
+{
+	if (self->snd.pid > 0) {
+		send_cmd(self->fd, C_QUIT, 0, 0, 0, 0, 0);
+		EXPECT_EQ(0, xt_reap(&self->snd)) TH_LOG("sender process");
+	}
+	xfer_mr_dereg(self->mr);
+	xfer_engine_destroy(self->e);
+	free(self->region);
+}
+
+/* xfer_imm_count polls without consuming; xfer_imm_wait consumes. */
+TEST_F(recv, polling)
+{
+	xfer_engine *e = self->e;
+	int fd = self->fd;
+
+	EXPECT_EQ(0, xfer_imm_count(e, 101));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 101, 3, 0, 0, 0));
+	EXPECT_TRUE(count_reaches(e, 101, 3)) TH_LOG("count of 101 is %llu",
+						     (unsigned long long)xfer_imm_count(e, 101));
 	usleep(20000);
-	XT_EQ(xfer_imm_count(e, 101), 3);                /* polling consumed nothing */
-	XT_EQ(xfer_imm_count(e, 102), 0);
-	XT_EQ(xfer_imm_wait(e, 101, 3, 1000), 0);
-	XT_EQ(xfer_imm_count(e, 101), 0);                /* the wait consumed them */
+	EXPECT_EQ(3, xfer_imm_count(e, 101)) TH_LOG("polling consumed something");
+	EXPECT_EQ(0, xfer_imm_count(e, 102));
+	EXPECT_EQ(0, xfer_imm_wait(e, 101, 3, 1000));
+	EXPECT_EQ(0, xfer_imm_count(e, 101)) TH_LOG("the wait did not consume them");
+}
 
-	/* wait with timeout: times out consuming nothing, then succeeds */
-	XT_OK(send_cmd(fd, C_IMM, 202, 2, 0, 0, 0));
-	XT_CHECK(count_reaches(e, 202, 2), "count of 202");
+/* A wait with a timeout times out consuming nothing, then succeeds. */
+TEST_F(recv, timed_wait)
+{
+	xfer_engine *e = self->e;
+	int fd = self->fd;
+
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 202, 2, 0, 0, 0));
+	EXPECT_TRUE(count_reaches(e, 202, 2)) TH_LOG("count of 202");
 	uint64_t t0 = xt_now_us();
-	XT_EQ(xfer_imm_wait(e, 202, 3, 300), -ETIMEDOUT);
+	EXPECT_EQ(-ETIMEDOUT, xfer_imm_wait(e, 202, 3, 300));
 	uint64_t took = xt_now_us() - t0;
-	XT_CHECK(took >= 290000 && took < 3000000, "timed wait took %llu us", (unsigned long long)took);
-	XT_EQ(xfer_imm_count(e, 202), 2);
-	XT_EQ(xfer_imm_wait(e, 202, 1, 0), 0);           /* a zero timeout takes what is there */
-	XT_EQ(xfer_imm_count(e, 202), 1);
-	XT_OK(send_cmd(fd, C_IMM, 202, 2, 0, 0, 0));
-	XT_EQ(xfer_imm_wait(e, 202, 3, 5000), 0);
-	XT_EQ(xfer_imm_count(e, 202), 0);
-	XT_EQ(xfer_imm_wait(e, 202, 0, 10), -EINVAL);
+	EXPECT_TRUE(took >= 290000 && took < 3000000) TH_LOG("timed wait took %llu us",
+							     (unsigned long long)took);
+	EXPECT_EQ(2, xfer_imm_count(e, 202));
+	EXPECT_EQ(0, xfer_imm_wait(e, 202, 1, 0)) TH_LOG("a zero timeout takes what is there");
+	EXPECT_EQ(1, xfer_imm_count(e, 202));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 202, 2, 0, 0, 0));
+	EXPECT_EQ(0, xfer_imm_wait(e, 202, 3, 5000));
+	EXPECT_EQ(0, xfer_imm_count(e, 202));
+	EXPECT_EQ(-EINVAL, xfer_imm_wait(e, 202, 0, 10));
+}
 
-	/* expect with a callback */
+/* xfer_imm_expect with a callback: called once the count is reached. */
+TEST_F(recv, expect_callback)
+{
+	xfer_engine *e = self->e;
+	int fd = self->fd;
 	struct rec r1 = { 0 };
 	struct xfer_notify n = { .size = sizeof(n), .fn = on_notify, .ctx = &r1 };
-	XT_OK(xfer_imm_expect(e, 303, 2, &n));
-	XT_OK(send_cmd(fd, C_IMM, 303, 1, 0, 0, 0));
-	XT_CHECK(count_reaches(e, 303, 1), "count of 303");
-	XT_EQ(atomic_load(&r1.calls), 0);
-	XT_OK(send_cmd(fd, C_IMM, 303, 1, 0, 0, 0));
-	XT_CHECK(calls_reach(&r1, 1), "callback of 303: %d calls", atomic_load(&r1.calls));
-	XT_EQ(atomic_load(&r1.status), 0);
-	XT_EQ(xfer_imm_count(e, 303), 0);
 
-	/* expect with a flag word, seen by a waiting thread */
+	XT_ASSERT_OK(xfer_imm_expect(e, 303, 2, &n));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 303, 1, 0, 0, 0));
+	EXPECT_TRUE(count_reaches(e, 303, 1)) TH_LOG("count of 303");
+	EXPECT_EQ(0, atomic_load(&r1.calls));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 303, 1, 0, 0, 0));
+	EXPECT_TRUE(calls_reach(&r1, 1)) TH_LOG("callback of 303: %d calls", atomic_load(&r1.calls));
+	EXPECT_EQ(0, atomic_load(&r1.status));
+	EXPECT_EQ(0, xfer_imm_count(e, 303));
+}
+
+/* xfer_imm_expect with a flag word, seen by a waiting thread. */
+TEST_F(recv, expect_flag)
+{
+	xfer_engine *e = self->e;
+	int fd = self->fd;
 	volatile uint64_t flag = 0;
 	struct flag_waiter w = { &flag, 0xabcdef0123456789ull, 0 };
 	pthread_t th;
 	struct xfer_notify nf = { .size = sizeof(nf), .flag = &flag, .flag_value = w.want };
-	XT_OK(xfer_imm_expect(e, 404, 4, &nf));
-	pthread_create(&th, NULL, flag_wait, &w);
-	XT_OK(send_cmd(fd, C_IMM, 404, 3, 0, 0, 0));
-	XT_CHECK(count_reaches(e, 404, 3), "count of 404");
-	XT_EQ(flag, 0);
-	XT_EQ(atomic_load(&w.saw), 0);
-	XT_OK(send_cmd(fd, C_IMM, 404, 1, 0, 0, 0));
-	pthread_join(th, NULL);
-	XT_EQ(atomic_load(&w.saw), 1);
-	XT_CHECK(flag == w.want, "flag holds %llx", (unsigned long long)flag);
-	XT_EQ(xfer_imm_count(e, 404), 0);
 
-	/* several expectations in FIFO: 2, then 3, then 1 (flag + callback) */
+	XT_ASSERT_OK(xfer_imm_expect(e, 404, 4, &nf));
+	pthread_create(&th, NULL, flag_wait, &w);
+	XT_EXPECT_OK(send_cmd(fd, C_IMM, 404, 3, 0, 0, 0));
+	EXPECT_TRUE(count_reaches(e, 404, 3)) TH_LOG("count of 404");
+	EXPECT_EQ(0, flag);
+	EXPECT_EQ(0, atomic_load(&w.saw));
+	XT_EXPECT_OK(send_cmd(fd, C_IMM, 404, 1, 0, 0, 0));
+	pthread_join(th, NULL);
+	EXPECT_EQ(1, atomic_load(&w.saw));
+	EXPECT_TRUE(flag == w.want) TH_LOG("flag holds %llx", (unsigned long long)flag);
+	EXPECT_EQ(0, xfer_imm_count(e, 404));
+}
+
+/* Several expectations on one immediate in FIFO: 2, then 3, then 1 (flag +
+ * callback); a later one does not overtake an earlier one. */
+TEST_F(recv, expect_fifo)
+{
+	xfer_engine *e = self->e;
+	int fd = self->fd;
 	struct rec a = { 0 }, b = { 0 }, c = { 0 };
 	volatile uint64_t cflag = 0;
 	struct xfer_notify na = { .size = sizeof(na), .fn = on_notify, .ctx = &a };
 	struct xfer_notify nb = { .size = sizeof(nb), .fn = on_notify, .ctx = &b };
 	struct xfer_notify nc = { .size = sizeof(nc), .fn = on_notify, .ctx = &c, .flag = &cflag,
 				  .flag_value = 5 };
-	atomic_store(&order_seq, 0);
-	XT_OK(xfer_imm_expect(e, 505, 2, &na));
-	XT_OK(xfer_imm_expect(e, 505, 3, &nb));
-	XT_OK(xfer_imm_expect(e, 505, 1, &nc));
-	XT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
-	XT_CHECK(count_reaches(e, 505, 1), "505 first");
-	XT_EQ(atomic_load(&a.calls) + atomic_load(&b.calls) + atomic_load(&c.calls), 0);
-	XT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
-	XT_CHECK(calls_reach(&a, 1), "first expectation");
-	XT_EQ(xfer_imm_count(e, 505), 0);
-	XT_OK(send_cmd(fd, C_IMM, 505, 2, 0, 0, 0));
-	XT_CHECK(count_reaches(e, 505, 2), "505 third");
-	XT_EQ(atomic_load(&b.calls) + atomic_load(&c.calls), 0);   /* c does not overtake b */
-	XT_EQ(cflag, 0);
-	XT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
-	XT_CHECK(calls_reach(&b, 1), "second expectation");
-	XT_EQ(atomic_load(&c.calls), 0);
-	XT_EQ(xfer_imm_count(e, 505), 0);
-	XT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
-	XT_CHECK(calls_reach(&c, 1), "third expectation");
-	XT_EQ(cflag, 5);
-	XT_CHECK(atomic_load(&a.order) < atomic_load(&b.order) &&
-		 atomic_load(&b.order) < atomic_load(&c.order), "order %d %d %d",
-		 atomic_load(&a.order), atomic_load(&b.order), atomic_load(&c.order));
-	XT_EQ(atomic_load(&a.calls) + atomic_load(&b.calls) + atomic_load(&c.calls), 3);
-	XT_EQ(xfer_imm_count(e, 505), 0);
 
-	/* invalid expectations */
+	atomic_store(&order_seq, 0);
+	XT_ASSERT_OK(xfer_imm_expect(e, 505, 2, &na));
+	XT_ASSERT_OK(xfer_imm_expect(e, 505, 3, &nb));
+	XT_ASSERT_OK(xfer_imm_expect(e, 505, 1, &nc));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
+	EXPECT_TRUE(count_reaches(e, 505, 1)) TH_LOG("505 first");
+	EXPECT_EQ(0, atomic_load(&a.calls) + atomic_load(&b.calls) + atomic_load(&c.calls));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
+	EXPECT_TRUE(calls_reach(&a, 1)) TH_LOG("first expectation");
+	EXPECT_EQ(0, xfer_imm_count(e, 505));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 505, 2, 0, 0, 0));
+	EXPECT_TRUE(count_reaches(e, 505, 2)) TH_LOG("505 third");
+	EXPECT_EQ(0, atomic_load(&b.calls) + atomic_load(&c.calls)) TH_LOG("c overtook b");
+	EXPECT_EQ(0, cflag);
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
+	EXPECT_TRUE(calls_reach(&b, 1)) TH_LOG("second expectation");
+	EXPECT_EQ(0, atomic_load(&c.calls));
+	EXPECT_EQ(0, xfer_imm_count(e, 505));
+	XT_ASSERT_OK(send_cmd(fd, C_IMM, 505, 1, 0, 0, 0));
+	EXPECT_TRUE(calls_reach(&c, 1)) TH_LOG("third expectation");
+	EXPECT_EQ(5, cflag);
+	EXPECT_TRUE(atomic_load(&a.order) < atomic_load(&b.order) &&
+		    atomic_load(&b.order) < atomic_load(&c.order))
+		TH_LOG("order %d %d %d", atomic_load(&a.order), atomic_load(&b.order),
+		       atomic_load(&c.order));
+	EXPECT_EQ(3, atomic_load(&a.calls) + atomic_load(&b.calls) + atomic_load(&c.calls));
+	EXPECT_EQ(0, xfer_imm_count(e, 505));
+}
+
+/* Expectations without fn or flag, with a zero count, or with unknown
+ * flags are refused. */
+TEST_F(recv, invalid_expectations)
+{
+	xfer_engine *e = self->e;
+	struct rec a = { 0 };
+	struct xfer_notify na = { .size = sizeof(na), .fn = on_notify, .ctx = &a };
 	struct xfer_notify bad = { .size = sizeof(bad) };
-	XT_EQ(xfer_imm_expect(e, 1, 1, &bad), -EINVAL);        /* neither fn nor flag */
-	XT_EQ(xfer_imm_expect(e, 1, 0, &na), -EINVAL);
+
+	EXPECT_EQ(-EINVAL, xfer_imm_expect(e, 1, 1, &bad)) TH_LOG("neither fn nor flag");
+	EXPECT_EQ(-EINVAL, xfer_imm_expect(e, 1, 0, &na));
 	bad = na;
 	bad.flags = 1;
-	XT_EQ(xfer_imm_expect(e, 1, 1, &bad), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_imm_expect(e, 1, 1, &bad));
+}
 
-	/* data is there once its immediate is counted */
+/* The data is there once its immediate is counted. */
+TEST_F(recv, data_before_imm)
+{
 	for (int round = 0; round < 3; round++) {
 		uint64_t so = 1000 + 77777u * round, doff = 4096u * round + 13, len = 200000;
 
-		XT_OK(send_cmd(fd, C_WRITE, 606, 1, so, doff, len));
-		XT_EQ(xfer_imm_wait(e, 606, 1, 5000), 0);
-		int64_t bad_at = xt_verify(region + doff, len, seed, so);
-		XT_CHECK(bad_at < 0, "round %d: byte %lld differs", round, (long long)bad_at);
-		memset(region + doff, 0, len);
+		XT_EXPECT_OK(send_cmd(self->fd, C_WRITE, 606, 1, so, doff, len));
+		EXPECT_EQ(0, xfer_imm_wait(self->e, 606, 1, 5000));
+		int64_t bad_at = xt_verify(self->region + doff, len, self->sa.seed, so);
+		EXPECT_TRUE(bad_at < 0) TH_LOG("round %d: byte %lld differs", round, (long long)bad_at);
+		memset(self->region + doff, 0, len);
 	}
 }
 
@@ -300,112 +381,131 @@ static void on_watch_done(void *ctx, int status)
 	atomic_fetch_add(&c->calls, 1);
 }
 
-static void watch_cases(xfer_engine *e, xfer_mr *src, xfer_rmr *dst, int fd, uint64_t seed)
+/* Producer side: this process watches a word; a target process counts
+ * the immediates and checks the bytes. */
+FIXTURE(watch) {
+	struct xt_peer tgt;
+	xfer_engine *e;
+	xfer_mr *src;
+	xfer_rmr *dst;
+	uint64_t seed;
+	uint8_t *sbuf;
+	struct xt_verify_req *req;
+};
+
+FIXTURE_VARIANT(watch) { XT_TRANSPORT; };
+XT_TRANSPORT_VARIANTS(watch);
+
+FIXTURE_SETUP(watch)
+{
+	struct xt_target_arg ta = { variant->provider, variant->rails, REGION };
+	uint32_t tpeer;
+
+	XT_REQUIRE_TRANSPORT();
+	self->seed = 31337 + variant->rails;
+	self->sbuf = xt_alloc(SRC_LEN);
+	self->req = calloc(1, sizeof(*self->req));
+	ASSERT_TRUE(self->sbuf && self->req);
+	xt_fill(self->sbuf, SRC_LEN, self->seed, 0);
+	XT_ASSERT_OK(xt_spawn(&self->tgt, xt_target_main, &ta));
+	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 3000, &self->e));
+	XT_ASSERT_OK(xt_connect(self->e, self->tgt.fd, &tpeer));
+	XT_ASSERT_OK(xfer_mr_reg(self->e, self->sbuf, SRC_LEN, NULL, 0, &self->src));
+	XT_ASSERT_OK(xt_recv_rmr(self->e, tpeer, self->tgt.fd, &self->dst));
+}
+
+FIXTURE_TEARDOWN(watch)
+{
+	if (self->tgt.pid > 0) {
+		xt_target_quit(self->tgt.fd);
+		/* the target exits 0 only when every request verified */
+		EXPECT_EQ(0, xt_reap(&self->tgt)) TH_LOG("target process");
+	}
+	xfer_rmr_free(self->dst);
+	xfer_mr_dereg(self->src);
+	xfer_engine_destroy(self->e);
+	free(self->sbuf);
+	free(self->req);
+}
+
+/* A thread bumps the word 1..N: N writes posted, N callbacks, N immediates
+ * and the bytes at the target; a jump of 5 posts 5; after
+ * xfer_watch_remove bumps post nothing. */
+TEST_F(watch, bumps)
 {
 	const int N = 40;
 	const uint32_t imm = 0x3a7c4;
 	volatile uint64_t word = 0;
 	struct cbcount cb = { 0 };
-	struct xt_verify_req *req = calloc(1, sizeof(*req));
+	struct xt_verify_req *req = self->req;
+	int fd = self->tgt.fd;
 	xfer_watch *w = NULL;
 	struct xfer_watch_attr wa = {
-		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = src,
-		.src_off = 5000, .dst = dst, .dst_off = 123456, .len = 65536 + 3, .imm = imm,
+		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = self->src,
+		.src_off = 5000, .dst = self->dst, .dst_off = 123456, .len = 65536 + 3, .imm = imm,
 		.done = { on_watch_done, &cb },
 	};
 
-	XT_OK(xfer_watch_add(e, &wa, &w));
-	if (!w)
-		return;
+	XT_ASSERT_OK(xfer_watch_add(self->e, &wa, &w));
+	ASSERT_TRUE(w != NULL);
 	usleep(20000);
-	XT_EQ(xfer_watch_fired(w), 0);              /* nothing before the first bump */
+	EXPECT_EQ(0, xfer_watch_fired(w)) TH_LOG("fired before the first bump");
 	struct bumper b = { &word, w, N, 0 };
 	pthread_t th;
 	pthread_create(&th, NULL, bump, &b);
 	pthread_join(th, NULL);
-	XT_EQ(atomic_load(&b.lagged), 0);
+	EXPECT_EQ(0, atomic_load(&b.lagged));
 	uint64_t t0 = xt_now_us();
 	while ((xfer_watch_fired(w) < (uint64_t)N || atomic_load(&cb.calls) < N) &&
 	       xt_now_us() - t0 < 10000000)
 		usleep(500);
-	XT_EQ(xfer_watch_fired(w), N);
-	XT_EQ(atomic_load(&cb.calls), N);
-	XT_EQ(atomic_load(&cb.errors), 0);
+	EXPECT_EQ(N, xfer_watch_fired(w));
+	EXPECT_EQ(N, atomic_load(&cb.calls));
+	EXPECT_EQ(0, atomic_load(&cb.errors));
 	/* the target counts N immediates; the data is the prepared range */
 	req->imm = imm;
 	req->imm_count = (uint32_t)N;
 	req->num_segs = 1;
-	req->segs[0] = (struct xt_seg){ wa.dst_off, wa.len, seed, wa.src_off };
-	XT_EQ(xt_target_verify(fd, req), 0);
+	req->segs[0] = (struct xt_seg){ wa.dst_off, wa.len, self->seed, wa.src_off };
+	EXPECT_EQ(0, xt_target_verify(fd, req)) TH_LOG("%d bumps", N);
 
-	/* a jump by 5 posts the write 5 times */
+	TH_LOG("a jump by 5 posts the write 5 times");
 	__atomic_store_n(&word, (uint64_t)N + 5, __ATOMIC_RELEASE);
 	req->imm_count = 5;
-	XT_EQ(xt_target_verify(fd, req), 0);
-	XT_EQ(xfer_watch_fired(w), N + 5);
+	EXPECT_EQ(0, xt_target_verify(fd, req));
+	EXPECT_EQ(N + 5, xfer_watch_fired(w));
 	t0 = xt_now_us();
 	while (atomic_load(&cb.calls) < N + 5 && xt_now_us() - t0 < 5000000)
 		usleep(500);
-	XT_EQ(atomic_load(&cb.calls), N + 5);
+	EXPECT_EQ(N + 5, atomic_load(&cb.calls));
 
-	/* removed: bumps post nothing more */
-	XT_OK(xfer_watch_remove(w));
+	TH_LOG("removed: bumps post nothing more");
+	XT_EXPECT_OK(xfer_watch_remove(w));
 	__atomic_store_n(&word, (uint64_t)N + 9, __ATOMIC_RELEASE);
 	usleep(50000);
-	XT_EQ(atomic_load(&cb.calls), N + 5);
+	EXPECT_EQ(N + 5, atomic_load(&cb.calls));
 	req->imm_count = 0;
 	req->num_segs = 0;
-	XT_EQ(xt_target_verify(fd, req), 0);        /* the region is all zero again */
+	EXPECT_EQ(0, xt_target_verify(fd, req)) TH_LOG("the region is not all zero again");
+}
 
-	/* bad watches */
+/* Watches of zero length or out of range are refused. */
+TEST_F(watch, bad_watches)
+{
+	volatile uint64_t word = 0;
+	struct cbcount cb = { 0 };
+	xfer_watch *w = NULL;
+	struct xfer_watch_attr wa = {
+		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = self->src,
+		.src_off = 5000, .dst = self->dst, .dst_off = 123456, .len = 65536 + 3, .imm = 0x3a7c4,
+		.done = { on_watch_done, &cb },
+	};
+
 	wa.len = 0;
 	wa.flags = 0;
-	XT_EQ(xfer_watch_add(e, &wa, &w), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_watch_add(self->e, &wa, &w));
 	wa.len = REGION;
-	XT_EQ(xfer_watch_add(e, &wa, &w), -ERANGE);
-	free(req);
+	EXPECT_EQ(-ERANGE, xfer_watch_add(self->e, &wa, &w));
 }
 
-static bool run_config(const char *prov, uint32_t rails)
-{
-	struct sender_arg sa = { prov, rails, 31337 + rails };
-	struct xt_target_arg ta = { prov, rails, REGION };
-	struct xt_peer snd, tgt;
-	xfer_engine *e = NULL;
-	xfer_mr *mr = NULL, *src = NULL;
-	xfer_rmr *dst = NULL;
-	uint32_t speer, tpeer;
-	int fails0 = xt_failures;
-	uint8_t *region = xt_alloc(REGION), *sbuf = xt_alloc(SRC_LEN);
-
-	xt_fill(sbuf, SRC_LEN, sa.seed, 0);
-	if (xt_spawn(&snd, sender_main, &sa) || xt_spawn(&tgt, xt_target_main, &ta))
-		return false;
-	XT_OK(xt_engine(prov, rails, 3000, &e));
-	XT_OK(xt_connect(e, snd.fd, &speer));
-	XT_OK(xfer_mr_reg(e, region, REGION, NULL, XFER_MR_REMOTE_WRITE, &mr));
-	XT_OK(xt_send_mr(snd.fd, mr));
-	XT_OK(xt_connect(e, tgt.fd, &tpeer));
-	XT_OK(xfer_mr_reg(e, sbuf, SRC_LEN, NULL, 0, &src));
-	XT_OK(xt_recv_rmr(e, tpeer, tgt.fd, &dst));
-	if (xt_failures == fails0) {
-		receiver_cases(e, snd.fd, region, sa.seed);
-		watch_cases(e, src, dst, tgt.fd, sa.seed);
-	}
-	send_cmd(snd.fd, C_QUIT, 0, 0, 0, 0, 0);
-	xt_target_quit(tgt.fd);
-	XT_EQ(xt_reap(&snd), 0);
-	XT_EQ(xt_reap(&tgt), 0);
-	xfer_rmr_free(dst);
-	xfer_mr_dereg(src);
-	xfer_mr_dereg(mr);
-	xfer_engine_destroy(e);
-	free(region);
-	free(sbuf);
-	return xt_failures == fails0;
-}
-
-int main(void)
-{
-	return xt_run_configs("notify", run_config);
-}
+TEST_HARNESS_MAIN

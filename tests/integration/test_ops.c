@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Every single-peer operation type between two processes, on shm and
- * tcp;ofi_rxm, with one and two rails: single writes (small, unaligned,
+ * Every single-peer operation type between two processes, on every
+ * transport variant (provider x rails): single writes (small, unaligned,
  * striped), write-with-immediate, immediate alone, paged writes (KV-cache
  * layout with strides and offsets), and out-of-range writes refused. The
  * target checks every byte written and that nothing else changed.
@@ -9,22 +9,63 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xt.h"
+#include "harness.h"
 #include "xt_target.h"
 
 #define REGION (8u << 20)
 #define SRC_LEN (8u << 20)
 
-struct ctx {
+/* One initiator engine and one target process with a REGION-byte region. */
+FIXTURE(ops) {
+	struct xt_peer child;
 	xfer_engine *e;
 	xfer_mr *src;
 	xfer_rmr *dst;
+	uint32_t peer;
 	int fd;
 	uint64_t seed;
+	void *srcbuf;
 	struct xt_verify_req *req;
 };
 
-static void req_reset(struct ctx *c, uint32_t imm, uint32_t count)
+FIXTURE_VARIANT(ops) { XT_TRANSPORT; };
+XT_TRANSPORT_VARIANTS(ops);
+
+FIXTURE_SETUP(ops)
+{
+	struct xt_target_arg ta = { variant->provider, variant->rails, REGION };
+
+	XT_REQUIRE_TRANSPORT();
+	srand(42);
+	self->child.pid = -1;
+	self->req = malloc(sizeof(*self->req));
+	self->seed = 1234 + variant->rails;
+	self->srcbuf = xt_alloc(SRC_LEN);
+	ASSERT_TRUE(self->req && self->srcbuf);
+	xt_fill(self->srcbuf, SRC_LEN, self->seed, 0);
+	XT_ASSERT_OK(xt_spawn(&self->child, xt_target_main, &ta));
+	self->fd = self->child.fd;
+	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 3000, &self->e));
+	XT_ASSERT_OK(xt_connect(self->e, self->fd, &self->peer));
+	XT_ASSERT_OK(xfer_mr_reg(self->e, self->srcbuf, SRC_LEN, NULL, 0, &self->src));
+	XT_ASSERT_OK(xt_recv_rmr(self->e, self->peer, self->fd, &self->dst));
+}
+
+FIXTURE_TEARDOWN(ops)
+{
+	if (self->child.pid > 0) {
+		xt_target_quit(self->fd);
+		/* the target exits 0 only when every request verified */
+		EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
+	}
+	xfer_rmr_free(self->dst);
+	xfer_mr_dereg(self->src);
+	xfer_engine_destroy(self->e);
+	free(self->srcbuf);
+	free(self->req);
+}
+
+static void req_reset(FIXTURE_DATA(ops) *c, uint32_t imm, uint32_t count)
 {
 	c->req->num_segs = 0;
 	c->req->imm = imm;
@@ -32,56 +73,71 @@ static void req_reset(struct ctx *c, uint32_t imm, uint32_t count)
 	c->req->quit = 0;
 }
 
-static void req_seg(struct ctx *c, uint64_t dst_off, uint64_t len, uint64_t src_off)
+static void req_seg(FIXTURE_DATA(ops) *c, uint64_t dst_off, uint64_t len, uint64_t src_off)
 {
 	c->req->segs[c->req->num_segs++] = (struct xt_seg){ dst_off, len, c->seed, src_off };
 }
 
-static bool write_case(struct ctx *c, uint64_t src_off, uint64_t dst_off, uint64_t len, bool imm)
+static void write_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, uint64_t src_off,
+		       uint64_t dst_off, uint64_t len, bool imm)
 {
 	xfer_op *op;
-	int ret;
 
+	TH_LOG("write %llu bytes %llu -> %llu%s", (unsigned long long)len,
+	       (unsigned long long)src_off, (unsigned long long)dst_off, imm ? " with imm" : "");
 	req_reset(c, 77, imm ? 1 : 0);
 	req_seg(c, dst_off, len, src_off);
-	ret = xfer_write(c->e, c->src, src_off, c->dst, dst_off, len, imm ? XFER_OP_IMM : 0, 77,
-			 NULL, &op);
-	XT_OK(ret);
-	if (ret)
-		return false;
+	XT_ASSERT_OK(xfer_write(c->e, c->src, src_off, c->dst, dst_off, len, imm ? XFER_OP_IMM : 0,
+				77, NULL, &op));
 	if (imm) /* verify before our own completion: the immediate orders it */
-		XT_EQ(xt_target_verify(c->fd, c->req), 0);
-	XT_EQ(xfer_op_wait(op, 10000), 0);
+		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
 	if (!imm)
-		XT_EQ(xt_target_verify(c->fd, c->req), 0);
+		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
 	xfer_op_release(op);
-	return true;
 }
 
-static void imm_case(struct ctx *c, uint32_t peer)
+/* Single writes: small, unaligned with an immediate, striped over rails,
+ * odd lengths, the region's last byte. */
+TEST_F(ops, writes)
+{
+	write_case(_metadata, self, 0, 0, 4096, false);
+	write_case(_metadata, self, 13, 1000001, 100, true);          /* unaligned, imm attached */
+	write_case(_metadata, self, 4096, 8192, 3u << 20, true);      /* striped over rails */
+	write_case(_metadata, self, 7, 3, (3u << 20) + 5, false);
+	write_case(_metadata, self, 0, REGION - 1, 1, false);         /* last byte */
+}
+
+/* Five immediates alone, counted by the target. */
+TEST_F(ops, immediates)
 {
 	xfer_op *ops[5];
 
-	req_reset(c, 0xfeedbeef, 5);
+	req_reset(self, 0xfeedbeef, 5);
 	for (int i = 0; i < 5; i++)
-		XT_OK(xfer_imm(c->e, peer, 0xfeedbeef, NULL, &ops[i]));
-	XT_EQ(xt_target_verify(c->fd, c->req), 0);
+		XT_ASSERT_OK(xfer_imm(self->e, self->peer, 0xfeedbeef, NULL, &ops[i]));
+	EXPECT_EQ(0, xt_target_verify(self->fd, self->req));
 	for (int i = 0; i < 5; i++) {
-		XT_EQ(xfer_op_wait(ops[i], 10000), 0);
+		EXPECT_EQ(0, xfer_op_wait(ops[i], 10000));
 		xfer_op_release(ops[i]);
 	}
 }
 
 /* KV-cache shape: random distinct destination pages, strided layout. */
-static void paged_case(struct ctx *c, uint32_t npages, uint64_t psize, uint64_t sstride,
-		       uint64_t dstride, uint64_t soff, uint64_t doff, bool imm)
+static void paged_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, uint32_t npages,
+		       uint64_t psize, uint64_t sstride, uint64_t dstride, uint64_t soff,
+		       uint64_t doff, bool imm)
 {
 	uint32_t *sp = malloc(npages * sizeof(*sp)), *dp = malloc(npages * sizeof(*dp));
 	uint32_t dslots = (uint32_t)((REGION - doff) / dstride);
 	uint32_t sslots = (uint32_t)((SRC_LEN - soff - psize) / sstride);
 	uint32_t *perm = malloc(dslots * sizeof(*perm));
 	xfer_op *op;
+	int ret;
 
+	TH_LOG("%u pages of %llu, strides %llu/%llu, offsets %llu/%llu%s", npages,
+	       (unsigned long long)psize, (unsigned long long)sstride, (unsigned long long)dstride,
+	       (unsigned long long)soff, (unsigned long long)doff, imm ? ", imm" : "");
 	for (uint32_t i = 0; i < dslots; i++)
 		perm[i] = i;
 	for (uint32_t i = 0; i < npages; i++) {    /* partial Fisher-Yates */
@@ -102,89 +158,55 @@ static void paged_case(struct ctx *c, uint32_t npages, uint64_t psize, uint64_t 
 		.page_size = psize, .src_stride = sstride, .dst_stride = dstride,
 		.src_offset = soff, .dst_offset = doff,
 	};
-	XT_OK(xfer_write_paged(c->e, &p, NULL, &op));
-	if (imm)
-		XT_EQ(xt_target_verify(c->fd, c->req), 0);
-	XT_EQ(xfer_op_wait(op, 10000), 0);
-	if (!imm)
-		XT_EQ(xt_target_verify(c->fd, c->req), 0);
-	xfer_op_release(op);
+	ret = xfer_write_paged(c->e, &p, NULL, &op);
 	free(sp);
 	free(dp);
 	free(perm);
+	XT_ASSERT_OK(ret);
+	if (imm)
+		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
+	if (!imm)
+		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+	xfer_op_release(op);
 }
 
-static void range_case(struct ctx *c)
+/* Paged writes: 300 4 KiB pages, 100 strided 1000-byte pages at offsets,
+ * one 64 KiB page. */
+TEST_F(ops, paged)
+{
+	paged_case(_metadata, self, 300, 4096, 4096, 4096, 0, 0, true);
+	paged_case(_metadata, self, 100, 1000, 3000, 5000, 17, 64, false);
+	paged_case(_metadata, self, 1, 65536, 65536, 65536, 0, 0, true);
+}
+
+/* Out-of-range and malformed writes are refused and nothing lands. */
+TEST_F(ops, out_of_range)
 {
 	xfer_op *op = (xfer_op *)1;
 	uint32_t sp[2] = { 0, 1 }, dp[2] = { 3, (uint32_t)(REGION / 4096) };
 
-	XT_EQ(xfer_write(c->e, c->src, SRC_LEN - 10, c->dst, 0, 11, 0, 0, NULL, &op), -ERANGE);
-	XT_CHECK(op == NULL, "handle not cleared on error");
-	XT_EQ(xfer_write(c->e, c->src, 0, c->dst, REGION - 10, 11, 0, 0, NULL, NULL), -ERANGE);
-	XT_EQ(xfer_write(c->e, c->src, 0, c->dst, UINT64_MAX - 5, 10, 0, 0, NULL, NULL), -ERANGE);
-	XT_EQ(xfer_write(c->e, c->src, UINT64_MAX, c->dst, 0, 2, 0, 0, NULL, NULL), -ERANGE);
-	XT_EQ(xfer_write(c->e, c->src, 0, c->dst, 0, 0, 0, 0, NULL, NULL), -EINVAL);
-	XT_EQ(xfer_write(c->e, c->src, 0, c->dst, 0, 8, 0x80, 0, NULL, NULL), -EINVAL);
+	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, SRC_LEN - 10, self->dst, 0, 11, 0, 0, NULL, &op));
+	EXPECT_TRUE(op == NULL) TH_LOG("handle not cleared on error");
+	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, 0, self->dst, REGION - 10, 11, 0, 0, NULL, NULL));
+	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, 0, self->dst, UINT64_MAX - 5, 10, 0, 0, NULL, NULL));
+	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, UINT64_MAX, self->dst, 0, 2, 0, 0, NULL, NULL));
+	EXPECT_EQ(-EINVAL, xfer_write(self->e, self->src, 0, self->dst, 0, 0, 0, 0, NULL, NULL));
+	EXPECT_EQ(-EINVAL, xfer_write(self->e, self->src, 0, self->dst, 0, 8, 0x80, 0, NULL, NULL));
 	struct xfer_paged p = {
-		.size = sizeof(p), .src = c->src, .dst = c->dst, .src_pages = sp, .dst_pages = dp,
-		.num_pages = 2, .page_size = 4096,
+		.size = sizeof(p), .src = self->src, .dst = self->dst, .src_pages = sp,
+		.dst_pages = dp, .num_pages = 2, .page_size = 4096,
 	};
-	XT_EQ(xfer_write_paged(c->e, &p, NULL, NULL), -ERANGE);   /* dst page past the end */
+	EXPECT_EQ(-ERANGE, xfer_write_paged(self->e, &p, NULL, NULL)) TH_LOG("dst page past the end");
 	dp[1] = 4;
 	p.dst_stride = UINT64_MAX / 2;
-	XT_EQ(xfer_write_paged(c->e, &p, NULL, NULL), -ERANGE);   /* offset overflows */
+	EXPECT_EQ(-ERANGE, xfer_write_paged(self->e, &p, NULL, NULL)) TH_LOG("offset overflows");
 	p.dst_stride = 0;
 	p.page_size = 0;
-	XT_EQ(xfer_write_paged(c->e, &p, NULL, NULL), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_write_paged(self->e, &p, NULL, NULL));
 	/* nothing landed: the whole region is still zero */
-	req_reset(c, 0, 0);
-	XT_EQ(xt_target_verify(c->fd, c->req), 0);
+	req_reset(self, 0, 0);
+	EXPECT_EQ(0, xt_target_verify(self->fd, self->req)) TH_LOG("region not all zero");
 }
 
-static bool run_config(const char *prov, uint32_t rails)
-{
-	struct xt_target_arg ta = { prov, rails, REGION };
-	struct xt_peer child;
-	struct ctx c = { 0 };
-	uint32_t peer;
-	int fails0 = xt_failures;
-
-	c.req = malloc(sizeof(*c.req));
-	c.seed = 1234 + rails;
-	if (xt_spawn(&child, xt_target_main, &ta))
-		return false;
-	c.fd = child.fd;
-	XT_OK(xt_engine(prov, rails, 3000, &c.e));
-	void *src = xt_alloc(SRC_LEN);
-	xt_fill(src, SRC_LEN, c.seed, 0);
-	XT_OK(xt_connect(c.e, c.fd, &peer));
-	XT_OK(xfer_mr_reg(c.e, src, SRC_LEN, NULL, 0, &c.src));
-	XT_OK(xt_recv_rmr(c.e, peer, c.fd, &c.dst));
-	if (xt_failures == fails0) {
-		write_case(&c, 0, 0, 4096, false);
-		write_case(&c, 13, 1000001, 100, true);          /* unaligned, imm attached */
-		write_case(&c, 4096, 8192, 3u << 20, true);      /* striped over rails */
-		write_case(&c, 7, 3, (3u << 20) + 5, false);
-		write_case(&c, 0, REGION - 1, 1, false);         /* last byte */
-		imm_case(&c, peer);
-		paged_case(&c, 300, 4096, 4096, 4096, 0, 0, true);
-		paged_case(&c, 100, 1000, 3000, 5000, 17, 64, false);
-		paged_case(&c, 1, 65536, 65536, 65536, 0, 0, true);
-		range_case(&c);
-	}
-	xt_target_quit(c.fd);
-	XT_EQ(xt_reap(&child), 0);
-	xfer_rmr_free(c.dst);
-	xfer_mr_dereg(c.src);
-	xfer_engine_destroy(c.e);
-	free(src);
-	free(c.req);
-	return xt_failures == fails0;
-}
-
-int main(void)
-{
-	srand(42);
-	return xt_run_configs("ops", run_config);
-}
+TEST_HARNESS_MAIN

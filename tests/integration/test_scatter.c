@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Scatter and barrier: one source process and three target processes, on
- * shm and tcp;ofi_rxm with one and two rails. Each target gets its own
+ * every transport variant (provider x rails). Each target gets its own
  * ranges and offsets (some large enough to be split into pieces over the
  * rails, one with two ranges in one scatter, one with a zero-length entry
  * that carries only the immediate); every target checks every byte and that
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xt.h"
+#include "harness.h"
 #include "xt_target.h"
 
 #define NT 3
@@ -20,17 +20,62 @@
 
 static const uint64_t region_len[NT] = { 4u << 20, 1u << 20, 3u << 20 };
 
-struct ctx {
+/* One source engine, NT target processes connected and imported. */
+FIXTURE(scatter) {
 	xfer_engine *e;
 	xfer_mr *src;
 	xfer_rmr *dst[NT];
 	uint32_t peer[NT];
 	struct xt_peer child[NT];
+	int spawned;
 	uint64_t seed;
+	void *srcbuf;
 	struct xt_verify_req *req[NT];
 };
 
-static void req_reset(struct ctx *c, uint32_t imm, uint32_t count)
+FIXTURE_VARIANT(scatter) { XT_TRANSPORT; };
+XT_TRANSPORT_VARIANTS(scatter);
+
+FIXTURE_SETUP(scatter)
+{
+	struct xt_target_arg ta[NT];
+
+	XT_REQUIRE_TRANSPORT();
+	self->seed = 777 + variant->rails;
+	self->srcbuf = xt_alloc(SRC_LEN);
+	ASSERT_TRUE(self->srcbuf != NULL);
+	xt_fill(self->srcbuf, SRC_LEN, self->seed, 0);
+	for (int t = 0; t < NT; t++) {
+		ta[t] = (struct xt_target_arg){ variant->provider, variant->rails, region_len[t] };
+		self->req[t] = malloc(sizeof(*self->req[t]));
+		ASSERT_TRUE(self->req[t] != NULL);
+		XT_ASSERT_OK(xt_spawn(&self->child[t], xt_target_main, &ta[t]));
+		self->spawned++;
+	}
+	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 3000, &self->e));
+	XT_ASSERT_OK(xfer_mr_reg(self->e, self->srcbuf, SRC_LEN, NULL, 0, &self->src));
+	for (int t = 0; t < NT; t++) {
+		XT_ASSERT_OK(xt_connect(self->e, self->child[t].fd, &self->peer[t]));
+		XT_ASSERT_OK(xt_recv_rmr(self->e, self->peer[t], self->child[t].fd, &self->dst[t]));
+	}
+}
+
+FIXTURE_TEARDOWN(scatter)
+{
+	for (int t = 0; t < self->spawned; t++) {
+		xt_target_quit(self->child[t].fd);
+		/* a target exits 0 only when every request verified */
+		EXPECT_EQ(0, xt_reap(&self->child[t])) TH_LOG("target %d", t);
+		xfer_rmr_free(self->dst[t]);
+	}
+	xfer_mr_dereg(self->src);
+	xfer_engine_destroy(self->e);
+	for (int t = 0; t < NT; t++)
+		free(self->req[t]);
+	free(self->srcbuf);
+}
+
+static void req_reset(FIXTURE_DATA(scatter) *c, uint32_t imm, uint32_t count)
 {
 	for (int t = 0; t < NT; t++) {
 		c->req[t]->num_segs = 0;
@@ -41,8 +86,8 @@ static void req_reset(struct ctx *c, uint32_t imm, uint32_t count)
 }
 
 /* Add a scatter entry and what target t must then hold. */
-static void entry(struct ctx *c, struct xfer_scatter_dst *d, uint32_t *n, int t, uint64_t src_off,
-		  uint64_t dst_off, uint64_t len)
+static void entry(FIXTURE_DATA(scatter) *c, struct xfer_scatter_dst *d, uint32_t *n, int t,
+		  uint64_t src_off, uint64_t dst_off, uint64_t len)
 {
 	d[*n] = (struct xfer_scatter_dst){ c->dst[t], src_off, dst_off, len };
 	(*n)++;
@@ -63,22 +108,22 @@ static void on_done(void *ctx, int status)
 	atomic_fetch_add(&b->calls, 1);
 }
 
-static void verify_all(struct ctx *c, const char *what)
+static void verify_all(struct __test_metadata *_metadata, FIXTURE_DATA(scatter) *c,
+		       const char *what)
 {
 	for (int t = 0; t < NT; t++) {
 		int v = xt_target_verify(c->child[t].fd, c->req[t]);
 
-		XT_CHECK(v == 0, "%s: target %d verdict %d", what, t, v);
+		EXPECT_EQ(0, v) TH_LOG("%s: target %d verdict %d", what, t, v);
 	}
 }
 
-static void scatter_case(struct ctx *c, bool imm)
+static void scatter_case(struct __test_metadata *_metadata, FIXTURE_DATA(scatter) *c, bool imm)
 {
 	struct xfer_scatter_dst d[8];
 	uint32_t n = 0, imm_val = imm ? 0x5ca77e40u : 0;
 	struct cb cb = { 0 };
 	xfer_op *op;
-	int ret;
 
 	/* target 0: two ranges, one large (several pieces when max_msg is small,
 	 * split over rails) and one unaligned small one */
@@ -96,115 +141,83 @@ static void scatter_case(struct ctx *c, bool imm)
 		c->req[1]->imm_count = 2;
 		c->req[2]->imm_count = 1;
 	}
-	ret = xfer_scatter(c->e, c->src, d, n, imm ? XFER_OP_IMM : 0, imm_val,
-			   &(struct xfer_done){ on_done, &cb }, &op);
-	XT_OK(ret);
-	if (ret)
-		return;
+	XT_ASSERT_OK(xfer_scatter(c->e, c->src, d, n, imm ? XFER_OP_IMM : 0, imm_val,
+				  &(struct xfer_done){ on_done, &cb }, &op));
 	if (imm)   /* the immediates tell the targets their data landed */
-		verify_all(c, "scatter with imm");
-	XT_EQ(xfer_op_wait(op, 20000), 0);
-	XT_EQ(atomic_load(&cb.calls), 1);
-	XT_EQ(atomic_load(&cb.status), 0);
+		verify_all(_metadata, c, "scatter with imm");
+	EXPECT_EQ(0, xfer_op_wait(op, 20000));
+	EXPECT_EQ(1, atomic_load(&cb.calls));
+	EXPECT_EQ(0, atomic_load(&cb.status));
 	if (!imm)
-		verify_all(c, "scatter");
+		verify_all(_metadata, c, "scatter");
 	xfer_op_release(op);
 }
 
-/* Only zero-length entries: immediates alone to every target. */
-static void scatter_imm_only(struct ctx *c)
+/* Ranges to three targets, two of them to one target, every byte checked. */
+TEST_F(scatter, ranges)
+{
+	scatter_case(_metadata, self, false);
+}
+
+/* The same with immediates, and a zero-length entry carrying one alone. */
+TEST_F(scatter, ranges_with_imm)
+{
+	scatter_case(_metadata, self, true);
+}
+
+/* Only zero-length entries: immediates alone to every target; malformed
+ * and out-of-range scatters refused whole. */
+TEST_F(scatter, imm_only_and_refused)
 {
 	struct xfer_scatter_dst d[NT];
 	uint32_t n = 0;
 	xfer_op *op;
 
-	req_reset(c, 0x1111, 1);
+	req_reset(self, 0x1111, 1);
 	for (int t = 0; t < NT; t++)
-		entry(c, d, &n, t, 0, 0, 0);
-	XT_OK(xfer_scatter(c->e, c->src, d, n, XFER_OP_IMM, 0x1111, NULL, &op));
-	verify_all(c, "scatter of immediates alone");
-	XT_EQ(xfer_op_wait(op, 10000), 0);
+		entry(self, d, &n, t, 0, 0, 0);
+	XT_ASSERT_OK(xfer_scatter(self->e, self->src, d, n, XFER_OP_IMM, 0x1111, NULL, &op));
+	verify_all(_metadata, self, "scatter of immediates alone");
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
 	xfer_op_release(op);
 	/* zero length without an immediate is refused */
 	d[0].len = 0;
-	XT_EQ(xfer_scatter(c->e, c->src, d, 1, 0, 0, NULL, NULL), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_scatter(self->e, self->src, d, 1, 0, 0, NULL, NULL));
 	/* any entry out of range refuses the whole scatter: nothing lands */
 	struct xfer_scatter_dst bad[2] = {
-		{ c->dst[0], 0, 0, 4096 },
-		{ c->dst[1], 0, region_len[1] - 100, 101 },
+		{ self->dst[0], 0, 0, 4096 },
+		{ self->dst[1], 0, region_len[1] - 100, 101 },
 	};
-	XT_EQ(xfer_scatter(c->e, c->src, bad, 2, 0, 0, NULL, NULL), -ERANGE);
-	bad[1] = (struct xfer_scatter_dst){ c->dst[1], SRC_LEN - 1, 0, 2 };
-	XT_EQ(xfer_scatter(c->e, c->src, bad, 2, 0, 0, NULL, NULL), -ERANGE);
-	req_reset(c, 0, 0);
-	verify_all(c, "after refused scatters");   /* every region still zero */
+	EXPECT_EQ(-ERANGE, xfer_scatter(self->e, self->src, bad, 2, 0, 0, NULL, NULL));
+	bad[1] = (struct xfer_scatter_dst){ self->dst[1], SRC_LEN - 1, 0, 2 };
+	EXPECT_EQ(-ERANGE, xfer_scatter(self->e, self->src, bad, 2, 0, 0, NULL, NULL));
+	req_reset(self, 0, 0);
+	verify_all(_metadata, self, "after refused scatters");   /* every region still zero */
 }
 
-static void barrier_case(struct ctx *c)
+/* A barrier reaches all three; two back to back count two; bad lists refused. */
+TEST_F(scatter, barrier)
 {
 	struct cb cb = { 0 };
 	xfer_op *op;
 
-	req_reset(c, 0xba441e4u, 1);
-	XT_OK(xfer_barrier(c->e, c->peer, NT, 0xba441e4u, &(struct xfer_done){ on_done, &cb }, &op));
-	verify_all(c, "barrier");
-	XT_EQ(xfer_op_wait(op, 10000), 0);
-	XT_EQ(atomic_load(&cb.calls), 1);
+	req_reset(self, 0xba441e4u, 1);
+	XT_ASSERT_OK(xfer_barrier(self->e, self->peer, NT, 0xba441e4u,
+				  &(struct xfer_done){ on_done, &cb }, &op));
+	verify_all(_metadata, self, "barrier");
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
+	EXPECT_EQ(1, atomic_load(&cb.calls));
 	xfer_op_release(op);
 	/* two barriers back to back: each target counts two */
-	req_reset(c, 0xba441e5u, 2);
-	XT_OK(xfer_barrier(c->e, c->peer, NT, 0xba441e5u, NULL, NULL));
-	XT_OK(xfer_barrier(c->e, c->peer, NT, 0xba441e5u, NULL, &op));
-	verify_all(c, "two barriers");
-	XT_EQ(xfer_op_wait(op, 10000), 0);
+	req_reset(self, 0xba441e5u, 2);
+	XT_EXPECT_OK(xfer_barrier(self->e, self->peer, NT, 0xba441e5u, NULL, NULL));
+	XT_ASSERT_OK(xfer_barrier(self->e, self->peer, NT, 0xba441e5u, NULL, &op));
+	verify_all(_metadata, self, "two barriers");
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
 	xfer_op_release(op);
-	uint32_t bogus[2] = { c->peer[0], 999 };
-	XT_EQ(xfer_barrier(c->e, bogus, 2, 1, NULL, NULL), -EINVAL);
-	XT_EQ(xfer_barrier(c->e, c->peer, 0, 1, NULL, NULL), -EINVAL);
+	uint32_t bogus[2] = { self->peer[0], 999 };
+	EXPECT_EQ(-EINVAL, xfer_barrier(self->e, bogus, 2, 1, NULL, NULL));
+	EXPECT_EQ(-EINVAL, xfer_barrier(self->e, self->peer, 0, 1, NULL, NULL));
 }
 
-static bool run_config(const char *prov, uint32_t rails)
-{
-	struct xt_target_arg ta[NT];
-	struct ctx c = { 0 };
-	int fails0 = xt_failures, spawned = 0;
-	void *src = xt_alloc(SRC_LEN);
-
-	c.seed = 777 + rails;
-	xt_fill(src, SRC_LEN, c.seed, 0);
-	for (int t = 0; t < NT; t++) {
-		ta[t] = (struct xt_target_arg){ prov, rails, region_len[t] };
-		c.req[t] = malloc(sizeof(*c.req[t]));
-		if (xt_spawn(&c.child[t], xt_target_main, &ta[t]) == 0)
-			spawned++;
-	}
-	XT_EQ(spawned, NT);
-	XT_OK(xt_engine(prov, rails, 3000, &c.e));
-	XT_OK(xfer_mr_reg(c.e, src, SRC_LEN, NULL, 0, &c.src));
-	for (int t = 0; t < spawned && c.e; t++) {
-		XT_OK(xt_connect(c.e, c.child[t].fd, &c.peer[t]));
-		XT_OK(xt_recv_rmr(c.e, c.peer[t], c.child[t].fd, &c.dst[t]));
-	}
-	if (xt_failures == fails0) {
-		scatter_case(&c, false);
-		scatter_case(&c, true);
-		scatter_imm_only(&c);
-		barrier_case(&c);
-	}
-	for (int t = 0; t < spawned; t++) {
-		xt_target_quit(c.child[t].fd);
-		XT_EQ(xt_reap(&c.child[t]), 0);
-		xfer_rmr_free(c.dst[t]);
-	}
-	xfer_mr_dereg(c.src);
-	xfer_engine_destroy(c.e);
-	for (int t = 0; t < NT; t++)
-		free(c.req[t]);
-	free(src);
-	return xt_failures == fails0;
-}
-
-int main(void)
-{
-	return xt_run_configs("scatter+barrier", run_config);
-}
+TEST_HARNESS_MAIN

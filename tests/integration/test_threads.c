@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * 8 threads submit writes at once to one target process, on shm and
- * tcp;ofi_rxm with one and two rails. Half of each thread's writes carry
+ * 8 threads submit writes at once to one target process, on every
+ * transport variant (provider x rails). Half of each thread's writes carry
  * a completion callback only (the engine owns the handle), half a handle
  * and a callback; some are large enough to be striped. A small per-rail
  * in-flight bound makes the posting list back up (the EAGAIN path). No
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "xt.h"
+#include "harness.h"
 #include "xt_target.h"
 
 #define NTHREADS 8
@@ -119,44 +119,78 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static bool run_config(const char *prov, uint32_t rails)
-{
-	struct xt_target_arg ta = { prov, rails, REGION };
-	struct xt_verify_req *req = malloc(sizeof(*req));
-	struct shared *s = calloc(1, sizeof(*s));
-	struct targ *ta_[NTHREADS];
-	pthread_t th[NTHREADS];
+/* The initiator engine (a small in-flight bound), its target process, and
+ * the writes' shared state. */
+FIXTURE(threads) {
 	struct xt_peer child;
+	struct shared *s;
+	struct xt_verify_req *req;
+	void *srcbuf;
+};
+
+FIXTURE_VARIANT(threads) { XT_TRANSPORT; };
+XT_TRANSPORT_VARIANTS(threads);
+
+FIXTURE_SETUP(threads)
+{
+	struct xt_target_arg ta = { variant->provider, variant->rails, REGION };
 	struct xfer_engine_attr a;
 	uint32_t peer;
-	int fails0 = xt_failures;
-	void *src = xt_alloc(SRC_LEN);
 
-	g = s;
-	s->seed = 99 + rails;
-	xt_fill(src, SRC_LEN, s->seed, 0);
-	if (xt_spawn(&child, xt_target_main, &ta))
-		return false;
+	XT_REQUIRE_TRANSPORT();
+	self->req = malloc(sizeof(*self->req));
+	self->s = g = calloc(1, sizeof(*self->s));
+	self->srcbuf = xt_alloc(SRC_LEN);
+	ASSERT_TRUE(self->req && self->s && self->srcbuf);
+	self->s->seed = 99 + variant->rails;
+	xt_fill(self->srcbuf, SRC_LEN, self->s->seed, 0);
+	XT_ASSERT_OK(xt_spawn(&self->child, xt_target_main, &ta));
 	xfer_engine_attr_init(&a);
-	a.provider = prov;
-	a.num_rails = rails;
+	a.provider = variant->provider;
+	a.num_rails = variant->rails;
 	a.peer_timeout_ms = 5000;
 	a.node = "127.0.0.1";
 	a.idle_spin_us = 200;
 	a.max_inflight = 24;           /* back the posting list up */
 	a.stripe_threshold = 64 * 1024;
-	XT_OK(xfer_engine_create(&a, &s->e));
-	XT_OK(xt_connect(s->e, child.fd, &peer));
-	XT_OK(xfer_mr_reg(s->e, src, SRC_LEN, NULL, 0, &s->src));
-	XT_OK(xt_recv_rmr(s->e, peer, child.fd, &s->dst));
-	if (xt_failures != fails0)
-		goto out;
+	XT_ASSERT_OK(xfer_engine_create(&a, &self->s->e));
+	XT_ASSERT_OK(xt_connect(self->s->e, self->child.fd, &peer));
+	XT_ASSERT_OK(xfer_mr_reg(self->s->e, self->srcbuf, SRC_LEN, NULL, 0, &self->s->src));
+	XT_ASSERT_OK(xt_recv_rmr(self->s->e, peer, self->child.fd, &self->s->dst));
+}
+
+FIXTURE_TEARDOWN(threads)
+{
+	struct shared *s = self->s;
+
+	if (self->child.pid > 0) {
+		xt_target_quit(self->child.fd);
+		/* the target exits 0 only when every request verified */
+		EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
+	}
+	xfer_rmr_free(s->dst);
+	xfer_mr_dereg(s->src);
+	xfer_engine_destroy(s->e);
+	free(self->srcbuf);
+	free(self->req);
+	free(s);
+}
+
+/* 8 threads x 160 writes plus one striped write each: every callback once
+ * with status 0 (also after the engine is destroyed), every handle
+ * completes, every byte and immediate arrives. */
+TEST_F_TIMEOUT(threads, eight_submitters, 60)   /* its waits are bounded at 30 s */
+{
+	struct shared *s = self->s;
+	struct xt_verify_req *req = self->req;
+	struct targ *ta_[NTHREADS];
+	pthread_t th[NTHREADS];
 
 	req->num_segs = 0;
 	req->imm = IMM;
 	req->imm_count = NOPS + NTHREADS;
 	req->quit = 0;
-	srand(7 + rails);
+	srand(7 + variant->rails);
 	for (int t = 0; t < NTHREADS; t++) {
 		ta_[t] = calloc(1, sizeof(*ta_[t]));
 		ta_[t]->s = s;
@@ -174,13 +208,15 @@ static bool run_config(const char *prov, uint32_t rails)
 	atomic_store(&s->go, 1);
 	for (int t = 0; t < NTHREADS; t++)
 		pthread_join(th[t], NULL);
-	XT_EQ(atomic_load(&s->submit_errors), 0);
-	XT_EQ(atomic_load(&s->wait_errors), 0);
+	for (int t = 0; t < NTHREADS; t++)
+		free(ta_[t]);
+	EXPECT_EQ(0, atomic_load(&s->submit_errors));
+	EXPECT_EQ(0, atomic_load(&s->wait_errors));
 	/* the callbacks of handle-less ops may still be on their way */
 	uint64_t t0 = xt_now_us();
 	while (atomic_load(&s->total_calls) < NOPS + NTHREADS && xt_now_us() - t0 < 30000000)
 		usleep(1000);
-	XT_EQ(atomic_load(&s->total_calls), NOPS + NTHREADS);
+	EXPECT_EQ(NOPS + NTHREADS, atomic_load(&s->total_calls));
 	/* every byte, and exactly the expected number of immediates */
 	for (int t = 0; t < NTHREADS; t++) {
 		uint64_t blen = (2u << 20) / NTHREADS;
@@ -188,28 +224,22 @@ static bool run_config(const char *prov, uint32_t rails)
 		req->segs[req->num_segs++] =
 			(struct xt_seg){ BIG_OFF + (uint64_t)t * blen, blen, s->seed, 1u << 20 };
 	}
-	XT_EQ(xt_target_verify(child.fd, req), 0);
-	for (int t = 0; t < NTHREADS; t++)
-		free(ta_[t]);
-out:
-	xt_target_quit(child.fd);
-	XT_EQ(xt_reap(&child), 0);
+	EXPECT_EQ(0, xt_target_verify(self->child.fd, req));
+	xt_target_quit(self->child.fd);
+	EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
+	self->child.pid = -1;
 	xfer_rmr_free(s->dst);
+	s->dst = NULL;
 	xfer_mr_dereg(s->src);
+	s->src = NULL;
 	xfer_engine_destroy(s->e);
+	s->e = NULL;
 	/* after destroy no callback can come: counts are final */
 	int bad = 0;
 	for (int k = 0; k < NOPS + NTHREADS; k++)
 		bad += atomic_load(&s->slot[k].calls) != 1 || atomic_load(&s->slot[k].status) != 0;
-	XT_EQ(bad, 0);
-	XT_EQ(atomic_load(&s->total_calls), NOPS + NTHREADS);
-	free(src);
-	free(req);
-	free(s);
-	return xt_failures == fails0;
+	EXPECT_EQ(0, bad);
+	EXPECT_EQ(NOPS + NTHREADS, atomic_load(&s->total_calls));
 }
 
-int main(void)
-{
-	return xt_run_configs("8 threads", run_config);
-}
+TEST_HARNESS_MAIN

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "xt.h"
+#include "harness.h"
 
 static const char *dense_cfg =
 	"{\"model_type\":\"qwen2\",\"hidden_size\":256,\"intermediate_size\":640,"
@@ -48,6 +48,9 @@ static const char *big_cfg =
 	"\"vocab_size\":32000,\"tie_word_embeddings\":false}";
 
 static char tool[256];
+
+/* A killed trainer's run must end within 60 s (checked): room for that. */
+#define KILL_TIMEOUT 90
 
 static void write_cfg(const char *path, const char *text)
 {
@@ -101,168 +104,211 @@ static int64_t jint(json_object *d, const char *k)
 	return d && json_object_object_get_ex(d, k, &v) ? json_object_get_int64(v) : -1;
 }
 
-/* A verified run; returns its JSON (caller puts it) or NULL on failure. */
-static json_object *verified_run(const char *cfg, const char *trainer, const char *infer,
-				 const char *dtype, const char *extra)
+/* A verified run; returns its JSON (caller puts it); fails the test when
+ * the run or its checks failed. */
+static json_object *verified_run(struct __test_metadata *_metadata, const char *cfg,
+				 const char *trainer, const char *infer, const char *dtype,
+				 const char *extra)
 {
 	char args[512];
 	json_object *d;
 	double secs;
-	int fails0 = xt_failures, rc;
+	int rc;
 	int64_t steps;
 
 	/* the loopback bound (seconds of calibration) only where it is checked */
 	snprintf(args, sizeof(args), "--model %s --trainer %s --inference %s --dtype %s %s%s", cfg,
 		 trainer, infer, dtype, extra, measure_bound ? "" : " --no-bound");
+	TH_LOG("run %s", args);
 	rc = run_tool(args, &d, &secs);
-	XT_EQ(rc, 0);
-	XT_CHECK(d != NULL, "no JSON");
-	XT_EQ(jint(d, "mismatches"), 0);
-	XT_EQ(jint(d, "failed_ranks"), 0);
+	EXPECT_EQ(0, rc);
+	ASSERT_TRUE(d != NULL) TH_LOG("no JSON");
+	EXPECT_EQ(0, jint(d, "mismatches"));
+	EXPECT_EQ(0, jint(d, "failed_ranks"));
 	steps = jint(d, "steps");
-	XT_CHECK(steps >= 1, "no step completed");
-	XT_CHECK(jint(d, "tensors_checked") > 0, "nothing checked");
+	EXPECT_TRUE(steps >= 1) TH_LOG("no step completed");
+	EXPECT_TRUE(jint(d, "tensors_checked") > 0) TH_LOG("nothing checked");
 	/* every write of the schedule was checked in every step, every byte counted */
-	XT_EQ(jint(d, "tensors_checked"), jint(d, "writes") * steps);
-	XT_EQ(jint(d, "bytes"), jint(d, "total_bytes"));
-	if (d && xt_failures != fails0)
-		fprintf(stderr, "%s\n", json_object_to_json_string(d));
-	if (xt_failures != fails0) {
-		json_object_put(d);
-		return NULL;
-	}
+	EXPECT_EQ(jint(d, "writes") * steps, jint(d, "tensors_checked"));
+	EXPECT_EQ(jint(d, "total_bytes"), jint(d, "bytes"));
+	if (!_metadata->passed)
+		TH_LOG("%s", json_object_to_json_string(d));
 	return d;
 }
 
-static bool ok_run(json_object *d)
-{
-	json_object_put(d);
-	return d != NULL;
-}
-
-/* Records a case that ran `d` and checked it since `fails0`; the count
- * the next case starts from. */
-static int case_done(const char *name, json_object *d, int fails0)
-{
-	json_object_put(d);
-	xt_result(name, d && xt_failures == fails0, NULL);
-	return xt_failures;
-}
-
-int main(void)
-{
-	const char *b = getenv("XFER_BUILD");
+/* The tool (skip when it is not built) and the model files. */
+FIXTURE(ws) {
 	char dense[64], moe[64], big[64], mid[64];
 	json_object *d;
-	double secs;
-	int rc;
+};
 
-	xt_plan();
+FIXTURE_SETUP(ws)
+{
+	const char *b = getenv("XFER_BUILD");
+
 	snprintf(tool, sizeof(tool), "%s/bin/xfer-weightsync", b ? b : "build");
-	if (access(tool, X_OK) != 0) {
-		printf("SKIP: %s not built\n", tool);
-		return 77;
-	}
-	snprintf(dense, sizeof(dense), "/tmp/xfer-ws-dense-%d.json", (int)getpid());
-	snprintf(moe, sizeof(moe), "/tmp/xfer-ws-moe-%d.json", (int)getpid());
-	snprintf(big, sizeof(big), "/tmp/xfer-ws-big-%d.json", (int)getpid());
-	snprintf(mid, sizeof(mid), "/tmp/xfer-ws-mid-%d.json", (int)getpid());
-	write_cfg(dense, dense_cfg);
-	write_cfg(moe, moe_cfg);
-	write_cfg(big, big_cfg);
-	write_cfg(mid, mid_cfg);
+	if (access(tool, X_OK) != 0)
+		XT_SETUP_SKIP("%s not built", tool);
+	snprintf(self->dense, sizeof(self->dense), "/tmp/xfer-ws-dense-%d.json", (int)getpid());
+	snprintf(self->moe, sizeof(self->moe), "/tmp/xfer-ws-moe-%d.json", (int)getpid());
+	snprintf(self->big, sizeof(self->big), "/tmp/xfer-ws-big-%d.json", (int)getpid());
+	snprintf(self->mid, sizeof(self->mid), "/tmp/xfer-ws-mid-%d.json", (int)getpid());
+	write_cfg(self->dense, dense_cfg);
+	write_cfg(self->moe, moe_cfg);
+	write_cfg(self->big, big_cfg);
+	write_cfg(self->mid, mid_cfg);
+}
 
-	/* three steps (the tool's default), bf16 rows straight from the shards */
-	int fails0 = xt_failures;
+FIXTURE_TEARDOWN(ws)
+{
+	json_object_put(self->d);
+	unlink(self->dense);
+	unlink(self->moe);
+	unlink(self->big);
+	unlink(self->mid);
+}
 
-	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "");
-	XT_EQ(jint(d, "steps"), 3);
-	XT_EQ(jint(d, "staged_bytes"), 0);
-	fails0 = case_done("dense bf16 4 -> 2, 3 steps, nothing staged", d, fails0);
+/* three steps (the tool's default), bf16 rows straight from the shards */
+TEST_F(ws, dense_bf16_nothing_staged)
+{
+	self->d = verified_run(_metadata, self->dense, "fsdp=4", "tp=1,dp=2", "bf16", "");
+	EXPECT_EQ(3, jint(self->d, "steps"));
+	EXPECT_EQ(0, jint(self->d, "staged_bytes"));
+}
+
+/* dense bf16 4 -> 2: loopback bound measured (one and two streams) */
+TEST_F(ws, dense_bf16_bound_measured)
+{
+	json_object *d;
+
 	measure_bound = true;
-	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--steps 2");
-	measure_bound = false;
-	XT_CHECK(jnum(d, "bound_s") > 0 && jnum(d, "loopback_gbs") > 0 &&
-		 jnum(d, "loopback_gbs_concurrent") > 0 && jnum(d, "ratio") > 0,
-		 "bound %.4f s, rates %.2f / %.2f GB/s", jnum(d, "bound_s"), jnum(d, "loopback_gbs"),
-		 jnum(d, "loopback_gbs_concurrent"));
-	fails0 = case_done("dense bf16 4 -> 2: loopback bound measured (one and two streams)", d,
-			   fails0);
-	d = verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--stage-all --steps 2");
-	XT_EQ(jint(d, "steps"), 2);
+	d = self->d = verified_run(_metadata, self->dense, "fsdp=4", "tp=1,dp=2", "bf16", "--steps 2");
+	EXPECT_TRUE(jnum(d, "bound_s") > 0 && jnum(d, "loopback_gbs") > 0 &&
+		    jnum(d, "loopback_gbs_concurrent") > 0 && jnum(d, "ratio") > 0)
+		TH_LOG("bound %.4f s, rates %.2f / %.2f GB/s", jnum(d, "bound_s"),
+		       jnum(d, "loopback_gbs"), jnum(d, "loopback_gbs_concurrent"));
+}
+
+/* dense bf16 4 -> 2, --stage-all: every chunk staged */
+TEST_F(ws, dense_bf16_stage_all)
+{
+	json_object *d;
+
+	d = self->d = verified_run(_metadata, self->dense, "fsdp=4", "tp=1,dp=2", "bf16",
+				   "--stage-all --steps 2");
+	EXPECT_EQ(2, jint(d, "steps"));
 	/* each chunk is staged once and written to both replicas (dp=2) */
-	XT_CHECK(jint(d, "staged_bytes") >= jint(d, "total_bytes") / 2, "staged %lld of %lld",
-		 (long long)jint(d, "staged_bytes"), (long long)jint(d, "total_bytes"));
-	fails0 = case_done("dense bf16 4 -> 2, --stage-all: every chunk staged", d, fails0);
-	xt_result("dense fp8 3 -> 2 (uneven)", ok_run(verified_run(dense, "fsdp=3", "tp=2", "fp8", "")),
-		  NULL);
-	xt_result("dense bf16 3 -> 2 (tp=2: column slices staged), 1 step",
-		  ok_run(verified_run(dense, "fsdp=3", "tp=2", "bf16", "--steps 1")), NULL);
-	xt_result("moe fp8 4 -> 2 (ep)", ok_run(verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", "")),
-		  NULL);
-	xt_result("moe bf16 3 -> 2, small watermark",
-		  ok_run(verified_run(moe, "fsdp=3", "tp=1,dp=2", "bf16", "--watermark-mib 1 --window 4")),
-		  NULL);
+	EXPECT_TRUE(jint(d, "staged_bytes") >= jint(d, "total_bytes") / 2)
+		TH_LOG("staged %lld of %lld", (long long)jint(d, "staged_bytes"),
+		       (long long)jint(d, "total_bytes"));
+}
 
-	/* the same over libfabric's shm */
-	xt_result("dense bf16 4 -> 2 over --provider shm",
-		  ok_run(verified_run(dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider shm")), NULL);
-	xt_result("dense fp8 3 -> 2 (uneven) over --provider shm",
-		  ok_run(verified_run(dense, "fsdp=3", "tp=2", "fp8", "--provider shm")), NULL);
-	xt_result("moe fp8 4 -> 2 (ep) over --provider shm",
-		  ok_run(verified_run(moe, "fsdp=2,ep=2", "ep=2", "fp8", "--provider shm")), NULL);
+/* dense fp8 3 -> 2 (uneven) */
+TEST_F(ws, dense_fp8_uneven)
+{
+	self->d = verified_run(_metadata, self->dense, "fsdp=3", "tp=2", "fp8", "");
+}
 
-	/* Transform threads: large chunks quantised (or copied) in parts by 3
-	 * threads, every byte still what one thread makes of it; the bound
-	 * counts the quantisation, at no more than 3 threads' measured rate. */
-	fails0 = xt_failures;
+/* dense bf16 3 -> 2 (tp=2: column slices staged), 1 step */
+TEST_F(ws, dense_bf16_tp2_one_step)
+{
+	self->d = verified_run(_metadata, self->dense, "fsdp=3", "tp=2", "bf16", "--steps 1");
+}
+
+/* moe fp8 4 -> 2 (ep) */
+TEST_F(ws, moe_fp8_ep)
+{
+	self->d = verified_run(_metadata, self->moe, "fsdp=2,ep=2", "ep=2", "fp8", "");
+}
+
+/* moe bf16 3 -> 2, small watermark */
+TEST_F(ws, moe_bf16_small_watermark)
+{
+	self->d = verified_run(_metadata, self->moe, "fsdp=3", "tp=1,dp=2", "bf16",
+			       "--watermark-mib 1 --window 4");
+}
+
+/* the same over libfabric's shm: dense bf16 4 -> 2 */
+TEST_F(ws, shm_dense_bf16)
+{
+	self->d = verified_run(_metadata, self->dense, "fsdp=4", "tp=1,dp=2", "bf16", "--provider shm");
+}
+
+/* dense fp8 3 -> 2 (uneven) over --provider shm */
+TEST_F(ws, shm_dense_fp8_uneven)
+{
+	self->d = verified_run(_metadata, self->dense, "fsdp=3", "tp=2", "fp8", "--provider shm");
+}
+
+/* moe fp8 4 -> 2 (ep) over --provider shm */
+TEST_F(ws, shm_moe_fp8_ep)
+{
+	self->d = verified_run(_metadata, self->moe, "fsdp=2,ep=2", "ep=2", "fp8", "--provider shm");
+}
+
+/* Transform threads: large chunks quantised (or copied) in parts by 3
+ * threads, every byte still what one thread makes of it; the bound counts
+ * the quantisation, at no more than 3 threads' measured rate. */
+TEST_F(ws, fp8_three_transform_threads)
+{
+	json_object *d;
+
 	measure_bound = true;
-	d = verified_run(mid, "fsdp=1", "tp=1", "fp8", "--threads 3 --steps 2");
-	measure_bound = false;
-	XT_EQ(jint(d, "threads"), 3);
-	XT_CHECK(jint(d, "transformed") > 0 && jnum(d, "transform_gbs") > 0 &&
-		 jnum(d, "transform_gbs_concurrent") > 0, "transformed %lld bytes at %.2f / %.2f GB/s",
-		 (long long)jint(d, "transformed"), jnum(d, "transform_gbs"),
-		 jnum(d, "transform_gbs_concurrent"));
+	d = self->d = verified_run(_metadata, self->mid, "fsdp=1", "tp=1", "fp8", "--threads 3 --steps 2");
+	EXPECT_EQ(3, jint(d, "threads"));
+	EXPECT_TRUE(jint(d, "transformed") > 0 && jnum(d, "transform_gbs") > 0 &&
+		    jnum(d, "transform_gbs_concurrent") > 0)
+		TH_LOG("transformed %lld bytes at %.2f / %.2f GB/s", (long long)jint(d, "transformed"),
+		       jnum(d, "transform_gbs"), jnum(d, "transform_gbs_concurrent"));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	double tt = cores < 3 ? (double)cores : 3.0;
 
-	XT_CHECK(jnum(d, "bound_s") * jnum(d, "transform_gbs") * 1e9 * tt >=
-		 (double)jint(d, "transformed") * 0.999999,
-		 "bound %.4f s under the quantisation's %.4f s", jnum(d, "bound_s"),
-		 (double)jint(d, "transformed") / (jnum(d, "transform_gbs") * 1e9 * tt));
-	fails0 = case_done("dense fp8 1 -> 1, 3 transform threads; bound counts quantising", d,
-			   fails0);
-	d = verified_run(mid, "fsdp=1", "tp=2", "bf16", "--provider shm --threads 3 --steps 2");
-	XT_EQ(jint(d, "threads"), 3);
-	XT_CHECK(jint(d, "staged_bytes") > 0, "nothing staged");
-	case_done("dense bf16 1 -> 2 over shm (tp=2: column slices copied by 3 threads)", d, fails0);
-
-	/* A trainer killed mid-run: an error, within the timeout, not a hang. */
-	static const char *const kill_provs[] = { "shm", "local" };
-
-	for (int k = 0; k < 2; k++) {
-		char args[256], name[96];
-		json_object *err = NULL;
-
-		fails0 = xt_failures;
-		snprintf(args, sizeof(args),
-			 "--model %s --trainer fsdp=4 --inference tp=1,dp=2 --dtype bf16 --provider %s "
-			 "--timeout-ms 3000 --kill-trainer 1 --kill-after-ms 5 --no-bound", big, kill_provs[k]);
-		rc = run_tool(args, &d, &secs);
-		XT_CHECK(rc != 0, "run with a killed trainer exited 0 (%s)", kill_provs[k]);
-		XT_CHECK(d && jint(d, "failed_ranks") > 0, "no failed rank reported (%s)", kill_provs[k]);
-		XT_CHECK(d && json_object_object_get_ex(d, "error", &err), "no error in the JSON (%s)",
-			 kill_provs[k]);
-		XT_CHECK(secs < 60, "took %.1f s (%s)", secs, kill_provs[k]);
-		json_object_put(d);
-		snprintf(name, sizeof(name), "trainer killed mid-run (%s): error, no hang", kill_provs[k]);
-		xt_result(name, xt_failures == fails0, NULL);
-	}
-
-	unlink(dense);
-	unlink(moe);
-	unlink(big);
-	unlink(mid);
-	return xt_done();
+	EXPECT_TRUE(jnum(d, "bound_s") * jnum(d, "transform_gbs") * 1e9 * tt >=
+		    (double)jint(d, "transformed") * 0.999999)
+		TH_LOG("bound %.4f s under the quantisation's %.4f s", jnum(d, "bound_s"),
+		       (double)jint(d, "transformed") / (jnum(d, "transform_gbs") * 1e9 * tt));
 }
+
+/* dense bf16 1 -> 2 over shm (tp=2: column slices copied by 3 threads) */
+TEST_F(ws, shm_bf16_three_copy_threads)
+{
+	json_object *d;
+
+	d = self->d = verified_run(_metadata, self->mid, "fsdp=1", "tp=2", "bf16",
+				   "--provider shm --threads 3 --steps 2");
+	EXPECT_EQ(3, jint(d, "threads"));
+	EXPECT_TRUE(jint(d, "staged_bytes") > 0) TH_LOG("nothing staged");
+}
+
+/* A trainer killed mid-run: an error, within the timeout, not a hang. */
+static void killed_trainer(struct __test_metadata *_metadata, FIXTURE_DATA(ws) *self,
+			   const char *prov)
+{
+	char args[256];
+	json_object *err = NULL, *d;
+	double secs;
+	int rc;
+
+	snprintf(args, sizeof(args),
+		 "--model %s --trainer fsdp=4 --inference tp=1,dp=2 --dtype bf16 --provider %s "
+		 "--timeout-ms 3000 --kill-trainer 1 --kill-after-ms 5 --no-bound", self->big, prov);
+	rc = run_tool(args, &d, &secs);
+	self->d = d;
+	EXPECT_TRUE(rc != 0) TH_LOG("run with a killed trainer exited 0 (%s)", prov);
+	EXPECT_TRUE(d && jint(d, "failed_ranks") > 0) TH_LOG("no failed rank reported (%s)", prov);
+	EXPECT_TRUE(d && json_object_object_get_ex(d, "error", &err))
+		TH_LOG("no error in the JSON (%s)", prov);
+	EXPECT_TRUE(secs < 60) TH_LOG("took %.1f s (%s)", secs, prov);
+}
+
+TEST_F_TIMEOUT(ws, trainer_killed_shm, KILL_TIMEOUT)
+{
+	killed_trainer(_metadata, self, "shm");
+}
+
+TEST_F_TIMEOUT(ws, trainer_killed_local, KILL_TIMEOUT)
+{
+	killed_trainer(_metadata, self, "local");
+}
+
+TEST_HARNESS_MAIN
