@@ -61,7 +61,8 @@
 #define XT_REQUIRE_TRANSPORT() do { \
 	const char *xt_why_ = xt_transport_skip(variant->provider); \
 	if (xt_why_) \
-		XT_SETUP_SKIP("%s", xt_why_); \
+		XT_SETUP_SKIP("%s %u rail%s: %s", variant->provider, variant->rails, \
+			      variant->rails > 1 ? "s" : "", xt_why_); \
 } while (0)
 
 /* Checks that report the call that failed and the library's reason. */
