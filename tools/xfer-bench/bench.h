@@ -37,6 +37,7 @@ enum { CMD_QUIT = 1, CMD_PONG_XFER, CMD_SERVE_RAW };
 
 struct opts {
 	const char *provider;
+	char provider_used[64];  /* what the engine reports it opened */
 	uint32_t rails;
 	const char *node;
 	const char *client;

@@ -61,7 +61,9 @@ static void initiator(struct opts *o, int *fds, int nfds)
 	out_set(b.out, "devices", names);
 	out_str(b.out, "date", date);
 	out_u64(b.out, "region_bytes", o->region);
-	o->provider = strdup(info.provider);
+	/* rows name the provider the engine chose (a default resolved) */
+	snprintf(o->provider_used, sizeof(o->provider_used), "%s", info.provider);
+	o->provider = o->provider_used;
 	if (o->tests & (1u << T_SINGLE))
 		test_single(&b);
 	if (o->tests & (1u << T_PAGED))
