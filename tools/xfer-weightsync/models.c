@@ -37,8 +37,14 @@ int model_find(const char *name, char *buf, size_t len, char *err, size_t errlen
 	}
 	for (int i = 0; i < ndirs; i++) {
 		snprintf(buf, len, "%s/%s%s", dirs[i], name, has_ext ? "" : ".json");
-		if (!access(buf, R_OK))
+		if (!access(buf, R_OK)) {
+			char clean[PATH_MAX];
+
+			/* print build/../models/x.json as the file it is */
+			if (realpath(buf, clean))
+				snprintf(buf, len, "%s", clean);
 			return 0;
+		}
 	}
 	snprintf(err, errlen, "no %s%s in", name, has_ext ? "" : ".json");
 	for (int i = 0; i < ndirs; i++)

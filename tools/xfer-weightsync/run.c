@@ -512,7 +512,15 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 			continue;
 		if (rep.status) {
 			r->failed_ranks++;
-			if (!r->error[0])
+			/* a timeout's text is neutral: say what was waited for, how long */
+			if (!r->error[0] && rep.status == -ETIMEDOUT)
+				snprintf(r->error, sizeof(r->error),
+					 "%s rank %u: timed out waiting for its peers' writes and "
+					 "notifications (--timeout-ms %d)",
+					 i < s->ntrainers ? "trainer" : "inference",
+					 i < s->ntrainers ? i : i - s->ntrainers,
+					 o->timeout_ms > 0 ? o->timeout_ms : 30000);
+			else if (!r->error[0])
 				snprintf(r->error, sizeof(r->error), "%s rank %u: %s",
 					 i < s->ntrainers ? "trainer" : "inference",
 					 i < s->ntrainers ? i : i - s->ntrainers,
