@@ -194,5 +194,19 @@ run "$bench" -t single -s 4K -n 50
 	tap ok "xfer-bench text mode: a table with the row" ||
 	tap not-ok "xfer-bench text mode: a table with the row" "status $rc: $out $err"
 
+# ---- a timeout's text claims no peer (xfer_imm_wait has none) ---------------------
+text=$(python3 -c '
+import ctypes, errno, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.xfer_strerror.restype = ctypes.c_char_p
+print(lib.xfer_strerror(-errno.ETIMEDOUT).decode())' "$build/lib/libxfer.so" 2>/dev/null)
+if [ -z "$text" ]; then
+	tap ok "xfer_strerror(-ETIMEDOUT) is neutral # SKIP cannot load $build/lib/libxfer.so here"
+elif echo "$text" | grep -qi "timed out" && ! echo "$text" | grep -qi peer; then
+	tap ok "xfer_strerror(-ETIMEDOUT) is neutral: '$text'"
+else
+	tap not-ok "xfer_strerror(-ETIMEDOUT) is neutral" "'$text'"
+fi
+
 echo "1..$n"
 exit $fail
