@@ -157,6 +157,15 @@ sed 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 3/' models/qwen2.5-0.5b
 	tap ok "--model NAME found in \$XFER_DATADIR/models first" ||
 	tap not-ok "--model NAME found in \$XFER_DATADIR/models first" "$out $err"
 
+# an installed layout (make install): bin/, lib/, share/xfer/models/
+mkdir -p "$tmp/prefix/bin" "$tmp/prefix/lib" "$tmp/prefix/share/xfer/models"
+cp "$ws" "$tmp/prefix/bin/" && cp -P "$build"/lib/libxfer.so* "$tmp/prefix/lib/" &&
+	cp "$tmp/data/models/mine.json" "$tmp/prefix/share/xfer/models/installed.json"
+(cd "$tmp" && run "$tmp/prefix/bin/xfer-weightsync" -j plan --model installed --trainer fsdp=3 &&
+	json_has model "$tmp/prefix/share/xfer/models/installed.json") &&
+	tap ok "--model NAME found in <bin>/../share/xfer/models (installed)" ||
+	tap not-ok "--model NAME found in <bin>/../share/xfer/models (installed)" "$out $err"
+
 # ---- short real xfer-bench runs ---------------------------------------------------
 # rows_are TABLE KEY VALUES: the table's rows have KEY equal to VALUES, in order
 rows_are() {

@@ -48,6 +48,7 @@ static int ws_fail(struct out *o, int rc, const char *what)
 
 struct opts {
 	const char *model, *out_file, *in_file;
+	char model_path[PATH_MAX];   /* the file --model named */
 	struct xfer_ws_trainer_layout t;
 	struct xfer_ws_infer_layout l;
 	struct xfer_ws_plan_attr pa;
@@ -232,7 +233,8 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 	}
 	if ((rc = model_find(op->model, buf, sizeof(buf), err, sizeof(err))))
 		return out_fail(o, rc, "--model %s: %s", op->model, err);
-	op->model = strdup(buf);
+	snprintf(op->model_path, sizeof(op->model_path), "%s", buf);
+	op->model = op->model_path;
 	if ((rc = xfer_ws_model_load(op->model, op->model_flags, &m))) {
 		snprintf(err, sizeof(err), "model %s", op->model);
 		return ws_fail(o, rc, err);
