@@ -98,8 +98,12 @@ int main(int argc, char **argv)
 		int lfd = oob_listen(o.port), fd;
 
 		bench_out.json = false;   /* the client prints the results */
-		if (lfd < 0)
-			die("listen", lfd);
+		if (lfd < 0) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "listen on port %u", o.port);
+			die(what, lfd);
+		}
 		fd = oob_accept(lfd);
 		if (fd < 0)
 			die("accept", fd);
@@ -109,8 +113,12 @@ int main(int argc, char **argv)
 	if (o.client) {
 		int fd = oob_connect(o.client, o.port, 10000);
 
-		if (fd < 0)
-			die("connect", fd);
+		if (fd < 0) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "connect to %s port %u", o.client, o.port);
+			die(what, fd);
+		}
 		o.scatter_peers = 1;
 		initiator(&o, &fd, 1);
 		return 0;

@@ -50,7 +50,8 @@ void side_open(struct side *s, const struct opts *o, const char *prov, uint32_t 
 		char why[1024];
 
 		provider_explain(prov, ret, why, sizeof(why));
-		out_fail(&bench_out, 0, "engine on %u rail(s): %s", rails, why);
+		out_fail(&bench_out, 0, "engine on %u rail(s)%s%s: %s", rails,
+			 o->devices ? ", devices " : "", o->devices ? o->devices : "", why);
 		exit(1);
 	}
 	if (posix_memalign(&s->buf, 4096, region))
