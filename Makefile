@@ -154,7 +154,7 @@ run: deps-build
 
 # Quick start 2: every test; the runner ends with "N passed, N failed, N skipped".
 # TEST_SUITES grows through mk/*.mk (kmod, verbs).
-TEST_SUITES := tests/layers.sh tests/abi.sh tests/install.sh
+TEST_SUITES := tests/layers.sh tests/abi.sh tests/install.sh tests/tools/cli.sh
 -include mk/*.mk
 
 # The sanitizer build sits beside $(BUILD) (build -> build-san): a BUILD given

@@ -63,6 +63,13 @@ struct xfer_ws_param {
 #define XFER_WS_MODEL_MTP (1u << 0) /* include DeepSeek's multi-token-prediction layers */
 
 int xfer_ws_model_load(const char *config_path, uint32_t flags, xfer_ws_model **out);
+/* Why the calling thread's last failed xfer_ws_model_load/_parse,
+ * xfer_ws_trainer_parse/xfer_ws_infer_parse, xfer_ws_plan or
+ * xfer_ws_schedule_load failed, naming the key or value at fault ("" when
+ * the error code says all). Those calls return negative errno values as
+ * always; this is the detail beside -EINVAL. Valid until the thread's
+ * next such call. */
+const char *xfer_ws_last_error(void);
 int xfer_ws_model_parse(const char *json_text, uint32_t flags, xfer_ws_model **out);
 void xfer_ws_model_free(xfer_ws_model *m);
 /* The parameter array, valid while m lives. */

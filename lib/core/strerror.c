@@ -10,7 +10,9 @@ XFER_EXPORT const char *xfer_strerror(int err)
 	switch (err) {
 	case 0: return "success";
 	case -ERANGE: return "range outside the registered region";
-	case -ETIMEDOUT: return "peer did not answer within the timeout";
+	/* neutral: a peer, an immediate, an operation or a lock may be what was
+	 * waited for; callers add which and how long */
+	case -ETIMEDOUT: return "timed out";
 	case -ECANCELED: return "engine destroyed with the operation in flight";
 	case -ENOTCONN: return "peer is down or was never added";
 	case -EPROTO: return "peer address is for another provider";

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Trainer and inference layouts: parsing, and where a parameter lives on the trainers. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,11 +9,13 @@
 
 #define WS_MAX_DIM 65536u
 
-/* "a=1,b=2": each key named in keys[] stores into vals[]; others are refused. */
+/* "a=1,b=2": each key named in keys[] stores into vals[]; others are
+ * refused, with the reason in xfer_ws_last_error(). */
 static int parse_kv(const char *s, const char *const *keys, uint32_t **vals, unsigned nkeys)
 {
 	const char *p = s;
 
+	ws_last_error(NULL);
 	if (!s)
 		return -EINVAL;
 	for (unsigned i = 0; i < nkeys; i++)
@@ -23,17 +26,29 @@ static int parse_kv(const char *s, const char *const *keys, uint32_t **vals, uns
 		unsigned long v;
 		char *num_end;
 
-		if (!eq)
+		if (!eq) {
+			ws_last_error("'%s': expected KEY=N", p);
 			return -EINVAL;
+		}
 		for (i = 0; i < nkeys; i++)
 			if (strlen(keys[i]) == (size_t)(eq - p) && !strncmp(p, keys[i], (size_t)(eq - p)))
 				break;
-		if (i == nkeys)
+		if (i == nkeys) {
+			char known[64] = "";
+
+			for (unsigned k = 0; k < nkeys; k++)
+				snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+					 k ? ", " : "", keys[k]);
+			ws_last_error("'%.*s': unknown key (one of %s)", (int)(eq - p), p, known);
 			return -EINVAL;
-		v = strtoul(eq + 1, &num_end, 10);
-		end = num_end;
-		if (end == eq + 1 || v == 0 || v > WS_MAX_DIM || (*end && *end != ','))
+		}
+		v = eq[1] >= '0' && eq[1] <= '9' ? strtoul(eq + 1, &num_end, 10) : 0;
+		end = v ? num_end : eq + 1;
+		if (end == eq + 1 || v == 0 || v > WS_MAX_DIM || (*end && *end != ',')) {
+			ws_last_error("%.*s: '%.*s' is not an integer in 1..%u", (int)(eq - p), p,
+				      (int)strcspn(eq + 1, ","), eq + 1, WS_MAX_DIM);
 			return -EINVAL;
+		}
 		*vals[i] = (uint32_t)v;
 		p = *end ? end + 1 : end;
 	}

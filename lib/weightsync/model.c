@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,16 +323,39 @@ static int read_cfg(struct json_object *o, struct cfg *c)
 	c->qk_norm = !strncmp(c->type, "qwen3", 5);
 	t = jstr(o, "topk_method");
 	c->noaux = t && !strcmp(t, "noaux_tc");
-	if (!c->H || !c->V || !c->L || !c->nh || c->moe_freq == 0 || c->sparse_step == 0)
+	/* name the first key at fault: a config is edited by hand */
+	static const struct { const char *key; size_t off; } need[] = {
+		{ "hidden_size", offsetof(struct cfg, H) },
+		{ "vocab_size", offsetof(struct cfg, V) },
+		{ "num_hidden_layers", offsetof(struct cfg, L) },
+		{ "num_attention_heads", offsetof(struct cfg, nh) },
+		{ "moe_layer_freq", offsetof(struct cfg, moe_freq) },
+		{ "decoder_sparse_step", offsetof(struct cfg, sparse_step) },
+	};
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!*(const uint64_t *)((const char *)c + need[i].off)) {
+			ws_last_error("\"%s\": missing or not a positive integer", need[i].key);
+			return -EINVAL;
+		}
+	if (c->kv_lora && (!c->rope || !c->nope || !c->vdim)) {
+		ws_last_error("\"kv_lora_rank\" (MLA) needs positive \"qk_rope_head_dim\", "
+			      "\"qk_nope_head_dim\" and \"v_head_dim\"");
 		return -EINVAL;
-	if (c->kv_lora && (!c->rope || !c->nope || !c->vdim))
+	}
+	if (!c->kv_lora && !c->hd) {
+		ws_last_error("\"head_dim\": missing, and hidden_size / num_attention_heads is 0");
 		return -EINVAL;
-	if (!c->kv_lora && !c->hd)
+	}
+	if (c->E && !c->moeI) {
+		ws_last_error("\"moe_intermediate_size\": missing, needed with routed experts");
 		return -EINVAL;
-	if (c->E && !c->moeI)
+	}
+	if (c->L > 100000 || c->E > 100000 || c->nh > 1000000) {
+		ws_last_error("\"%s\": more than this planner takes",
+			      c->L > 100000 ? "num_hidden_layers" : c->E > 100000 ? "n_routed_experts"
+										     : "num_attention_heads");
 		return -EINVAL;
-	if (c->L > 100000 || c->E > 100000)
-		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -342,10 +366,12 @@ XFER_EXPORT int xfer_ws_model_parse(const char *text, uint32_t flags, xfer_ws_mo
 	struct cfg c;
 	int rc;
 
+	ws_last_error(NULL);
 	if (!text || !out || (flags & ~XFER_WS_MODEL_MTP))
 		return -EINVAL;
 	o = json_tokener_parse(text);
 	if (!o || !json_object_is_type(o, json_type_object)) {
+		ws_last_error(o ? "not a JSON object" : "not valid JSON");
 		json_object_put(o);
 		return -EINVAL;
 	}
@@ -357,6 +383,7 @@ XFER_EXPORT int xfer_ws_model_parse(const char *text, uint32_t flags, xfer_ws_mo
 		snprintf(m->type, sizeof(m->type), "%s", c.type);
 		m->nlayers = (uint32_t)c.L;
 		m->nexperts = (uint32_t)c.E;
+		m->nheads = (uint32_t)c.nh;
 		rc = build(m, &c, flags);
 	}
 	json_object_put(o);
@@ -375,9 +402,11 @@ XFER_EXPORT int xfer_ws_model_load(const char *path, uint32_t flags, xfer_ws_mod
 	long n;
 	int rc;
 
+	ws_last_error(NULL);
 	if (!f)
 		return -errno;
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || n > (16 << 20) || fseek(f, 0, SEEK_SET)) {
+		ws_last_error("not a readable file of at most 16 MiB");
 		fclose(f);
 		return -EINVAL;
 	}
@@ -445,6 +474,26 @@ XFER_EXPORT const char *xfer_ws_dtype_name(uint32_t dtype)
 	case XFER_WS_DT_FP8E4M3: return "fp8_e4m3";
 	default: return "?";
 	}
+}
+
+/* Per thread: two threads planning at once each see their own reason. */
+static __thread char last_error[256];
+
+void ws_last_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	last_error[0] = 0;
+	if (!fmt)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+}
+
+XFER_EXPORT const char *xfer_ws_last_error(void)
+{
+	return last_error;
 }
 
 void ws_err(char *err, size_t len, const char *fmt, ...)

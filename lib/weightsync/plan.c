@@ -690,17 +690,41 @@ static int build_strtab(struct planner *p)
 static int check_layouts(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *t,
 			 const struct xfer_ws_infer_layout *l)
 {
-	if (!t->dp || !t->pp || !t->fsdp || !t->ep || !l->dp || !l->ep || !l->tp)
+	if (!t->dp || !t->pp || !t->fsdp || !t->ep || !l->dp || !l->ep || !l->tp) {
+		ws_last_error("a layout dimension is 0");
 		return -EINVAL;
+	}
 	if ((uint64_t)t->dp * t->pp * t->fsdp * t->ep > WS_MAX_RANKS ||
-	    (uint64_t)l->dp * l->ep * l->tp > WS_MAX_RANKS)
+	    (uint64_t)l->dp * l->ep * l->tp > WS_MAX_RANKS) {
+		ws_last_error("%s: more than %u ranks",
+			      (uint64_t)t->dp * t->pp * t->fsdp * t->ep > WS_MAX_RANKS ? "trainer"
+											 : "inference",
+			      (unsigned)WS_MAX_RANKS);
 		return -EINVAL;
-	if (l->dtype != XFER_WS_DT_BF16 && l->dtype != XFER_WS_DT_FP8E4M3)
+	}
+	if (l->dtype != XFER_WS_DT_BF16 && l->dtype != XFER_WS_DT_FP8E4M3) {
+		ws_last_error("inference dtype %u: neither bf16 nor fp8", l->dtype);
 		return -EINVAL;
-	if (t->pp > m->nlayers)
+	}
+	if (t->pp > m->nlayers) {
+		ws_last_error("trainer pp=%u: more stages than the model's %u layers", t->pp,
+			      m->nlayers);
 		return -EINVAL;
-	if (m->nexperts && (t->ep > m->nexperts || l->ep > m->nexperts))
+	}
+	if (m->nexperts && (t->ep > m->nexperts || l->ep > m->nexperts)) {
+		ws_last_error("%s ep=%u: more than the model's %u routed experts",
+			      t->ep > m->nexperts ? "trainer" : "inference",
+			      t->ep > m->nexperts ? t->ep : l->ep, m->nexperts);
 		return -EINVAL;
+	}
+	/* Each tensor-parallel rank holds whole attention heads (as inference
+	 * engines require); more ranks than heads would leave some with empty
+	 * slices, which no engine runs and the schedule cannot describe. */
+	if (m->nheads && l->tp > m->nheads) {
+		ws_last_error("inference tp=%u: more than the model's %u attention heads", l->tp,
+			      m->nheads);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -720,12 +744,15 @@ XFER_EXPORT int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_traine
 	uint64_t *tx = NULL, *rx = NULL;
 	int rc;
 
+	ws_last_error(NULL);
 	if (!m || !out || !ut || !ul)
 		return -EINVAL;
 	if ((rc = xfer_struct_copy_in(&tk, sizeof(tk), ut, XFER_WS_TRAINER_LAYOUT_SIZE_VER0)) ||
 	    (rc = xfer_struct_copy_in(&lk, sizeof(lk), ul, XFER_WS_INFER_LAYOUT_SIZE_VER0)) ||
-	    (uattr && (rc = xfer_struct_copy_in(&ak, sizeof(ak), uattr, XFER_WS_PLAN_ATTR_SIZE_VER0))))
+	    (uattr && (rc = xfer_struct_copy_in(&ak, sizeof(ak), uattr, XFER_WS_PLAN_ATTR_SIZE_VER0)))) {
+		ws_last_error("a layout or plan attr of a size this library cannot take");
 		return rc;
+	}
 	if ((rc = check_layouts(m, t, l)))
 		return rc;
 	if (attr && (attr->flags || attr->reserved))
@@ -735,8 +762,13 @@ XFER_EXPORT int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_traine
 	p.min_chunk = attr && attr->min_chunk ? attr->min_chunk : DEF_MIN_CHUNK;
 	p.max_chunk = attr && attr->max_chunk ? attr->max_chunk : DEF_MAX_CHUNK;
 	p.align = attr && attr->align ? attr->align : DEF_ALIGN;
-	if (p.max_chunk < p.min_chunk || (p.align & (p.align - 1)) || p.align < 16)
+	if (p.max_chunk < p.min_chunk || (p.align & (p.align - 1)) || p.align < 16) {
+		ws_last_error(p.max_chunk < p.min_chunk ? "max chunk %llu below min chunk %llu"
+			      : "align %llu: not a power of two of at least 16",
+			      (unsigned long long)(p.max_chunk < p.min_chunk ? p.max_chunk : p.align),
+			      (unsigned long long)p.min_chunk);
 		return -EINVAL;
+	}
 	s = p.s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;

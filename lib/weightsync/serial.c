@@ -86,11 +86,17 @@ XFER_EXPORT int xfer_ws_schedule_load(FILE *f, struct xfer_ws_schedule **out)
 	struct hdr h;
 	int rc;
 
+	ws_last_error(NULL);
 	if (fread(m, sizeof(m), 1, f) != 1 || memcmp(m, magic, sizeof(m)) ||
-	    fread(&h, sizeof(h), 1, f) != 1)
+	    fread(&h, sizeof(h), 1, f) != 1) {
+		ws_last_error("not a schedule file (no xfer schedule header)");
 		return -EINVAL;
-	if (h.version != XFER_WS_SCHEDULE_VERSION)
+	}
+	if (h.version != XFER_WS_SCHEDULE_VERSION) {
+		ws_last_error("schedule format version %u, this build reads %u", h.version,
+			      XFER_WS_SCHEDULE_VERSION);
 		return -EPROTO;
+	}
 	if (!(s = calloc(1, sizeof(*s))))
 		return -ENOMEM;
 	s->version = h.version, s->align = h.align;
@@ -103,6 +109,7 @@ XFER_EXPORT int xfer_ws_schedule_load(FILE *f, struct xfer_ws_schedule **out)
 	arrays(s, a);
 	/* refuse sizes the file cannot hold before allocating anything */
 	rc = -EINVAL;
+	ws_last_error("array sizes larger than the file: truncated or corrupt");
 	if (fstat(fileno(f), &st) || h.ntrainers > 65536 || h.ninfer > 65536)
 		goto out;
 	for (int i = 0; i < NARR; i++) {
@@ -113,17 +120,21 @@ XFER_EXPORT int xfer_ws_schedule_load(FILE *f, struct xfer_ws_schedule **out)
 	if (need > (uint64_t)st.st_size)
 		goto out;
 	rc = -ENOMEM;
+	ws_last_error(NULL);
 	for (int i = 0; i < NARR; i++)
 		if (!(*a[i].p = malloc(a[i].n ? a[i].n * a[i].esz : 1)))
 			goto out;
 	rc = -EINVAL;
+	ws_last_error("truncated or corrupt (arrays or string table)");
 	for (int i = 0; i < NARR; i++)
 		if (a[i].n && fread(*a[i].p, a[i].esz, a[i].n, f) != a[i].n)
 			goto out;
 	if (!s->strtab_len || s->strtab[s->strtab_len - 1])
 		goto out;
-	if ((rc = xfer_ws_schedule_validate(s, err, sizeof(err))))
+	if ((rc = xfer_ws_schedule_validate(s, err, sizeof(err)))) {
+		ws_last_error("%s", err);
 		goto out;
+	}
 	*out = s;
 	return 0;
 out:

@@ -40,6 +40,7 @@ struct xfer_ws_model {
 	char type[32];
 	uint32_t nlayers;         /* num_hidden_layers */
 	uint32_t nexperts;        /* routed experts, 0 if dense */
+	uint32_t nheads;          /* num_attention_heads: the most inference tp can split */
 	struct xfer_ws_param *params;
 	size_t nparams, pcap;
 	struct ws_group *groups;
@@ -81,5 +82,7 @@ static inline uint32_t ws_shard_rank(const struct ws_shard_info *si, uint32_t d,
 uint64_t ws_chunk_staging_bytes(const struct xfer_ws_chunk *c);
 
 void ws_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Set (or, with NULL, clear) the detail xfer_ws_last_error() returns. */
+void ws_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -5,11 +5,10 @@
 
 #include "out.h"
 
-void out_init(struct out *o, bool json, bool pretty)
+void out_init(struct out *o, const char *prog)
 {
 	memset(o, 0, sizeof(*o));
-	o->json = json;
-	o->pretty = pretty;
+	o->prog = prog;
 	o->doc = json_object_new_object();
 }
 
@@ -71,32 +70,84 @@ void out_row(struct out *o, json_object *row)
 
 void out_set(struct out *o, const char *key, json_object *val)
 {
-	json_object_object_add(o->doc, key, val);
 	if (!o->json) {
-		printf("%s: %s\n", key, json_object_get_string(val));
+		if (json_object_is_type(val, json_type_double))
+			printf("%-22s %.6g\n", key, json_object_get_double(val));
+		else
+			printf("%-22s %s\n", key, json_object_get_string(val));
 		fflush(stdout);
 	}
+	json_object_object_add(o->doc, key, val);
+}
+
+void out_str(struct out *o, const char *key, const char *v)
+{
+	out_set(o, key, json_object_new_string(v));
+}
+
+void out_u64(struct out *o, const char *key, uint64_t v)
+{
+	out_set(o, key, json_object_new_int64((int64_t)v));
+}
+
+void out_f64(struct out *o, const char *key, double v)
+{
+	out_set(o, key, json_object_new_double(v));
+}
+
+static void verror(struct out *o, int err, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+
+	if (err && n >= 0 && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(err < 0 ? -err : err));
+	fprintf(stderr, "%s: %s\n", o->prog ? o->prog : "error", msg);
+	o->failed = true;
+	if (!o->json || !o->doc)
+		return;
+	json_object_object_add(o->doc, "error", json_object_new_string(msg));
+	if (err)
+		json_object_object_add(o->doc, "errno", json_object_new_int(err < 0 ? -err : err));
 }
 
 void out_error(struct out *o, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	verror(o, 0, fmt, ap);
 	va_end(ap);
-	if (o->json)
-		json_object_object_add(o->doc, "error", json_object_new_string(msg));
-	else
-		fprintf(stderr, "error: %s\n", msg);
+}
+
+void out_errno(struct out *o, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(o, err, fmt, ap);
+	va_end(ap);
 }
 
 void out_finish(struct out *o)
 {
+	if (!o->doc)
+		return;
 	if (o->json)
 		printf("%s\n", json_object_to_json_string_ext(o->doc, o->pretty ? JSON_C_TO_STRING_PRETTY
 								: JSON_C_TO_STRING_PLAIN));
+	fflush(stdout);
 	json_object_put(o->doc);
 	o->doc = NULL;
+}
+
+int out_fail(struct out *o, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(o, err, fmt, ap);
+	va_end(ap);
+	out_finish(o);
+	return 1;
 }

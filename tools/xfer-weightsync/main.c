@@ -2,21 +2,22 @@
 /*
  * xfer-weightsync: plan and simulate RL weight sync (trainers -> inference).
  *
- *   xfer-weightsync [-j] [-p] [simulate|plan|help] [options]
+ *   xfer-weightsync [-j|--pretty] [simulate|plan|run|help] [options]
  *
  * simulate (the default) plans and predicts the time on a cluster model;
  * plan prints the schedule's statistics and can write it (-o FILE);
  * run executes it on this machine: trainer and inference processes on a
- * loopback provider, every received tensor checked (tools/common/wsrun.c).
+ * loopback provider, every received tensor checked (run.c).
  * Defaults are the anchor: Kimi-K2, 256 BF16 trainers FSDP/PP/EP = 16/2/8,
  * 128 FP8 inference GPUs EP32 x 4 replicas, 400 Gbit/s per GPU.
- * Text and JSON come out of the same print calls; in JSON mode errors are JSON.
+ * Text and JSON come out of the same print calls (tools/common/out.c); in
+ * JSON mode errors are JSON. Models are found by name (models.c).
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,72 +28,27 @@
 
 #include "xfer_weightsync.h"
 #include "xfer_ws_exec.h"
+#include "args.h"
+#include "models.h"
+#include "out.h"
 #include "run.h"
 
-#define DEFAULT_MODEL "models/kimi-k2.json"
+#define DEFAULT_MODEL "kimi-k2"
 
-struct out {
-	int json, pretty;
-	struct json_object *root;
-};
-
-static void out_u64(struct out *o, const char *key, uint64_t v)
+/* A library call failed: its detail (xfer_ws_last_error) when it gave one,
+ * else the error code's text. */
+static int ws_fail(struct out *o, int rc, const char *what)
 {
-	if (o->json)
-		json_object_object_add(o->root, key, json_object_new_int64((int64_t)v));
-	else
-		printf("%-22s %lu\n", key, (unsigned long)v);
-}
+	const char *why = xfer_ws_last_error();
 
-static void out_f64(struct out *o, const char *key, double v)
-{
-	if (o->json)
-		json_object_object_add(o->root, key, json_object_new_double(v));
-	else
-		printf("%-22s %.6g\n", key, v);
-}
-
-static void out_str(struct out *o, const char *key, const char *v)
-{
-	if (o->json)
-		json_object_object_add(o->root, key, json_object_new_string(v));
-	else
-		printf("%-22s %s\n", key, v);
-}
-
-static void out_end(struct out *o)
-{
-	if (o->json)
-		printf("%s\n", json_object_to_json_string_ext(o->root, o->pretty ? JSON_C_TO_STRING_PRETTY
-									   : JSON_C_TO_STRING_PLAIN));
-	json_object_put(o->root);
-	o->root = NULL;
-}
-
-static int fail(struct out *o, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct out *o, int rc, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (o->json) {
-		json_object_put(o->root);
-		o->root = json_object_new_object();
-		json_object_object_add(o->root, "error", json_object_new_string(msg));
-		json_object_object_add(o->root, "errno", json_object_new_int(rc < 0 ? -rc : rc));
-		out_end(o);
-	} else {
-		fprintf(stderr, "xfer-weightsync: %s%s%s\n", msg, rc ? ": " : "", rc ? strerror(rc < 0 ? -rc : rc) : "");
-	}
-	return 1;
+	if (why[0])
+		return out_fail(o, 0, "%s: %s", what, why);
+	return out_fail(o, rc, "%s", what);
 }
 
 struct opts {
 	const char *model, *out_file, *in_file;
+	char model_path[PATH_MAX];   /* the file --model named */
 	struct xfer_ws_trainer_layout t;
 	struct xfer_ws_infer_layout l;
 	struct xfer_ws_plan_attr pa;
@@ -123,32 +79,11 @@ static double user_s(void)
 	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
 }
 
-/* The default model beside the binary (build/../models) when not run from the repo root. */
-static const char *model_path(const char *p, char *buf, size_t len)
+/* Every value checked; a refusal names the option and the value. */
+static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, bool *help)
 {
-	char exe[PATH_MAX];
-	ssize_t n;
-
-	if (strcmp(p, DEFAULT_MODEL) || !access(p, R_OK))
-		return p;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return p;
-	exe[n] = 0;
-	snprintf(buf, len, "%s/../%s", dirname(exe), DEFAULT_MODEL);
-	return access(buf, R_OK) ? p : buf;
-}
-
-static int parse_num(const char *s, double *v)
-{
-	char *end;
-
-	*v = strtod(s, &end);
-	return (end == s || *end || *v <= 0) ? -EINVAL : 0;
-}
-
-static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
-{
+	enum { O_PROVIDER = 1001, O_RAILS, O_SEED, O_TIMEOUT, O_KILL, O_KILL_AFTER, O_STEPS,
+	       O_STAGE_ALL, O_NO_BOUND, O_THREADS, O_PRETTY };
 	static const struct option lo[] = {
 		{ "model", required_argument, 0, 'm' },
 		{ "trainer", required_argument, 0, 't' },
@@ -168,65 +103,79 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 		{ "no-validate", no_argument, 0, 'V' },
 		{ "schedule", required_argument, 0, 's' },
 		{ "json", no_argument, 0, 'j' },
-		{ "pretty", no_argument, 0, 'p' },
-		{ "provider", required_argument, 0, 1001 },
-		{ "rails", required_argument, 0, 1002 },
-		{ "seed", required_argument, 0, 1003 },
-		{ "timeout-ms", required_argument, 0, 1004 },
-		{ "kill-trainer", required_argument, 0, 1005 },
-		{ "kill-after-ms", required_argument, 0, 1006 },
-		{ "steps", required_argument, 0, 1007 },
-		{ "stage-all", no_argument, 0, 1008 },
-		{ "no-bound", no_argument, 0, 1009 },
-		{ "threads", required_argument, 0, 1010 },
+		{ "pretty", no_argument, 0, O_PRETTY },
+		{ "help", no_argument, 0, 'h' },
+		{ "provider", required_argument, 0, 'p' },
+		{ "rails", required_argument, 0, O_RAILS },
+		{ "seed", required_argument, 0, O_SEED },
+		{ "timeout-ms", required_argument, 0, O_TIMEOUT },
+		{ "kill-trainer", required_argument, 0, O_KILL },
+		{ "kill-after-ms", required_argument, 0, O_KILL_AFTER },
+		{ "steps", required_argument, 0, O_STEPS },
+		{ "stage-all", no_argument, 0, O_STAGE_ALL },
+		{ "no-bound", no_argument, 0, O_NO_BOUND },
+		{ "threads", required_argument, 0, O_THREADS },
 		{ 0, 0, 0, 0 },
 	};
-	int c;
+	char name[32];
+	int c, li = 0, rc = 0;
 	double v;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jpo:", lo, NULL)) != -1) {
-		int rc = 0;
-
+	opterr = 0;   /* getopt's own messages are not JSON: say it here */
+	while (!rc && (c = getopt_long(argc, argv, ":jhp:o:", lo, &li)) != -1) {
 		switch (c) {
 		case 'm': op->model = optarg; break;
-		case 't': rc = xfer_ws_trainer_parse(optarg, &op->t); break;
-		case 'i': rc = xfer_ws_infer_parse(optarg, &op->l); break;
+		case 't':
+		case 'i':
+			rc = c == 't' ? xfer_ws_trainer_parse(optarg, &op->t)
+				      : xfer_ws_infer_parse(optarg, &op->l);
+			if (rc)
+				out_error(o, "%s: '%s': %s", c == 't' ? "--trainer" : "--inference", optarg,
+					  xfer_ws_last_error());
+			break;
 		case 'd':
 			if (!strcmp(optarg, "fp8"))
 				op->l.dtype = XFER_WS_DT_FP8E4M3;
 			else if (!strcmp(optarg, "bf16"))
 				op->l.dtype = XFER_WS_DT_BF16;
 			else
-				rc = -EINVAL;
+				out_error(o, "--dtype: '%s': one of fp8, bf16", optarg), rc = -EINVAL;
 			break;
 		case 'M': op->model_flags |= XFER_WS_MODEL_MTP; break;
 		case 'V': op->no_validate = 1; break;
 		case 'o': op->out_file = optarg; break;
 		case 's': op->in_file = optarg; break;
-		case 'j': o->json = 1; break;
-		case 'p': o->json = o->pretty = 1; break;
-		case 1001: op->run.provider = optarg; break;
-		case 1002: op->run.rails = (uint32_t)atoi(optarg); break;
-		case 1003: op->run.seed = strtoull(optarg, NULL, 0); break;
-		case 1004: op->run.timeout_ms = atoi(optarg); break;
-		case 1005: op->run.kill_trainer = atoi(optarg); break;
-		case 1006: op->run.kill_after_ms = atoi(optarg); break;
-		case 1008: op->run.exec_flags |= XFER_WS_EXEC_STAGE_ALL; break;
-		case 1009: op->run.no_bound = true; break;
-		case 1010:
-			op->run.threads = (uint32_t)strtoul(optarg, NULL, 0);
-			if (op->run.threads < 1 || op->run.threads > 256)
-				rc = -EINVAL;
+		case 'j': o->json = true; break;
+		case O_PRETTY: o->json = o->pretty = true; break;
+		case 'h': *help = true; break;
+		case 'p': op->run.provider = optarg; break;
+		case O_RAILS:
+			rc = arg_u32(o, "--rails", optarg, 1, XFER_MAX_RAILS, &op->run.rails);
 			break;
-		case 1007:
-			op->run.steps = (uint32_t)strtoul(optarg, NULL, 0);
-			if (op->run.steps < 1 || op->run.steps > WSRUN_MAX_STEPS)
-				rc = -EINVAL;
+		case O_SEED: rc = arg_u64(o, "--seed", optarg, 0, UINT64_MAX, &op->run.seed); break;
+		/* the run's deadline is 4 timeouts: keep that within an int of ms */
+		case O_TIMEOUT:
+			rc = arg_int(o, "--timeout-ms", optarg, 1, 3600000, &op->run.timeout_ms);
 			break;
+		case O_KILL:
+			rc = arg_int(o, "--kill-trainer", optarg, 0, 65535, &op->run.kill_trainer);
+			break;
+		case O_KILL_AFTER:
+			rc = arg_int(o, "--kill-after-ms", optarg, 0, 3600000, &op->run.kill_after_ms);
+			break;
+		case O_STAGE_ALL: op->run.exec_flags |= XFER_WS_EXEC_STAGE_ALL; break;
+		case O_NO_BOUND: op->run.no_bound = true; break;
+		case O_THREADS: rc = arg_u32(o, "--threads", optarg, 1, 256, &op->run.threads); break;
+		case O_STEPS:
+			rc = arg_u32(o, "--steps", optarg, 1, WSRUN_MAX_STEPS, &op->run.steps);
+			break;
+		case 'w': rc = arg_u32(o, "--window", optarg, 1, 65536, &op->c.window); break;
 		case 'n': case 'N': case 'C': case 'X': case 'O': case 'U':
-		case 'W': case 'w': case 'a': case 'b':
-			if ((rc = parse_num(optarg, &v)))
+		case 'W': case 'a': case 'b':
+			/* long-only options: li names the one matched */
+			snprintf(name, sizeof(name), "--%s", lo[li].name);
+			if ((rc = arg_pos_double(o, name, optarg, 1e9, &v)))
 				break;
 			switch (c) {
 			case 'n': op->c.trainer_nic_gbps = v; break;
@@ -236,20 +185,26 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o)
 			case 'O': op->c.op_us = v; break;
 			case 'U': op->c.chunk_us = v; break;
 			case 'W': op->c.watermark = (uint64_t)(v * (1 << 20)); break;
-			case 'w': op->c.window = (uint32_t)v; break;
 			case 'a': op->pa.min_chunk = (uint64_t)(v * (1 << 20)); break;
 			case 'b': op->pa.max_chunk = (uint64_t)(v * (1 << 20)); break;
 			}
 			break;
+		case ':':
+			out_error(o, "%s needs a value (see --help)", argv[optind - 1]);
+			rc = -EINVAL;
+			break;
 		default:
-			return fail(o, EINVAL, "unknown option (see xfer-weightsync help)");
+			out_error(o, "unknown option '%s' (see --help)", argv[optind - 1]);
+			rc = -EINVAL;
 		}
-		if (rc)
-			return fail(o, rc, "bad value: %s", optarg);
 	}
-	if (optind < argc)
-		return fail(o, EINVAL, "unexpected argument '%s'", argv[optind]);
-	return 0;
+	if (!rc && optind < argc) {
+		out_error(o, "unexpected argument '%s' (see --help)", argv[optind]);
+		rc = -EINVAL;
+	}
+	if (rc)
+		out_finish(o);
+	return rc ? 1 : 0;
 }
 
 /* Plan (or load) the schedule the options describe. */
@@ -264,19 +219,26 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 		FILE *f = fopen(op->in_file, "rb");
 
 		if (!f)
-			return fail(o, errno, "%s", op->in_file);
+			return out_fail(o, errno, "--schedule: %s", op->in_file);
 		t0 = now_s();
 		rc = xfer_ws_schedule_load(f, s);
 		fclose(f);
-		if (rc)
-			return fail(o, rc, "%s: not a valid schedule", op->in_file);
+		if (rc) {
+			snprintf(buf, sizeof(buf), "%s: not a valid schedule", op->in_file);
+			return ws_fail(o, rc, buf);
+		}
 		out_str(o, "schedule", op->in_file);
 		out_f64(o, "load_ms", (now_s() - t0) * 1e3);
 		return 0;
 	}
-	op->model = model_path(op->model, buf, sizeof(buf));
-	if ((rc = xfer_ws_model_load(op->model, op->model_flags, &m)))
-		return fail(o, rc, "%s", op->model);
+	if ((rc = model_find(op->model, buf, sizeof(buf), err, sizeof(err))))
+		return out_fail(o, rc, "--model %s: %s", op->model, err);
+	snprintf(op->model_path, sizeof(op->model_path), "%s", buf);
+	op->model = op->model_path;
+	if ((rc = xfer_ws_model_load(op->model, op->model_flags, &m))) {
+		snprintf(err, sizeof(err), "model %s", op->model);
+		return ws_fail(o, rc, err);
+	}
 	out_str(o, "model", op->model);
 	out_str(o, "model_type", xfer_ws_model_type(m));
 	out_u64(o, "params", xfer_ws_model_numel(m));
@@ -289,7 +251,7 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 	out_f64(o, "plan_user_ms", (user_s() - u0) * 1e3);
 	xfer_ws_model_free(m);
 	if (rc)
-		return fail(o, rc, "planning failed");
+		return ws_fail(o, rc, "planning failed");
 	if (!op->no_validate) {
 		t0 = now_s();
 		rc = xfer_ws_schedule_validate(*s, err, sizeof(err));
@@ -297,7 +259,7 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 		out_str(o, "valid", rc ? err : "yes");
 		if (rc) {
 			xfer_ws_schedule_free(*s);
-			return fail(o, rc, "invalid schedule: %s", err);
+			return out_fail(o, 0, "invalid schedule: %s", err);
 		}
 	}
 	return 0;
@@ -346,12 +308,12 @@ static int cmd_plan(struct opts *op, struct out *o)
 			rc = -EIO;
 		if (rc) {
 			xfer_ws_schedule_free(s);
-			return fail(o, rc, "%s", op->out_file);
+			return out_fail(o, rc, "-o %s", op->out_file);
 		}
 		out_str(o, "written", op->out_file);
 	}
 	xfer_ws_schedule_free(s);
-	out_end(o);
+	out_finish(o);
 	return 0;
 }
 
@@ -370,7 +332,7 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	rc = xfer_ws_simulate(s, &op->c, &r);
 	xfer_ws_schedule_free(s);
 	if (rc)
-		return fail(o, rc, "simulation failed");
+		return out_fail(o, rc, "simulation failed");
 	/* the rates used, defaults filled in, beside the figure */
 	xfer_ws_cluster_defaults(&c);
 	out_f64(o, "nic_gbps", op->c.trainer_nic_gbps > 0 ? op->c.trainer_nic_gbps : c.trainer_nic_gbps);
@@ -390,7 +352,7 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	out_f64(o, "bound_s", r.bound_s);
 	out_f64(o, "predicted_s", r.predicted_s);
 	out_f64(o, "ratio", r.bound_s > 0 ? r.predicted_s / r.bound_s : 0);
-	out_end(o);
+	out_finish(o);
 	return 0;
 }
 
@@ -428,7 +390,7 @@ static int cmd_run(struct opts *op, struct out *o)
 
 		for (uint32_t i = 0; i < r.steps; i++)
 			json_object_array_add(a, json_object_new_double(r.step_s[i]));
-		json_object_object_add(o->root, "step_s", a);
+		out_set(o, "step_s", a);
 	}
 	out_f64(o, "seconds", r.seconds);
 	out_u64(o, "staged_bytes", r.staged);
@@ -452,29 +414,24 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_u64(o, "failed_ranks", r.failed_ranks);
 	if (rc) {
 		/* keep the figures beside the error: they say who failed */
-		const char *why = r.error[0] ? r.error : "received data differs";
-
-		if (o->json) {
-			out_str(o, "error", why);
-			out_end(o);
-		} else {
-			fprintf(stderr, "xfer-weightsync: run failed: %s\n", why);
-		}
-		return 1;
+		return out_fail(o, 0, "run failed: %s", r.error[0] ? r.error : "received data differs");
 	}
-	out_end(o);
+	out_finish(o);
 	return 0;
 }
 
-static int cmd_help(struct opts *op, struct out *o)
+static void usage(void)
 {
-	(void)op;
-	json_object_put(o->root);
-	o->root = NULL;
-	printf("usage: xfer-weightsync [-j|-p] [simulate|plan|run|help] [options]\n"
-	       "  --model FILE          config.json (default %s)\n"
+	printf("usage: xfer-weightsync [-j|--pretty] [simulate|plan|run|help] [options]\n"
+	       "  -j, --json            one JSON document (errors too: {\"error\": ...})\n"
+	       "      --pretty          indented JSON (implies -j)\n"
+	       "  -h, --help            this text\n"
+	       "  --model NAME|PATH     a config.json: a path with a slash as given, else a name\n"
+	       "                        (kimi-k2, deepseek-v3, ...; .json optional) looked up in\n"
+	       "                        $XFER_DATADIR/models, <bin>/../share/xfer/models,\n"
+	       "                        <bin>/../../models (default %s)\n"
 	       "  --trainer SPEC        fsdp=16,pp=2,ep=8[,dp=1] (default)\n"
-	       "  --inference SPEC      tp=1,ep=32,dp=4 (default)\n"
+	       "  --inference SPEC      tp=1,ep=32,dp=4 (default); tp at most the model's heads\n"
 	       "  --dtype fp8|bf16      inference weights (default fp8)\n"
 	       "  --mtp                 include DeepSeek MTP layers\n"
 	       "  --min-chunk-mib N --max-chunk-mib N   planner chunking (4, 32)\n"
@@ -482,7 +439,7 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "  --op-us N --chunk-us N --watermark-mib N --window N (writes in flight per NIC)\n"
 	       "  plan: -o FILE writes the schedule; --schedule FILE reads one instead of planning\n"
 	       "  --no-validate         skip the validator\n"
-	       "  run: --provider P (local: xfer's own process_vm_writev backend, no locks\n"
+	       "  run: -p, --provider P (local: xfer's own process_vm_writev backend, no locks\n"
 	       "       shared between processes; shm: libfabric's) --rails N --seed N\n"
 	       "       --timeout-ms N\n"
 	       "       --kill-trainer R --kill-after-ms N (failure drill: SIGKILL a trainer)\n"
@@ -494,6 +451,14 @@ static int cmd_help(struct opts *op, struct out *o)
 	       "       trainers, at least 1)\n"
 	       "       --no-bound: skip measuring the loopback rates (bound_s 0)\n",
 	       DEFAULT_MODEL);
+}
+
+static int cmd_help(struct opts *op, struct out *o)
+{
+	(void)op;
+	usage();
+	o->json = false;   /* the usage is all there is to print */
+	out_finish(o);
 	return 0;
 }
 
@@ -509,16 +474,24 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	struct out o = { 0 };
+	struct out o;
 	struct opts op = { .model = DEFAULT_MODEL, .run = { .kill_trainer = -1, .seed = 1, .steps = 3 } };
 	int first = 1, ci = 0;
+	bool help = false;
 
+	out_init(&o, "xfer-weightsync");
+	/* -j anywhere makes every message JSON, those about the command too */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json") || !strcmp(argv[i], "--pretty"))
+			o.json = true;
 	/* global flags before the command */
-	while (first < argc && argv[first][0] == '-' && argv[first][1] != '-') {
-		if (!strcmp(argv[first], "-j"))
-			o.json = 1;
-		else if (!strcmp(argv[first], "-p"))
-			o.json = o.pretty = 1;
+	while (first < argc && argv[first][0] == '-') {
+		if (!strcmp(argv[first], "-j") || !strcmp(argv[first], "--json"))
+			o.json = true;
+		else if (!strcmp(argv[first], "--pretty"))
+			o.json = o.pretty = true;
+		else if (!strcmp(argv[first], "-h") || !strcmp(argv[first], "--help"))
+			help = true;
 		else
 			break;
 		first++;
@@ -528,7 +501,8 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[first], cmds[ci].name))
 				break;
 		if (ci == (int)(sizeof(cmds) / sizeof(cmds[0])))
-			return fail(&o, EINVAL, "unknown command '%s'", argv[first]);
+			return out_fail(&o, 0, "unknown command '%s' (simulate, plan, run or help)",
+					argv[first]);
 		first++;
 	}
 	xfer_ws_trainer_parse("fsdp=16,pp=2,ep=8", &op.t);
@@ -536,8 +510,11 @@ int main(int argc, char **argv)
 	xfer_ws_infer_parse("tp=1,ep=32,dp=4", &op.l);
 	op.pa.size = sizeof(op.pa);
 	op.c.size = sizeof(op.c);
-	if (parse_opts(argc - first + 1, argv + first - 1, &op, &o))
+	if (parse_opts(argc - first + 1, argv + first - 1, &op, &o, &help))
 		return 1;
-	o.root = json_object_new_object();
+	if (help)
+		return cmd_help(&op, &o);
+	/* a child that dies makes a write fail with EPIPE, which run.c reports */
+	signal(SIGPIPE, SIG_IGN);
 	return cmds[ci].fn(&op, &o);
 }

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The tools as a user runs them: every bad input is refused with a message
+# naming it and a non-zero exit (never a signal), in -j mode as a JSON
+# {"error": ...} on stdout; --help exits 0; short real xfer-bench runs give
+# the rows asked for; xfer-weightsync finds its models from any directory.
+# Uses $XFER_BUILD (default build). Prints TAP.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+build=${XFER_BUILD:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
+bench=$build/bin/xfer-bench
+ws=$build/bin/xfer-weightsync
+small="--model $root/models/qwen2.5-0.5b.json --trainer fsdp=3"
+n=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+tap() { # ok|not-ok name [detail]
+	n=$((n + 1))
+	if [ "$1" = ok ]; then
+		echo "ok $n - $2"
+	else
+		echo "not ok $n - $2"
+		[ -n "${3:-}" ] && printf '%s\n' "$3" | head -5 | sed 's/^/# /'
+		fail=1
+	fi
+}
+
+for t in "$bench" "$ws"; do
+	if [ ! -x "$t" ]; then
+		echo "1..0 # SKIP $t not built"
+		exit 0
+	fi
+done
+
+# run TOOL ARGS...: sets rc, out, err (a timeout of 60 s turns a hang into a failure)
+run() {
+	timeout 60 "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	out=$(cat "$tmp/out")
+	err=$(cat "$tmp/err")
+}
+
+# json_has KEY [SUBSTRING]: stdout is one JSON object with KEY (whose
+# value contains SUBSTRING)
+json_has() {
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+v = d[sys.argv[2]]
+sys.exit(0 if len(sys.argv) < 4 or sys.argv[3] in str(v) else 1)' "$tmp/out" "$@" 2>/dev/null
+}
+
+# refused WHAT TOOL ARGS...: exits 1..127, stderr names WHAT; with -j
+# added, stdout is JSON whose "error" names WHAT, and the same status
+refused() {
+	local what=$1 tool=$2 name
+	shift 2
+	name="$(basename "$tool") $* refused"
+	run "$tool" "$@"
+	if [ "$rc" -eq 0 ] || [ "$rc" -ge 124 ]; then
+		tap not-ok "$name" "exit status $rc (0: accepted; 124: hang; >128: signal)"
+		return
+	fi
+	if ! grep -qF -- "$what" "$tmp/err"; then
+		tap not-ok "$name" "stderr does not name '$what': $err"
+		return
+	fi
+	run "$tool" -j "$@"
+	if [ "$rc" -eq 0 ] || [ "$rc" -ge 124 ] || ! json_has error "$what"; then
+		tap not-ok "$name" "-j: status $rc, stdout not a JSON error naming '$what': $out"
+		return
+	fi
+	tap ok "$name: names '$what', status $rc, JSON error with -j"
+}
+
+# ---- xfer-bench: bad values --------------------------------------------------
+refused "'0'" "$bench" -s 0                     # was SIGFPE
+refused "3Q" "$bench" -s 3Q                     # was accepted as 3
+refused "1G" "$bench" -s 1G                     # was above the 64 MiB region, silently skipped
+refused "'x'" "$bench" -s 4K,x
+refused "bogus" "$bench" -t bogus               # was accepted, ran nothing
+refused "'bogus'" "$bench" -t single,bogus
+refused "nosuchprov" "$bench" -p nosuchprov     # was "No data available", no JSON
+refused "'0'" "$bench" --rails 0
+refused "99" "$bench" --rails 99
+refused "1x" "$bench" --reps 1x
+refused "'-1'" "$bench" -n -1
+refused "99999999999999999999" "$bench" -n 99999999999999999999
+refused "9" "$bench" --peers 9
+refused "'0'" "$bench" --page-size 0
+refused "5Q" "$bench" --pages 5Q
+refused "70000" "$bench" -P 70000
+refused "--frobnicate" "$bench" --frobnicate
+refused "--rails" "$bench" --rails
+refused "local" "$bench" --raw -p local
+refused "stray" "$bench" stray
+
+# an unknown provider: the message lists the providers there are
+run "$bench" -p nosuchprov
+if grep -q "available:.*shm" "$tmp/err" && grep -q "local" "$tmp/err"; then
+	tap ok "unknown provider: the providers there are are listed"
+else
+	tap not-ok "unknown provider: the providers there are are listed" "$err"
+fi
+
+# ---- xfer-weightsync: bad values ---------------------------------------------
+refused "tp=1000" "$ws" simulate --inference tp=1000           # was SIGFPE
+refused "tp=1000" "$ws" simulate $small --inference tp=1000
+refused "bogus" "$ws" run $small --inference tp=2 --provider bogus   # was SIGPIPE after 7 s
+refused "fsdp" "$ws" plan $small --trainer fsdp=0
+refused "bogus" "$ws" plan $small --inference bogus=3
+refused "'x'" "$ws" plan $small --trainer fsdp=x
+refused "fp4" "$ws" plan --dtype fp4
+refused "3x" "$ws" simulate --window 3x
+refused "'0'" "$ws" run --steps 0
+refused "999" "$ws" run --threads 999
+refused "abc" "$ws" simulate --nic-gbps abc
+refused "'-5'" "$ws" simulate --copy-gbs -5
+refused "--rails" "$ws" run --rails
+refused "frobnicate" "$ws" frobnicate
+refused "--no-such-option" "$ws" plan --no-such-option
+refused "nosuch" "$ws" plan --model nosuch
+echo '{"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2}' > "$tmp/bad.json"
+refused "vocab_size" "$ws" plan --model "$tmp/bad.json"     # was "FILE: Invalid argument"
+echo '{"hidden_size": 8' > "$tmp/broken.json"
+refused "not valid JSON" "$ws" plan --model "$tmp/broken.json"
+echo 'not a schedule' > "$tmp/junk.sched"
+refused "not a schedule file" "$ws" simulate --schedule "$tmp/junk.sched"
+
+# run --provider bogus: said at once, not after a calibration
+start=$(date +%s)
+run "$ws" run $small --inference tp=2 --provider bogus
+[ $(( $(date +%s) - start )) -le 3 ] && [ "$rc" -eq 1 ] &&
+	tap ok "run --provider bogus fails within 3 s with status 1" ||
+	tap not-ok "run --provider bogus fails within 3 s with status 1" "status $rc: $err"
+
+# ---- --help everywhere ---------------------------------------------------------
+for args in "$bench --help" "$bench -h" "$ws --help" "$ws -h" "$ws help" "$ws simulate --help" \
+	    "$ws -j --help"; do
+	run $args
+	[ "$rc" -eq 0 ] && grep -q "^usage:" "$tmp/out" &&
+		tap ok "$(basename "${args%% *}") ${args#* }: usage on stdout, status 0" ||
+		tap not-ok "$(basename "${args%% *}") ${args#* }: usage on stdout, status 0" "status $rc"
+done
+
+# ---- models by name, from any directory -------------------------------------------
+(cd "$tmp" && run "$ws" -j plan --model qwen2.5-0.5b --trainer fsdp=3 --inference tp=2 &&
+	json_has writes) && tap ok "--model NAME found from another directory (build tree)" ||
+	tap not-ok "--model NAME found from another directory (build tree)" "$err"
+mkdir -p "$tmp/data/models"
+sed 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 3/' models/qwen2.5-0.5b.json \
+	> "$tmp/data/models/mine.json"
+(cd "$tmp" && XFER_DATADIR=$tmp/data run "$ws" -j plan --model mine --trainer fsdp=3 &&
+	json_has model "$tmp/data/models/mine.json") &&
+	tap ok "--model NAME found in \$XFER_DATADIR/models first" ||
+	tap not-ok "--model NAME found in \$XFER_DATADIR/models first" "$out $err"
+
+# an installed layout (make install): bin/, lib/, share/xfer/models/
+mkdir -p "$tmp/prefix/bin" "$tmp/prefix/lib" "$tmp/prefix/share/xfer/models"
+cp "$ws" "$tmp/prefix/bin/" && cp -P "$build"/lib/libxfer.so* "$tmp/prefix/lib/" &&
+	cp "$tmp/data/models/mine.json" "$tmp/prefix/share/xfer/models/installed.json"
+(cd "$tmp" && run "$tmp/prefix/bin/xfer-weightsync" -j plan --model installed --trainer fsdp=3 &&
+	json_has model "$tmp/prefix/share/xfer/models/installed.json") &&
+	tap ok "--model NAME found in <bin>/../share/xfer/models (installed)" ||
+	tap not-ok "--model NAME found in <bin>/../share/xfer/models (installed)" "$out $err"
+
+# ---- short real xfer-bench runs ---------------------------------------------------
+# rows_are TABLE KEY VALUES: the table's rows have KEY equal to VALUES, in order
+rows_are() {
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+got = [r[sys.argv[3]] for r in d[sys.argv[2]]]
+want = [int(x) for x in sys.argv[4].split(",")]
+sys.exit(0 if got == want else 1)' "$tmp/out" "$@" 2>/dev/null
+}
+
+run "$bench" -j -t single,imm -s 4K,64K -n 200
+[ "$rc" -eq 0 ] && rows_are single size 4096,65536 && rows_are imm size 8 &&
+	! json_has paged && ! json_has scatter &&
+	tap ok "xfer-bench -t single,imm -s 4K,64K: those rows, no others" ||
+	tap not-ok "xfer-bench -t single,imm -s 4K,64K: those rows, no others" "status $rc: $out $err"
+
+run "$bench" -j -t paged --page-size 4K,16K --pages 10 -n 50
+[ "$rc" -eq 0 ] && rows_are paged size 4096,16384 && rows_are paged pages 10,10 &&
+	tap ok "xfer-bench -t paged honours --page-size and --pages" ||
+	tap not-ok "xfer-bench -t paged honours --page-size and --pages" "status $rc: $out $err"
+
+run "$bench" -j -t scatter -s 8K --peers 2 -n 50
+[ "$rc" -eq 0 ] && rows_are scatter size 8192 && rows_are scatter peers 2 &&
+	tap ok "xfer-bench -t scatter honours -s and --peers" ||
+	tap not-ok "xfer-bench -t scatter honours -s and --peers" "status $rc: $out $err"
+
+run "$bench" -j -t single -s 128M -n 2
+[ "$rc" -eq 0 ] && rows_are single size 134217728 && json_has region_bytes 134217728 &&
+	tap ok "xfer-bench -s 128M: the region grows to hold it" ||
+	tap not-ok "xfer-bench -s 128M: the region grows to hold it" "status $rc: $out $err"
+
+run "$bench" -t single -s 4K -n 50
+[ "$rc" -eq 0 ] && grep -q "^single" "$tmp/out" && grep -qE "^ +4096 " "$tmp/out" &&
+	tap ok "xfer-bench text mode: a table with the row" ||
+	tap not-ok "xfer-bench text mode: a table with the row" "status $rc: $out $err"
+
+# ---- a timeout's text claims no peer (xfer_imm_wait has none) ---------------------
+text=$(python3 -c '
+import ctypes, errno, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.xfer_strerror.restype = ctypes.c_char_p
+print(lib.xfer_strerror(-errno.ETIMEDOUT).decode())' "$build/lib/libxfer.so" 2>/dev/null)
+if [ -z "$text" ]; then
+	tap ok "xfer_strerror(-ETIMEDOUT) is neutral # SKIP cannot load $build/lib/libxfer.so here"
+elif echo "$text" | grep -qi "timed out" && ! echo "$text" | grep -qi peer; then
+	tap ok "xfer_strerror(-ETIMEDOUT) is neutral: '$text'"
+else
+	tap not-ok "xfer_strerror(-ETIMEDOUT) is neutral" "'$text'"
+fi
+
+echo "1..$n"
+exit $fail
