@@ -16,7 +16,8 @@
  *
  * The output struct (xfer_engine_info) is filled as far as its size goes.
  * The helper itself (lib/util/struct_copy.h) is checked on a struct of the
- * test's own. One local engine, its own peer (no NIC, no other process).
+ * test's own. One local engine, its own peer (no NIC, no other process),
+ * set up afresh for each subject: a TEST_F per struct runs its every shape.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -24,13 +25,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "internal.h"
 #include "struct_copy.h"
 #include "ws_models.h"
 #include "xfer.h"
 #include "xfer_weightsync.h"
 #include "xfer_ws_exec.h"
-#include "xt.h"
 
 enum shape { EXACT, OLDER, NEWER_ZERO, NEWER_DIRTY, BELOW_FLOOR, ZERO, HUGE };
 
@@ -56,6 +57,29 @@ static union {
 	uint64_t align;
 } ubuf;
 
+/* ------------------------------------------------------------------ */
+/* The fixture: a local engine that is its own peer, a schedule.        */
+
+#define PG 64u
+#define NPG 4u
+
+FIXTURE(structs) {
+	xfer_engine *eng;
+	uint32_t peer;           /* the engine itself, as its own peer */
+	uint8_t *sbuf, *dbuf;
+	xfer_mr *smr, *dmr;
+	xfer_rmr *drmr;
+	xfer_ws_model *model;
+	struct xfer_ws_trainer_layout tl;
+	struct xfer_ws_infer_layout il;
+	struct xfer_ws_schedule *sched;
+	const void **shard;
+	uint8_t *arena;
+	xfer_mr *arena_mr;
+};
+
+typedef FIXTURE_DATA(structs) fix_t;
+
 struct subject {
 	const char *name;
 	size_t ksize;       /* the library's sizeof */
@@ -63,10 +87,11 @@ struct subject {
 	uint32_t older;     /* a shorter known version; 0 when every field is mandatory */
 	/* Build a valid struct in ubuf.b (ksize bytes); for OLDER, with values
 	 * in the fields past `older` that change the outcome when read. */
-	void (*build)(enum shape sh);
+	void (*build)(fix_t *f, enum shape sh);
 	/* Call the entry point on ubuf.b; check the outcome: want is 0,
-	 * -EINVAL or -E2BIG. */
-	void (*call)(enum shape sh, int want);
+	 * -EINVAL or -E2BIG. `what` names subject and shape in the logs. */
+	void (*call)(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		     const char *what);
 };
 
 static uint32_t shape_size(const struct subject *s, enum shape sh)
@@ -106,50 +131,82 @@ static void shape_apply(const struct subject *s, enum shape sh)
 	memcpy(ubuf.b, &size, sizeof(size));
 }
 
-/* ------------------------------------------------------------------ */
-/* The fixture: a local engine that is its own peer.                   */
 
-#define PG 64u
-#define NPG 4u
+static void tl_build(fix_t *f, enum shape sh);
+static void il_build(fix_t *f, enum shape sh);
 
-static xfer_engine *eng;
-static uint32_t self;
-static uint8_t *sbuf, *dbuf;
-static xfer_mr *smr, *dmr;
-static xfer_rmr *drmr;
-static struct xfer_ws_schedule *sched;
-static const void **shard;
-static xfer_mr *arena_mr;
-static uint8_t *arena;
-
-static int fixture(void)
+/* Every step checked: a fixture that does not come up fails the test. */
+FIXTURE_SETUP(structs)
 {
 	struct xfer_engine_attr a;
 	uint8_t addr[XFER_ADDR_MAX], desc[XFER_DESC_MAX];
 	size_t alen = sizeof(addr), dlen = sizeof(desc);
-	int ret;
+	struct xfer_ws_trainer_layout t1 = { .size = sizeof(t1), .dp = 1, .pp = 1, .fsdp = 1, .ep = 1 };
+	uint64_t bytes = 0, off = 0;
 
 	xfer_engine_attr_init(&a);
 	a.provider = "local";
-	if ((ret = xfer_engine_create(&a, &eng)) ||
-	    (ret = xfer_engine_address(eng, addr, &alen)) ||
-	    (ret = xfer_engine_add_peer(eng, addr, alen, &self)))
-		return ret;
-	sbuf = xt_alloc(2 * PG * NPG);
-	dbuf = xt_alloc(2 * PG * NPG);
-	xt_fill(sbuf, 2 * PG * NPG, 7, 0);
-	if ((ret = xfer_mr_reg(eng, sbuf, 2 * PG * NPG, NULL, 0, &smr)) ||
-	    (ret = xfer_mr_reg(eng, dbuf, 2 * PG * NPG, NULL, XFER_MR_REMOTE_WRITE, &dmr)) ||
-	    (ret = xfer_mr_descriptor(dmr, desc, &dlen)) ||
-	    (ret = xfer_rmr_import(eng, self, desc, dlen, &drmr)))
-		return ret;
-	return 0;
+	XT_ASSERT_OK(xfer_engine_create(&a, &self->eng));
+	XT_ASSERT_OK(xfer_engine_address(self->eng, addr, &alen));
+	XT_ASSERT_OK(xfer_engine_add_peer(self->eng, addr, alen, &self->peer));
+	self->sbuf = xt_alloc(2 * PG * NPG);
+	self->dbuf = xt_alloc(2 * PG * NPG);
+	ASSERT_TRUE(self->sbuf && self->dbuf) TH_LOG("fixture: buffers not allocated");
+	xt_fill(self->sbuf, 2 * PG * NPG, 7, 0);
+	XT_ASSERT_OK(xfer_mr_reg(self->eng, self->sbuf, 2 * PG * NPG, NULL, 0, &self->smr));
+	XT_ASSERT_OK(xfer_mr_reg(self->eng, self->dbuf, 2 * PG * NPG, NULL, XFER_MR_REMOTE_WRITE,
+				 &self->dmr));
+	XT_ASSERT_OK(xfer_mr_descriptor(self->dmr, desc, &dlen));
+	XT_ASSERT_OK(xfer_rmr_import(self->eng, self->peer, desc, dlen, &self->drmr));
+
+	XT_ASSERT_OK(xfer_ws_model_parse(tiny_qwen2, 0, &self->model));
+	tl_build(self, EXACT);
+	memcpy(&self->tl, ubuf.b, sizeof(self->tl));
+	il_build(self, EXACT);
+	memcpy(&self->il, ubuf.b, sizeof(self->il));
+
+	/* the schedule the exec structs are handed with, its shard and arena */
+	XT_ASSERT_OK(xfer_ws_plan(self->model, &t1, &self->il, NULL, &self->sched));
+	for (uint32_t p = 0; p < self->sched->nparams; p++)
+		bytes += self->sched->params[p].rows * self->sched->params[p].cols *
+			 xfer_ws_dtype_size(self->sched->params[p].dtype);
+	self->shard = calloc(self->sched->nparams, sizeof(*self->shard));
+	self->arena = calloc(1, bytes);
+	ASSERT_TRUE(self->shard && self->arena) TH_LOG("fixture: %s", xfer_strerror(-ENOMEM));
+	for (uint32_t p = 0; p < self->sched->nparams; p++) {
+		self->shard[p] = self->arena + off;
+		off += self->sched->params[p].rows * self->sched->params[p].cols *
+		       xfer_ws_dtype_size(self->sched->params[p].dtype);
+	}
+	XT_ASSERT_OK(xfer_mr_reg(self->eng, self->arena, bytes, NULL, 0, &self->arena_mr));
+}
+
+FIXTURE_TEARDOWN(structs)
+{
+	if (self->arena_mr)
+		xfer_mr_dereg(self->arena_mr);
+	if (self->sched)
+		xfer_ws_schedule_free(self->sched);
+	if (self->model)
+		xfer_ws_model_free(self->model);
+	if (self->drmr)
+		xfer_rmr_free(self->drmr);
+	if (self->smr)
+		xfer_mr_dereg(self->smr);
+	if (self->dmr)
+		xfer_mr_dereg(self->dmr);
+	if (self->eng)
+		xfer_engine_destroy(self->eng);
+	free(self->shard);
+	free(self->arena);
+	free(self->sbuf);
+	free(self->dbuf);
 }
 
 /* ------------------------------------------------------------------ */
 /* xfer_engine_attr -> xfer_engine_create                              */
 
-static void engine_attr_build(enum shape sh)
+static void engine_attr_build(fix_t *f, enum shape sh)
 {
 	struct xfer_engine_attr a;
 
@@ -161,32 +218,40 @@ static void engine_attr_build(enum shape sh)
 	memcpy(ubuf.b, &a, sizeof(a));
 }
 
-static void engine_attr_call(enum shape sh, int want)
+static void engine_attr_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh,
+			     int want, const char *what)
 {
 	struct xfer_engine_info info = { .size = sizeof(info) };
 	xfer_engine *e = (xfer_engine *)&e;
+	int r;
 
-	XT_EQ(xfer_engine_create((const struct xfer_engine_attr *)ubuf.b, &e), want);
+	r = xfer_engine_create((const struct xfer_engine_attr *)ubuf.b, &e);
+	EXPECT_EQ(want, r) TH_LOG("%s: xfer_engine_create", what);
 	if (want) {
-		XT_CHECK(e == NULL || e == (xfer_engine *)&e, "engine made on error");
+		EXPECT_TRUE(e == NULL || e == (xfer_engine *)&e)
+			TH_LOG("%s: engine made on error", what);
 		return;
 	}
-	XT_OK(xfer_engine_query(e, &info));
-	XT_CHECK(!strcmp(info.provider, "local"), "provider %s", info.provider);
+	if (r)
+		return;   /* failed above; no engine to look at */
+	r = xfer_engine_query(e, &info);
+	EXPECT_EQ(0, r) TH_LOG("%s: xfer_engine_query: %s", what, xfer_strerror(r));
+	EXPECT_STREQ("local", info.provider) TH_LOG("%s: provider %s", what, info.provider);
 	/* older: num_rails lies past its size, so the default (1) */
-	XT_EQ(info.num_rails, sh == OLDER ? 1 : 2);
+	EXPECT_EQ(sh == OLDER ? 1 : 2, info.num_rails) TH_LOG("%s", what);
 	xfer_engine_destroy(e);
 }
 
 /* ------------------------------------------------------------------ */
 /* xfer_engine_info <- xfer_engine_query (the library writes it)       */
 
-static void engine_info_build(enum shape sh)
+static void engine_info_build(fix_t *f, enum shape sh)
 {
 	memset(ubuf.b, 0xa5, sizeof(struct xfer_engine_info));
 }
 
-static void engine_info_call(enum shape sh, int want)
+static void engine_info_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh,
+			     int want, const char *what)
 {
 	struct xfer_engine_info *info = (struct xfer_engine_info *)ubuf.b;
 	uint32_t usize = info->size;
@@ -200,27 +265,31 @@ static void engine_info_call(enum shape sh, int want)
 		want = 0;
 	}
 	memcpy(before, ubuf.b, sizeof(before));
-	XT_EQ(xfer_engine_query(eng, info), want);
+	EXPECT_EQ(want, xfer_engine_query(f->eng, info)) TH_LOG("%s: xfer_engine_query", what);
 	if (want) {
-		XT_CHECK(!memcmp(before, ubuf.b, sizeof(before)), "caller's struct written on error");
+		EXPECT_TRUE(!memcmp(before, ubuf.b, sizeof(before)))
+			TH_LOG("%s: caller's struct written on error", what);
 		return;
 	}
-	XT_EQ(info->size, n);                  /* what the library filled */
-	XT_EQ(info->num_rails, 1);
-	if (n >= offsetof(struct xfer_engine_info, rail_names))
-		XT_CHECK(!strcmp(info->provider, "local"), "provider %.32s", info->provider);
-	if (n == sizeof(*info))
-		XT_EQ(info->imm_bits, 32);
+	EXPECT_EQ(n, info->size) TH_LOG("%s: what the library filled", what);
+	EXPECT_EQ(1, info->num_rails) TH_LOG("%s", what);
+	if (n >= offsetof(struct xfer_engine_info, rail_names)) {
+		EXPECT_TRUE(!strcmp(info->provider, "local"))
+			TH_LOG("%s: provider %.32s", what, info->provider);
+	}
+	if (n == sizeof(*info)) {
+		EXPECT_EQ(32, info->imm_bits) TH_LOG("%s", what);
+	}
 	/* past what was filled: the caller's bytes below its size stay, the
 	 * bytes past ours are zeroed */
 	for (size_t i = n; i < usize && i < sizeof(*info); i++)
 		if (ubuf.b[i] != 0xa5) {
-			XT_CHECK(0, "byte %zu past the older size written", i);
+			EXPECT_TRUE(0) TH_LOG("%s: byte %zu past the older size written", what, i);
 			break;
 		}
 	for (size_t i = sizeof(*info); i < usize; i++)
 		if (ubuf.b[i]) {
-			XT_CHECK(0, "byte %zu of the newer tail not zeroed", i);
+			EXPECT_TRUE(0) TH_LOG("%s: byte %zu of the newer tail not zeroed", what, i);
 			break;
 		}
 }
@@ -228,7 +297,7 @@ static void engine_info_call(enum shape sh, int want)
 /* ------------------------------------------------------------------ */
 /* xfer_mem -> xfer_mr_reg                                             */
 
-static void mem_build(enum shape sh)
+static void mem_build(fix_t *f, enum shape sh)
 {
 	struct xfer_mem m = { .size = sizeof(m), .kind = XFER_MEM_HOST, .dmabuf_fd = -1 };
 
@@ -241,20 +310,26 @@ static void mem_build(enum shape sh)
 	memcpy(ubuf.b, &m, sizeof(m));
 }
 
-static void mem_call(enum shape sh, int want)
+static void mem_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		     const char *what)
 {
 	static uint8_t mem[4096] __attribute__((aligned(4096)));
 	xfer_mr *mr = (xfer_mr *)&mr;
+	int r;
 
 	if (sh == OLDER)
 		want = -EBADF;
-	XT_EQ(xfer_mr_reg(eng, mem, sizeof(mem), (const struct xfer_mem *)ubuf.b, 0, &mr), want);
+	r = xfer_mr_reg(f->eng, mem, sizeof(mem), (const struct xfer_mem *)ubuf.b, 0, &mr);
+	EXPECT_EQ(want, r) TH_LOG("%s: xfer_mr_reg", what);
 	if (want) {
-		XT_CHECK(mr == NULL || mr == (xfer_mr *)&mr, "region made on error");
+		EXPECT_TRUE(mr == NULL || mr == (xfer_mr *)&mr) TH_LOG("%s: region made on error", what);
 		return;
 	}
-	XT_CHECK(xfer_mr_addr(mr) == mem, "wrong region");
-	XT_OK(xfer_mr_dereg(mr));
+	if (r)
+		return;   /* failed above; no region to look at */
+	EXPECT_TRUE(xfer_mr_addr(mr) == mem) TH_LOG("%s: wrong region", what);
+	r = xfer_mr_dereg(mr);
+	EXPECT_EQ(0, r) TH_LOG("%s: xfer_mr_dereg: %s", what, xfer_strerror(r));
 }
 
 /* ------------------------------------------------------------------ */
@@ -263,10 +338,10 @@ static void mem_call(enum shape sh, int want)
 static const uint32_t src_pages[NPG] = { 0, 2, 1, 3 };
 static const uint32_t dst_pages[NPG] = { 3, 0, 2, 1 };
 
-static void paged_build(enum shape sh)
+static void paged_build(fix_t *f, enum shape sh)
 {
 	struct xfer_paged p = {
-		.size = sizeof(p), .src = smr, .dst = drmr, .src_pages = src_pages,
+		.size = sizeof(p), .src = f->smr, .dst = f->drmr, .src_pages = src_pages,
 		.dst_pages = dst_pages, .num_pages = NPG, .page_size = PG,
 		.src_stride = 2 * PG, .dst_stride = PG + 8, .src_offset = 16, .dst_offset = 24,
 	};
@@ -279,33 +354,39 @@ static void paged_build(enum shape sh)
 	memcpy(ubuf.b, &p, sizeof(p));
 }
 
-static void paged_call(enum shape sh, int want)
+static void paged_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		       const char *what)
 {
 	uint64_t sstride = 2 * PG, dstride = PG + 8, soff = 16, doff = 24;
 	static uint8_t expect[2 * PG * NPG];
 	xfer_op *op = (xfer_op *)&op;
+	int r;
 
-	memset(dbuf, 0, 2 * PG * NPG);
+	memset(f->dbuf, 0, 2 * PG * NPG);
 	memset(expect, 0, sizeof(expect));
-	XT_EQ(xfer_write_paged(eng, (const struct xfer_paged *)ubuf.b, NULL, &op), want);
+	EXPECT_EQ(want, xfer_write_paged(f->eng, (const struct xfer_paged *)ubuf.b, NULL, &op))
+		TH_LOG("%s: xfer_write_paged", what);
 	if (want) {
-		XT_CHECK(op == NULL, "handle set on error");
+		EXPECT_TRUE(op == NULL) TH_LOG("%s: handle set on error", what);
 		usleep(20000);   /* anything posted by mistake would land by now */
-		XT_CHECK(!memcmp(dbuf, expect, sizeof(expect)), "data written on error");
+		EXPECT_TRUE(!memcmp(f->dbuf, expect, sizeof(expect)))
+			TH_LOG("%s: data written on error", what);
 		return;
 	}
 	if (!op)
 		return;
-	XT_OK(xfer_op_wait(op, 5000));
+	r = xfer_op_wait(op, 5000);
+	EXPECT_EQ(0, r) TH_LOG("%s: xfer_op_wait: %s", what, xfer_strerror(r));
 	xfer_op_release(op);
 	if (sh == OLDER) {   /* the defaults: strides page_size, offsets 0 */
 		sstride = dstride = PG;
 		soff = doff = 0;
 	}
 	for (uint32_t i = 0; i < NPG; i++)
-		memcpy(expect + doff + dst_pages[i] * dstride, sbuf + soff + src_pages[i] * sstride, PG);
-	XT_CHECK(!memcmp(dbuf, expect, sizeof(expect)), "pages not where the %s layout puts them",
-		 sh == OLDER ? "default" : "given");
+		memcpy(expect + doff + dst_pages[i] * dstride, f->sbuf + soff + src_pages[i] * sstride, PG);
+	EXPECT_TRUE(!memcmp(f->dbuf, expect, sizeof(expect)))
+		TH_LOG("%s: pages not where the %s layout puts them", what,
+		       sh == OLDER ? "default" : "given");
 }
 
 /* ------------------------------------------------------------------ */
@@ -327,7 +408,7 @@ static struct rec nrec;
 static volatile uint64_t nflag;
 static uint32_t nimm = 0x5e000000u;
 
-static void notify_build(enum shape sh)
+static void notify_build(fix_t *f, enum shape sh)
 {
 	/* both a callback and a flag; an older caller's flag lies past its
 	 * size and must not be stored to */
@@ -344,24 +425,30 @@ static bool wait_calls(struct rec *r, int n)
 	return atomic_load(&r->calls) >= n;
 }
 
-static void notify_call(enum shape sh, int want)
+static void notify_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+			const char *what)
 {
 	uint32_t imm = ++nimm;
+	int r;
 
 	atomic_store(&nrec.calls, 0);
 	nflag = 0;
-	XT_EQ(xfer_imm_expect(eng, imm, 1, (const struct xfer_notify *)ubuf.b), want);
-	XT_OK(xfer_imm(eng, self, imm, NULL, NULL));
+	EXPECT_EQ(want, xfer_imm_expect(f->eng, imm, 1, (const struct xfer_notify *)ubuf.b))
+		TH_LOG("%s: xfer_imm_expect", what);
+	r = xfer_imm(f->eng, f->peer, imm, NULL, NULL);
+	EXPECT_EQ(0, r) TH_LOG("%s: xfer_imm: %s", what, xfer_strerror(r));
 	if (want) {
 		/* nothing expects imm: the arrival stays to be consumed here */
-		XT_OK(xfer_imm_wait(eng, imm, 1, 5000));
-		XT_EQ(atomic_load(&nrec.calls), 0);
-		XT_EQ(nflag, 0);
+		r = xfer_imm_wait(f->eng, imm, 1, 5000);
+		EXPECT_EQ(0, r) TH_LOG("%s: xfer_imm_wait: %s", what, xfer_strerror(r));
+		EXPECT_EQ(0, atomic_load(&nrec.calls)) TH_LOG("%s: callback called", what);
+		EXPECT_EQ(0, nflag) TH_LOG("%s: flag stored", what);
 		return;
 	}
-	XT_CHECK(wait_calls(&nrec, 1), "callback not called");
-	XT_EQ(nflag, sh == OLDER ? 0 : 7);   /* the flag is stored before the callback */
-	XT_EQ(xfer_imm_count(eng, imm), 0);
+	EXPECT_TRUE(wait_calls(&nrec, 1)) TH_LOG("%s: callback not called", what);
+	/* the flag is stored before the callback */
+	EXPECT_EQ(sh == OLDER ? 0 : 7, nflag) TH_LOG("%s: flag", what);
+	EXPECT_EQ(0, xfer_imm_count(f->eng, imm)) TH_LOG("%s: arrival left to count", what);
 }
 
 /* ------------------------------------------------------------------ */
@@ -370,25 +457,28 @@ static void notify_call(enum shape sh, int want)
 static struct rec wrec;
 static volatile uint64_t wword;
 
-static void watch_build(enum shape sh)
+static void watch_build(fix_t *f, enum shape sh)
 {
 	/* an older caller's done lies past its size: never called */
-	struct xfer_watch_attr a = { .size = sizeof(a), .word = &wword, .src = smr,
-				     .dst = drmr, .len = PG, .done = { on_done, &wrec } };
+	struct xfer_watch_attr a = { .size = sizeof(a), .word = &wword, .src = f->smr,
+				     .dst = f->drmr, .len = PG, .done = { on_done, &wrec } };
 
 	memcpy(ubuf.b, &a, sizeof(a));
 }
 
-static void watch_call(enum shape sh, int want)
+static void watch_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		       const char *what)
 {
 	xfer_watch *w = (xfer_watch *)&w;
 	uint64_t fired = 0;
+	int r;
 
 	atomic_store(&wrec.calls, 0);
 	wword = 0;
-	XT_EQ(xfer_watch_add(eng, (const struct xfer_watch_attr *)ubuf.b, &w), want);
+	EXPECT_EQ(want, xfer_watch_add(f->eng, (const struct xfer_watch_attr *)ubuf.b, &w))
+		TH_LOG("%s: xfer_watch_add", what);
 	if (want) {
-		XT_CHECK(w == NULL, "handle set on error");
+		EXPECT_TRUE(w == NULL) TH_LOG("%s: handle set on error", what);
 		return;
 	}
 	if (!w)
@@ -396,27 +486,24 @@ static void watch_call(enum shape sh, int want)
 	__atomic_store_n(&wword, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < 5000 && (fired = xfer_watch_fired(w)) < 1; i++)
 		usleep(1000);
-	XT_EQ(fired, 1);
+	EXPECT_EQ(1, fired) TH_LOG("%s: watch fired", what);
 	/* done runs before the count goes up */
-	XT_EQ(atomic_load(&wrec.calls), sh == OLDER ? 0 : 1);
-	XT_OK(xfer_watch_remove(w));
+	EXPECT_EQ(sh == OLDER ? 0 : 1, atomic_load(&wrec.calls)) TH_LOG("%s: done called", what);
+	r = xfer_watch_remove(w);
+	EXPECT_EQ(0, r) TH_LOG("%s: xfer_watch_remove: %s", what, xfer_strerror(r));
 }
 
 /* ------------------------------------------------------------------ */
 /* Weight sync: layouts and attrs -> xfer_ws_plan, cluster -> simulate  */
 
-static xfer_ws_model *model;
-static struct xfer_ws_trainer_layout tl;
-static struct xfer_ws_infer_layout il;
-
-static void tl_build(enum shape sh)
+static void tl_build(fix_t *f, enum shape sh)
 {
 	struct xfer_ws_trainer_layout t = { .size = sizeof(t), .dp = 1, .pp = 1, .fsdp = 2, .ep = 1 };
 
 	memcpy(ubuf.b, &t, sizeof(t));
 }
 
-static void il_build(enum shape sh)
+static void il_build(fix_t *f, enum shape sh)
 {
 	struct xfer_ws_infer_layout l = { .size = sizeof(l), .dp = 1, .ep = 1, .tp = 2,
 					  .dtype = XFER_WS_DT_BF16 };
@@ -424,7 +511,7 @@ static void il_build(enum shape sh)
 	memcpy(ubuf.b, &l, sizeof(l));
 }
 
-static void plan_attr_build(enum shape sh)
+static void plan_attr_build(fix_t *f, enum shape sh)
 {
 	/* older: align past the size, so the default 256 */
 	struct xfer_ws_plan_attr a = { .size = sizeof(a), .align = 1024 };
@@ -433,80 +520,85 @@ static void plan_attr_build(enum shape sh)
 }
 
 /* Plan with one of the three from ubuf (which), the others valid. */
-static void plan_call(int which, enum shape sh, int want)
+static void plan_call(struct __test_metadata *_metadata, fix_t *f, int which, enum shape sh,
+		      int want, const char *what)
 {
 	struct xfer_ws_schedule *s = (struct xfer_ws_schedule *)&s;
 	struct xfer_ws_plan_attr pa = { .size = sizeof(pa), .align = 1024 };
 	const void *u = ubuf.b;
+	int r;
 
-	XT_EQ(xfer_ws_plan(model, which == 0 ? u : &tl, which == 1 ? u : &il,
-			   which == 2 ? u : &pa, &s), want);
+	r = xfer_ws_plan(f->model, which == 0 ? u : &f->tl, which == 1 ? u : &f->il,
+			 which == 2 ? u : &pa, &s);
+	EXPECT_EQ(want, r) TH_LOG("%s: xfer_ws_plan", what);
 	if (want) {
-		XT_CHECK(s == NULL || s == (struct xfer_ws_schedule *)&s, "schedule made on error");
+		EXPECT_TRUE(s == NULL || s == (struct xfer_ws_schedule *)&s)
+			TH_LOG("%s: schedule made on error", what);
 		return;
 	}
-	XT_EQ(s->ntrainers, 2);
-	XT_EQ(s->ninfer, 2);
-	XT_EQ(s->align, which == 2 && sh == OLDER ? 256 : 1024);
-	XT_EQ(s->trainer.size, sizeof(s->trainer));
-	XT_EQ(s->infer.size, sizeof(s->infer));
+	if (r)
+		return;   /* failed above; no schedule to look at */
+	EXPECT_EQ(2, s->ntrainers) TH_LOG("%s", what);
+	EXPECT_EQ(2, s->ninfer) TH_LOG("%s", what);
+	EXPECT_EQ(which == 2 && sh == OLDER ? 256 : 1024, s->align) TH_LOG("%s", what);
+	EXPECT_EQ(sizeof(s->trainer), s->trainer.size) TH_LOG("%s", what);
+	EXPECT_EQ(sizeof(s->infer), s->infer.size) TH_LOG("%s", what);
 	xfer_ws_schedule_free(s);
 }
 
-static void tl_call(enum shape sh, int want) { plan_call(0, sh, want); }
-static void il_call(enum shape sh, int want) { plan_call(1, sh, want); }
-static void plan_attr_call(enum shape sh, int want) { plan_call(2, sh, want); }
+static void tl_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		    const char *what)
+{
+	plan_call(_metadata, f, 0, sh, want, what);
+}
 
-static void cluster_build(enum shape sh)
+static void il_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		    const char *what)
+{
+	plan_call(_metadata, f, 1, sh, want, what);
+}
+
+static void plan_attr_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+			   const char *what)
+{
+	plan_call(_metadata, f, 2, sh, want, what);
+}
+
+static void cluster_build(fix_t *f, enum shape sh)
 {
 	struct xfer_ws_cluster c = { .size = sizeof(c), .window = 4, .trainer_nic_gbps = 1 };
 
 	memcpy(ubuf.b, &c, sizeof(c));
 }
 
-static void cluster_call(enum shape sh, int want)
+static void cluster_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+			 const char *what)
 {
 	struct xfer_ws_sim_result def, r = { .predicted_s = -1 };
+	int ret;
 
-	XT_OK(xfer_ws_simulate(sched, NULL, &def));
-	XT_EQ(xfer_ws_simulate(sched, (const struct xfer_ws_cluster *)ubuf.b, &r), want);
+	ret = xfer_ws_simulate(f->sched, NULL, &def);
+	EXPECT_EQ(0, ret) TH_LOG("%s: xfer_ws_simulate with the defaults: %s", what,
+				 xfer_strerror(ret));
+	EXPECT_EQ(want, xfer_ws_simulate(f->sched, (const struct xfer_ws_cluster *)ubuf.b, &r))
+		TH_LOG("%s: xfer_ws_simulate", what);
 	if (want) {
-		XT_CHECK(r.predicted_s == -1, "result written on error");
+		EXPECT_TRUE(r.predicted_s == -1) TH_LOG("%s: result written on error", what);
 		return;
 	}
 	/* 1 Gbit/s instead of 400 is seen, unless it lay past the older size */
-	if (sh == OLDER)
-		XT_CHECK(r.bound_s == def.bound_s, "bound %g, default %g", r.bound_s, def.bound_s);
-	else
-		XT_CHECK(r.bound_s > 100 * def.bound_s, "bound %g, default %g", r.bound_s, def.bound_s);
+	if (sh == OLDER) {
+		EXPECT_TRUE(r.bound_s == def.bound_s)
+			TH_LOG("%s: bound %g, default %g", what, r.bound_s, def.bound_s);
+	} else {
+		EXPECT_TRUE(r.bound_s > 100 * def.bound_s)
+			TH_LOG("%s: bound %g, default %g", what, r.bound_s, def.bound_s);
+	}
 }
 
 /* xfer_ws_exec_attr, xfer_ws_trainer_io -> xfer_ws_trainer_exec_create */
 
-static int exec_fixture(void)
-{
-	struct xfer_ws_trainer_layout t1 = { .size = sizeof(t1), .dp = 1, .pp = 1, .fsdp = 1, .ep = 1 };
-	uint64_t bytes = 0, off = 0;
-	int ret;
-
-	if ((ret = xfer_ws_plan(model, &t1, &il, NULL, &sched)))
-		return ret;
-	for (uint32_t p = 0; p < sched->nparams; p++)
-		bytes += sched->params[p].rows * sched->params[p].cols *
-			 xfer_ws_dtype_size(sched->params[p].dtype);
-	shard = calloc(sched->nparams, sizeof(*shard));
-	arena = calloc(1, bytes);
-	if (!shard || !arena)
-		return -ENOMEM;
-	for (uint32_t p = 0; p < sched->nparams; p++) {
-		shard[p] = arena + off;
-		off += sched->params[p].rows * sched->params[p].cols *
-		       xfer_ws_dtype_size(sched->params[p].dtype);
-	}
-	return xfer_mr_reg(eng, arena, bytes, NULL, 0, &arena_mr);
-}
-
-static void exec_attr_build(enum shape sh)
+static void exec_attr_build(fix_t *f, enum shape sh)
 {
 	struct xfer_ws_exec_attr a = { .size = sizeof(a), .window = 8, .flags = XFER_WS_EXEC_STAGE_ALL };
 
@@ -517,84 +609,128 @@ static void exec_attr_build(enum shape sh)
 	memcpy(ubuf.b, &a, sizeof(a));
 }
 
-static void io_build(enum shape sh)
+static void io_build(fix_t *f, enum shape sh)
 {
-	struct xfer_ws_trainer_io io = { .size = sizeof(io), .rank = 0, .e = eng, .shard = shard,
-					 .src_mr = arena_mr };
+	struct xfer_ws_trainer_io io = { .size = sizeof(io), .rank = 0, .e = f->eng,
+					 .shard = f->shard, .src_mr = f->arena_mr };
 
 	memcpy(ubuf.b, &io, sizeof(io));
 }
 
-static void exec_call(int which, enum shape sh, int want)
+static void exec_call(struct __test_metadata *_metadata, fix_t *f, int which, enum shape sh,
+		      int want, const char *what)
 {
-	struct xfer_ws_trainer_io io = { .size = sizeof(io), .rank = 0, .e = eng, .shard = shard,
-					 .src_mr = arena_mr };
+	struct xfer_ws_trainer_io io = { .size = sizeof(io), .rank = 0, .e = f->eng,
+					 .shard = f->shard, .src_mr = f->arena_mr };
 	struct xfer_ws_exec_attr a = { .size = sizeof(a) };
 	xfer_ws_trainer_exec *x = (xfer_ws_trainer_exec *)&x;
+	int r;
 
-	XT_EQ(xfer_ws_trainer_exec_create(sched, which == 0 ? (const void *)ubuf.b : &io,
-					  which == 1 ? (const void *)ubuf.b : &a, &x), want);
+	r = xfer_ws_trainer_exec_create(f->sched, which == 0 ? (const void *)ubuf.b : &io,
+					which == 1 ? (const void *)ubuf.b : &a, &x);
+	EXPECT_EQ(want, r) TH_LOG("%s: xfer_ws_trainer_exec_create", what);
 	if (want) {
-		XT_CHECK(x == NULL, "handle set on error");
+		EXPECT_TRUE(x == NULL) TH_LOG("%s: handle set on error", what);
 		return;
 	}
+	if (r)
+		return;   /* failed above; no executor to destroy */
 	xfer_ws_trainer_exec_destroy(x);
 }
 
-static void io_call(enum shape sh, int want) { exec_call(0, sh, want); }
-static void exec_attr_call(enum shape sh, int want) { exec_call(1, sh, want); }
+static void io_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+		    const char *what)
+{
+	exec_call(_metadata, f, 0, sh, want, what);
+}
+
+static void exec_attr_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+			   const char *what)
+{
+	exec_call(_metadata, f, 1, sh, want, what);
+}
 
 /* ------------------------------------------------------------------ */
 
-static const struct subject subjects[] = {
-	{ "xfer_engine_attr (xfer_engine_create)", sizeof(struct xfer_engine_attr),
-	  XFER_ENGINE_ATTR_SIZE_VER0, offsetof(struct xfer_engine_attr, num_rails),
-	  engine_attr_build, engine_attr_call },
-	{ "xfer_engine_info (xfer_engine_query)", sizeof(struct xfer_engine_info),
-	  XFER_ENGINE_INFO_SIZE_VER0, XFER_ENGINE_INFO_SIZE_VER0, engine_info_build, engine_info_call },
-	{ "xfer_mem (xfer_mr_reg)", sizeof(struct xfer_mem), XFER_MEM_SIZE_VER0,
-	  XFER_MEM_SIZE_VER0, mem_build, mem_call },
-	{ "xfer_paged (xfer_write_paged)", sizeof(struct xfer_paged), XFER_PAGED_SIZE_VER0,
-	  XFER_PAGED_SIZE_VER0, paged_build, paged_call },
-	{ "xfer_notify (xfer_imm_expect)", sizeof(struct xfer_notify), XFER_NOTIFY_SIZE_VER0,
-	  XFER_NOTIFY_SIZE_VER0, notify_build, notify_call },
-	{ "xfer_watch_attr (xfer_watch_add)", sizeof(struct xfer_watch_attr),
-	  XFER_WATCH_ATTR_SIZE_VER0, XFER_WATCH_ATTR_SIZE_VER0, watch_build, watch_call },
-	{ "xfer_ws_trainer_layout (xfer_ws_plan)", sizeof(struct xfer_ws_trainer_layout),
-	  XFER_WS_TRAINER_LAYOUT_SIZE_VER0, 0, tl_build, tl_call },
-	{ "xfer_ws_infer_layout (xfer_ws_plan)", sizeof(struct xfer_ws_infer_layout),
-	  XFER_WS_INFER_LAYOUT_SIZE_VER0, 0, il_build, il_call },
-	{ "xfer_ws_plan_attr (xfer_ws_plan)", sizeof(struct xfer_ws_plan_attr),
-	  XFER_WS_PLAN_ATTR_SIZE_VER0, XFER_WS_PLAN_ATTR_SIZE_VER0, plan_attr_build, plan_attr_call },
-	{ "xfer_ws_cluster (xfer_ws_simulate)", sizeof(struct xfer_ws_cluster),
-	  XFER_WS_CLUSTER_SIZE_VER0, XFER_WS_CLUSTER_SIZE_VER0, cluster_build, cluster_call },
-	{ "xfer_ws_trainer_io (xfer_ws_trainer_exec_create)", sizeof(struct xfer_ws_trainer_io),
-	  XFER_WS_TRAINER_IO_SIZE_VER0, 0, io_build, io_call },
-	{ "xfer_ws_exec_attr (xfer_ws_trainer_exec_create)", sizeof(struct xfer_ws_exec_attr),
-	  XFER_WS_EXEC_ATTR_SIZE_VER0, XFER_WS_EXEC_ATTR_SIZE_VER0, exec_attr_build, exec_attr_call },
+static const struct subject engine_attr = {
+	"xfer_engine_attr (xfer_engine_create)", sizeof(struct xfer_engine_attr),
+	XFER_ENGINE_ATTR_SIZE_VER0, offsetof(struct xfer_engine_attr, num_rails),
+	engine_attr_build, engine_attr_call,
+};
+static const struct subject engine_info = {
+	"xfer_engine_info (xfer_engine_query)", sizeof(struct xfer_engine_info),
+	XFER_ENGINE_INFO_SIZE_VER0, XFER_ENGINE_INFO_SIZE_VER0, engine_info_build, engine_info_call,
+};
+static const struct subject mem = {
+	"xfer_mem (xfer_mr_reg)", sizeof(struct xfer_mem), XFER_MEM_SIZE_VER0,
+	XFER_MEM_SIZE_VER0, mem_build, mem_call,
+};
+static const struct subject paged = {
+	"xfer_paged (xfer_write_paged)", sizeof(struct xfer_paged), XFER_PAGED_SIZE_VER0,
+	XFER_PAGED_SIZE_VER0, paged_build, paged_call,
+};
+static const struct subject notify = {
+	"xfer_notify (xfer_imm_expect)", sizeof(struct xfer_notify), XFER_NOTIFY_SIZE_VER0,
+	XFER_NOTIFY_SIZE_VER0, notify_build, notify_call,
+};
+static const struct subject watch = {
+	"xfer_watch_attr (xfer_watch_add)", sizeof(struct xfer_watch_attr),
+	XFER_WATCH_ATTR_SIZE_VER0, XFER_WATCH_ATTR_SIZE_VER0, watch_build, watch_call,
+};
+static const struct subject trainer_layout = {
+	"xfer_ws_trainer_layout (xfer_ws_plan)", sizeof(struct xfer_ws_trainer_layout),
+	XFER_WS_TRAINER_LAYOUT_SIZE_VER0, 0, tl_build, tl_call,
+};
+static const struct subject infer_layout = {
+	"xfer_ws_infer_layout (xfer_ws_plan)", sizeof(struct xfer_ws_infer_layout),
+	XFER_WS_INFER_LAYOUT_SIZE_VER0, 0, il_build, il_call,
+};
+static const struct subject plan_attr = {
+	"xfer_ws_plan_attr (xfer_ws_plan)", sizeof(struct xfer_ws_plan_attr),
+	XFER_WS_PLAN_ATTR_SIZE_VER0, XFER_WS_PLAN_ATTR_SIZE_VER0, plan_attr_build, plan_attr_call,
+};
+static const struct subject cluster = {
+	"xfer_ws_cluster (xfer_ws_simulate)", sizeof(struct xfer_ws_cluster),
+	XFER_WS_CLUSTER_SIZE_VER0, XFER_WS_CLUSTER_SIZE_VER0, cluster_build, cluster_call,
+};
+static const struct subject trainer_io = {
+	"xfer_ws_trainer_io (xfer_ws_trainer_exec_create)", sizeof(struct xfer_ws_trainer_io),
+	XFER_WS_TRAINER_IO_SIZE_VER0, 0, io_build, io_call,
+};
+static const struct subject exec_attr = {
+	"xfer_ws_exec_attr (xfer_ws_trainer_exec_create)", sizeof(struct xfer_ws_exec_attr),
+	XFER_WS_EXEC_ATTR_SIZE_VER0, XFER_WS_EXEC_ATTR_SIZE_VER0, exec_attr_build, exec_attr_call,
 };
 
-static void run_subjects(void)
+/* Every shape of one subject; each check's log names subject and shape. */
+static void run_subject(struct __test_metadata *_metadata, fix_t *f, const struct subject *s)
 {
-	char name[160];
+	char what[160];
 
-	for (size_t i = 0; i < ARRAY_SIZE(subjects); i++) {
-		const struct subject *s = &subjects[i];
+	for (size_t k = 0; k < ARRAY_SIZE(shapes); k++) {
+		enum shape sh = shapes[k].shape;
 
-		for (size_t k = 0; k < ARRAY_SIZE(shapes); k++) {
-			enum shape sh = shapes[k].shape;
-			int fails0 = xt_failures;
-
-			if (sh == OLDER && !s->older)
-				continue;   /* every field mandatory: no shorter version */
-			s->build(sh);
-			shape_apply(s, sh);
-			s->call(sh, shape_want(sh));
-			snprintf(name, sizeof(name), "%s: %s", s->name, shapes[k].name);
-			xt_result(name, xt_failures == fails0, NULL);
-		}
+		if (sh == OLDER && !s->older)
+			continue;   /* every field mandatory: no shorter version */
+		snprintf(what, sizeof(what), "%s: %s", s->name, shapes[k].name);
+		s->build(f, sh);
+		shape_apply(s, sh);
+		s->call(_metadata, f, sh, shape_want(sh), what);
 	}
 }
+
+TEST_F(structs, engine_attr) { run_subject(_metadata, self, &engine_attr); }
+TEST_F(structs, engine_info) { run_subject(_metadata, self, &engine_info); }
+TEST_F(structs, mem) { run_subject(_metadata, self, &mem); }
+TEST_F(structs, paged) { run_subject(_metadata, self, &paged); }
+TEST_F(structs, notify) { run_subject(_metadata, self, &notify); }
+TEST_F(structs, watch) { run_subject(_metadata, self, &watch); }
+TEST_F(structs, trainer_layout) { run_subject(_metadata, self, &trainer_layout); }
+TEST_F(structs, infer_layout) { run_subject(_metadata, self, &infer_layout); }
+TEST_F(structs, plan_attr) { run_subject(_metadata, self, &plan_attr); }
+TEST_F(structs, cluster) { run_subject(_metadata, self, &cluster); }
+TEST_F(structs, trainer_io) { run_subject(_metadata, self, &trainer_io); }
+TEST_F(structs, exec_attr) { run_subject(_metadata, self, &exec_attr); }
 
 /* ------------------------------------------------------------------ */
 /* The helper on a struct of our own                                   */
@@ -610,7 +746,7 @@ struct demo {
 
 static const struct demo demo_def = { .size = 0, .a = 0, .b = 22, .c = 33 };
 
-static void helper_in(void)
+TEST(helper_in)
 {
 	static const struct {
 		const char *name;
@@ -634,7 +770,7 @@ static void helper_in(void)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct demo u = { .size = cases[i].size, .a = 1, .b = 2, .c = 3 };
 		struct demo k = demo_def;
-		int fails0 = xt_failures;
+		const char *what = cases[i].name;
 
 		memset(ubuf.b, 0, sizeof(ubuf.b));
 		memcpy(ubuf.b, &u, sizeof(u));
@@ -643,16 +779,16 @@ static void helper_in(void)
 		memcpy(ubuf.b, &cases[i].size, sizeof(cases[i].size));
 		if (cases[i].dirty >= 0)
 			ubuf.b[sizeof(u) + cases[i].dirty] = 1;
-		XT_EQ(xfer_struct_copy_in(&k, sizeof(k), ubuf.b, DEMO_VER0), cases[i].want);
-		XT_EQ(k.size, cases[i].want ? 0 : sizeof(k));
-		XT_EQ(k.a, cases[i].want ? 0 : 1);
-		XT_EQ(k.b, cases[i].b);
-		XT_EQ(k.c, cases[i].c);
-		xt_result(cases[i].name, xt_failures == fails0, NULL);
+		EXPECT_EQ(cases[i].want, xfer_struct_copy_in(&k, sizeof(k), ubuf.b, DEMO_VER0))
+			TH_LOG("%s", what);
+		EXPECT_EQ(cases[i].want ? 0 : sizeof(k), k.size) TH_LOG("%s", what);
+		EXPECT_EQ(cases[i].want ? 0 : 1, k.a) TH_LOG("%s", what);
+		EXPECT_EQ(cases[i].b, k.b) TH_LOG("%s", what);
+		EXPECT_EQ(cases[i].c, k.c) TH_LOG("%s", what);
 	}
 }
 
-static void helper_out(void)
+TEST(helper_out)
 {
 	static const struct {
 		const char *name;
@@ -673,13 +809,14 @@ static void helper_out(void)
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		uint32_t size = cases[i].size, filled = cases[i].want ? 0 : cases[i].written;
-		int fails0 = xt_failures;
+		const char *what = cases[i].name;
 		size_t bad = 0;
 
 		memset(ubuf.b, 0xee, sizeof(ubuf.b));
 		memcpy(ubuf.b, &size, sizeof(size));
-		XT_EQ(xfer_struct_copy_out(ubuf.b, &k, sizeof(k), DEMO_VER0), cases[i].want);
-		XT_EQ(xfer_struct_size(ubuf.b), cases[i].written);
+		EXPECT_EQ(cases[i].want, xfer_struct_copy_out(ubuf.b, &k, sizeof(k), DEMO_VER0))
+			TH_LOG("%s", what);
+		EXPECT_EQ(cases[i].written, xfer_struct_size(ubuf.b)) TH_LOG("%s: size field", what);
 		/* the library's bytes up to what it filled, zero to the caller's
 		 * size past ours, the caller's own bytes everywhere else */
 		for (size_t b = sizeof(size); b < sizeof(ubuf.b); b++) {
@@ -691,64 +828,24 @@ static void helper_out(void)
 				want = 0;
 			bad += ubuf.b[b] != want;
 		}
-		XT_EQ(bad, 0);
-		xt_result(cases[i].name, xt_failures == fails0, NULL);
+		EXPECT_EQ(0, bad) TH_LOG("%s: bytes not as expected", what);
 	}
 }
 
 /* The engine attr's floor through the helper: attr_copy's defaults are
  * xfer_engine_attr_init's, so a floor-sized attr leaves every one of them. */
-static void helper_engine_floor(void)
+TEST(helper_engine_floor)
 {
 	const uint32_t floor_head[2] = { XFER_ENGINE_ATTR_SIZE_VER0, 0 };   /* size, flags */
 	struct xfer_engine_attr k, def;
-	int fails0 = xt_failures;
 
 	memset(ubuf.b, 0xee, sizeof(ubuf.b));   /* what such a caller does not have */
 	memcpy(ubuf.b, floor_head, sizeof(floor_head));
 	xfer_engine_attr_init(&k);
 	xfer_engine_attr_init(&def);
-	XT_OK(xfer_struct_copy_in(&k, sizeof(k), ubuf.b, XFER_ENGINE_ATTR_SIZE_VER0));
-	XT_CHECK(!memcmp(&k, &def, sizeof(k)), "a floor-sized attr changed a default");
-	xt_result("helper in: xfer_engine_attr at its floor keeps xfer_engine_attr_init's defaults",
-		  xt_failures == fails0, NULL);
+	XT_EXPECT_OK(xfer_struct_copy_in(&k, sizeof(k), ubuf.b, XFER_ENGINE_ATTR_SIZE_VER0));
+	EXPECT_TRUE(!memcmp(&k, &def, sizeof(k)))
+		TH_LOG("helper in: xfer_engine_attr at its floor: a floor-sized attr changed a default");
 }
 
-int main(void)
-{
-	int ret;
-
-	xt_plan();
-	helper_in();
-	helper_out();
-	helper_engine_floor();
-
-	ret = fixture();
-	if (!ret)
-		ret = xfer_ws_model_parse(tiny_qwen2, 0, &model);
-	if (!ret) {
-		tl_build(EXACT);
-		memcpy(&tl, ubuf.b, sizeof(tl));
-		il_build(EXACT);
-		memcpy(&il, ubuf.b, sizeof(il));
-		ret = exec_fixture();
-	}
-	XT_CHECK(ret == 0, "fixture: %s", xfer_strerror(ret));
-	xt_result("fixture: a local engine that is its own peer, a schedule", ret == 0, NULL);
-	if (ret)
-		return xt_done();
-	run_subjects();
-
-	xfer_mr_dereg(arena_mr);
-	xfer_ws_schedule_free(sched);
-	xfer_ws_model_free(model);
-	xfer_rmr_free(drmr);
-	xfer_mr_dereg(smr);
-	xfer_mr_dereg(dmr);
-	xfer_engine_destroy(eng);
-	free(shard);
-	free(arena);
-	free(sbuf);
-	free(dbuf);
-	return xt_done();
-}
+TEST_HARNESS_MAIN
