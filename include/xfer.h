@@ -20,9 +20,10 @@
  *    (xfer_engine_query) has the same bounds; the library writes
  *    min(size, its sizeof) bytes, zeroes the caller's bytes past its
  *    sizeof, and sets size to the number of bytes it filled.
- *    The _init / _defaults / _parse functions fill the library's whole
- *    struct: call them only with a struct of the header the library was
- *    built with, or set the fields by hand;
+ *    The _init / _defaults / _parse calls are macros that pass the
+ *    header's sizeof to a _size function: the library fills the caller's
+ *    struct only as far as that size and sets size to it, so a newer
+ *    library never writes past an older caller's struct;
  *  - API calls never post to the NIC themselves: they hand work to the
  *    engine's worker thread and return; completion arrives through a
  *    callback (run on the worker thread) and/or a handle that can be
@@ -79,7 +80,10 @@ struct xfer_engine_attr {
 #define XFER_DEFAULT_STRIPE_THRESHOLD (256u * 1024)
 
 /* Fill attr with defaults (provider auto, 1 rail, no GPU, auto CPU). */
-void xfer_engine_attr_init(struct xfer_engine_attr *attr);
+void xfer_engine_attr_init_size(struct xfer_engine_attr *attr, size_t size);
+/* A macro so that the size is this header's sizeof: a newer library never
+ * writes past the end of an older caller's struct. */
+#define xfer_engine_attr_init(attr) xfer_engine_attr_init_size((attr), sizeof(*(attr)))
 int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out);
 /* Work still in flight completes with -ECANCELED before this returns. */
 void xfer_engine_destroy(xfer_engine *e);

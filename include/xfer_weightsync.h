@@ -130,8 +130,11 @@ static inline uint32_t xfer_ws_infer_world(const struct xfer_ws_infer_layout *l)
 
 /* Parse "fsdp=16,pp=2,ep=8[,dp=1]" / "tp=1,ep=32,dp=4"; missing keys are 1,
  * unknown keys and zero values -EINVAL; an inference dtype of 0 becomes fp8. */
-int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t);
-int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l);
+int xfer_ws_trainer_parse_size(const char *s, struct xfer_ws_trainer_layout *t, size_t size);
+int xfer_ws_infer_parse_size(const char *s, struct xfer_ws_infer_layout *l, size_t size);
+/* Macros so that the size is this header's sizeof (see xfer_engine_attr_init). */
+#define xfer_ws_trainer_parse(s, t) xfer_ws_trainer_parse_size((s), (t), sizeof(*(t)))
+#define xfer_ws_infer_parse(s, l) xfer_ws_infer_parse_size((s), (l), sizeof(*(l)))
 
 /* ------------------------------------------------------------------ */
 /* Schedule                                                            */
@@ -343,7 +346,8 @@ struct xfer_ws_sim_result {
 	uint64_t events;          /* time steps simulated */
 };
 
-void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c);
+void xfer_ws_cluster_defaults_size(struct xfer_ws_cluster *c, size_t size);
+#define xfer_ws_cluster_defaults(c) xfer_ws_cluster_defaults_size((c), sizeof(*(c)))
 int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *c,
 		     struct xfer_ws_sim_result *r);
 

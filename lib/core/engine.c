@@ -19,14 +19,20 @@
 #define DEFAULT_MAX_INFLIGHT 1024
 #define DEFAULT_IDLE_SPIN_US 2000
 
-XFER_EXPORT void xfer_engine_attr_init(struct xfer_engine_attr *a)
+XFER_EXPORT void xfer_engine_attr_init_size(struct xfer_engine_attr *a, size_t size)
 {
-	memset(a, 0, sizeof(*a));
-	a->size = sizeof(*a);
-	a->provider = "auto";
-	a->num_rails = 1;
-	a->gpu = -1;
-	a->worker_cpu = -1;
+	const struct xfer_engine_attr def = {
+		.size = sizeof(def),
+		.provider = "auto",
+		.num_rails = 1,
+		.gpu = -1,
+		.worker_cpu = -1,
+	};
+
+	if (!a)
+		return;
+	memset(a, 0, size);   /* a newer caller's fields: 0 asks for nothing */
+	xfer_struct_fill(a, size, &def, sizeof(def));
 }
 
 _Static_assert(XFER_ENGINE_ATTR_SIZE_VER0 == offsetof(struct xfer_engine_attr, provider),

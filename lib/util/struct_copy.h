@@ -113,4 +113,23 @@ static inline int xfer_struct_copy_out(void *ustruct, const void *kstruct, size_
 	return 0;
 }
 
+/*
+ * The library fills a struct the caller owns with no size set yet (an init
+ * function, a parser): usize is sizeof the struct in the caller's header,
+ * passed by the header's macro. Writes min(usize, ksize) bytes of kstruct and
+ * sets the size field to usize, so the struct then passes copy_in as the
+ * caller's own version; bytes past ksize (a newer caller's fields) are left
+ * as they are. Nothing is written past usize: an older caller's struct is
+ * never overrun by a newer library.
+ */
+static inline void xfer_struct_fill(void *ustruct, size_t usize, const void *kstruct, size_t ksize)
+{
+	uint32_t usize32 = (uint32_t)usize;
+
+	if (usize < sizeof(uint32_t))
+		return;
+	memcpy(ustruct, kstruct, usize < ksize ? usize : ksize);
+	memcpy(ustruct, &usize32, sizeof(usize32));
+}
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "struct_copy.h"
 #include "ws_internal.h"
 
 #define WS_MAX_DIM 65536u
@@ -55,24 +56,40 @@ static int parse_kv(const char *s, const char *const *keys, uint32_t **vals, uns
 	return 0;
 }
 
-XFER_EXPORT int xfer_ws_trainer_parse(const char *s, struct xfer_ws_trainer_layout *t)
+/* The parsers fill the caller's struct as far as its header's size goes
+ * (struct_copy.h); fields they do not parse keep what the caller set. */
+XFER_EXPORT int xfer_ws_trainer_parse_size(const char *s, struct xfer_ws_trainer_layout *ut,
+					   size_t size)
 {
 	static const char *const keys[] = { "fsdp", "pp", "ep", "dp" };
-	uint32_t *vals[] = { &t->fsdp, &t->pp, &t->ep, &t->dp };
+	struct xfer_ws_trainer_layout t = { 0 };
+	uint32_t *vals[] = { &t.fsdp, &t.pp, &t.ep, &t.dp };
+	int ret;
 
-	t->size = sizeof(*t);
-	return parse_kv(s, keys, vals, 4);
+	if (!ut || size < sizeof(uint32_t))
+		return -EINVAL;
+	memcpy(&t, ut, size < sizeof(t) ? size : sizeof(t));
+	ret = parse_kv(s, keys, vals, 4);
+	xfer_struct_fill(ut, size, &t, sizeof(t));
+	return ret;
 }
 
-XFER_EXPORT int xfer_ws_infer_parse(const char *s, struct xfer_ws_infer_layout *l)
+XFER_EXPORT int xfer_ws_infer_parse_size(const char *s, struct xfer_ws_infer_layout *ul,
+					 size_t size)
 {
 	static const char *const keys[] = { "tp", "ep", "dp" };
-	uint32_t *vals[] = { &l->tp, &l->ep, &l->dp };
+	struct xfer_ws_infer_layout l = { 0 };
+	uint32_t *vals[] = { &l.tp, &l.ep, &l.dp };
+	int ret;
 
-	l->size = sizeof(*l);
-	if (!l->dtype)
-		l->dtype = XFER_WS_DT_FP8E4M3;
-	return parse_kv(s, keys, vals, 3);
+	if (!ul || size < sizeof(uint32_t))
+		return -EINVAL;
+	memcpy(&l, ul, size < sizeof(l) ? size : sizeof(l));
+	if (!l.dtype)
+		l.dtype = XFER_WS_DT_FP8E4M3;
+	ret = parse_kv(s, keys, vals, 3);
+	xfer_struct_fill(ul, size, &l, sizeof(l));
+	return ret;
 }
 
 static uint32_t stage_of(int32_t layer, uint32_t nlayers, uint32_t pp)

@@ -297,19 +297,25 @@ static int step(struct sim *sm, double now)
 	return 0;
 }
 
-XFER_EXPORT void xfer_ws_cluster_defaults(struct xfer_ws_cluster *c)
+XFER_EXPORT void xfer_ws_cluster_defaults_size(struct xfer_ws_cluster *c, size_t size)
 {
-	memset(c, 0, sizeof(*c));
-	c->size = sizeof(*c);
-	c->trainer_nic_gbps = 400;
-	c->infer_nic_gbps = 400;
-	c->copy_gbs = 1000;
-	c->xform_gbs = 400;
-	c->op_us = 2;
-	c->chunk_us = 10;
-	c->barrier_us = 20;
-	c->watermark = 2ull << 30;
-	c->window = 16;
+	const struct xfer_ws_cluster def = {
+		.size = sizeof(def),
+		.trainer_nic_gbps = 400,
+		.infer_nic_gbps = 400,
+		.copy_gbs = 1000,
+		.xform_gbs = 400,
+		.op_us = 2,
+		.chunk_us = 10,
+		.barrier_us = 20,
+		.watermark = 2ull << 30,
+		.window = 16,
+	};
+
+	if (!c)
+		return;
+	memset(c, 0, size);
+	xfer_struct_fill(c, size, &def, sizeof(def));
 }
 
 XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *ucl,
@@ -322,7 +328,7 @@ XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct 
 
 	if (!s || !r)
 		return -EINVAL;
-	xfer_ws_cluster_defaults(&sm.c);
+	xfer_ws_cluster_defaults(&sm.c);   /* the header's macro: sizeof(sm.c) */
 	if (ucl) {
 		/* our copy of the caller's struct (struct_copy.h): the fields an
 		 * older caller lacks are 0, which means "the default" below */

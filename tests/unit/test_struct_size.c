@@ -848,4 +848,96 @@ TEST(helper_engine_floor)
 		TH_LOG("helper in: xfer_engine_attr at its floor: a floor-sized attr changed a default");
 }
 
+/*
+ * The calls that fill a caller's struct before any size is set
+ * (xfer_engine_attr_init, xfer_ws_cluster_defaults, the layout parsers) are
+ * macros over _size functions. Called with an older header's size they write
+ * no byte past it; with a newer header's size they set that size, and the
+ * struct is then accepted by the entry point as the caller's own version.
+ */
+#define GUARD 0xee
+
+/* Bytes of buf in [from, to) that are not `want`. */
+static size_t bytes_not(const uint8_t *buf, size_t from, size_t to, uint8_t want)
+{
+	size_t bad = 0;
+
+	for (size_t i = from; i < to; i++)
+		bad += buf[i] != want;
+	return bad;
+}
+
+TEST(init_fills_to_the_callers_size)
+{
+	const size_t older = offsetof(struct xfer_engine_attr, num_rails);  /* size, flags, provider */
+	const size_t newer = sizeof(struct xfer_engine_attr) + TAIL;
+	struct xfer_engine_attr *a = (struct xfer_engine_attr *)ubuf.b;
+	xfer_engine *e = NULL;
+
+	memset(ubuf.b, GUARD, sizeof(ubuf.b));
+	xfer_engine_attr_init_size(a, older);
+	EXPECT_EQ(older, a->size);
+	EXPECT_STREQ("auto", a->provider);
+	EXPECT_EQ(0, bytes_not(ubuf.b, older, sizeof(ubuf.b), GUARD))
+		TH_LOG("xfer_engine_attr_init_size wrote past an older caller's %zu bytes", older);
+
+	memset(ubuf.b, GUARD, sizeof(ubuf.b));
+	xfer_engine_attr_init_size(a, newer);
+	EXPECT_EQ(newer, a->size);
+	EXPECT_EQ(1, a->num_rails);
+	EXPECT_EQ(-1, a->gpu);
+	EXPECT_EQ(0, bytes_not(ubuf.b, sizeof(*a), newer, 0))
+		TH_LOG("a newer caller's fields not zeroed by init");
+	EXPECT_EQ(0, bytes_not(ubuf.b, newer, sizeof(ubuf.b), GUARD))
+		TH_LOG("xfer_engine_attr_init_size wrote past a newer caller's %zu bytes", newer);
+	a->provider = "local";
+	XT_EXPECT_OK(xfer_engine_create(a, &e));
+	xfer_engine_destroy(e);
+
+	/* the macro passes the header's sizeof */
+	memset(ubuf.b, GUARD, sizeof(ubuf.b));
+	xfer_engine_attr_init(a);
+	EXPECT_EQ(sizeof(*a), a->size);
+}
+
+TEST(cluster_defaults_fill_to_the_callers_size)
+{
+	const size_t older = offsetof(struct xfer_ws_cluster, infer_nic_gbps);
+	struct xfer_ws_cluster *c = (struct xfer_ws_cluster *)ubuf.b, def;
+
+	xfer_ws_cluster_defaults(&def);
+	memset(ubuf.b, GUARD, sizeof(ubuf.b));
+	xfer_ws_cluster_defaults_size(c, older);
+	EXPECT_EQ(older, c->size);
+	EXPECT_EQ(def.trainer_nic_gbps, c->trainer_nic_gbps);
+	EXPECT_EQ(0, bytes_not(ubuf.b, older, sizeof(ubuf.b), GUARD))
+		TH_LOG("xfer_ws_cluster_defaults_size wrote past an older caller's %zu bytes", older);
+}
+
+TEST(parsers_fill_to_the_callers_size)
+{
+	const size_t older = offsetof(struct xfer_ws_trainer_layout, pp);   /* size, dp */
+	struct xfer_ws_trainer_layout *t = (struct xfer_ws_trainer_layout *)ubuf.b;
+	struct xfer_ws_infer_layout *l = (struct xfer_ws_infer_layout *)ubuf.b;
+
+	memset(ubuf.b, GUARD, sizeof(ubuf.b));
+	XT_EXPECT_OK(xfer_ws_trainer_parse_size("dp=4,pp=2", t, older));
+	EXPECT_EQ(older, t->size);
+	EXPECT_EQ(4, t->dp);
+	EXPECT_EQ(0, bytes_not(ubuf.b, older, sizeof(ubuf.b), GUARD))
+		TH_LOG("xfer_ws_trainer_parse_size wrote past an older caller's %zu bytes", older);
+
+	/* a newer caller's bytes past the library's struct are the caller's own:
+	 * a parser leaves them, and the dtype set before parsing is kept */
+	memset(ubuf.b, GUARD, sizeof(ubuf.b));
+	memset(l, 0, sizeof(*l));
+	l->dtype = XFER_WS_DT_BF16;
+	XT_EXPECT_OK(xfer_ws_infer_parse_size("tp=2", l, sizeof(*l) + TAIL));
+	EXPECT_EQ(sizeof(*l) + TAIL, l->size);
+	EXPECT_EQ(2, l->tp);
+	EXPECT_EQ(XFER_WS_DT_BF16, l->dtype);
+	EXPECT_EQ(0, bytes_not(ubuf.b, sizeof(*l), sizeof(ubuf.b), GUARD))
+		TH_LOG("xfer_ws_infer_parse_size wrote past the library's struct");
+}
+
 TEST_HARNESS_MAIN
