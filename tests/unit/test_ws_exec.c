@@ -320,20 +320,19 @@ int main(void)
 
 		if (xfer_ws_model_parse(json, 0, &m) || xfer_ws_trainer_parse(c->trainer, &t) ||
 		    xfer_ws_infer_parse(c->infer, &l) || xfer_ws_plan(m, &t, &l, &a, &s)) {
-			OK(0, "%s %s -> %s: plan", c->what, c->trainer, c->infer);
+			EXPECT_TRUE(0) TH_LOG("%s %s -> %s: plan", c->what, c->trainer, c->infer);
 			continue;
 		}
 		x.s = s;
 		setup(&x);
 		execute(&x);
 		bad = verify(&x, why, sizeof(why));
-		OK(bad == 0, "%s %s -> %s (%s, %lu gathers): every tensor bit-exact (%s)", c->what, c->trainer,
-		   c->infer, xfer_ws_dtype_name(c->dtype), (unsigned long)s->ngathers, why);
+		EXPECT_TRUE(bad == 0) TH_LOG("%s %s -> %s (%s, %lu gathers): every tensor bit-exact (%s)", c->what, c->trainer, c->infer, xfer_ws_dtype_name(c->dtype), (unsigned long)s->ngathers, why);
 		if (i == 3) { /* the check itself must see a single wrong byte */
 			const struct xfer_ws_tensor *tt = &s->tensors[s->ntensors / 2];
 
 			x.ibuf[tt->rank][tt->offset + tt->bytes / 2] ^= 0x10;
-			OK(verify(&x, why, sizeof(why)) == 1, "one flipped byte is found (%s)", why);
+			EXPECT_TRUE(verify(&x, why, sizeof(why)) == 1) TH_LOG("one flipped byte is found (%s)", why);
 		}
 		teardown(&x);
 		xfer_ws_schedule_free(s);

@@ -31,17 +31,17 @@ int main(void)
 	int fails0;
 
 	xt_plan();
-	XT_EQ(xfer_ws_model_parse(tiny_qwen2, 0, &m), 0);
-	XT_EQ(xfer_ws_trainer_parse("fsdp=1", &tl), 0);
+	EXPECT_EQ(0, xfer_ws_model_parse(tiny_qwen2, 0, &m));
+	EXPECT_EQ(0, xfer_ws_trainer_parse("fsdp=1", &tl));
 	memset(&il, 0, sizeof(il));
 	il.dtype = XFER_WS_DT_BF16;
-	XT_EQ(xfer_ws_infer_parse("tp=1", &il), 0);
+	EXPECT_EQ(0, xfer_ws_infer_parse("tp=1", &il));
 	struct xfer_ws_plan_attr pa = { .size = sizeof(pa) };
 
-	XT_EQ(xfer_ws_plan(m, &tl, &il, &pa, &s), 0);
+	EXPECT_EQ(0, xfer_ws_plan(m, &tl, &il, &pa, &s));
 	xfer_engine_attr_init(&ea);
 	ea.provider = "shm";
-	XT_EQ(xfer_engine_create(&ea, &e), 0);
+	EXPECT_EQ(0, xfer_engine_create(&ea, &e));
 	if (!s || !e)
 		return xt_done();
 
@@ -53,55 +53,55 @@ int main(void)
 		shard[p] = arena + off;
 		off += s->params[p].rows * s->params[p].cols * xfer_ws_dtype_size(s->params[p].dtype);
 	}
-	XT_EQ(xfer_mr_reg(e, arena, arena_bytes, NULL, 0, &mr), 0);
+	EXPECT_EQ(0, xfer_mr_reg(e, arena, arena_bytes, NULL, 0, &mr));
 
 	struct xfer_ws_trainer_io io = { .size = sizeof(io), .rank = 0, .e = e, .shard = shard,
 					 .src_mr = mr };
 	struct xfer_ws_exec_attr a = { .size = sizeof(a) };
 
 	fails0 = xt_failures;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, NULL), -EINVAL);
-	XT_EQ(xfer_ws_trainer_exec_create(NULL, &io, &a, &x), -EINVAL);
-	XT_CHECK(x == NULL, "handle not cleared on error");
-	XT_EQ(xfer_ws_trainer_exec_create(s, NULL, &a, &x), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, NULL));
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(NULL, &io, &a, &x));
+	EXPECT_TRUE(x == NULL) TH_LOG("handle not cleared on error");
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, NULL, &a, &x));
 	io.size = 4;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
 	io.size = sizeof(io);
 	io.rank = 1;   /* one trainer in this schedule */
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
 	io.rank = 0;
 	a.size = 4;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
 	a.size = sizeof(a);
 	a.flags = 0x80;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
-	XT_CHECK(x == NULL, "handle set on error");
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
+	EXPECT_TRUE(x == NULL) TH_LOG("handle set on error");
 	a.flags = 0;
 	a.threads = 257;   /* more transform threads than the executor takes */
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
-	XT_CHECK(x == NULL, "handle set on error");
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
+	EXPECT_TRUE(x == NULL) TH_LOG("handle set on error");
 	a.threads = 0;
-	XT_EQ(xfer_ws_trainer_exec_step(NULL, NULL), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_step(NULL, NULL));
 	xt_result("bad arguments: -EINVAL, no handle", xt_failures == fails0, NULL);
 
 	fails0 = xt_failures;
 	shard[0] = NULL;   /* the schedule says rank 0 holds every row */
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
 	shard[0] = arena;
 	xt_result("missing shard: -EINVAL", xt_failures == fails0, NULL);
 
 	fails0 = xt_failures;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), 0);
-	XT_CHECK(x != NULL, "no handle");
+	EXPECT_EQ(0, xfer_ws_trainer_exec_create(s, &io, &a, &x));
+	EXPECT_TRUE(x != NULL) TH_LOG("no handle");
 	xfer_ws_trainer_exec_destroy(x);
 	a.flags = XFER_WS_EXEC_STAGE_ALL;
 	x = NULL;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), 0);
+	EXPECT_EQ(0, xfer_ws_trainer_exec_create(s, &io, &a, &x));
 	xfer_ws_trainer_exec_destroy(x);
 	a.threads = 4;   /* with transform threads (started and joined) */
 	x = NULL;
-	XT_EQ(xfer_ws_trainer_exec_create(s, &io, &a, &x), 0);
-	XT_CHECK(x != NULL, "no handle");
+	EXPECT_EQ(0, xfer_ws_trainer_exec_create(s, &io, &a, &x));
+	EXPECT_TRUE(x != NULL) TH_LOG("no handle");
 	xfer_ws_trainer_exec_destroy(x);
 	xfer_ws_trainer_exec_destroy(NULL);
 	xt_result("well-formed create and destroy, with and without --stage-all, 4 threads",

@@ -124,32 +124,29 @@ static void layouts(void)
 		size_t n1 = 0, n2 = 0;
 		int rc = plan_case(c, (int)i, &m, &s, &l);
 
-		OK(rc == 0, "case %zu: plan %s -> %s (%s): %d", i, c->trainer, c->infer,
-		   xfer_ws_dtype_name(c->dtype), rc);
+		EXPECT_TRUE(rc == 0) TH_LOG("case %zu: plan %s -> %s (%s): %d", i, c->trainer, c->infer, xfer_ws_dtype_name(c->dtype), rc);
 		if (rc) {
 			xfer_ws_model_free(m);
 			continue;
 		}
 		rc = xfer_ws_schedule_validate(s, err, sizeof(err));
-		OK(rc == 0, "case %zu: every destination byte written exactly once (%s)", i, err);
-		OK(data_bytes(s) == expected_data_bytes(m, &l), "case %zu: destination sizes %lu = %lu counted from the parameters",
-		   i, (unsigned long)data_bytes(s), (unsigned long)expected_data_bytes(m, &l));
+		EXPECT_TRUE(rc == 0) TH_LOG("case %zu: every destination byte written exactly once (%s)", i, err);
+		EXPECT_TRUE(data_bytes(s) == expected_data_bytes(m, &l)) TH_LOG("case %zu: destination sizes %lu = %lu counted from the parameters", i, (unsigned long)data_bytes(s), (unsigned long)expected_data_bytes(m, &l));
 		xfer_ws_schedule_stats(s, &st);
-		OK(st.trainer_imbalance <= 2.0, "case %zu: trainer NIC bytes max/mean %.3f <= 2.0 (%lu chunks, %lu gathers)",
-		   i, st.trainer_imbalance, (unsigned long)s->nchunks, (unsigned long)s->ngathers);
+		EXPECT_TRUE(st.trainer_imbalance <= 2.0) TH_LOG("case %zu: trainer NIC bytes max/mean %.3f <= 2.0 (%lu chunks, %lu gathers)", i, st.trainer_imbalance, (unsigned long)s->nchunks, (unsigned long)s->ngathers);
 		/* determinism and the round trip through the file format */
 		xfer_ws_schedule_free(s2);
 		s2 = NULL;
 		rc = plan_case(c, (int)i, &m2, &s2, &l) == 0 && serialise(s, &b1, &n1) == 0 &&
 		     serialise(s2, &b2, &n2) == 0 && n1 == n2 && !memcmp(b1, b2, n1);
-		OK(rc, "case %zu: planning twice gives the same bytes (%zu)", i, n1);
+		EXPECT_TRUE(rc) TH_LOG("case %zu: planning twice gives the same bytes (%zu)", i, n1);
 		xfer_ws_schedule_free(s2);
 		s2 = NULL;
 		free(b2);
 		b2 = NULL;
 		rc = load_buf(b1, n1, &s2) == 0 && serialise(s2, &b2, &n2) == 0 && n1 == n2 && !memcmp(b1, b2, n1) &&
 		     s2->nwrites == s->nwrites && !memcmp(s2->writes, s->writes, s->nwrites * sizeof(*s->writes));
-		OK(rc, "case %zu: save -> load -> save round trip is exact", i);
+		EXPECT_TRUE(rc) TH_LOG("case %zu: save -> load -> save round trip is exact", i);
 		free(b1);
 		free(b2);
 		xfer_ws_schedule_free(s);
@@ -173,41 +170,41 @@ static void validator(void)
 	int rc;
 
 	if (plan_case(&cases[4], 4, &m, &s, &l)) {
-		OK(0, "plan for the validator tests");
+		EXPECT_TRUE(0) TH_LOG("plan for the validator tests");
 		return;
 	}
 	w = s->writes[1];
 	s->writes[1].dst_offset = s->writes[0].dst_offset;
 	s->writes[1].dst_rank = s->writes[0].dst_rank;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a byte written twice is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL) TH_LOG("a byte written twice is refused: %s", err);
 	s->writes[1] = w;
 	s->writes[2].dst_offset += s->align;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a shifted write is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL) TH_LOG("a shifted write is refused: %s", err);
 	s->writes[2].dst_offset -= s->align;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == 0, "restored schedule is valid again");
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == 0) TH_LOG("restored schedule is valid again");
 	/* a chunk moved to a trainer that holds none of its rows */
 	for (g = 0; g < s->nchunks; g++)
 		if (s->chunks[g].gather_offset == XFER_WS_NO_GATHER)
 			break;
 	owner = s->chunks[g].owner;
 	s->chunks[g].owner = (owner + 1) % s->ntrainers;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a chunk listed under another rank is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL) TH_LOG("a chunk listed under another rank is refused: %s", err);
 	s->chunks[g].owner = owner;
 	s->chunks[g].row0 += s->chunks[g].rows;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a chunk reading rows shifted from its slice is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL) TH_LOG("a chunk reading rows shifted from its slice is refused: %s", err);
 	s->chunks[g].row0 -= s->chunks[g].rows;
 	/* a gather dropped: rows missing */
 	if (s->ngathers) {
 		uint64_t rows = s->gathers[0].rows;
 
 		s->gathers[0].rows = 0;
-		OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "missing gathered rows are refused: %s", err);
+		EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL) TH_LOG("missing gathered rows are refused: %s", err);
 		s->gathers[0].rows = rows;
 	} else {
 		SKIP("no gathers in this layout", "missing gathered rows are refused");
 	}
 	/* a file with one destination offset flipped does not load */
-	OK(serialise(s, &buf, &len) == 0, "serialise");
+	EXPECT_TRUE(serialise(s, &buf, &len) == 0) TH_LOG("serialise");
 	{
 		struct xfer_ws_schedule *bad = NULL;
 		/* layout of the file: magic, header, params, tensors, chunks, writes, ... */
@@ -217,8 +214,8 @@ static void validator(void)
 
 		buf[off] ^= 0x40;
 		rc = load_buf(buf, len, &bad);
-		OK(rc == -EINVAL && !bad, "a corrupted schedule file is refused (%d, offset %zu of %zu)", rc, off, len);
-		OK(load_buf(buf, 10, &bad) == -EINVAL, "a truncated schedule file is refused");
+		EXPECT_TRUE(rc == -EINVAL && !bad) TH_LOG("a corrupted schedule file is refused (%d, offset %zu of %zu)", rc, off, len);
+		EXPECT_TRUE(load_buf(buf, 10, &bad) == -EINVAL) TH_LOG("a truncated schedule file is refused");
 		buf[off] ^= 0x40;
 		/* random single-byte damage anywhere: refused or loaded, never a crash (ASan build) */
 		{
@@ -242,8 +239,7 @@ static void validator(void)
 				}
 				buf[at] = (char)old;
 			}
-			OK(refused > 0 && loaded + refused == 300, "300 damaged files: %d refused, %d still valid (names, padding)",
-			   refused, loaded);
+			EXPECT_TRUE(refused > 0 && loaded + refused == 300) TH_LOG("300 damaged files: %d refused, %d still valid (names, padding)", refused, loaded);
 		}
 	}
 	free(buf);
@@ -259,20 +255,19 @@ static void refused(void)
 	xfer_ws_model *m;
 
 	if (xfer_ws_model_parse(tiny_mla, 0, &m)) {
-		OK(0, "parse tiny model");
+		EXPECT_TRUE(0) TH_LOG("parse tiny model");
 		return;
 	}
 	t.pp = 6;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "more pipeline stages than layers refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("more pipeline stages than layers refused");
 	t.pp = 1, t.ep = 11;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "trainer EP above the expert count refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("trainer EP above the expert count refused");
 	t.ep = 1, t.fsdp = 0;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "zero-sized layout refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("zero-sized layout refused");
 	t.fsdp = 1, l.dtype = 77;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "unknown inference dtype refused");
-	OK(xfer_ws_trainer_parse("fsdp=16,zz=2", &t) == -EINVAL && xfer_ws_infer_parse("tp=0", &l) == -EINVAL &&
-	   xfer_ws_infer_parse("tp=2,", &l) == 0 && xfer_ws_trainer_parse("fsdp", &t) == -EINVAL,
-	   "layout strings: unknown keys, zero and missing values refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("unknown inference dtype refused");
+	EXPECT_TRUE(xfer_ws_trainer_parse("fsdp=16,zz=2", &t) == -EINVAL && xfer_ws_infer_parse("tp=0", &l) == -EINVAL &&
+	   xfer_ws_infer_parse("tp=2,", &l) == 0 && xfer_ws_trainer_parse("fsdp", &t) == -EINVAL) TH_LOG("layout strings: unknown keys, zero and missing values refused");
 	xfer_ws_model_free(m);
 }
 
@@ -289,7 +284,7 @@ static void anchor(void)
 	int rc;
 
 	if (xfer_ws_model_load("models/kimi-k2.json", 0, &m)) {
-		OK(0, "load Kimi-K2");
+		EXPECT_TRUE(0) TH_LOG("load Kimi-K2");
 		return;
 	}
 	xfer_ws_trainer_parse("fsdp=16,pp=2,ep=8", &t);
@@ -300,7 +295,7 @@ static void anchor(void)
 	cpu = tap_cpu_s() - t0;
 	user = tap_user_s() - u0;
 	printf("# Kimi-K2 planning: %.3f s CPU, of which %.3f s user\n", cpu, user);
-	OK(rc == 0 && s->ntrainers == 256 && s->ninfer == 128, "Kimi-K2 256 -> 128 planned");
+	EXPECT_TRUE(rc == 0 && s->ntrainers == 256 && s->ninfer == 128) TH_LOG("Kimi-K2 256 -> 128 planned");
 	if (rc) {
 		xfer_ws_model_free(m);
 		return;
@@ -308,12 +303,12 @@ static void anchor(void)
 	if (TAP_SANITIZED)
 		SKIP("timing under ASan/UBSan is not the product's", "Kimi-K2 planning user CPU %.3f s < 1 s", user);
 	else
-		OK(user < 1.0, "Kimi-K2 planning user CPU %.3f s < 1 s (%.3f s with page faults)", user, cpu);
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == 0, "Kimi-K2 schedule valid (%s)", err);
+		EXPECT_TRUE(user < 1.0) TH_LOG("Kimi-K2 planning user CPU %.3f s < 1 s (%.3f s with page faults)", user, cpu);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, err, sizeof(err)) == 0) TH_LOG("Kimi-K2 schedule valid (%s)", err);
 	xfer_ws_schedule_stats(s, &st);
-	OK(st.trainer_imbalance <= 1.15, "Kimi-K2 trainer NIC bytes max/mean %.3f <= 1.15", st.trainer_imbalance);
-	OK(st.infer_imbalance <= 1.01, "Kimi-K2 inference NIC bytes max/mean %.4f <= 1.01", st.infer_imbalance);
-	OK(data_bytes(s) == expected_data_bytes(m, &l), "Kimi-K2 destination sizes match the parameter count");
+	EXPECT_TRUE(st.trainer_imbalance <= 1.15) TH_LOG("Kimi-K2 trainer NIC bytes max/mean %.3f <= 1.15", st.trainer_imbalance);
+	EXPECT_TRUE(st.infer_imbalance <= 1.01) TH_LOG("Kimi-K2 inference NIC bytes max/mean %.4f <= 1.01", st.infer_imbalance);
+	EXPECT_TRUE(data_bytes(s) == expected_data_bytes(m, &l)) TH_LOG("Kimi-K2 destination sizes match the parameter count");
 	xfer_ws_schedule_free(s);
 	xfer_ws_model_free(m);
 }

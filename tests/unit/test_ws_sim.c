@@ -57,7 +57,7 @@ int main(void)
 	double prev = 1e30, p100 = 0, p400 = 0;
 	int mono = 1, above = 1;
 
-	OK(s != NULL, "plan a 16-layer 64-expert model 32 -> 16");
+	EXPECT_TRUE(s != NULL) TH_LOG("plan a 16-layer 64-expert model 32 -> 16");
 	if (!s)
 		return tap_done();
 	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
@@ -73,37 +73,33 @@ int main(void)
 		if (rates[i] == 400)
 			p400 = p;
 	}
-	OK(above, "predicted >= bound at every NIC rate");
-	OK(mono, "predicted time never grows with the NIC rate");
-	OK(p100 / p400 > 2.5, "network-bound: 4x the rate is >2.5x faster (%.2fx)", p100 / p400);
+	EXPECT_TRUE(above) TH_LOG("predicted >= bound at every NIC rate");
+	EXPECT_TRUE(mono) TH_LOG("predicted time never grows with the NIC rate");
+	EXPECT_TRUE(p100 / p400 > 2.5) TH_LOG("network-bound: 4x the rate is >2.5x faster (%.2fx)", p100 / p400);
 	sim(s, 400, 0, 0, &r);
-	OK(r.predicted_s <= 1.5 * r.bound_s, "mid model at 400 Gbit/s within 1.5x of its bound (%.3f)",
-	   r.predicted_s / r.bound_s);
+	EXPECT_TRUE(r.predicted_s <= 1.5 * r.bound_s) TH_LOG("mid model at 400 Gbit/s within 1.5x of its bound (%.3f)", r.predicted_s / r.bound_s);
 	/* quantisation as the bottleneck: the prediction follows the transform stage */
 	sim(s, 400, 1.0, 0, &r2);
-	OK(r2.predicted_s >= r2.prep_s && r2.predicted_s > 2 * r.predicted_s,
-	   "at 1 GB/s quantisation the transform bounds the time (%.4f s >= prep %.4f s)", r2.predicted_s, r2.prep_s);
+	EXPECT_TRUE(r2.predicted_s >= r2.prep_s && r2.predicted_s > 2 * r.predicted_s) TH_LOG("at 1 GB/s quantisation the transform bounds the time (%.4f s >= prep %.4f s)", r2.predicted_s, r2.prep_s);
 	/* staging watermark below any chunk: the floor (peak_staging) keeps it running */
-	OK(sim(s, 400, 0, 1, &r2) > 0 && r2.predicted_s >= r.predicted_s * 0.999 && r2.predicted_s >= r2.bound_s,
-	   "a 1-byte watermark still completes (%.4f s vs %.4f s)", r2.predicted_s, r.predicted_s);
+	EXPECT_TRUE(sim(s, 400, 0, 1, &r2) > 0 && r2.predicted_s >= r.predicted_s * 0.999 && r2.predicted_s >= r2.bound_s) TH_LOG("a 1-byte watermark still completes (%.4f s vs %.4f s)", r2.predicted_s, r.predicted_s);
 	xfer_ws_schedule_free(s);
 
 	/* uneven small layout: trainers 3 -> inference 2 */
 	s = plan(NULL, "models/qwen2.5-0.5b.json", "fsdp=3", "dp=2");
-	OK(s && sim(s, 400, 0, 0, &r) >= r.bound_s && r.bound_s > 0, "Qwen2.5-0.5B 3 -> 2: predicted %.5f >= bound %.5f",
-	   s ? r.predicted_s : 0, s ? r.bound_s : 0);
+	EXPECT_TRUE(s && sim(s, 400, 0, 0, &r) >= r.bound_s && r.bound_s > 0) TH_LOG("Qwen2.5-0.5B 3 -> 2: predicted %.5f >= bound %.5f", s ? r.predicted_s : 0, s ? r.bound_s : 0);
 	xfer_ws_schedule_free(s);
 
 	/* the anchor */
 	s = plan(NULL, "models/kimi-k2.json", "fsdp=16,pp=2,ep=8", "tp=1,ep=32,dp=4");
-	OK(s != NULL, "plan Kimi-K2 256 -> 128");
+	EXPECT_TRUE(s != NULL) TH_LOG("plan Kimi-K2 256 -> 128");
 	if (s) {
 		double p = sim(s, 400, 0, 0, &r);
 
 		printf("# Kimi-K2: predicted %.4f s, bound %.4f s (trainer %.4f, inference %.4f), ratio %.4f\n",
 		       p, r.bound_s, r.trainer_bound_s, r.infer_bound_s, p / r.bound_s);
-		OK(p >= r.bound_s && p <= 1.15 * r.bound_s, "Kimi-K2 within 1.15x of the bound (%.4f)", p / r.bound_s);
-		OK(p < 1.3, "Kimi-K2 under the anchor's 1.3 s (%.4f s)", p);
+		EXPECT_TRUE(p >= r.bound_s && p <= 1.15 * r.bound_s) TH_LOG("Kimi-K2 within 1.15x of the bound (%.4f)", p / r.bound_s);
+		EXPECT_TRUE(p < 1.3) TH_LOG("Kimi-K2 under the anchor's 1.3 s (%.4f s)", p);
 		xfer_ws_schedule_free(s);
 	}
 	return tap_done();
