@@ -11,13 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xt.h"
+#include "harness.h"
 
 #ifndef XFER_HAVE_VERBS
-int main(void)
+TEST(verbs_wire)
 {
-	printf("SKIP: built without libibverbs\n");
-	return 77;
+	SKIP(return, "built without libibverbs");
 }
 #else
 #include "crc32c.h"
@@ -74,7 +73,7 @@ static const struct vw_msg good_msg = {
 	.dst_nonce = 0x5555666677778888ull, .qpn = 0x12, .psn = 0xabcdef, .ack_qpn = 0x13,
 };
 
-static void test_addr_roundtrip(void)
+TEST(rail_address_round_trip)
 {
 	uint8_t buf[VW_ADDR_LEN + 8];
 	size_t len = sizeof(buf);
@@ -89,7 +88,7 @@ static void test_addr_roundtrip(void)
 	EXPECT_TRUE(VW_ADDR_LEN <= XFER_RAIL_ADDR_MAX) TH_LOG("address does not fit the engine's slot");
 }
 
-static void test_addr_refused(void)
+TEST(rail_address_malformed_refused)
 {
 	uint8_t good[VW_ADDR_LEN], b[VW_ADDR_LEN + 1];
 	size_t len = sizeof(good);
@@ -138,7 +137,7 @@ static void test_addr_refused(void)
 	}
 }
 
-static void test_msg_roundtrip(void)
+TEST(connect_message_round_trip)
 {
 	uint8_t buf[VW_MSG_LEN];
 	struct vw_msg m;
@@ -155,7 +154,7 @@ static void test_msg_roundtrip(void)
 	EXPECT_EQ(0, m.ack_qpn);
 }
 
-static void test_msg_refused(void)
+TEST(connect_message_malformed_refused)
 {
 	uint8_t good[VW_MSG_LEN], b[VW_MSG_LEN + 1];
 	struct vw_msg m;
@@ -200,7 +199,7 @@ static void test_msg_refused(void)
 }
 
 /* Random mutations with the CRC fixed: accepted input re-encodes identically. */
-static void test_fuzz(void)
+TEST(random_mutations_stable_reencoding)
 {
 	uint8_t ga[VW_ADDR_LEN], gm[VW_MSG_LEN], b[64], again[64];
 	size_t len = sizeof(ga);
@@ -239,23 +238,6 @@ static void test_fuzz(void)
 	EXPECT_TRUE(accepted > 0) TH_LOG("fuzz accepted nothing: mutations too coarse");
 }
 
-int main(void)
-{
-	struct { const char *name; void (*fn)(void); } tests[] = {
-		{ "rail address round trip", test_addr_roundtrip },
-		{ "rail address: malformed refused", test_addr_refused },
-		{ "connect message round trip", test_msg_roundtrip },
-		{ "connect message: malformed refused", test_msg_refused },
-		{ "random mutations: no over-read, stable re-encoding", test_fuzz },
-	};
-
-	xt_plan();
-	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
-		int before = xt_failures;
-
-		tests[i].fn();
-		xt_result(tests[i].name, xt_failures == before, NULL);
-	}
-	return xt_done();
-}
 #endif
+
+TEST_HARNESS_MAIN
