@@ -10,56 +10,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "xfer.h"
 #include "xfer_ws_exec.h"
 #include "ws_models.h"
-#include "xt.h"
 
-int main(void)
+/* One trainer (fsdp=1 -> tp=1, bf16) of tiny_qwen2, its shards in one
+ * arena registered on an shm engine. */
+FIXTURE(exec_args) {
+	struct xfer_ws_schedule *s;
+	xfer_ws_model *m;
+	xfer_engine *e;
+	xfer_mr *mr;
+	uint8_t *arena;
+	const void **shard;
+	struct xfer_ws_trainer_io io;
+	struct xfer_ws_exec_attr a;
+};
+
+FIXTURE_SETUP(exec_args)
 {
 	struct xfer_ws_trainer_layout tl;
 	struct xfer_ws_infer_layout il;
-	struct xfer_ws_schedule *s = NULL;
+	struct xfer_ws_plan_attr pa = { .size = sizeof(pa) };
 	struct xfer_engine_attr ea;
-	xfer_ws_model *m = NULL;
-	xfer_engine *e = NULL;
-	xfer_mr *mr = NULL;
-	xfer_ws_trainer_exec *x = (xfer_ws_trainer_exec *)&x;   /* must come back NULL */
 	uint64_t arena_bytes = 0, off = 0;
-	uint8_t *arena;
-	const void **shard;
-	int fails0;
 
-	xt_plan();
-	EXPECT_EQ(0, xfer_ws_model_parse(tiny_qwen2, 0, &m));
-	EXPECT_EQ(0, xfer_ws_trainer_parse("fsdp=1", &tl));
+	ASSERT_EQ(0, xfer_ws_model_parse(tiny_qwen2, 0, &self->m));
+	ASSERT_EQ(0, xfer_ws_trainer_parse("fsdp=1", &tl));
 	memset(&il, 0, sizeof(il));
 	il.dtype = XFER_WS_DT_BF16;
-	EXPECT_EQ(0, xfer_ws_infer_parse("tp=1", &il));
-	struct xfer_ws_plan_attr pa = { .size = sizeof(pa) };
-
-	EXPECT_EQ(0, xfer_ws_plan(m, &tl, &il, &pa, &s));
+	ASSERT_EQ(0, xfer_ws_infer_parse("tp=1", &il));
+	ASSERT_EQ(0, xfer_ws_plan(self->m, &tl, &il, &pa, &self->s));
 	xfer_engine_attr_init(&ea);
 	ea.provider = "shm";
-	EXPECT_EQ(0, xfer_engine_create(&ea, &e));
-	if (!s || !e)
-		return xt_done();
+	ASSERT_EQ(0, xfer_engine_create(&ea, &self->e));
 
-	shard = calloc(s->nparams, sizeof(*shard));
+	const struct xfer_ws_schedule *s = self->s;
+
+	self->shard = calloc(s->nparams, sizeof(*self->shard));
 	for (uint32_t p = 0; p < s->nparams; p++)
 		arena_bytes += s->params[p].rows * s->params[p].cols * xfer_ws_dtype_size(s->params[p].dtype);
-	arena = calloc(1, arena_bytes);
+	self->arena = calloc(1, arena_bytes);
 	for (uint32_t p = 0; p < s->nparams; p++) {
-		shard[p] = arena + off;
+		self->shard[p] = self->arena + off;
 		off += s->params[p].rows * s->params[p].cols * xfer_ws_dtype_size(s->params[p].dtype);
 	}
-	EXPECT_EQ(0, xfer_mr_reg(e, arena, arena_bytes, NULL, 0, &mr));
+	ASSERT_EQ(0, xfer_mr_reg(self->e, self->arena, arena_bytes, NULL, 0, &self->mr));
+	self->io = (struct xfer_ws_trainer_io){ .size = sizeof(self->io), .rank = 0, .e = self->e,
+						.shard = self->shard, .src_mr = self->mr };
+	self->a = (struct xfer_ws_exec_attr){ .size = sizeof(self->a) };
+}
 
-	struct xfer_ws_trainer_io io = { .size = sizeof(io), .rank = 0, .e = e, .shard = shard,
-					 .src_mr = mr };
-	struct xfer_ws_exec_attr a = { .size = sizeof(a) };
+FIXTURE_TEARDOWN(exec_args)
+{
+	xfer_mr_dereg(self->mr);
+	xfer_engine_destroy(self->e);
+	free(self->arena);
+	free(self->shard);
+	xfer_ws_schedule_free(self->s);
+	xfer_ws_model_free(self->m);
+}
 
-	fails0 = xt_failures;
+/* Bad arguments: -EINVAL, no handle. */
+TEST_F(exec_args, bad_arguments_refused_no_handle)
+{
+	struct xfer_ws_schedule *s = self->s;
+	struct xfer_ws_trainer_io io = self->io;
+	struct xfer_ws_exec_attr a = self->a;
+	xfer_ws_trainer_exec *x = (xfer_ws_trainer_exec *)&x;   /* must come back NULL */
+
 	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, NULL));
 	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(NULL, &io, &a, &x));
 	EXPECT_TRUE(x == NULL) TH_LOG("handle not cleared on error");
@@ -82,15 +102,26 @@ int main(void)
 	EXPECT_TRUE(x == NULL) TH_LOG("handle set on error");
 	a.threads = 0;
 	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_step(NULL, NULL));
-	xt_result("bad arguments: -EINVAL, no handle", xt_failures == fails0, NULL);
+}
 
-	fails0 = xt_failures;
-	shard[0] = NULL;   /* the schedule says rank 0 holds every row */
-	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(s, &io, &a, &x));
-	shard[0] = arena;
-	xt_result("missing shard: -EINVAL", xt_failures == fails0, NULL);
+/* A trainer without the shards the schedule says it holds: -EINVAL. */
+TEST_F(exec_args, missing_shard_refused)
+{
+	xfer_ws_trainer_exec *x = NULL;
 
-	fails0 = xt_failures;
+	self->shard[0] = NULL;   /* the schedule says rank 0 holds every row */
+	EXPECT_EQ(-EINVAL, xfer_ws_trainer_exec_create(self->s, &self->io, &self->a, &x));
+	self->shard[0] = self->arena;
+}
+
+/* Well-formed create and destroy, with and without --stage-all, 4 threads. */
+TEST_F(exec_args, well_formed_create_destroy)
+{
+	struct xfer_ws_schedule *s = self->s;
+	struct xfer_ws_trainer_io io = self->io;
+	struct xfer_ws_exec_attr a = self->a;
+	xfer_ws_trainer_exec *x = NULL;
+
 	EXPECT_EQ(0, xfer_ws_trainer_exec_create(s, &io, &a, &x));
 	EXPECT_TRUE(x != NULL) TH_LOG("no handle");
 	xfer_ws_trainer_exec_destroy(x);
@@ -104,14 +135,6 @@ int main(void)
 	EXPECT_TRUE(x != NULL) TH_LOG("no handle");
 	xfer_ws_trainer_exec_destroy(x);
 	xfer_ws_trainer_exec_destroy(NULL);
-	xt_result("well-formed create and destroy, with and without --stage-all, 4 threads",
-		  xt_failures == fails0, NULL);
-
-	xfer_mr_dereg(mr);
-	xfer_engine_destroy(e);
-	free(arena);
-	free(shard);
-	xfer_ws_schedule_free(s);
-	xfer_ws_model_free(m);
-	return xt_done();
 }
+
+TEST_HARNESS_MAIN
