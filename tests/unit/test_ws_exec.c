@@ -18,7 +18,7 @@
 #include "xfer_weightsync.h"
 #include "ws_models.h"
 
-#define EXEC_TIMEOUT_S 30
+#define EXEC_TIMEOUT_S 30   /* largest case: 0.4 s here, 1 s under ASan+UBSan */
 
 struct run {
 	const struct xfer_ws_schedule *s;

@@ -20,7 +20,7 @@
 #include "xfer_weightsync.h"
 #include "ws_models.h"
 
-#define ANCHOR_TIMEOUT_S 30
+#define ANCHOR_TIMEOUT_S 30   /* plan + check: 0.7 s here, 1 s under ASan+UBSan */
 
 static uint64_t expected_data_bytes(const xfer_ws_model *m, const struct xfer_ws_infer_layout *l)
 {
