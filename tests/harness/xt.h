@@ -97,4 +97,22 @@ void *xt_alloc(size_t len);   /* page-aligned, zeroed */
 
 uint64_t xt_now_us(void);
 
+/* CPU time of this process, user and system (seconds). */
+double xt_cpu_s(void);
+/* User CPU time only: on the shared 2-core VMs the kernel's page-fault time
+ * swings with the other tenants (steal is charged there), the user part does not. */
+double xt_user_s(void);
+
+/* 1 in an AddressSanitizer build (timings there are not the product's). */
+#if defined(__SANITIZE_ADDRESS__)
+#define XT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define XT_SANITIZED 1
+#endif
+#endif
+#ifndef XT_SANITIZED
+#define XT_SANITIZED 0
+#endif
+
 #endif

@@ -1,23 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Wire formats (lib/desc.c): region descriptors and engine addresses.
+ * Wire formats (lib/core/desc.c): region descriptors and engine addresses.
  * Round trips; rejection (-EINVAL) of every malformed field, with the CRC
  * recomputed so that the field check itself is what refuses it; truncation
  * at every length; and a fuzz loop of random mutations whose inputs live in
  * exactly-sized heap copies, so that ASan proves there is no over-read.
  * Anything the decoder accepts must be self-consistent and re-encode to the
- * same bytes.
+ * same bytes. The fuzz runs 200000 iterations, or as many as the first
+ * argument says (test_desc 1000000).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "crc32c.h"
+#include "harness.h"
 #include "internal.h"
 #include "le.h"
-#include "xt.h"
 
 #define DESC_HDR 56
 #define ADDR_HDR 56
+#define FUZZ_TIMEOUT_S 30   /* 1.3 s here, 1.5 s under ASan+UBSan */
 
 
 /* Recompute the CRC (field at 12..15 counts as zero) after a mutation. */
@@ -120,7 +122,7 @@ static bool addr_equal(const struct xfer_addr *x, const struct xfer_addr *y)
 
 /* ---- round trips --------------------------------------------------------- */
 
-static void test_roundtrip(void)
+TEST(round_trips)
 {
 	uint8_t buf[XFER_ADDR_MAX];
 	size_t len;
@@ -130,17 +132,17 @@ static void test_roundtrip(void)
 
 		make_desc(&d, r);
 		len = 0;
-		XT_EQ(xfer_desc_encode(&d, NULL, &len), -ENOSPC);   /* size query */
-		XT_EQ(len, DESC_HDR + 16 * r);
-		XT_CHECK(len <= XFER_DESC_MAX, "descriptor of %u rails is %zu bytes", r, len);
+		EXPECT_EQ(-ENOSPC, xfer_desc_encode(&d, NULL, &len));   /* size query */
+		EXPECT_EQ(DESC_HDR + 16 * r, len);
+		EXPECT_TRUE(len <= XFER_DESC_MAX) TH_LOG("descriptor of %u rails is %zu bytes", r, len);
 		len = DESC_HDR + 16 * r - 1;
-		XT_EQ(xfer_desc_encode(&d, buf, &len), -ENOSPC);
+		EXPECT_EQ(-ENOSPC, xfer_desc_encode(&d, buf, &len));
 		len = sizeof(buf);
-		XT_OK(xfer_desc_encode(&d, buf, &len));
-		XT_EQ(len, DESC_HDR + 16 * r);
+		XT_EXPECT_OK(xfer_desc_encode(&d, buf, &len));
+		EXPECT_EQ(DESC_HDR + 16 * r, len);
 		memset(&d2, 0xa5, sizeof(d2));
-		XT_OK(desc_dec(buf, len, &d2));
-		XT_CHECK(desc_equal(&d, &d2), "descriptor of %u rails changed in a round trip", r);
+		XT_EXPECT_OK(desc_dec(buf, len, &d2));
+		EXPECT_TRUE(desc_equal(&d, &d2)) TH_LOG("descriptor of %u rails changed in a round trip", r);
 	}
 	for (uint32_t r = 1; r <= XFER_MAX_RAILS; r++) {
 		for (uint32_t b = 1; b <= 2; b++) {
@@ -149,34 +151,40 @@ static void test_roundtrip(void)
 
 			make_addr(&a, r, b);
 			len = 0;
-			XT_EQ(xfer_addr_encode(&a, NULL, &len), -ENOSPC);
+			EXPECT_EQ(-ENOSPC, xfer_addr_encode(&a, NULL, &len));
 			need = len;
-			XT_CHECK(need <= XFER_ADDR_MAX, "address of %u rails is %zu bytes", r, need);
+			EXPECT_TRUE(need <= XFER_ADDR_MAX) TH_LOG("address of %u rails is %zu bytes", r, need);
 			len = need - 1;
-			XT_EQ(xfer_addr_encode(&a, buf, &len), -ENOSPC);
+			EXPECT_EQ(-ENOSPC, xfer_addr_encode(&a, buf, &len));
 			len = sizeof(buf);
-			XT_OK(xfer_addr_encode(&a, buf, &len));
-			XT_EQ(len, need);
+			XT_EXPECT_OK(xfer_addr_encode(&a, buf, &len));
+			EXPECT_EQ(need, len);
 			memset(&a2, 0x5a, sizeof(a2));
-			XT_OK(addr_dec(buf, len, &a2));
-			XT_CHECK(addr_equal(&a, &a2), "address of %u rails changed in a round trip", r);
+			XT_EXPECT_OK(addr_dec(buf, len, &a2));
+			EXPECT_TRUE(addr_equal(&a, &a2)) TH_LOG("address of %u rails changed in a round trip", r);
 		}
 	}
-	/* encoder refuses what the decoder would refuse */
+}
+
+/* The encoder refuses what the decoder would refuse. */
+TEST(encoder_refuses_invalid)
+{
+	uint8_t buf[XFER_ADDR_MAX];
+	size_t len;
 	struct xfer_desc d;
 	struct xfer_addr a;
 
 	make_desc(&d, 1);
 	d.num_rails = 0;
 	len = sizeof(buf);
-	XT_EQ(xfer_desc_encode(&d, buf, &len), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_desc_encode(&d, buf, &len));
 	d.num_rails = XFER_MAX_RAILS + 1;
-	XT_EQ(xfer_desc_encode(&d, buf, &len), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_desc_encode(&d, buf, &len));
 	make_addr(&a, 2, 1);
 	a.rail[1].len = 0;
-	XT_EQ(xfer_addr_encode(&a, buf, &len), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
 	a.rail[1].len = XFER_RAIL_ADDR_MAX + 1;
-	XT_EQ(xfer_addr_encode(&a, buf, &len), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
 }
 
 /* ---- each malformed field --------------------------------------------- */
@@ -236,7 +244,7 @@ struct mcase {
 	mutate_fn fn;
 };
 
-static void check_mutations(bool addr, const uint8_t *good, size_t glen, const struct mcase *cs,
+static void check_mutations(struct __test_metadata *_metadata, bool addr, const uint8_t *good, size_t glen, const struct mcase *cs,
 			    size_t n)
 {
 	uint8_t buf[XFER_ADDR_MAX + 64];
@@ -254,108 +262,148 @@ static void check_mutations(bool addr, const uint8_t *good, size_t glen, const s
 			if (fix)
 				fix_crc(buf, len);
 			ret = addr ? addr_dec(buf, len, &a) : desc_dec(buf, len, &d);
-			XT_CHECK(ret == -EINVAL, "%s %s (crc %s) decoded with %d",
-				 addr ? "address" : "descriptor", cs[i].name,
-				 fix ? "fixed" : "stale", ret);
+			EXPECT_TRUE(ret == -EINVAL) TH_LOG("%s %s (crc %s) decoded with %d", addr ? "address" : "descriptor", cs[i].name, fix ? "fixed" : "stale", ret);
 		}
 	}
 }
 
-static void test_malformed(void)
-{
-	static const struct mcase common[] = {
-		{ "bad magic", m_magic }, { "version 0", m_version0 }, { "version 2", m_version2 },
-		{ "header length", m_hdrlen }, { "small header length", m_hdrlen_small },
-		{ "total length too big", m_total_big }, { "total length too small", m_total_small },
-		{ "total length huge", m_total_huge },
-	};
-	static const struct mcase dcases[] = {
-		{ "num_rails 0", d_rails0 }, { "num_rails > max", d_rails9 },
-		{ "num_rails more than present", d_rails_more },
-		{ "num_rails fewer than present", d_rails_less }, { "num_rails 0xffff", d_rails_ffff },
-		{ "flags", d_flags }, { "reserved", d_reserved }, { "len 0", d_len0 },
-		{ "base+len overflow", d_base_ovf }, { "raddr+len overflow", d_raddr_ovf },
-		{ "extended by a rail", d_extend }, { "extended by a byte", d_extend1 },
-	};
-	static const struct mcase acases[] = {
-		{ "backend 0", a_backend0 }, { "backend 4", a_backend4 },
-		{ "num_rails 0", a_rails0 }, { "num_rails > max", a_rails9 },
-		{ "num_rails more than present", a_rails_more },
-		{ "num_rails fewer than present (trailing rail)", a_rails_less },
-		{ "provider not NUL-terminated", a_prov_nonul },
-		{ "rail length 0", a_rlen0 }, { "rail length too long", a_rlen97 },
-		{ "rail length 0xffff", a_rlen_ffff }, { "rail 1 past the end", a_r1len_long },
-		{ "rail 0 short (bytes left over)", a_rlen_short },
-		{ "rail reserved 2..3", a_rail_rsv2 }, { "rail reserved 4..7", a_rail_rsv4 },
-		{ "trailing bytes", a_trailing }, { "a trailing byte", a_trailing1 },
-	};
-	uint8_t dgood[XFER_DESC_MAX], agood[XFER_ADDR_MAX];
-	size_t dlen = sizeof(dgood), alen = sizeof(agood);
-	struct xfer_desc d, dd;
-	struct xfer_addr a, aa;
+static const struct mcase common[] = {
+	{ "bad magic", m_magic }, { "version 0", m_version0 }, { "version 2", m_version2 },
+	{ "header length", m_hdrlen }, { "small header length", m_hdrlen_small },
+	{ "total length too big", m_total_big }, { "total length too small", m_total_small },
+	{ "total length huge", m_total_huge },
+};
+static const struct mcase dcases[] = {
+	{ "num_rails 0", d_rails0 }, { "num_rails > max", d_rails9 },
+	{ "num_rails more than present", d_rails_more },
+	{ "num_rails fewer than present", d_rails_less }, { "num_rails 0xffff", d_rails_ffff },
+	{ "flags", d_flags }, { "reserved", d_reserved }, { "len 0", d_len0 },
+	{ "base+len overflow", d_base_ovf }, { "raddr+len overflow", d_raddr_ovf },
+	{ "extended by a rail", d_extend }, { "extended by a byte", d_extend1 },
+};
+static const struct mcase acases[] = {
+	{ "backend 0", a_backend0 }, { "backend 4", a_backend4 },
+	{ "num_rails 0", a_rails0 }, { "num_rails > max", a_rails9 },
+	{ "num_rails more than present", a_rails_more },
+	{ "num_rails fewer than present (trailing rail)", a_rails_less },
+	{ "provider not NUL-terminated", a_prov_nonul },
+	{ "rail length 0", a_rlen0 }, { "rail length too long", a_rlen97 },
+	{ "rail length 0xffff", a_rlen_ffff }, { "rail 1 past the end", a_r1len_long },
+	{ "rail 0 short (bytes left over)", a_rlen_short },
+	{ "rail reserved 2..3", a_rail_rsv2 }, { "rail reserved 4..7", a_rail_rsv4 },
+	{ "trailing bytes", a_trailing }, { "a trailing byte", a_trailing1 },
+};
 
+/* A good descriptor (2 rails) and a good address (2 rails: 96 and 40 bytes),
+ * with a no-op CRC fix. */
+FIXTURE(blobs) {
+	uint8_t dgood[XFER_DESC_MAX], agood[XFER_ADDR_MAX];
+	size_t dlen, alen;
+};
+
+FIXTURE_SETUP(blobs)
+{
+	struct xfer_desc d;
+	struct xfer_addr a;
+
+	self->dlen = sizeof(self->dgood);
+	self->alen = sizeof(self->agood);
 	make_desc(&d, 2);
-	XT_OK(xfer_desc_encode(&d, dgood, &dlen));
+	XT_ASSERT_OK(xfer_desc_encode(&d, self->dgood, &self->dlen));
 	make_addr(&a, 2, 1);
 	a.rail[1].len = 40;
-	XT_OK(xfer_addr_encode(&a, agood, &alen));
-	XT_EQ(alen, ADDR_HDR + 24 + 96 + 24 + 40);
-	/* the good blobs decode, also after a no-op CRC fix */
-	fix_crc(dgood, dlen);
-	fix_crc(agood, alen);
-	XT_OK(desc_dec(dgood, dlen, &dd));
-	XT_OK(addr_dec(agood, alen, &aa));
+	XT_ASSERT_OK(xfer_addr_encode(&a, self->agood, &self->alen));
+	ASSERT_EQ(ADDR_HDR + 24 + 96 + 24 + 40, self->alen);
+	fix_crc(self->dgood, self->dlen);
+	fix_crc(self->agood, self->alen);
+}
 
-	check_mutations(false, dgood, dlen, common, ARRAY_SIZE(common));
-	check_mutations(false, dgood, dlen, dcases, ARRAY_SIZE(dcases));
-	check_mutations(true, agood, alen, common, ARRAY_SIZE(common));
-	check_mutations(true, agood, alen, acases, ARRAY_SIZE(acases));
+FIXTURE_TEARDOWN(blobs) {}
 
-	/* a descriptor is not an address and vice versa */
-	XT_EQ(addr_dec(dgood, dlen, &aa), -EINVAL);
-	XT_EQ(desc_dec(agood, alen, &dd), -EINVAL);
-	/* stale CRC: every single bit flip anywhere is refused */
-	for (size_t i = 0; i < dlen * 8; i++) {
+/* The good blobs decode, also after a no-op CRC fix. */
+TEST_F(blobs, good_blobs_decode)
+{
+	struct xfer_desc dd;
+	struct xfer_addr aa;
+
+	XT_EXPECT_OK(desc_dec(self->dgood, self->dlen, &dd));
+	XT_EXPECT_OK(addr_dec(self->agood, self->alen, &aa));
+}
+
+/* Each malformed field: -EINVAL, with the CRC stale and fixed. */
+TEST_F(blobs, each_malformed_field_refused)
+{
+	check_mutations(_metadata, false, self->dgood, self->dlen, common, ARRAY_SIZE(common));
+	check_mutations(_metadata, false, self->dgood, self->dlen, dcases, ARRAY_SIZE(dcases));
+	check_mutations(_metadata, true, self->agood, self->alen, common, ARRAY_SIZE(common));
+	check_mutations(_metadata, true, self->agood, self->alen, acases, ARRAY_SIZE(acases));
+}
+
+/* A descriptor is not an address and vice versa. */
+TEST_F(blobs, descriptor_is_not_address)
+{
+	struct xfer_desc dd;
+	struct xfer_addr aa;
+
+	EXPECT_EQ(-EINVAL, addr_dec(self->dgood, self->dlen, &aa));
+	EXPECT_EQ(-EINVAL, desc_dec(self->agood, self->alen, &dd));
+}
+
+/* Stale CRC: every single bit flip anywhere is refused. */
+TEST_F(blobs, every_bit_flip_refused)
+{
+	struct xfer_desc dd;
+	struct xfer_addr aa;
+
+	for (size_t i = 0; i < self->dlen * 8; i++) {
 		uint8_t b[XFER_DESC_MAX];
 
-		memcpy(b, dgood, dlen);
+		memcpy(b, self->dgood, self->dlen);
 		b[i / 8] ^= (uint8_t)(1u << (i % 8));
-		XT_CHECK(desc_dec(b, dlen, &dd) == -EINVAL, "descriptor bit %zu flipped: accepted", i);
+		EXPECT_TRUE(desc_dec(b, self->dlen, &dd) == -EINVAL) TH_LOG("descriptor bit %zu flipped: accepted", i);
 	}
-	for (size_t i = 0; i < alen * 8; i++) {
+	for (size_t i = 0; i < self->alen * 8; i++) {
 		uint8_t b[XFER_ADDR_MAX];
 
-		memcpy(b, agood, alen);
+		memcpy(b, self->agood, self->alen);
 		b[i / 8] ^= (uint8_t)(1u << (i % 8));
-		XT_CHECK(addr_dec(b, alen, &aa) == -EINVAL, "address bit %zu flipped: accepted", i);
+		EXPECT_TRUE(addr_dec(b, self->alen, &aa) == -EINVAL) TH_LOG("address bit %zu flipped: accepted", i);
 	}
-	/* truncated at every length, with the header's length and CRC made to match */
-	for (size_t l = 0; l < dlen; l++) {
+}
+
+/* Truncated at every length, also with the header's length and CRC made to
+ * match; a NULL buffer. */
+TEST_F(blobs, every_truncation_refused)
+{
+	struct xfer_desc dd;
+	struct xfer_addr aa;
+
+	for (size_t l = 0; l < self->dlen; l++) {
 		uint8_t b[XFER_DESC_MAX];
 
-		memcpy(b, dgood, dlen);
-		XT_CHECK(desc_dec(b, l, &dd) == -EINVAL, "descriptor truncated to %zu: accepted", l);
+		memcpy(b, self->dgood, self->dlen);
+		EXPECT_TRUE(desc_dec(b, l, &dd) == -EINVAL) TH_LOG("descriptor truncated to %zu: accepted", l);
 		if (l >= 16) {
 			xfer_put_le32(b + 8, (uint32_t)l);
 			fix_crc(b, l);
-			XT_CHECK(desc_dec(b, l, &dd) == -EINVAL,
-				 "descriptor truncated to %zu (length, crc fixed): accepted", l);
+			EXPECT_TRUE(desc_dec(b, l, &dd) == -EINVAL)
+				TH_LOG("descriptor truncated to %zu (length, crc fixed): accepted", l);
 		}
 	}
-	for (size_t l = 0; l < alen; l++) {
+	for (size_t l = 0; l < self->alen; l++) {
 		uint8_t b[XFER_ADDR_MAX];
 
-		memcpy(b, agood, alen);
-		XT_CHECK(addr_dec(b, l, &aa) == -EINVAL, "address truncated to %zu: accepted", l);
+		memcpy(b, self->agood, self->alen);
+		EXPECT_TRUE(addr_dec(b, l, &aa) == -EINVAL) TH_LOG("address truncated to %zu: accepted", l);
 		if (l >= 16) {
 			xfer_put_le32(b + 8, (uint32_t)l);
 			fix_crc(b, l);
-			XT_CHECK(addr_dec(b, l, &aa) == -EINVAL,
-				 "address truncated to %zu (length, crc fixed): accepted", l);
+			EXPECT_TRUE(addr_dec(b, l, &aa) == -EINVAL)
+				TH_LOG("address truncated to %zu (length, crc fixed): accepted", l);
 		}
 	}
-	XT_EQ(xfer_desc_decode(NULL, dlen, &dd), -EINVAL);
-	XT_EQ(xfer_addr_decode(NULL, alen, &aa), -EINVAL);
+	EXPECT_EQ(-EINVAL, xfer_desc_decode(NULL, self->dlen, &dd));
+	EXPECT_EQ(-EINVAL, xfer_addr_decode(NULL, self->alen, &aa));
 }
 
 /* ---- fuzz ------------------------------------------------------------------ */
@@ -451,8 +499,12 @@ static void mutate(uint8_t *b, size_t *len, size_t cap)
 	}
 }
 
-static void test_fuzz(long iters)
+static long fuzz_iters = 200000;
+
+/* Random mutations: no over-read (ASan), whatever decodes is consistent. */
+XT_TEST_TIMEOUT(fuzz, FUZZ_TIMEOUT_S)
 {
+	long iters = fuzz_iters;
 	long dacc = 0, aacc = 0, dbad = 0, abad = 0;
 	uint8_t dgood[XFER_DESC_MAX], agood[XFER_ADDR_MAX];
 
@@ -467,14 +519,14 @@ static void test_fuzz(long iters)
 				size_t l = sizeof(agood);
 
 				make_addr(&a, 1 + (uint32_t)(rnd() % XFER_MAX_RAILS), 1 + (uint32_t)(rnd() % 2));
-				XT_OK(xfer_addr_encode(&a, agood, &l));
-				XT_EQ(l % 8, 0);
+				XT_EXPECT_OK(xfer_addr_encode(&a, agood, &l));
+				EXPECT_EQ(0, l % 8);
 			} else {
 				struct xfer_desc d;
 				size_t l = sizeof(dgood);
 
 				make_desc(&d, 1 + (uint32_t)(rnd() % XFER_MAX_RAILS));
-				XT_OK(xfer_desc_encode(&d, dgood, &l));
+				XT_EXPECT_OK(xfer_desc_encode(&d, dgood, &l));
 			}
 		}
 		if (is_addr) {
@@ -493,7 +545,7 @@ static void test_fuzz(long iters)
 				if (!addr_consistent(b, len, &a))
 					abad++;
 			} else if (ret != -EINVAL) {
-				XT_CHECK(0, "address decode returned %d", ret);
+				EXPECT_TRUE(0) TH_LOG("address decode returned %d", ret);
 			}
 		} else {
 			struct xfer_desc d;
@@ -511,34 +563,21 @@ static void test_fuzz(long iters)
 				if (!desc_consistent(b, len, &d))
 					dbad++;
 			} else if (ret != -EINVAL) {
-				XT_CHECK(0, "descriptor decode returned %d", ret);
+				EXPECT_TRUE(0) TH_LOG("descriptor decode returned %d", ret);
 			}
 		}
 	}
-	XT_EQ(dbad, 0);
-	XT_EQ(abad, 0);
+	EXPECT_EQ(0, dbad);
+	EXPECT_EQ(0, abad);
 	/* the loop did reach the decoders' accepting paths too */
-	XT_CHECK(dacc > 0 && aacc > 0, "nothing accepted (%ld, %ld): the fuzz is not exercising decode",
-		 dacc, aacc);
-	printf("# non-canonical addresses accepted: %ld\n", addr_noncanon);
-	printf("# fuzz: %ld iterations, %ld descriptors and %ld addresses accepted\n", iters, dacc,
-	       aacc);
+	EXPECT_TRUE(dacc > 0 && aacc > 0) TH_LOG("nothing accepted (%ld, %ld): the fuzz is not exercising decode", dacc, aacc);
+	TH_LOG("non-canonical addresses accepted: %ld", addr_noncanon);
+	TH_LOG("fuzz: %ld iterations, %ld descriptors and %ld addresses accepted", iters, dacc, aacc);
 }
 
 int main(int argc, char **argv)
 {
-	long iters = argc > 1 ? atol(argv[1]) : 200000;
-	int f;
-
-	xt_plan();
-	f = xt_failures;
-	test_roundtrip();
-	xt_result("round trips", xt_failures == f, NULL);
-	f = xt_failures;
-	test_malformed();
-	xt_result("malformed fields, truncation, bit flips", xt_failures == f, NULL);
-	f = xt_failures;
-	test_fuzz(iters);
-	xt_result("fuzz", xt_failures == f, NULL);
-	return xt_done();
+	if (argc > 1)
+		fuzz_iters = atol(argv[1]);
+	return test_harness_run(argc, argv);
 }

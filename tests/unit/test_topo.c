@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * NIC and worker placement from the PCIe topology (lib/topo.c), on the
- * described two-socket GPU node of tests/common/xt_topo.h read by hwloc
+ * NIC and worker placement from the PCIe topology (lib/core/topo.c), on the
+ * described two-socket GPU node of tests/harness/xt_topo.h read by hwloc
  * through HWLOC_XMLFILE:
  *  - each GPU gets the NIC behind its own switch first, then the rest by
  *    distance; a GPU with no NIC of its own gets its socket's NIC first;
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "internal.h"
-#include "xt.h"
 #include "xt_topo.h"
 
 static char names[8][XFER_TOPO_NAME];
@@ -41,10 +41,27 @@ static const char *ranked(int gpu, int max)
 #define RANKED(gpu, max, want)                                                        \
 	do {                                                                           \
 		const char *got_ = ranked(gpu, max);                                   \
-		XT_CHECK(strcmp(got_, want) == 0, "gpu %d: \"%s\", want \"%s\"", gpu, got_, want); \
+		EXPECT_STREQ(want, got_) TH_LOG("gpu %d: \"%s\", want \"%s\"", gpu, got_, want); \
 	} while (0)
 
-static void test_rank(void)
+/* The described node installed for hwloc (HWLOC_XMLFILE), CUDA_VISIBLE_DEVICES unset. */
+FIXTURE(topo) {
+	char path[32];
+};
+
+FIXTURE_SETUP(topo)
+{
+	ASSERT_EQ(0, xt_topo_install(self->path)) TH_LOG("topology description written");
+	unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
+FIXTURE_TEARDOWN(topo)
+{
+	xt_topo_remove(self->path);
+}
+
+/* NICs ranked by PCIe distance from each GPU. */
+TEST_F(topo, nics_ranked_by_pcie_distance)
 {
 	RANKED(0, 8, "rxe1,rxe0");
 	RANKED(1, 8, "rxe0,rxe1");
@@ -54,7 +71,8 @@ static void test_rank(void)
 	RANKED(-1, 8, "");
 }
 
-static void test_visible(void)
+/* CUDA_VISIBLE_DEVICES renumbers; what cannot be resolved gives none. */
+TEST_F(topo, cuda_visible_devices_renumbers)
 {
 	setenv("CUDA_VISIBLE_DEVICES", "2,0", 1);
 	RANKED(0, 8, "rxe0,rxe1");
@@ -67,18 +85,20 @@ static void test_visible(void)
 	unsetenv("CUDA_VISIBLE_DEVICES");
 }
 
-static void test_worker_cpu(void)
+/* The worker goes to a core of the GPU's socket. */
+TEST_F(topo, worker_on_gpu_socket_core)
 {
 	struct xfer_topo *topo = NULL;   /* one load answers all four */
 
-	XT_EQ(xfer_topo_worker_cpu(&topo, 0, NULL), 0);
-	XT_EQ(xfer_topo_worker_cpu(&topo, 1, NULL), 1);
-	XT_EQ(xfer_topo_worker_cpu(&topo, 2, NULL), 1);
-	XT_EQ(xfer_topo_worker_cpu(&topo, -1, NULL), -1);
+	EXPECT_EQ(0, xfer_topo_worker_cpu(&topo, 0, NULL));
+	EXPECT_EQ(1, xfer_topo_worker_cpu(&topo, 1, NULL));
+	EXPECT_EQ(1, xfer_topo_worker_cpu(&topo, 2, NULL));
+	EXPECT_EQ(-1, xfer_topo_worker_cpu(&topo, -1, NULL));
 	xfer_topo_free(topo);
 }
 
-static void test_engine_fallback(void)
+/* A provider without the topology's NICs opens its own. */
+TEST_F(topo, provider_without_topology_nics_opens_its_own)
 {
 	const char *provs[4];
 	int np = xt_providers(provs, 4);
@@ -86,43 +106,15 @@ static void test_engine_fallback(void)
 	struct xfer_engine_info info = { .size = sizeof(info) };
 	xfer_engine *e = NULL;
 
-	XT_CHECK(np > 0, "no loopback provider");
-	if (np <= 0)
-		return;
+	ASSERT_TRUE(np > 0) TH_LOG("no loopback provider");
 	xfer_engine_attr_init(&a);
 	a.provider = provs[0];
 	a.node = "127.0.0.1";
 	a.gpu = 0;   /* the topology says rxe1, which this provider does not have */
-	XT_OK(xfer_engine_create(&a, &e));
-	if (!e)
-		return;
-	XT_OK(xfer_engine_query(e, &info));
-	XT_CHECK(strcmp(info.rail_names[0], "rxe1") != 0, "%s opened a rail named rxe1", provs[0]);
+	XT_ASSERT_OK(xfer_engine_create(&a, &e));
+	XT_EXPECT_OK(xfer_engine_query(e, &info));
+	EXPECT_TRUE(strcmp(info.rail_names[0], "rxe1") != 0) TH_LOG("%s opened a rail named rxe1", provs[0]);
 	xfer_engine_destroy(e);
 }
 
-int main(void)
-{
-	char path[32];
-	struct { const char *name; void (*fn)(void); } tests[] = {
-		{ "NICs ranked by PCIe distance from each GPU", test_rank },
-		{ "CUDA_VISIBLE_DEVICES renumbers; unresolvable gives none", test_visible },
-		{ "worker on a core of the GPU's socket", test_worker_cpu },
-		{ "a provider without the topology's NICs opens its own", test_engine_fallback },
-	};
-
-	xt_plan();
-	if (xt_topo_install(path) != 0) {
-		xt_result("topology description written", false, NULL);
-		return xt_done();
-	}
-	unsetenv("CUDA_VISIBLE_DEVICES");
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int before = xt_failures;
-
-		tests[i].fn();
-		xt_result(tests[i].name, xt_failures == before, NULL);
-	}
-	xt_topo_remove(path);
-	return xt_done();
-}
+TEST_HARNESS_MAIN

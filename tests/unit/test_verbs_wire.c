@@ -11,13 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xt.h"
+#include "harness.h"
 
 #ifndef XFER_HAVE_VERBS
-int main(void)
+TEST(verbs_wire)
 {
-	printf("SKIP: built without libibverbs\n");
-	return 77;
+	SKIP(return, "built without libibverbs");
 }
 #else
 #include "crc32c.h"
@@ -74,22 +73,22 @@ static const struct vw_msg good_msg = {
 	.dst_nonce = 0x5555666677778888ull, .qpn = 0x12, .psn = 0xabcdef, .ack_qpn = 0x13,
 };
 
-static void test_addr_roundtrip(void)
+TEST(rail_address_round_trip)
 {
 	uint8_t buf[VW_ADDR_LEN + 8];
 	size_t len = sizeof(buf);
 	struct vw_addr a;
 
-	XT_OK(vw_addr_encode(&good_addr, buf, &len));
-	XT_EQ(len, VW_ADDR_LEN);
-	XT_OK(addr_dec(buf, len, &a));
-	XT_CHECK(memcmp(&a, &good_addr, sizeof(a)) == 0, "round trip differs");
+	XT_EXPECT_OK(vw_addr_encode(&good_addr, buf, &len));
+	EXPECT_EQ(VW_ADDR_LEN, len);
+	XT_EXPECT_OK(addr_dec(buf, len, &a));
+	EXPECT_TRUE(memcmp(&a, &good_addr, sizeof(a)) == 0) TH_LOG("round trip differs");
 	len = VW_ADDR_LEN - 1;
-	XT_EQ(vw_addr_encode(&good_addr, buf, &len), -ENOSPC);
-	XT_CHECK(VW_ADDR_LEN <= XFER_RAIL_ADDR_MAX, "address does not fit the engine's slot");
+	EXPECT_EQ(-ENOSPC, vw_addr_encode(&good_addr, buf, &len));
+	EXPECT_TRUE(VW_ADDR_LEN <= XFER_RAIL_ADDR_MAX) TH_LOG("address does not fit the engine's slot");
 }
 
-static void test_addr_refused(void)
+TEST(rail_address_malformed_refused)
 {
 	uint8_t good[VW_ADDR_LEN], b[VW_ADDR_LEN + 1];
 	size_t len = sizeof(good);
@@ -100,9 +99,9 @@ static void test_addr_refused(void)
 		memcpy(b, good, VW_ADDR_LEN);
 		b[VW_ADDR_LEN] = 0;
 		if (l != VW_ADDR_LEN)
-			XT_EQ(addr_dec(b, l, &a), -EINVAL);
+			EXPECT_EQ(-EINVAL, addr_dec(b, l, &a));
 	}
-	XT_EQ(vw_addr_decode(NULL, VW_ADDR_LEN, &a), -EINVAL);
+	EXPECT_EQ(-EINVAL, vw_addr_decode(NULL, VW_ADDR_LEN, &a));
 	/* each field made invalid, CRC fixed */
 	struct { size_t off; uint8_t val; int want; } cases[] = {
 		{ 0, 0x00, -EINVAL },    /* magic */
@@ -119,43 +118,43 @@ static void test_addr_refused(void)
 		memcpy(b, good, VW_ADDR_LEN);
 		b[cases[i].off] = cases[i].val;
 		fix_crc(b);
-		XT_EQ(addr_dec(b, VW_ADDR_LEN, &a), cases[i].want);
+		EXPECT_EQ(cases[i].want, addr_dec(b, VW_ADDR_LEN, &a));
 	}
 	/* ud qpn 0, nonce 0 */
 	memcpy(b, good, VW_ADDR_LEN);
 	memset(b + 12, 0, 4);
 	fix_crc(b);
-	XT_EQ(addr_dec(b, VW_ADDR_LEN, &a), -EINVAL);
+	EXPECT_EQ(-EINVAL, addr_dec(b, VW_ADDR_LEN, &a));
 	memcpy(b, good, VW_ADDR_LEN);
 	memset(b + 36, 0, 8);
 	fix_crc(b);
-	XT_EQ(addr_dec(b, VW_ADDR_LEN, &a), -EINVAL);
+	EXPECT_EQ(-EINVAL, addr_dec(b, VW_ADDR_LEN, &a));
 	/* a flipped bit without a fixed CRC */
 	for (size_t i = 0; i < 44 * 8; i++) {
 		memcpy(b, good, VW_ADDR_LEN);
 		b[i / 8] ^= (uint8_t)(1u << (i % 8));
-		XT_CHECK(addr_dec(b, VW_ADDR_LEN, &a) != 0, "bit %zu flipped was accepted", i);
+		EXPECT_TRUE(addr_dec(b, VW_ADDR_LEN, &a) != 0) TH_LOG("bit %zu flipped was accepted", i);
 	}
 }
 
-static void test_msg_roundtrip(void)
+TEST(connect_message_round_trip)
 {
 	uint8_t buf[VW_MSG_LEN];
 	struct vw_msg m;
 
-	XT_EQ(vw_msg_encode(&good_msg, buf, sizeof(buf)), VW_MSG_LEN);
-	XT_OK(msg_dec(buf, VW_MSG_LEN, &m));
-	XT_CHECK(memcmp(&m, &good_msg, sizeof(m)) == 0, "round trip differs");
-	XT_EQ(vw_msg_encode(&good_msg, buf, VW_MSG_LEN - 1), -ENOSPC);
+	EXPECT_EQ(VW_MSG_LEN, vw_msg_encode(&good_msg, buf, sizeof(buf)));
+	XT_EXPECT_OK(msg_dec(buf, VW_MSG_LEN, &m));
+	EXPECT_TRUE(memcmp(&m, &good_msg, sizeof(m)) == 0) TH_LOG("round trip differs");
+	EXPECT_EQ(-ENOSPC, vw_msg_encode(&good_msg, buf, VW_MSG_LEN - 1));
 	struct vw_msg z = good_msg;
 	z.ack_qpn = 0;
 	z.flags = 0;
 	vw_msg_encode(&z, buf, sizeof(buf));
-	XT_OK(msg_dec(buf, VW_MSG_LEN, &m));
-	XT_EQ(m.ack_qpn, 0);
+	XT_EXPECT_OK(msg_dec(buf, VW_MSG_LEN, &m));
+	EXPECT_EQ(0, m.ack_qpn);
 }
 
-static void test_msg_refused(void)
+TEST(connect_message_malformed_refused)
 {
 	uint8_t good[VW_MSG_LEN], b[VW_MSG_LEN + 1];
 	struct vw_msg m;
@@ -165,9 +164,9 @@ static void test_msg_refused(void)
 		memcpy(b, good, VW_MSG_LEN);
 		b[VW_MSG_LEN] = 0;
 		if (l != VW_MSG_LEN)
-			XT_EQ(msg_dec(b, l, &m), -EINVAL);
+			EXPECT_EQ(-EINVAL, msg_dec(b, l, &m));
 	}
-	XT_EQ(vw_msg_decode(NULL, VW_MSG_LEN, &m), -EINVAL);
+	EXPECT_EQ(-EINVAL, vw_msg_decode(NULL, VW_MSG_LEN, &m));
 	struct { size_t off; uint8_t val; int want; } cases[] = {
 		{ 0, 0x00, -EINVAL },    /* magic */
 		{ 4, 9, -EPROTO },       /* newer version */
@@ -183,24 +182,24 @@ static void test_msg_refused(void)
 		memcpy(b, good, VW_MSG_LEN);
 		b[cases[i].off] = cases[i].val;
 		fix_crc(b);
-		XT_EQ(msg_dec(b, VW_MSG_LEN, &m), cases[i].want);
+		EXPECT_EQ(cases[i].want, msg_dec(b, VW_MSG_LEN, &m));
 	}
 	size_t zero_fields[][2] = { { 8, 8 }, { 16, 8 }, { 24, 4 } };   /* nonces, qpn */
 	for (size_t i = 0; i < ARRAY_SIZE(zero_fields); i++) {
 		memcpy(b, good, VW_MSG_LEN);
 		memset(b + zero_fields[i][0], 0, zero_fields[i][1]);
 		fix_crc(b);
-		XT_EQ(msg_dec(b, VW_MSG_LEN, &m), -EINVAL);
+		EXPECT_EQ(-EINVAL, msg_dec(b, VW_MSG_LEN, &m));
 	}
 	for (size_t i = 0; i < 44 * 8; i++) {
 		memcpy(b, good, VW_MSG_LEN);
 		b[i / 8] ^= (uint8_t)(1u << (i % 8));
-		XT_CHECK(msg_dec(b, VW_MSG_LEN, &m) != 0, "bit %zu flipped was accepted", i);
+		EXPECT_TRUE(msg_dec(b, VW_MSG_LEN, &m) != 0) TH_LOG("bit %zu flipped was accepted", i);
 	}
 }
 
 /* Random mutations with the CRC fixed: accepted input re-encodes identically. */
-static void test_fuzz(void)
+TEST(random_mutations_stable_reencoding)
 {
 	uint8_t ga[VW_ADDR_LEN], gm[VW_MSG_LEN], b[64], again[64];
 	size_t len = sizeof(ga);
@@ -223,9 +222,8 @@ static void test_fuzz(void)
 
 			if (addr_dec(b, n, &a) == 0) {
 				accepted++;
-				XT_OK(vw_addr_encode(&a, again, &l2));
-				XT_CHECK(l2 == n && memcmp(again, b, n) == 0,
-					 "address re-encodes differently");
+				XT_EXPECT_OK(vw_addr_encode(&a, again, &l2));
+				EXPECT_TRUE(l2 == n && memcmp(again, b, n) == 0) TH_LOG("address re-encodes differently");
 			}
 		} else {
 			struct vw_msg m;
@@ -233,30 +231,13 @@ static void test_fuzz(void)
 			if (msg_dec(b, n, &m) == 0) {
 				accepted++;
 				vw_msg_encode(&m, again, sizeof(again));
-				XT_CHECK(memcmp(again, b, n) == 0, "message re-encodes differently");
+				EXPECT_TRUE(memcmp(again, b, n) == 0) TH_LOG("message re-encodes differently");
 			}
 		}
 	}
-	XT_CHECK(accepted > 0, "fuzz accepted nothing: mutations too coarse");
+	EXPECT_TRUE(accepted > 0) TH_LOG("fuzz accepted nothing: mutations too coarse");
 }
 
-int main(void)
-{
-	struct { const char *name; void (*fn)(void); } tests[] = {
-		{ "rail address round trip", test_addr_roundtrip },
-		{ "rail address: malformed refused", test_addr_refused },
-		{ "connect message round trip", test_msg_roundtrip },
-		{ "connect message: malformed refused", test_msg_refused },
-		{ "random mutations: no over-read, stable re-encoding", test_fuzz },
-	};
-
-	xt_plan();
-	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
-		int before = xt_failures;
-
-		tests[i].fn();
-		xt_result(tests[i].name, xt_failures == before, NULL);
-	}
-	return xt_done();
-}
 #endif
+
+TEST_HARNESS_MAIN

@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "xfer_weightsync.h"
-#include "test_ws_tap.h"
 #include "ws_models.h"
+
+#define EXEC_TIMEOUT_S 30   /* largest case: 0.4 s here, 1 s under ASan+UBSan */
 
 struct run {
 	const struct xfer_ws_schedule *s;
@@ -293,51 +295,95 @@ struct ecase {
 	uint64_t min_chunk, max_chunk;
 };
 
-int main(void)
+static const struct ecase cases[] = {
+	{ "Qwen2-style dense, tied", "fsdp=3", "dp=2", XFER_WS_DT_BF16, 0, 0 },
+	{ "Qwen2-style dense, tied", "fsdp=4", "tp=2", XFER_WS_DT_FP8E4M3, 2048, 8192 },
+	{ "Qwen2-style dense, tied", "fsdp=3,pp=2,dp=2", "tp=5,dp=2", XFER_WS_DT_FP8E4M3, 4096, 32768 },
+	{ "MLA MoE", "fsdp=3,ep=3,pp=2", "ep=4,tp=2,dp=2", XFER_WS_DT_FP8E4M3, 4096, 16384 },
+	{ "MLA MoE", "fsdp=2,ep=5", "ep=5", XFER_WS_DT_FP8E4M3, 0, 0 },
+	{ "MLA MoE", "fsdp=7", "tp=3,ep=2", XFER_WS_DT_BF16, 1024, 4096 },
+	{ "Qwen3 MoE", "fsdp=4,ep=2,dp=2", "tp=4,ep=3", XFER_WS_DT_FP8E4M3, 0, 0 },
+	{ "Qwen3 MoE", "fsdp=5,ep=3", "tp=2,ep=6,dp=2", XFER_WS_DT_FP8E4M3, 8192, 65536 },
+};
+
+/* Case idx planned, its buffers filled and the schedule executed. */
+FIXTURE(exec) {
+	xfer_ws_model *m;
+	struct xfer_ws_schedule *s;
+	struct run x;
+};
+
+FIXTURE_VARIANT(exec) {
+	int idx;   /* into cases[] */
+};
+
+FIXTURE_VARIANT_ADD(exec, qwen2_fsdp3_dp2_bf16) { .idx = 0 };
+FIXTURE_VARIANT_ADD(exec, qwen2_fsdp4_tp2_fp8_chunks) { .idx = 1 };
+FIXTURE_VARIANT_ADD(exec, qwen2_fsdp3_pp2_dp2_tp5_dp2_fp8_chunks) { .idx = 2 };
+FIXTURE_VARIANT_ADD(exec, mla_fsdp3_ep3_pp2_ep4_tp2_dp2_fp8_chunks) { .idx = 3 };
+FIXTURE_VARIANT_ADD(exec, mla_fsdp2_ep5_ep5_fp8) { .idx = 4 };
+FIXTURE_VARIANT_ADD(exec, mla_fsdp7_tp3_ep2_bf16_chunks) { .idx = 5 };
+FIXTURE_VARIANT_ADD(exec, qwen3moe_fsdp4_ep2_dp2_tp4_ep3_fp8) { .idx = 6 };
+FIXTURE_VARIANT_ADD(exec, qwen3moe_fsdp5_ep3_tp2_ep6_dp2_fp8_chunks) { .idx = 7 };
+
+/* Plan case idx, fill the buffers and run the schedule. */
+static void prepare(struct __test_metadata *_metadata, FIXTURE_DATA(exec) *self, int idx)
 {
-	static const struct ecase cases[] = {
-		{ "Qwen2-style dense, tied", "fsdp=3", "dp=2", XFER_WS_DT_BF16, 0, 0 },
-		{ "Qwen2-style dense, tied", "fsdp=4", "tp=2", XFER_WS_DT_FP8E4M3, 2048, 8192 },
-		{ "Qwen2-style dense, tied", "fsdp=3,pp=2,dp=2", "tp=5,dp=2", XFER_WS_DT_FP8E4M3, 4096, 32768 },
-		{ "MLA MoE", "fsdp=3,ep=3,pp=2", "ep=4,tp=2,dp=2", XFER_WS_DT_FP8E4M3, 4096, 16384 },
-		{ "MLA MoE", "fsdp=2,ep=5", "ep=5", XFER_WS_DT_FP8E4M3, 0, 0 },
-		{ "MLA MoE", "fsdp=7", "tp=3,ep=2", XFER_WS_DT_BF16, 1024, 4096 },
-		{ "Qwen3 MoE", "fsdp=4,ep=2,dp=2", "tp=4,ep=3", XFER_WS_DT_FP8E4M3, 0, 0 },
-		{ "Qwen3 MoE", "fsdp=5,ep=3", "tp=2,ep=6,dp=2", XFER_WS_DT_FP8E4M3, 8192, 65536 },
-	};
+	const struct ecase *c = &cases[idx];
+	const char *json = idx < 3 ? tiny_qwen2 : idx < 6 ? tiny_mla : tiny_qwen3moe;
+	struct xfer_ws_trainer_layout t;
+	struct xfer_ws_infer_layout l = { .dtype = c->dtype };
+	struct xfer_ws_plan_attr a = { sizeof(a), 0, c->min_chunk, c->max_chunk, 0, 0 };
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const struct ecase *c = &cases[i];
-		const char *json = i < 3 ? tiny_qwen2 : i < 6 ? tiny_mla : tiny_qwen3moe;
-		struct xfer_ws_trainer_layout t;
-		struct xfer_ws_infer_layout l = { .dtype = c->dtype };
-		struct xfer_ws_plan_attr a = { sizeof(a), 0, c->min_chunk, c->max_chunk, 0, 0 };
-		struct xfer_ws_schedule *s = NULL;
-		struct run x = { 0 };
-		xfer_ws_model *m;
-		char why[256] = "ok";
-		int bad;
-
-		if (xfer_ws_model_parse(json, 0, &m) || xfer_ws_trainer_parse(c->trainer, &t) ||
-		    xfer_ws_infer_parse(c->infer, &l) || xfer_ws_plan(m, &t, &l, &a, &s)) {
-			OK(0, "%s %s -> %s: plan", c->what, c->trainer, c->infer);
-			continue;
-		}
-		x.s = s;
-		setup(&x);
-		execute(&x);
-		bad = verify(&x, why, sizeof(why));
-		OK(bad == 0, "%s %s -> %s (%s, %lu gathers): every tensor bit-exact (%s)", c->what, c->trainer,
-		   c->infer, xfer_ws_dtype_name(c->dtype), (unsigned long)s->ngathers, why);
-		if (i == 3) { /* the check itself must see a single wrong byte */
-			const struct xfer_ws_tensor *tt = &s->tensors[s->ntensors / 2];
-
-			x.ibuf[tt->rank][tt->offset + tt->bytes / 2] ^= 0x10;
-			OK(verify(&x, why, sizeof(why)) == 1, "one flipped byte is found (%s)", why);
-		}
-		teardown(&x);
-		xfer_ws_schedule_free(s);
-		xfer_ws_model_free(m);
-	}
-	return tap_done();
+	ASSERT_FALSE(xfer_ws_model_parse(json, 0, &self->m) || xfer_ws_trainer_parse(c->trainer, &t) ||
+		     xfer_ws_infer_parse(c->infer, &l) || xfer_ws_plan(self->m, &t, &l, &a, &self->s))
+		TH_LOG("%s %s -> %s: plan", c->what, c->trainer, c->infer);
+	self->x.s = self->s;
+	setup(&self->x);
+	execute(&self->x);
 }
+
+static void release(FIXTURE_DATA(exec) *self)
+{
+	if (self->x.s)
+		teardown(&self->x);
+	xfer_ws_schedule_free(self->s);
+	xfer_ws_model_free(self->m);
+}
+
+FIXTURE_SETUP(exec)
+{
+	prepare(_metadata, self, variant->idx);
+}
+
+FIXTURE_TEARDOWN(exec)
+{
+	release(self);
+}
+
+TEST_F_TIMEOUT(exec, every_tensor_bit_exact, EXEC_TIMEOUT_S)
+{
+	const struct ecase *c = &cases[variant->idx];
+	char why[256] = "ok";
+	int bad = verify(&self->x, why, sizeof(why));
+
+	EXPECT_TRUE(bad == 0) TH_LOG("%s %s -> %s (%s, %lu gathers): every tensor bit-exact (%s)", c->what, c->trainer,
+				     c->infer, xfer_ws_dtype_name(c->dtype), (unsigned long)self->s->ngathers, why);
+}
+
+/* The check itself must see a single wrong byte (on case 3). */
+XT_TEST_TIMEOUT(one_flipped_byte_is_found, EXEC_TIMEOUT_S)
+{
+	FIXTURE_DATA(exec) d = { 0 };
+	char why[256] = "ok";
+
+	prepare(_metadata, &d, 3);
+
+	const struct xfer_ws_tensor *tt = &d.s->tensors[d.s->ntensors / 2];
+
+	d.x.ibuf[tt->rank][tt->offset + tt->bytes / 2] ^= 0x10;
+	EXPECT_TRUE(verify(&d.x, why, sizeof(why)) == 1) TH_LOG("one flipped byte is found (%s)", why);
+	release(&d);
+}
+
+TEST_HARNESS_MAIN

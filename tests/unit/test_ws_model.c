@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "xfer_weightsync.h"
-#include "test_ws_tap.h"
 
 struct mla {
 	uint64_t V, H, I, mI, L, nh, qlora, kvlora, nope, rope, vd, E, ns, first_dense, mtp;
@@ -67,83 +67,112 @@ static const struct xfer_ws_param *find(const xfer_ws_model *m, const char *name
 	return NULL;
 }
 
-int main(void)
+static const struct mla ds = { 129280, 7168, 18432, 2048, 61, 128, 1536, 512, 128, 64, 128, 256, 1, 3, 1 };
+static const struct mla kimi = { 163840, 7168, 18432, 2048, 61, 64, 1536, 512, 128, 64, 128, 384, 1, 1, 0 };
+
+/* DeepSeek-V3 against the closed form and the published 671B / 685B (with MTP). */
+TEST(deepseek_v3_parameter_count)
 {
-	struct mla ds = { 129280, 7168, 18432, 2048, 61, 128, 1536, 512, 128, 64, 128, 256, 1, 3, 1 };
-	struct mla kimi = { 163840, 7168, 18432, 2048, 61, 64, 1536, 512, 128, 64, 128, 384, 1, 1, 0 };
 	uint64_t n, want;
-	xfer_ws_model *m;
 	int rc;
 
 	n = count("models/deepseek-v3.json", 0, &rc);
 	want = mla_total(&ds, 0);
-	OK(rc == 0 && n == want, "DeepSeek-V3: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
-	OK(fabs(n / 1e9 - 671) < 0.5, "DeepSeek-V3 main model is the published 671B (%.2fB)", n / 1e9);
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("DeepSeek-V3: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
+	EXPECT_TRUE(fabs(n / 1e9 - 671) < 0.5) TH_LOG("DeepSeek-V3 main model is the published 671B (%.2fB)", n / 1e9);
 	n = count("models/deepseek-v3.json", XFER_WS_MODEL_MTP, &rc);
 	want = mla_total(&ds, 1);
-	OK(rc == 0 && n == want, "DeepSeek-V3 with MTP: %lu, closed form %lu", (unsigned long)n, (unsigned long)want);
-	OK(fabs(n / 1e9 - 685) < 0.6, "DeepSeek-V3 with MTP is Hugging Face's 685B (%.2fB)", n / 1e9);
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("DeepSeek-V3 with MTP: %lu, closed form %lu", (unsigned long)n, (unsigned long)want);
+	EXPECT_TRUE(fabs(n / 1e9 - 685) < 0.6) TH_LOG("DeepSeek-V3 with MTP is Hugging Face's 685B (%.2fB)", n / 1e9);
+}
+
+/* Kimi-K2 against the closed form and the published ~1.03T; no MTP layer. */
+TEST(kimi_k2_parameter_count)
+{
+	uint64_t n, want;
+	int rc;
 
 	n = count("models/kimi-k2.json", 0, &rc);
 	want = mla_total(&kimi, 0);
-	OK(rc == 0 && n == want, "Kimi-K2: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
-	OK(fabs(n / 1e12 - 1.03) < 0.011, "Kimi-K2 is the published ~1.03-1.04T (%.4fT)", n / 1e12);
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Kimi-K2: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
+	EXPECT_TRUE(fabs(n / 1e12 - 1.03) < 0.011) TH_LOG("Kimi-K2 is the published ~1.03-1.04T (%.4fT)", n / 1e12);
 	n = count("models/kimi-k2.json", XFER_WS_MODEL_MTP, &rc);
-	OK(rc == 0 && n == want, "Kimi-K2 has no MTP layer: --mtp changes nothing");
-
-	/* Qwen3-MoE: GQA with q/k norms, 128 experts in every layer, untied head */
-	{
-		uint64_t V = 151936, H = 4096, L = 94, nh = 64, nkv = 4, hd = 128, E = 128, mI = 1536;
-		uint64_t layer = H * nh * hd + 2 * H * nkv * hd + nh * hd * H + 2 * hd + 2 * H +
-				 E * 3 * H * mI + E * H;
-
-		want = 2 * V * H + H + L * layer;
-		n = count("models/qwen3-235b-a22b.json", 0, &rc);
-		OK(rc == 0 && n == want, "Qwen3-235B-A22B: %lu parameters, closed form %lu", (unsigned long)n,
-		   (unsigned long)want);
-		OK(fabs(n / 1e9 - 235) < 0.5, "Qwen3-235B-A22B is the published 235B (%.2fB)", n / 1e9);
-	}
-	/* Qwen2: q/k/v biases, tied embeddings */
-	{
-		uint64_t V = 151936, H = 896, L = 24, nh = 14, nkv = 2, hd = 64, I = 4864;
-		uint64_t layer = H * nh * hd + nh * hd + 2 * (H * nkv * hd + nkv * hd) + nh * hd * H +
-				 3 * H * I + 2 * H;
-
-		want = V * H + H + L * layer;
-		n = count("models/qwen2.5-0.5b.json", 0, &rc);
-		OK(rc == 0 && n == want, "Qwen2.5-0.5B: %lu parameters, closed form %lu", (unsigned long)n,
-		   (unsigned long)want);
-		OK(n == 494032768ull, "Qwen2.5-0.5B is the published 494,032,768 (0.49B)");
-	}
-
-	/* names and shapes as the checkpoints have them */
-	rc = xfer_ws_model_load("models/kimi-k2.json", 0, &m);
-	OK(rc == 0, "load Kimi-K2");
-	if (!rc) {
-		const struct xfer_ws_param *p = find(m, "model.layers.5.self_attn.q_b_proj.weight");
-		const struct xfer_ws_param *e = find(m, "model.layers.60.mlp.experts.383.down_proj.weight");
-		const struct xfer_ws_param *b = find(m, "model.layers.1.mlp.gate.e_score_correction_bias");
-
-		OK(p && p->rows == 64 * 192 && p->cols == 1536 && p->dtype == XFER_WS_DT_BF16,
-		   "q_b_proj is [heads*(nope+rope), q_lora_rank]");
-		OK(e && e->rows == 7168 && e->cols == 2048 && e->expert == 383 && e->layer == 60,
-		   "last expert's down_proj is [hidden, moe_intermediate]");
-		OK(b && b->dtype == XFER_WS_DT_F32 && b->ndim == 1 && b->rows == 384,
-		   "router bias is f32 [n_routed_experts]");
-		OK(!find(m, "model.layers.0.mlp.experts.0.up_proj.weight") &&
-		   find(m, "model.layers.0.mlp.up_proj.weight"), "first_k_dense_replace=1: layer 0 is dense");
-		OK(!strcmp(xfer_ws_model_type(m), "kimi_k2"), "model type");
-		xfer_ws_model_free(m);
-	}
-	/* configs that must be refused */
-	OK(xfer_ws_model_parse("{", 0, &m) == -EINVAL, "truncated JSON refused");
-	OK(xfer_ws_model_parse("[1,2]", 0, &m) == -EINVAL, "non-object JSON refused");
-	OK(xfer_ws_model_parse("{\"hidden_size\": 64, \"vocab_size\": 100}", 0, &m) == -EINVAL,
-	   "config without layers or heads refused");
-	OK(xfer_ws_model_parse("{\"hidden_size\":64,\"vocab_size\":100,\"num_hidden_layers\":2,"
-			       "\"num_attention_heads\":4,\"intermediate_size\":128,\"num_experts\":8}",
-			       0, &m) == -EINVAL, "experts without moe_intermediate_size refused");
-	OK(xfer_ws_model_parse("{}", 0x80, &m) == -EINVAL, "unknown load flag refused");
-	OK(xfer_ws_model_load("models/does-not-exist.json", 0, &m) == -ENOENT, "missing file: -ENOENT");
-	return tap_done();
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Kimi-K2 has no MTP layer: --mtp changes nothing");
 }
+
+/* Qwen3-MoE: GQA with q/k norms, 128 experts in every layer, untied head */
+TEST(qwen3_235b_a22b_parameter_count)
+{
+	uint64_t V = 151936, H = 4096, L = 94, nh = 64, nkv = 4, hd = 128, E = 128, mI = 1536;
+	uint64_t layer = H * nh * hd + 2 * H * nkv * hd + nh * hd * H + 2 * hd + 2 * H +
+			 E * 3 * H * mI + E * H;
+	uint64_t n, want;
+	int rc;
+
+	want = 2 * V * H + H + L * layer;
+	n = count("models/qwen3-235b-a22b.json", 0, &rc);
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Qwen3-235B-A22B: %lu parameters, closed form %lu", (unsigned long)n,
+	   (unsigned long)want);
+	EXPECT_TRUE(fabs(n / 1e9 - 235) < 0.5) TH_LOG("Qwen3-235B-A22B is the published 235B (%.2fB)", n / 1e9);
+}
+
+/* Qwen2: q/k/v biases, tied embeddings */
+TEST(qwen2_5_0_5b_parameter_count)
+{
+	uint64_t V = 151936, H = 896, L = 24, nh = 14, nkv = 2, hd = 64, I = 4864;
+	uint64_t layer = H * nh * hd + nh * hd + 2 * (H * nkv * hd + nkv * hd) + nh * hd * H +
+			 3 * H * I + 2 * H;
+	uint64_t n, want;
+	int rc;
+
+	want = V * H + H + L * layer;
+	n = count("models/qwen2.5-0.5b.json", 0, &rc);
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Qwen2.5-0.5B: %lu parameters, closed form %lu", (unsigned long)n,
+	   (unsigned long)want);
+	EXPECT_TRUE(n == 494032768ull) TH_LOG("Qwen2.5-0.5B is the published 494,032,768 (0.49B)");
+}
+
+/* Names and shapes as the checkpoints have them. */
+TEST(kimi_k2_names_and_shapes)
+{
+	xfer_ws_model *m;
+	int rc;
+
+	rc = xfer_ws_model_load("models/kimi-k2.json", 0, &m);
+	ASSERT_TRUE(rc == 0) TH_LOG("load Kimi-K2");
+
+	const struct xfer_ws_param *p = find(m, "model.layers.5.self_attn.q_b_proj.weight");
+	const struct xfer_ws_param *e = find(m, "model.layers.60.mlp.experts.383.down_proj.weight");
+	const struct xfer_ws_param *b = find(m, "model.layers.1.mlp.gate.e_score_correction_bias");
+
+	EXPECT_TRUE(p && p->rows == 64 * 192 && p->cols == 1536 && p->dtype == XFER_WS_DT_BF16)
+		TH_LOG("q_b_proj is [heads*(nope+rope), q_lora_rank]");
+	EXPECT_TRUE(e && e->rows == 7168 && e->cols == 2048 && e->expert == 383 && e->layer == 60)
+		TH_LOG("last expert's down_proj is [hidden, moe_intermediate]");
+	EXPECT_TRUE(b && b->dtype == XFER_WS_DT_F32 && b->ndim == 1 && b->rows == 384)
+		TH_LOG("router bias is f32 [n_routed_experts]");
+	EXPECT_TRUE(!find(m, "model.layers.0.mlp.experts.0.up_proj.weight") &&
+		    find(m, "model.layers.0.mlp.up_proj.weight"))
+		TH_LOG("first_k_dense_replace=1: layer 0 is dense");
+	EXPECT_TRUE(!strcmp(xfer_ws_model_type(m), "kimi_k2")) TH_LOG("model type");
+	xfer_ws_model_free(m);
+}
+
+/* Configs that must be refused. */
+TEST(bad_configs_refused)
+{
+	xfer_ws_model *m;
+
+	EXPECT_TRUE(xfer_ws_model_parse("{", 0, &m) == -EINVAL) TH_LOG("truncated JSON refused");
+	EXPECT_TRUE(xfer_ws_model_parse("[1,2]", 0, &m) == -EINVAL) TH_LOG("non-object JSON refused");
+	EXPECT_TRUE(xfer_ws_model_parse("{\"hidden_size\": 64, \"vocab_size\": 100}", 0, &m) == -EINVAL)
+		TH_LOG("config without layers or heads refused");
+	EXPECT_TRUE(xfer_ws_model_parse("{\"hidden_size\":64,\"vocab_size\":100,\"num_hidden_layers\":2,"
+				"\"num_attention_heads\":4,\"intermediate_size\":128,\"num_experts\":8}",
+				0, &m) == -EINVAL)
+		TH_LOG("experts without moe_intermediate_size refused");
+	EXPECT_TRUE(xfer_ws_model_parse("{}", 0x80, &m) == -EINVAL) TH_LOG("unknown load flag refused");
+	EXPECT_TRUE(xfer_ws_model_load("models/does-not-exist.json", 0, &m) == -ENOENT) TH_LOG("missing file: -ENOENT");
+}
+
+TEST_HARNESS_MAIN

@@ -16,9 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "xfer_weightsync.h"
-#include "test_ws_tap.h"
 #include "ws_models.h"
+
+#define ANCHOR_TIMEOUT_S 30   /* plan + check: 0.7 s here, 1 s under ASan+UBSan */
 
 static uint64_t expected_data_bytes(const xfer_ws_model *m, const struct xfer_ws_infer_layout *l)
 {
@@ -77,7 +79,7 @@ static int load_buf(const char *buf, size_t len, struct xfer_ws_schedule **s)
 }
 
 struct layout_case {
-	const char *model; /* path, or inline JSON when it starts with '{' */
+	const char *model; /* path, or NULL for the tiny model of the case's index */
 	const char *trainer, *infer;
 	uint32_t dtype;
 	uint64_t min_chunk, max_chunk;
@@ -112,217 +114,317 @@ static int plan_case(const struct layout_case *c, int idx, xfer_ws_model **mp, s
 	return xfer_ws_plan(*mp, &t, l, &a, sp);
 }
 
-static void layouts(void)
-{
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const struct layout_case *c = &cases[i];
-		struct xfer_ws_schedule *s = NULL, *s2 = NULL;
-		struct xfer_ws_infer_layout l;
-		struct xfer_ws_stats st;
-		xfer_ws_model *m = NULL, *m2 = NULL;
-		char err[256], *b1 = NULL, *b2 = NULL;
-		size_t n1 = 0, n2 = 0;
-		int rc = plan_case(c, (int)i, &m, &s, &l);
-
-		OK(rc == 0, "case %zu: plan %s -> %s (%s): %d", i, c->trainer, c->infer,
-		   xfer_ws_dtype_name(c->dtype), rc);
-		if (rc) {
-			xfer_ws_model_free(m);
-			continue;
-		}
-		rc = xfer_ws_schedule_validate(s, err, sizeof(err));
-		OK(rc == 0, "case %zu: every destination byte written exactly once (%s)", i, err);
-		OK(data_bytes(s) == expected_data_bytes(m, &l), "case %zu: destination sizes %lu = %lu counted from the parameters",
-		   i, (unsigned long)data_bytes(s), (unsigned long)expected_data_bytes(m, &l));
-		xfer_ws_schedule_stats(s, &st);
-		OK(st.trainer_imbalance <= 2.0, "case %zu: trainer NIC bytes max/mean %.3f <= 2.0 (%lu chunks, %lu gathers)",
-		   i, st.trainer_imbalance, (unsigned long)s->nchunks, (unsigned long)s->ngathers);
-		/* determinism and the round trip through the file format */
-		xfer_ws_schedule_free(s2);
-		s2 = NULL;
-		rc = plan_case(c, (int)i, &m2, &s2, &l) == 0 && serialise(s, &b1, &n1) == 0 &&
-		     serialise(s2, &b2, &n2) == 0 && n1 == n2 && !memcmp(b1, b2, n1);
-		OK(rc, "case %zu: planning twice gives the same bytes (%zu)", i, n1);
-		xfer_ws_schedule_free(s2);
-		s2 = NULL;
-		free(b2);
-		b2 = NULL;
-		rc = load_buf(b1, n1, &s2) == 0 && serialise(s2, &b2, &n2) == 0 && n1 == n2 && !memcmp(b1, b2, n1) &&
-		     s2->nwrites == s->nwrites && !memcmp(s2->writes, s->writes, s->nwrites * sizeof(*s->writes));
-		OK(rc, "case %zu: save -> load -> save round trip is exact", i);
-		free(b1);
-		free(b2);
-		xfer_ws_schedule_free(s);
-		xfer_ws_schedule_free(s2);
-		xfer_ws_model_free(m);
-		xfer_ws_model_free(m2);
-	}
-}
-
-/* The validator must catch what a planner bug would produce. */
-static void validator(void)
-{
+/* Each layout case planned: model, schedule and inference layout. */
+FIXTURE(layout) {
+	xfer_ws_model *m;
 	struct xfer_ws_schedule *s;
 	struct xfer_ws_infer_layout l;
-	xfer_ws_model *m;
-	char err[256], *buf = NULL;
-	size_t len = 0;
-	struct xfer_ws_write w;
-	uint32_t owner;
-	uint64_t g;
+};
+
+FIXTURE_VARIANT(layout) {
+	int idx;   /* into cases[] */
+};
+
+FIXTURE_VARIANT_ADD(layout, qwen2_5_fsdp3_dp2_fp8) { .idx = 0 };
+FIXTURE_VARIANT_ADD(layout, qwen2_5_fsdp4_tp2_bf16) { .idx = 1 };
+FIXTURE_VARIANT_ADD(layout, qwen2_5_fsdp3_tp2_fp8) { .idx = 2 };
+FIXTURE_VARIANT_ADD(layout, qwen2_5_fsdp5_pp3_dp2_tp2_dp3_fp8_chunks) { .idx = 3 };
+FIXTURE_VARIANT_ADD(layout, mla_fsdp3_ep3_pp2_ep4_tp2_dp2_fp8_chunks) { .idx = 4 };
+FIXTURE_VARIANT_ADD(layout, mla_fsdp2_ep5_ep5_fp8) { .idx = 5 };
+FIXTURE_VARIANT_ADD(layout, qwen3moe_fsdp4_ep2_dp2_tp4_ep3_bf16) { .idx = 6 };
+FIXTURE_VARIANT_ADD(layout, qwen3moe_fsdp7_tp3_dp2_fp8_chunks) { .idx = 7 };
+
+FIXTURE_SETUP(layout)
+{
+	const struct layout_case *c = &cases[variant->idx];
+	int rc = plan_case(c, variant->idx, &self->m, &self->s, &self->l);
+
+	ASSERT_EQ(0, rc) TH_LOG("case %d: plan %s -> %s (%s): %d", variant->idx, c->trainer, c->infer,
+				xfer_ws_dtype_name(c->dtype), rc);
+}
+
+FIXTURE_TEARDOWN(layout)
+{
+	xfer_ws_schedule_free(self->s);
+	xfer_ws_model_free(self->m);
+}
+
+TEST_F(layout, every_destination_byte_written_once)
+{
+	char err[256];
+	int rc = xfer_ws_schedule_validate(self->s, err, sizeof(err));
+
+	EXPECT_TRUE(rc == 0) TH_LOG("case %d: every destination byte written exactly once (%s)", variant->idx, err);
+}
+
+TEST_F(layout, destination_sizes_match_parameters)
+{
+	const struct xfer_ws_schedule *s = self->s;
+
+	EXPECT_TRUE(data_bytes(s) == expected_data_bytes(self->m, &self->l))
+		TH_LOG("case %d: destination sizes %lu = %lu counted from the parameters", variant->idx,
+		       (unsigned long)data_bytes(s), (unsigned long)expected_data_bytes(self->m, &self->l));
+}
+
+TEST_F(layout, trainer_nic_balance)
+{
+	const struct xfer_ws_schedule *s = self->s;
+	struct xfer_ws_stats st;
+
+	xfer_ws_schedule_stats(s, &st);
+	EXPECT_TRUE(st.trainer_imbalance <= 2.0)
+		TH_LOG("case %d: trainer NIC bytes max/mean %.3f <= 2.0 (%lu chunks, %lu gathers)", variant->idx,
+		       st.trainer_imbalance, (unsigned long)s->nchunks, (unsigned long)s->ngathers);
+}
+
+/* Planning the same case twice gives the same file bytes. */
+TEST_F(layout, planning_is_deterministic)
+{
+	struct xfer_ws_schedule *s2 = NULL;
+	struct xfer_ws_infer_layout l;
+	xfer_ws_model *m2 = NULL;
+	char *b1 = NULL, *b2 = NULL;
+	size_t n1 = 0, n2 = 0;
 	int rc;
 
-	if (plan_case(&cases[4], 4, &m, &s, &l)) {
-		OK(0, "plan for the validator tests");
-		return;
-	}
-	w = s->writes[1];
+	rc = plan_case(&cases[variant->idx], variant->idx, &m2, &s2, &l) == 0 && serialise(self->s, &b1, &n1) == 0 &&
+	     serialise(s2, &b2, &n2) == 0 && n1 == n2 && !memcmp(b1, b2, n1);
+	EXPECT_TRUE(rc) TH_LOG("case %d: planning twice gives the same bytes (%zu)", variant->idx, n1);
+	free(b1);
+	free(b2);
+	xfer_ws_schedule_free(s2);
+	xfer_ws_model_free(m2);
+}
+
+/* save -> load -> save through the file format is exact. */
+TEST_F(layout, save_load_round_trip_exact)
+{
+	const struct xfer_ws_schedule *s = self->s;
+	struct xfer_ws_schedule *s2 = NULL;
+	char *b1 = NULL, *b2 = NULL;
+	size_t n1 = 0, n2 = 0;
+	int rc;
+
+	ASSERT_EQ(0, serialise(s, &b1, &n1));
+	rc = load_buf(b1, n1, &s2) == 0 && serialise(s2, &b2, &n2) == 0 && n1 == n2 && !memcmp(b1, b2, n1) &&
+	     s2->nwrites == s->nwrites && !memcmp(s2->writes, s->writes, s->nwrites * sizeof(*s->writes));
+	EXPECT_TRUE(rc) TH_LOG("case %d: save -> load -> save round trip is exact", variant->idx);
+	free(b1);
+	free(b2);
+	xfer_ws_schedule_free(s2);
+}
+
+/* The validator must catch what a planner bug would produce: on case 4's
+ * schedule (tiny MLA, with gathers), each damage below is refused. */
+FIXTURE(validator) {
+	xfer_ws_model *m;
+	struct xfer_ws_schedule *s;
+	char err[256];
+};
+
+FIXTURE_SETUP(validator)
+{
+	struct xfer_ws_infer_layout l;
+
+	ASSERT_EQ(0, plan_case(&cases[4], 4, &self->m, &self->s, &l)) TH_LOG("plan for the validator tests");
+}
+
+FIXTURE_TEARDOWN(validator)
+{
+	xfer_ws_schedule_free(self->s);
+	xfer_ws_model_free(self->m);
+}
+
+TEST_F(validator, byte_written_twice_refused)
+{
+	struct xfer_ws_schedule *s = self->s;
+
 	s->writes[1].dst_offset = s->writes[0].dst_offset;
 	s->writes[1].dst_rank = s->writes[0].dst_rank;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a byte written twice is refused: %s", err);
-	s->writes[1] = w;
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, self->err, sizeof(self->err)) == -EINVAL)
+		TH_LOG("a byte written twice is refused: %s", self->err);
+}
+
+/* A shifted write is refused; shifted back, the schedule is valid again. */
+TEST_F(validator, shifted_write_refused)
+{
+	struct xfer_ws_schedule *s = self->s;
+
 	s->writes[2].dst_offset += s->align;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a shifted write is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, self->err, sizeof(self->err)) == -EINVAL)
+		TH_LOG("a shifted write is refused: %s", self->err);
 	s->writes[2].dst_offset -= s->align;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == 0, "restored schedule is valid again");
-	/* a chunk moved to a trainer that holds none of its rows */
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, self->err, sizeof(self->err)) == 0)
+		TH_LOG("restored schedule is valid again");
+}
+
+/* A chunk moved to a trainer that holds none of its rows, or reading rows
+ * shifted from its slice. */
+TEST_F(validator, misplaced_chunk_refused)
+{
+	struct xfer_ws_schedule *s = self->s;
+	uint32_t owner;
+	uint64_t g;
+
 	for (g = 0; g < s->nchunks; g++)
 		if (s->chunks[g].gather_offset == XFER_WS_NO_GATHER)
 			break;
 	owner = s->chunks[g].owner;
 	s->chunks[g].owner = (owner + 1) % s->ntrainers;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a chunk listed under another rank is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, self->err, sizeof(self->err)) == -EINVAL)
+		TH_LOG("a chunk listed under another rank is refused: %s", self->err);
 	s->chunks[g].owner = owner;
 	s->chunks[g].row0 += s->chunks[g].rows;
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "a chunk reading rows shifted from its slice is refused: %s", err);
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, self->err, sizeof(self->err)) == -EINVAL)
+		TH_LOG("a chunk reading rows shifted from its slice is refused: %s", self->err);
 	s->chunks[g].row0 -= s->chunks[g].rows;
-	/* a gather dropped: rows missing */
-	if (s->ngathers) {
-		uint64_t rows = s->gathers[0].rows;
-
-		s->gathers[0].rows = 0;
-		OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == -EINVAL, "missing gathered rows are refused: %s", err);
-		s->gathers[0].rows = rows;
-	} else {
-		SKIP("no gathers in this layout", "missing gathered rows are refused");
-	}
-	/* a file with one destination offset flipped does not load */
-	OK(serialise(s, &buf, &len) == 0, "serialise");
-	{
-		struct xfer_ws_schedule *bad = NULL;
-		/* layout of the file: magic, header, params, tensors, chunks, writes, ... */
-		size_t off = 8 + 104 + s->nparams * sizeof(struct xfer_ws_param) +
-			     s->ntensors * sizeof(struct xfer_ws_tensor) +
-			     s->nchunks * sizeof(struct xfer_ws_chunk) + 3 * sizeof(struct xfer_ws_write) + 2;
-
-		buf[off] ^= 0x40;
-		rc = load_buf(buf, len, &bad);
-		OK(rc == -EINVAL && !bad, "a corrupted schedule file is refused (%d, offset %zu of %zu)", rc, off, len);
-		OK(load_buf(buf, 10, &bad) == -EINVAL, "a truncated schedule file is refused");
-		buf[off] ^= 0x40;
-		/* random single-byte damage anywhere: refused or loaded, never a crash (ASan build) */
-		{
-			uint32_t seed = 99;
-			int loaded = 0, refused = 0;
-
-			for (int i = 0; i < 300; i++) {
-				size_t at;
-				uint8_t old;
-
-				seed = seed * 1103515245u + 12345u;
-				at = (seed >> 4) % len;
-				old = (uint8_t)buf[at];
-				buf[at] = (char)(old ^ (uint8_t)(1u << ((seed >> 28) & 7)));
-				if (load_buf(buf, len, &bad) == 0) {
-					loaded++;
-					xfer_ws_schedule_free(bad);
-					bad = NULL;
-				} else {
-					refused++;
-				}
-				buf[at] = (char)old;
-			}
-			OK(refused > 0 && loaded + refused == 300, "300 damaged files: %d refused, %d still valid (names, padding)",
-			   refused, loaded);
-		}
-	}
-	free(buf);
-	xfer_ws_schedule_free(s);
-	xfer_ws_model_free(m);
 }
 
-static void refused(void)
+/* A gather dropped: rows missing. */
+TEST_F(validator, missing_gathered_rows_refused)
+{
+	struct xfer_ws_schedule *s = self->s;
+
+	if (!s->ngathers)
+		SKIP(return, "no gathers in this layout");
+	s->gathers[0].rows = 0;
+	EXPECT_TRUE(xfer_ws_schedule_validate(s, self->err, sizeof(self->err)) == -EINVAL)
+		TH_LOG("missing gathered rows are refused: %s", self->err);
+}
+
+/* A file with one destination offset flipped, or truncated, does not load;
+ * random single-byte damage anywhere is refused or loaded, never a crash
+ * (ASan build). */
+TEST_F(validator, damaged_files_refused)
+{
+	struct xfer_ws_schedule *s = self->s, *bad = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	ASSERT_TRUE(serialise(s, &buf, &len) == 0) TH_LOG("serialise");
+	/* layout of the file: magic, header, params, tensors, chunks, writes, ... */
+	size_t off = 8 + 104 + s->nparams * sizeof(struct xfer_ws_param) +
+		     s->ntensors * sizeof(struct xfer_ws_tensor) +
+		     s->nchunks * sizeof(struct xfer_ws_chunk) + 3 * sizeof(struct xfer_ws_write) + 2;
+
+	buf[off] ^= 0x40;
+	rc = load_buf(buf, len, &bad);
+	EXPECT_TRUE(rc == -EINVAL && !bad) TH_LOG("a corrupted schedule file is refused (%d, offset %zu of %zu)", rc, off, len);
+	EXPECT_TRUE(load_buf(buf, 10, &bad) == -EINVAL) TH_LOG("a truncated schedule file is refused");
+	buf[off] ^= 0x40;
+	{
+		uint32_t seed = 99;
+		int loaded = 0, refused = 0;
+
+		for (int i = 0; i < 300; i++) {
+			size_t at;
+			uint8_t old;
+
+			seed = seed * 1103515245u + 12345u;
+			at = (seed >> 4) % len;
+			old = (uint8_t)buf[at];
+			buf[at] = (char)(old ^ (uint8_t)(1u << ((seed >> 28) & 7)));
+			if (load_buf(buf, len, &bad) == 0) {
+				loaded++;
+				xfer_ws_schedule_free(bad);
+				bad = NULL;
+			} else {
+				refused++;
+			}
+			buf[at] = (char)old;
+		}
+		EXPECT_TRUE(refused > 0 && loaded + refused == 300)
+			TH_LOG("300 damaged files: %d refused, %d still valid (names, padding)", refused, loaded);
+	}
+	free(buf);
+}
+
+/* Layouts the planner must refuse, and layout strings the parsers must refuse. */
+TEST(bad_layouts_refused)
 {
 	struct xfer_ws_trainer_layout t = { sizeof(t), 1, 1, 1, 1 };
 	struct xfer_ws_infer_layout l = { sizeof(l), 1, 1, 1, XFER_WS_DT_BF16 };
 	struct xfer_ws_schedule *s;
 	xfer_ws_model *m;
 
-	if (xfer_ws_model_parse(tiny_mla, 0, &m)) {
-		OK(0, "parse tiny model");
-		return;
-	}
+	ASSERT_TRUE(xfer_ws_model_parse(tiny_mla, 0, &m) == 0) TH_LOG("parse tiny model");
 	t.pp = 6;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "more pipeline stages than layers refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("more pipeline stages than layers refused");
 	t.pp = 1, t.ep = 11;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "trainer EP above the expert count refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("trainer EP above the expert count refused");
 	t.ep = 1, t.fsdp = 0;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "zero-sized layout refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("zero-sized layout refused");
 	t.fsdp = 1, l.dtype = 77;
-	OK(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL, "unknown inference dtype refused");
-	OK(xfer_ws_trainer_parse("fsdp=16,zz=2", &t) == -EINVAL && xfer_ws_infer_parse("tp=0", &l) == -EINVAL &&
-	   xfer_ws_infer_parse("tp=2,", &l) == 0 && xfer_ws_trainer_parse("fsdp", &t) == -EINVAL,
-	   "layout strings: unknown keys, zero and missing values refused");
+	EXPECT_TRUE(xfer_ws_plan(m, &t, &l, NULL, &s) == -EINVAL) TH_LOG("unknown inference dtype refused");
+	EXPECT_TRUE(xfer_ws_trainer_parse("fsdp=16,zz=2", &t) == -EINVAL && xfer_ws_infer_parse("tp=0", &l) == -EINVAL &&
+		    xfer_ws_infer_parse("tp=2,", &l) == 0 && xfer_ws_trainer_parse("fsdp", &t) == -EINVAL)
+		TH_LOG("layout strings: unknown keys, zero and missing values refused");
 	xfer_ws_model_free(m);
 }
 
-/* The anchor: Kimi-K2, 256 trainers (FSDP/PP/EP 16/2/8) -> 128 fp8 GPUs (EP32 x 4). */
-static void anchor(void)
+/* The anchor: Kimi-K2, 256 trainers (FSDP/PP/EP 16/2/8) -> 128 fp8 GPUs
+ * (EP32 x 4), planned once per test with the CPU time it took. */
+FIXTURE(anchor) {
+	xfer_ws_model *m;
+	struct xfer_ws_schedule *s;
+	struct xfer_ws_infer_layout l;
+	double cpu, user;
+};
+
+FIXTURE_SETUP(anchor)
 {
 	struct xfer_ws_trainer_layout t;
-	struct xfer_ws_infer_layout l = { .dtype = XFER_WS_DT_FP8E4M3 };
-	struct xfer_ws_schedule *s;
-	struct xfer_ws_stats st;
-	xfer_ws_model *m;
-	char err[256];
-	double t0, u0, cpu, user;
+	double t0, u0;
 	int rc;
 
-	if (xfer_ws_model_load("models/kimi-k2.json", 0, &m)) {
-		OK(0, "load Kimi-K2");
-		return;
-	}
+	self->l = (struct xfer_ws_infer_layout){ .dtype = XFER_WS_DT_FP8E4M3 };
+	ASSERT_EQ(0, xfer_ws_model_load("models/kimi-k2.json", 0, &self->m)) TH_LOG("load Kimi-K2");
 	xfer_ws_trainer_parse("fsdp=16,pp=2,ep=8", &t);
-	xfer_ws_infer_parse("tp=1,ep=32,dp=4", &l);
-	t0 = tap_cpu_s();
-	u0 = tap_user_s();
-	rc = xfer_ws_plan(m, &t, &l, NULL, &s);
-	cpu = tap_cpu_s() - t0;
-	user = tap_user_s() - u0;
-	printf("# Kimi-K2 planning: %.3f s CPU, of which %.3f s user\n", cpu, user);
-	OK(rc == 0 && s->ntrainers == 256 && s->ninfer == 128, "Kimi-K2 256 -> 128 planned");
-	if (rc) {
-		xfer_ws_model_free(m);
-		return;
-	}
-	if (TAP_SANITIZED)
-		SKIP("timing under ASan/UBSan is not the product's", "Kimi-K2 planning user CPU %.3f s < 1 s", user);
-	else
-		OK(user < 1.0, "Kimi-K2 planning user CPU %.3f s < 1 s (%.3f s with page faults)", user, cpu);
-	OK(xfer_ws_schedule_validate(s, err, sizeof(err)) == 0, "Kimi-K2 schedule valid (%s)", err);
-	xfer_ws_schedule_stats(s, &st);
-	OK(st.trainer_imbalance <= 1.15, "Kimi-K2 trainer NIC bytes max/mean %.3f <= 1.15", st.trainer_imbalance);
-	OK(st.infer_imbalance <= 1.01, "Kimi-K2 inference NIC bytes max/mean %.4f <= 1.01", st.infer_imbalance);
-	OK(data_bytes(s) == expected_data_bytes(m, &l), "Kimi-K2 destination sizes match the parameter count");
-	xfer_ws_schedule_free(s);
-	xfer_ws_model_free(m);
+	xfer_ws_infer_parse("tp=1,ep=32,dp=4", &self->l);
+	t0 = xt_cpu_s();
+	u0 = xt_user_s();
+	rc = xfer_ws_plan(self->m, &t, &self->l, NULL, &self->s);
+	self->cpu = xt_cpu_s() - t0;
+	self->user = xt_user_s() - u0;
+	ASSERT_TRUE(rc == 0 && self->s->ntrainers == 256 && self->s->ninfer == 128) TH_LOG("Kimi-K2 256 -> 128 planned");
 }
 
-int main(void)
+FIXTURE_TEARDOWN(anchor)
 {
-	layouts();
-	validator();
-	refused();
-	anchor();
-	return tap_done();
+	xfer_ws_schedule_free(self->s);
+	xfer_ws_model_free(self->m);
 }
+
+TEST_F_TIMEOUT(anchor, planning_under_1s_user_cpu, ANCHOR_TIMEOUT_S)
+{
+	TH_LOG("Kimi-K2 planning: %.3f s CPU, of which %.3f s user", self->cpu, self->user);
+	if (XT_SANITIZED)
+		SKIP(return, "timing under ASan/UBSan is not the product's");
+	EXPECT_TRUE(self->user < 1.0)
+		TH_LOG("Kimi-K2 planning user CPU %.3f s < 1 s (%.3f s with page faults)", self->user, self->cpu);
+}
+
+TEST_F_TIMEOUT(anchor, schedule_valid, ANCHOR_TIMEOUT_S)
+{
+	char err[256];
+
+	EXPECT_TRUE(xfer_ws_schedule_validate(self->s, err, sizeof(err)) == 0) TH_LOG("Kimi-K2 schedule valid (%s)", err);
+}
+
+TEST_F_TIMEOUT(anchor, nic_balance, ANCHOR_TIMEOUT_S)
+{
+	struct xfer_ws_stats st;
+
+	xfer_ws_schedule_stats(self->s, &st);
+	EXPECT_TRUE(st.trainer_imbalance <= 1.15) TH_LOG("Kimi-K2 trainer NIC bytes max/mean %.3f <= 1.15", st.trainer_imbalance);
+	EXPECT_TRUE(st.infer_imbalance <= 1.01) TH_LOG("Kimi-K2 inference NIC bytes max/mean %.4f <= 1.01", st.infer_imbalance);
+}
+
+TEST_F_TIMEOUT(anchor, destination_sizes_match_parameters, ANCHOR_TIMEOUT_S)
+{
+	EXPECT_TRUE(data_bytes(self->s) == expected_data_bytes(self->m, &self->l))
+		TH_LOG("Kimi-K2 destination sizes match the parameter count");
+}
+
+TEST_HARNESS_MAIN

@@ -12,9 +12,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "pool.h"
+#include "harness.h"
 #include "internal.h"
-#include "xt.h"
+#include "pool.h"
 
 #define MAX_PARTS 40
 
@@ -54,21 +54,15 @@ static void meet_part(void *ctx, uint32_t i)
 		atomic_fetch_add(&j->met, 1);
 }
 
-int main(void)
+/* Every part of 1000 jobs runs exactly once, pools of 1 to 8 threads. */
+TEST(every_part_runs_once)
 {
-	int fails0;
-
-	xt_plan();
-
-	fails0 = xt_failures;
 	for (uint32_t threads = 1; threads <= 8; threads++) {
 		struct ws_pool *p = NULL;
 		uint32_t current = 0, bad = 0;
 
-		XT_EQ(ws_pool_create(threads, &p), 0);
-		if (!p)
-			break;
-		XT_EQ(ws_pool_threads(p), threads);
+		ASSERT_EQ(0, ws_pool_create(threads, &p));
+		EXPECT_EQ(threads, ws_pool_threads(p));
 		for (uint32_t job = 0; job < 1000; job++) {
 			struct count_job j = { .gen = job, .expect_gen = &current };
 			uint32_t nparts = (job * 7 + threads) % (MAX_PARTS + 1);
@@ -80,28 +74,32 @@ int main(void)
 					bad++;
 			bad += atomic_load(&j.wrong_gen);
 		}
-		XT_CHECK(bad == 0, "%u threads: %u parts run other than once", threads, bad);
+		EXPECT_TRUE(bad == 0) TH_LOG("%u threads: %u parts run other than once", threads, bad);
 		ws_pool_destroy(p);
 	}
-	xt_result("every part of 1000 jobs runs once, 1-8 threads", xt_failures == fails0, NULL);
+}
 
-	fails0 = xt_failures;
+/* 3 threads run 3 parts at once. */
+TEST(three_threads_run_three_parts_at_once)
+{
 	struct ws_pool *p = NULL;
 	struct meet_job m = { .n = 3 };
 
-	XT_EQ(ws_pool_create(3, &p), 0);
-	if (p) {
-		ws_pool_run(p, meet_part, &m, 3);
-		XT_EQ(atomic_load(&m.met), 3);
-		ws_pool_destroy(p);
-	}
-	xt_result("3 threads run 3 parts at once", xt_failures == fails0, NULL);
-
-	fails0 = xt_failures;
-	p = (struct ws_pool *)&m;
-	XT_EQ(ws_pool_create(0, &p), -EINVAL);
-	XT_CHECK(p == NULL, "pool left set");
-	ws_pool_destroy(NULL);
-	xt_result("0 threads: -EINVAL, no pool", xt_failures == fails0, NULL);
-	return xt_done();
+	ASSERT_EQ(0, ws_pool_create(3, &p));
+	ws_pool_run(p, meet_part, &m, 3);
+	EXPECT_EQ(3, atomic_load(&m.met));
+	ws_pool_destroy(p);
 }
+
+/* 0 threads: -EINVAL, no pool. */
+TEST(zero_threads_refused)
+{
+	struct meet_job m = { .n = 3 };
+	struct ws_pool *p = (struct ws_pool *)&m;
+
+	EXPECT_EQ(-EINVAL, ws_pool_create(0, &p));
+	EXPECT_TRUE(p == NULL) TH_LOG("pool left set");
+	ws_pool_destroy(NULL);
+}
+
+TEST_HARNESS_MAIN

@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "xfer_weightsync.h"
 #include "ws_internal.h"
-#include "test_ws_tap.h"
+
+#define X8_TIMEOUT_S 90   /* all 2^32 floats: 22 s here; every 17th under ASan: 3 s */
 
 /* e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no Inf; S.1111.111 is NaN */
 static double code_value(int c)
@@ -116,7 +118,7 @@ static int quant_matches(const uint16_t *src, size_t rows, size_t cols, size_t l
  * number of floats that differ, or -1 where this CPU cannot run it. */
 static uint64_t x8_checked;
 
-static long x8_differs(void)
+static long x8_differs(uint32_t *stepp)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
 	uint32_t step = 1;
@@ -125,6 +127,7 @@ static long x8_differs(void)
 #if defined(__SANITIZE_ADDRESS__)
 	step = 17;
 #endif
+	*stepp = step;
 	if (!__builtin_cpu_supports("avx2"))
 		return -1;
 	for (uint64_t base = 0; base < (1ull << 32); base += 8ull * step) {
@@ -147,26 +150,35 @@ static long x8_differs(void)
 #endif
 }
 
-int main(void)
+/* Every code decodes to its value. */
+TEST(all_codes_decode)
 {
-	size_t bad = 0, rows, cols;
-	uint16_t *src;
-	uint32_t seed = 12345;
+	size_t bad = 0;
 
-	/* every code decodes to its value */
 	for (int c = 0; c < 256; c++) {
 		float v = xfer_ws_e4m3_to_f32((uint8_t)c);
 
 		if ((c & 0x7f) == 0x7f ? !isnan(v) : v != (float)code_value(c))
 			bad++;
 	}
-	OK(!bad, "all 256 codes decode to their value (0x7f/0xff NaN)");
-	/* every bf16 value (and the halfway points between codes) encodes as the reference does */
-	bad = 0;
+	EXPECT_TRUE(!bad) TH_LOG("all 256 codes decode to their value (0x7f/0xff NaN)");
+}
+
+/* Every bf16 value encodes as the reference does. */
+TEST(all_bf16_inputs_round_like_reference)
+{
+	size_t bad = 0;
+
 	for (uint32_t b = 0; b < 65536; b++)
 		bad += xfer_ws_f32_to_e4m3(bf16((uint16_t)b)) != ref_encode(bf16((uint16_t)b));
-	OK(!bad, "all 65536 bf16 inputs round like the reference (%zu differ)", bad);
-	bad = 0;
+	EXPECT_TRUE(!bad) TH_LOG("all 65536 bf16 inputs round like the reference (%zu differ)", bad);
+}
+
+/* The halfway points between codes and their neighbours. */
+TEST(ties_to_even_code)
+{
+	size_t bad = 0;
+
 	for (int c = 0; c < 0x7e; c++) {
 		float mid = (float)((code_value(c) + code_value(c + 1)) / 2);
 		float up = nextafterf(mid, INFINITY), dn = nextafterf(mid, 0);
@@ -175,33 +187,64 @@ int main(void)
 		bad += xfer_ws_f32_to_e4m3(up) != ref_encode(up) || xfer_ws_f32_to_e4m3(dn) != ref_encode(dn);
 		bad += xfer_ws_f32_to_e4m3(-mid) != ref_encode(-mid);
 	}
-	OK(!bad, "ties between neighbouring codes go to the even code, neighbours of ties round away");
-	OK(xfer_ws_f32_to_e4m3(448.0f) == 0x7e && xfer_ws_f32_to_e4m3(1e30f) == 0x7e &&
-	   xfer_ws_f32_to_e4m3(-INFINITY) == 0xfe && xfer_ws_f32_to_e4m3(463.99f) == 0x7e,
-	   "saturates to +-448 (0x7e/0xfe), Inf included");
-	OK(xfer_ws_f32_to_e4m3(NAN) == 0x7f && xfer_ws_f32_to_e4m3(-NAN) == 0xff, "NaN keeps sign");
-	OK(xfer_ws_f32_to_e4m3(ldexpf(1, -9)) == 0x01 && xfer_ws_f32_to_e4m3(ldexpf(1, -10)) == 0x00 &&
-	   xfer_ws_f32_to_e4m3(ldexpf(3, -10)) == 0x02 && xfer_ws_f32_to_e4m3(1e-30f) == 0 &&
-	   xfer_ws_f32_to_e4m3(-0.0f) == 0x80, "subnormals: 2^-9 is 0x01, half of it ties to 0, 1.5 units ties to 2, tiny -> 0");
+	EXPECT_TRUE(!bad) TH_LOG("ties between neighbouring codes go to the even code, neighbours of ties round away");
+}
 
-	{
-		long d = x8_differs();
+TEST(saturation_nan_subnormals)
+{
+	EXPECT_TRUE(xfer_ws_f32_to_e4m3(448.0f) == 0x7e && xfer_ws_f32_to_e4m3(1e30f) == 0x7e &&
+		    xfer_ws_f32_to_e4m3(-INFINITY) == 0xfe && xfer_ws_f32_to_e4m3(463.99f) == 0x7e)
+		TH_LOG("saturates to +-448 (0x7e/0xfe), Inf included");
+	EXPECT_TRUE(xfer_ws_f32_to_e4m3(NAN) == 0x7f && xfer_ws_f32_to_e4m3(-NAN) == 0xff) TH_LOG("NaN keeps sign");
+	EXPECT_TRUE(xfer_ws_f32_to_e4m3(ldexpf(1, -9)) == 0x01 && xfer_ws_f32_to_e4m3(ldexpf(1, -10)) == 0x00 &&
+		    xfer_ws_f32_to_e4m3(ldexpf(3, -10)) == 0x02 && xfer_ws_f32_to_e4m3(1e-30f) == 0 &&
+		    xfer_ws_f32_to_e4m3(-0.0f) == 0x80)
+		TH_LOG("subnormals: 2^-9 is 0x01, half of it ties to 0, 1.5 units ties to 2, tiny -> 0");
+}
 
-		if (d < 0)
-			SKIP("no AVX2 here", "AVX2 rounding of 8 floats = the scalar one for every float");
-		else
-			OK(d == 0, "AVX2 rounding of 8 floats = the scalar one (%llu floats: all 2^32 "
-			   "without sanitizers; %ld differ)", (unsigned long long)x8_checked, d);
-	}
-	/* blocks: random data, odd shapes and a row stride */
-	rows = 300, cols = 257;
-	src = malloc(rows * (cols + 5) * sizeof(*src));
+/* The AVX2 rounding of 8 floats = the scalar one for every float (every
+ * 17th under ASan). */
+XT_TEST_TIMEOUT(avx2_x8_matches_scalar, X8_TIMEOUT_S)
+{
+	uint32_t step = 1;
+	long d = x8_differs(&step);
+
+	if (d < 0)
+		SKIP(return, "no AVX2 here");
+	EXPECT_TRUE(d == 0) TH_LOG("AVX2 rounding of 8 floats = the scalar one (%llu floats: all 2^32 "
+				   "without sanitizers; %ld differ)", (unsigned long long)x8_checked, d);
+	/* every float the loop was meant to see was checked */
+	EXPECT_EQ(((1ull << 32) + 8ull * step - 1) / (8ull * step) * 8, x8_checked);
+}
+
+/* Blocks: random data, odd shapes and a row stride. */
+TEST(random_blocks_match_reference)
+{
+	size_t bad = 0, rows = 300, cols = 257;
+	uint16_t *src = malloc(rows * (cols + 5) * sizeof(*src));
+	uint32_t seed = 12345;
+
 	for (size_t i = 0; i < rows * (cols + 5); i++) {
 		seed = seed * 1103515245u + 12345u;
 		src[i] = to_bf16(ldexpf((float)((int)(seed >> 8) % 2000 - 1000) / 1000.0f, (int)(seed >> 28) - 8));
 	}
-	OK(quant_matches(src, rows, cols, cols + 5, &bad), "random 300x257 (partial blocks, strided): bits and scales match (%zu differ)", bad);
-	/* edge blocks: zeros, subnormal-range values, max bf16, NaN and Inf mixed in */
+	EXPECT_TRUE(quant_matches(src, rows, cols, cols + 5, &bad))
+		TH_LOG("random 300x257 (partial blocks, strided): bits and scales match (%zu differ)", bad);
+	free(src);
+}
+
+/* Edge blocks: zeros, subnormal-range values, max bf16, NaN and Inf mixed in;
+ * quantised by the library into q and sc. */
+FIXTURE(edge_blocks) {
+	uint16_t src[4 * 128 * 128];
+	uint8_t q[4 * 128 * 128];
+	float sc[4];
+};
+
+FIXTURE_SETUP(edge_blocks)
+{
+	uint16_t *src = self->src;
+
 	for (size_t i = 0; i < 4 * 128 * 128; i++)
 		src[i] = 0;
 	for (size_t j = 0; j < 128; j++) {
@@ -211,25 +254,51 @@ int main(void)
 	src[3 * 128 * 128 + 5] = 0x7fc0; /* NaN */
 	src[3 * 128 * 128 + 6] = 0xff80; /* -Inf */
 	src[3 * 128 * 128 + 7] = to_bf16(3.0f);
-	OK(quant_matches(src, 4 * 128, 128, 128, &bad), "zeros, subnormals, +-max, NaN/Inf blocks match (%zu differ)", bad);
-	{
-		uint8_t q[4 * 128 * 128];
-		float sc[4];
-
-		xfer_ws_quant_fp8(src, 4 * 128, 128, 128, q, 128, sc);
-		OK(sc[0] == 1.0f && q[0] == 0 && q[128 * 128 - 1] == 0, "all-zero block: scale 1, codes 0");
-		OK(q[3 * 128 * 128 + 5] == 0x7f && q[3 * 128 * 128 + 6] == 0xfe && q[3 * 128 * 128 + 7] == 0x7e &&
-		   sc[3] == 3.0f / 448.0f, "NaN stays NaN, -Inf saturates, amax ignores non-finite values");
-		OK(q[2 * 128 * 128] == 0xfe && q[2 * 128 * 128 + 1] == 0x7e, "block max maps to +-448");
-		/* dequantised values are within half a step of the input */
-		bad = 0;
-		for (size_t i = 0; i < 128; i++) {
-			float x = bf16(src[128 * 128 + i]), d = xfer_ws_e4m3_to_f32(q[128 * 128 + i]) * sc[1];
-
-			bad += fabsf(d - x) > fabsf(x) * 0.0625f;
-		}
-		OK(!bad, "a block of bf16 subnormals scales up into range and dequantises back");
-	}
-	free(src);
-	return tap_done();
+	xfer_ws_quant_fp8(src, 4 * 128, 128, 128, self->q, 128, self->sc);
 }
+
+FIXTURE_TEARDOWN(edge_blocks) {}
+
+TEST_F(edge_blocks, match_reference)
+{
+	size_t bad = 0;
+
+	EXPECT_TRUE(quant_matches(self->src, 4 * 128, 128, 128, &bad))
+		TH_LOG("zeros, subnormals, +-max, NaN/Inf blocks match (%zu differ)", bad);
+}
+
+TEST_F(edge_blocks, zero_block_scale_1)
+{
+	EXPECT_TRUE(self->sc[0] == 1.0f && self->q[0] == 0 && self->q[128 * 128 - 1] == 0)
+		TH_LOG("all-zero block: scale 1, codes 0");
+}
+
+TEST_F(edge_blocks, nan_inf_in_block)
+{
+	const uint8_t *q = self->q;
+
+	EXPECT_TRUE(q[3 * 128 * 128 + 5] == 0x7f && q[3 * 128 * 128 + 6] == 0xfe && q[3 * 128 * 128 + 7] == 0x7e &&
+		    self->sc[3] == 3.0f / 448.0f)
+		TH_LOG("NaN stays NaN, -Inf saturates, amax ignores non-finite values");
+}
+
+TEST_F(edge_blocks, block_max_maps_to_448)
+{
+	EXPECT_TRUE(self->q[2 * 128 * 128] == 0xfe && self->q[2 * 128 * 128 + 1] == 0x7e)
+		TH_LOG("block max maps to +-448");
+}
+
+/* Dequantised values are within half a step of the input. */
+TEST_F(edge_blocks, subnormal_block_round_trip)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < 128; i++) {
+		float x = bf16(self->src[128 * 128 + i]), d = xfer_ws_e4m3_to_f32(self->q[128 * 128 + i]) * self->sc[1];
+
+		bad += fabsf(d - x) > fabsf(x) * 0.0625f;
+	}
+	EXPECT_TRUE(!bad) TH_LOG("a block of bf16 subnormals scales up into range and dequantises back");
+}
+
+TEST_HARNESS_MAIN

@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "xfer_weightsync.h"
-#include "test_ws_tap.h"
+
+#define KIMI_TIMEOUT_S 30   /* 1.6 s here, 4.9 s under ASan+UBSan */
 
 static const char *mid_moe =
 	"{\"model_type\":\"qwen3_moe\",\"hidden_size\":1024,\"vocab_size\":32000,\"intermediate_size\":2816,"
@@ -49,21 +51,35 @@ static double sim(const struct xfer_ws_schedule *s, double gbps, double xform, u
 	return r->predicted_s;
 }
 
-int main(void)
+/* A 12-layer 64-expert model planned 32 -> 16. */
+FIXTURE(mid_moe) {
+	struct xfer_ws_schedule *s;
+};
+
+FIXTURE_SETUP(mid_moe)
+{
+	self->s = plan(mid_moe, NULL, "fsdp=8,ep=4", "ep=8,dp=2");
+	ASSERT_TRUE(self->s != NULL) TH_LOG("plan a 16-layer 64-expert model 32 -> 16");
+}
+
+FIXTURE_TEARDOWN(mid_moe)
+{
+	xfer_ws_schedule_free(self->s);
+}
+
+/* NIC rates 50 to 800 Gbit/s: never faster than the bound, monotone in the
+ * rate, and network-bound runs scale with it. */
+TEST_F(mid_moe, nic_rate_sweep)
 {
 	static const double rates[] = { 50, 100, 200, 400, 800 };
-	struct xfer_ws_schedule *s = plan(mid_moe, NULL, "fsdp=8,ep=4", "ep=8,dp=2");
-	struct xfer_ws_sim_result r, r2;
+	struct xfer_ws_sim_result r;
 	double prev = 1e30, p100 = 0, p400 = 0;
 	int mono = 1, above = 1;
 
-	OK(s != NULL, "plan a 16-layer 64-expert model 32 -> 16");
-	if (!s)
-		return tap_done();
 	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
-		double p = sim(s, rates[i], 0, 0, &r);
+		double p = sim(self->s, rates[i], 0, 0, &r);
 
-		printf("# %5.0f Gbit/s: predicted %.6f s, bound %.6f s, ratio %.3f\n", rates[i], p, r.bound_s,
+		TH_LOG("%5.0f Gbit/s: predicted %.6f s, bound %.6f s, ratio %.3f", rates[i], p, r.bound_s,
 		       p / r.bound_s);
 		mono &= p > 0 && p <= prev;
 		above &= p >= r.bound_s;
@@ -73,38 +89,70 @@ int main(void)
 		if (rates[i] == 400)
 			p400 = p;
 	}
-	OK(above, "predicted >= bound at every NIC rate");
-	OK(mono, "predicted time never grows with the NIC rate");
-	OK(p100 / p400 > 2.5, "network-bound: 4x the rate is >2.5x faster (%.2fx)", p100 / p400);
-	sim(s, 400, 0, 0, &r);
-	OK(r.predicted_s <= 1.5 * r.bound_s, "mid model at 400 Gbit/s within 1.5x of its bound (%.3f)",
-	   r.predicted_s / r.bound_s);
-	/* quantisation as the bottleneck: the prediction follows the transform stage */
-	sim(s, 400, 1.0, 0, &r2);
-	OK(r2.predicted_s >= r2.prep_s && r2.predicted_s > 2 * r.predicted_s,
-	   "at 1 GB/s quantisation the transform bounds the time (%.4f s >= prep %.4f s)", r2.predicted_s, r2.prep_s);
-	/* staging watermark below any chunk: the floor (peak_staging) keeps it running */
-	OK(sim(s, 400, 0, 1, &r2) > 0 && r2.predicted_s >= r.predicted_s * 0.999 && r2.predicted_s >= r2.bound_s,
-	   "a 1-byte watermark still completes (%.4f s vs %.4f s)", r2.predicted_s, r.predicted_s);
-	xfer_ws_schedule_free(s);
-
-	/* uneven small layout: trainers 3 -> inference 2 */
-	s = plan(NULL, "models/qwen2.5-0.5b.json", "fsdp=3", "dp=2");
-	OK(s && sim(s, 400, 0, 0, &r) >= r.bound_s && r.bound_s > 0, "Qwen2.5-0.5B 3 -> 2: predicted %.5f >= bound %.5f",
-	   s ? r.predicted_s : 0, s ? r.bound_s : 0);
-	xfer_ws_schedule_free(s);
-
-	/* the anchor */
-	s = plan(NULL, "models/kimi-k2.json", "fsdp=16,pp=2,ep=8", "tp=1,ep=32,dp=4");
-	OK(s != NULL, "plan Kimi-K2 256 -> 128");
-	if (s) {
-		double p = sim(s, 400, 0, 0, &r);
-
-		printf("# Kimi-K2: predicted %.4f s, bound %.4f s (trainer %.4f, inference %.4f), ratio %.4f\n",
-		       p, r.bound_s, r.trainer_bound_s, r.infer_bound_s, p / r.bound_s);
-		OK(p >= r.bound_s && p <= 1.15 * r.bound_s, "Kimi-K2 within 1.15x of the bound (%.4f)", p / r.bound_s);
-		OK(p < 1.3, "Kimi-K2 under the anchor's 1.3 s (%.4f s)", p);
-		xfer_ws_schedule_free(s);
-	}
-	return tap_done();
+	EXPECT_TRUE(above) TH_LOG("predicted >= bound at every NIC rate");
+	EXPECT_TRUE(mono) TH_LOG("predicted time never grows with the NIC rate");
+	EXPECT_TRUE(p100 / p400 > 2.5) TH_LOG("network-bound: 4x the rate is >2.5x faster (%.2fx)", p100 / p400);
 }
+
+TEST_F(mid_moe, within_1_5x_of_bound_at_400g)
+{
+	struct xfer_ws_sim_result r;
+
+	sim(self->s, 400, 0, 0, &r);
+	EXPECT_TRUE(r.predicted_s <= 1.5 * r.bound_s)
+		TH_LOG("mid model at 400 Gbit/s within 1.5x of its bound (%.3f)", r.predicted_s / r.bound_s);
+}
+
+/* Quantisation as the bottleneck: the prediction follows the transform stage. */
+TEST_F(mid_moe, transform_stage_bounds_when_slow)
+{
+	struct xfer_ws_sim_result r, r2;
+
+	sim(self->s, 400, 0, 0, &r);
+	sim(self->s, 400, 1.0, 0, &r2);
+	EXPECT_TRUE(r2.predicted_s >= r2.prep_s && r2.predicted_s > 2 * r.predicted_s)
+		TH_LOG("at 1 GB/s quantisation the transform bounds the time (%.4f s >= prep %.4f s)",
+		       r2.predicted_s, r2.prep_s);
+}
+
+/* Staging watermark below any chunk: the floor (peak_staging) keeps it running. */
+TEST_F(mid_moe, one_byte_watermark_completes)
+{
+	struct xfer_ws_sim_result r, r2;
+
+	sim(self->s, 400, 0, 0, &r);
+	EXPECT_TRUE(sim(self->s, 400, 0, 1, &r2) > 0 && r2.predicted_s >= r.predicted_s * 0.999 &&
+		    r2.predicted_s >= r2.bound_s)
+		TH_LOG("a 1-byte watermark still completes (%.4f s vs %.4f s)", r2.predicted_s, r.predicted_s);
+}
+
+/* Uneven small layout: trainers 3 -> inference 2. */
+TEST(qwen2_5_uneven_above_bound)
+{
+	struct xfer_ws_schedule *s = plan(NULL, "models/qwen2.5-0.5b.json", "fsdp=3", "dp=2");
+	struct xfer_ws_sim_result r;
+
+	EXPECT_TRUE(s && sim(s, 400, 0, 0, &r) >= r.bound_s && r.bound_s > 0)
+		TH_LOG("Qwen2.5-0.5B 3 -> 2: predicted %.5f >= bound %.5f", s ? r.predicted_s : 0,
+		       s ? r.bound_s : 0);
+	xfer_ws_schedule_free(s);
+}
+
+/* The anchor: Kimi-K2 256 BF16 -> 128 FP8 at 400 Gbit/s. */
+XT_TEST_TIMEOUT(kimi_k2_anchor, KIMI_TIMEOUT_S)
+{
+	struct xfer_ws_schedule *s = plan(NULL, "models/kimi-k2.json", "fsdp=16,pp=2,ep=8", "tp=1,ep=32,dp=4");
+	struct xfer_ws_sim_result r;
+
+	ASSERT_TRUE(s != NULL) TH_LOG("plan Kimi-K2 256 -> 128");
+
+	double p = sim(s, 400, 0, 0, &r);
+
+	TH_LOG("Kimi-K2: predicted %.4f s, bound %.4f s (trainer %.4f, inference %.4f), ratio %.4f",
+	       p, r.bound_s, r.trainer_bound_s, r.infer_bound_s, p / r.bound_s);
+	EXPECT_TRUE(p >= r.bound_s && p <= 1.15 * r.bound_s) TH_LOG("Kimi-K2 within 1.15x of the bound (%.4f)", p / r.bound_s);
+	EXPECT_TRUE(p < 1.3) TH_LOG("Kimi-K2 under the anchor's 1.3 s (%.4f s)", p);
+	xfer_ws_schedule_free(s);
+}
+
+TEST_HARNESS_MAIN
