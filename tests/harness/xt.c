@@ -9,35 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-
+#include "clock.h"
 #include "xt.h"
-
-int xt_failures;
-static int tap_n, tap_fail;
-
-void xt_plan(void)
-{
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("TAP version 13\n");
-}
-
-void xt_result(const char *name, bool ok, const char *skip)
-{
-	tap_n++;
-	if (skip)
-		printf("ok %d - %s # SKIP %s\n", tap_n, name, skip);
-	else
-		printf("%sok %d - %s\n", ok ? "" : "not ", tap_n, name);
-	if (!ok && !skip)
-		tap_fail++;
-	fflush(stdout);
-}
-
-int xt_done(void)
-{
-	printf("1..%d\n", tap_n);
-	return tap_fail ? 1 : 0;
-}
 
 int xt_providers(const char *out[], int max)
 {
@@ -88,26 +61,6 @@ bool xt_provider_available(const char *prov)
 
 	xfer_engine_destroy(e);
 	return ret == 0;
-}
-
-int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t rails))
-{
-	const char *provs[8];
-	int np = xt_providers(provs, 8);
-	char name[128];
-
-	xt_plan();
-	for (int i = 0; i < np; i++) {
-		for (uint32_t d = 1; d <= 2; d++) {
-			snprintf(name, sizeof(name), "%s %s %u rail%s", what, provs[i], d,
-				 d > 1 ? "s" : "");
-			if (!xt_provider_available(provs[i]))
-				xt_result(name, true, "provider not offered by libfabric here");
-			else
-				xt_result(name, run(provs[i], d), NULL);
-		}
-	}
-	return xt_done();
 }
 
 int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e)
@@ -244,24 +197,5 @@ void *xt_alloc(size_t len)
 
 uint64_t xt_now_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-double xt_cpu_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-double xt_user_s(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
+	return xfer_now_ns() / 1000;
 }

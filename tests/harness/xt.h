@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Test helpers: TAP output, checks that report the failing line, engines on
+ * What xfer's tests share beside the harness (harness.h): engines on
  * loopback providers, peer processes joined by a socketpair for the
  * out-of-band exchange of addresses and descriptors, and byte patterns.
  */
@@ -14,41 +14,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "clock.h"   /* xfer_now_s, xfer_cpu_s, xfer_user_s */
 #include "xfer.h"
-
-extern int xt_failures;
-
-#define XT_CHECK(cond, ...)                                                          \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-				#cond);                                              \
-			fprintf(stderr, __VA_ARGS__);                                \
-			fprintf(stderr, "\n");                                       \
-			xt_failures++;                                               \
-		}                                                                    \
-	} while (0)
-
-/* Each argument is evaluated once: XT_EQ(xt_reap(&p), 0) must not reap twice. */
-#define XT_EQ(a, b)                                                                  \
-	do {                                                                         \
-		long long xt_a_ = (long long)(a), xt_b_ = (long long)(b);            \
-		if (xt_a_ != xt_b_) {                                                \
-			fprintf(stderr, "%s:%d: check failed: %s == %s: %lld != %lld\n", \
-				__FILE__, __LINE__, #a, #b, xt_a_, xt_b_);           \
-			xt_failures++;                                               \
-		}                                                                    \
-	} while (0)
-#define XT_OK(expr)                                                                  \
-	do {                                                                         \
-		int xt_r_ = (expr);                                                  \
-		XT_CHECK(xt_r_ == 0, "%s returned %d (%s)", #expr, xt_r_, xfer_strerror(xt_r_)); \
-	} while (0)
-
-/* TAP */
-void xt_plan(void);
-void xt_result(const char *name, bool ok, const char *skip_reason);
-int xt_done(void);                 /* exit status for main */
 
 /* Providers to test on: $XFER_TEST_PROVIDERS (space-separated) or, by
  * default, shm, tcp;ofi_rxm and xfer's own local backend. $XFER_TEST_DEVICES (comma-separated NIC
@@ -58,10 +25,6 @@ bool xt_provider_available(const char *prov);
 /* NULL when prov is tested here and opens, else why not (for a SKIP). */
 const char *xt_transport_skip(const char *prov);
 int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e);
-
-/* The usual main: run(prov, rails) for every provider of xt_providers()
- * with 1 and 2 rails, one TAP line each; returns the exit status. */
-int xt_run_configs(const char *what, bool (*run)(const char *prov, uint32_t rails));
 
 /* Peer processes. */
 struct xt_peer {
@@ -97,11 +60,6 @@ void *xt_alloc(size_t len);   /* page-aligned, zeroed */
 
 uint64_t xt_now_us(void);
 
-/* CPU time of this process, user and system (seconds). */
-double xt_cpu_s(void);
-/* User CPU time only: on the shared 2-core VMs the kernel's page-fault time
- * swings with the other tenants (steal is charged there), the user part does not. */
-double xt_user_s(void);
 
 /* 1 in an AddressSanitizer build (timings there are not the product's). */
 #if defined(__SANITIZE_ADDRESS__)

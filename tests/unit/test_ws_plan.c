@@ -382,11 +382,11 @@ FIXTURE_SETUP(anchor)
 	ASSERT_EQ(0, xfer_ws_model_load("models/kimi-k2.json", 0, &self->m)) TH_LOG("load Kimi-K2");
 	xfer_ws_trainer_parse("fsdp=16,pp=2,ep=8", &t);
 	xfer_ws_infer_parse("tp=1,ep=32,dp=4", &self->l);
-	t0 = xt_cpu_s();
-	u0 = xt_user_s();
+	t0 = xfer_cpu_s();
+	u0 = xfer_user_s();
 	rc = xfer_ws_plan(self->m, &t, &self->l, NULL, &self->s);
-	self->cpu = xt_cpu_s() - t0;
-	self->user = xt_user_s() - u0;
+	self->cpu = xfer_cpu_s() - t0;
+	self->user = xfer_user_s() - u0;
 	ASSERT_TRUE(rc == 0 && self->s->ntrainers == 256 && self->s->ninfer == 128) TH_LOG("Kimi-K2 256 -> 128 planned");
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "xfer.h"
+#include "clock.h"
 #include "oob.h"
 #include "run.h"
 
@@ -101,7 +102,7 @@ static double calibrate(const struct wsrun_opts *o, int ready, int gate)
 	}
 	for (int pass = 0; pass <= CAL_PASSES; pass++) {   /* a warm-up, then the best */
 		xfer_op *ops[4] = { 0 };
-		double t0 = wsrun_now_s(), rate;
+		double t0 = xfer_now_s(), rate;
 
 		for (uint64_t i = 0; i < n; i++) {
 			if (ops[i % 4]) {
@@ -116,7 +117,7 @@ static double calibrate(const struct wsrun_opts *o, int ready, int gate)
 				xfer_op_wait(ops[k], -1);
 				xfer_op_release(ops[k]);
 			}
-		rate = (double)sz / (wsrun_now_s() - t0) / 1e9;
+		rate = (double)sz / (xfer_now_s() - t0) / 1e9;
 		if (pass && rate > gbs)
 			gbs = rate;
 	}
@@ -261,7 +262,7 @@ static void *tcal_thread(void *arg)
 	pthread_mutex_unlock(&t->g->lock);
 	for (int pass = 0; ok && pass <= CAL_PASSES; pass++) {
 		uint64_t si = 0, di = 0, ci = 0;
-		double t0 = wsrun_now_s(), gbs;
+		double t0 = xfer_now_s(), gbs;
 
 		for (uint64_t i = 0; i < nc; i++) {
 			const struct xfer_ws_chunk *c = &s->chunks[i];
@@ -274,7 +275,7 @@ static void *tcal_thread(void *arg)
 			di += c->out_bytes;
 			ci += c->scale_bytes;
 		}
-		gbs = (double)bytes / (wsrun_now_s() - t0) / 1e9;
+		gbs = (double)bytes / (xfer_now_s() - t0) / 1e9;
 		if (pass && gbs > t->gbs)
 			t->gbs = gbs;
 	}

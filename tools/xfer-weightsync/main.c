@@ -31,6 +31,7 @@
 #include "args.h"
 #include "models.h"
 #include "out.h"
+#include "clock.h"
 #include "run.h"
 
 #define DEFAULT_MODEL "kimi-k2"
@@ -57,27 +58,6 @@ struct opts {
 	int no_validate;
 	struct wsrun_opts run;
 };
-
-static double clock_s(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double now_s(void)
-{
-	return clock_s(CLOCK_MONOTONIC);
-}
-
-static double user_s(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
-}
 
 /* Every value checked; a refusal names the option and the value. */
 static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, bool *help)
@@ -220,7 +200,7 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 
 		if (!f)
 			return out_fail(o, errno, "--schedule: %s", op->in_file);
-		t0 = now_s();
+		t0 = xfer_now_s();
 		rc = xfer_ws_schedule_load(f, s);
 		fclose(f);
 		if (rc) {
@@ -228,7 +208,7 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 			return ws_fail(o, rc, buf);
 		}
 		out_str(o, "schedule", op->in_file);
-		out_f64(o, "load_ms", (now_s() - t0) * 1e3);
+		out_f64(o, "load_ms", (xfer_now_s() - t0) * 1e3);
 		return 0;
 	}
 	if ((rc = model_find(op->model, buf, sizeof(buf), err, sizeof(err))))
@@ -242,20 +222,20 @@ static int get_schedule(struct opts *op, struct out *o, struct xfer_ws_schedule 
 	out_str(o, "model", op->model);
 	out_str(o, "model_type", xfer_ws_model_type(m));
 	out_u64(o, "params", xfer_ws_model_numel(m));
-	t0 = now_s();
-	c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-	u0 = user_s();
+	t0 = xfer_now_s();
+	c0 = xfer_cpu_s();
+	u0 = xfer_user_s();
 	rc = xfer_ws_plan(m, &op->t, &op->l, &op->pa, s);
-	out_f64(o, "plan_ms", (now_s() - t0) * 1e3);
-	out_f64(o, "plan_cpu_ms", (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e3);
-	out_f64(o, "plan_user_ms", (user_s() - u0) * 1e3);
+	out_f64(o, "plan_ms", (xfer_now_s() - t0) * 1e3);
+	out_f64(o, "plan_cpu_ms", (xfer_cpu_s() - c0) * 1e3);
+	out_f64(o, "plan_user_ms", (xfer_user_s() - u0) * 1e3);
 	xfer_ws_model_free(m);
 	if (rc)
 		return ws_fail(o, rc, "planning failed");
 	if (!op->no_validate) {
-		t0 = now_s();
+		t0 = xfer_now_s();
 		rc = xfer_ws_schedule_validate(*s, err, sizeof(err));
-		out_f64(o, "validate_ms", (now_s() - t0) * 1e3);
+		out_f64(o, "validate_ms", (xfer_now_s() - t0) * 1e3);
 		out_str(o, "valid", rc ? err : "yes");
 		if (rc) {
 			xfer_ws_schedule_free(*s);
@@ -328,7 +308,7 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	if (get_schedule(op, o, &s))
 		return 1;
 	print_layout(o, s);
-	t0 = now_s();
+	t0 = xfer_now_s();
 	rc = xfer_ws_simulate(s, &op->c, &r);
 	xfer_ws_schedule_free(s);
 	if (rc)
@@ -343,7 +323,7 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	out_f64(o, "op_us", op->c.op_us > 0 ? op->c.op_us : c.op_us);
 	out_f64(o, "chunk_us", op->c.chunk_us > 0 ? op->c.chunk_us : c.chunk_us);
 	out_u64(o, "watermark_bytes", op->c.watermark ? op->c.watermark : c.watermark);
-	out_f64(o, "sim_ms", (now_s() - t0) * 1e3);
+	out_f64(o, "sim_ms", (xfer_now_s() - t0) * 1e3);
 	out_u64(o, "steps", r.events);
 	out_u64(o, "window", op->c.window ? op->c.window : c.window);
 	out_f64(o, "prep_s", r.prep_s);

@@ -15,6 +15,7 @@
 
 #include "xfer.h"
 #include "xfer_ws_exec.h"
+#include "clock.h"
 #include "oob.h"
 #include "provider.h"
 #include "run.h"
@@ -34,14 +35,6 @@ struct report {
 #define CMD_END 0
 #define CMD_CLEAR 1
 #define CMD_GO 2
-
-double wsrun_now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- the seeded pattern --------------------------------------------------- */
 
@@ -136,16 +129,6 @@ static int recv_blobs(int fd, uint8_t (*blobs)[BLOB_MAX], uint32_t *lens, uint32
 		lens[i] = (uint32_t)len;
 	}
 	return 0;
-}
-
-/* CPU seconds of this process, all its threads (the engine's worker too). */
-static double cpu_now(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 /* What every write of the schedule into this rank must leave there, made
@@ -270,13 +253,13 @@ static int inference_main(struct child *c)
 		ret = oob_send_u64(c->fd, 1);
 		if (!ret)
 			ret = oob_recv_u64(c->fd, &cmd);
-		double c0 = cpu_now();
+		double c0 = xfer_cpu_s();   /* all threads: the engine's worker too */
 
 		if (!ret)
 			ret = xfer_ws_exec_receive(s, c->e, c->rank,
 						   c->o->timeout_ms ? c->o->timeout_ms : 30000);
 		memset(&rep, 0, sizeof(rep));
-		rep.cpu_s = cpu_now() - c0;
+		rep.cpu_s = xfer_cpu_s() - c0;
 		if (!ret) {
 			check_step(c, buf, exp, &rep);
 			rep.mismatches += bad;   /* a reference outside fp8's rounding */
@@ -385,11 +368,11 @@ static int trainer_main(struct child *c)
 	/* One step per CMD_GO; a set-up error is reported at the first. */
 	while (oob_recv_u64(c->fd, &cmd) == 0 && cmd == CMD_GO) {
 		memset(&rep, 0, sizeof(rep));
-		double c0 = cpu_now();
+		double c0 = xfer_cpu_s();
 
 		if (!ret)
 			ret = xfer_ws_trainer_exec_step(x, &st);
-		rep.cpu_s = cpu_now() - c0;
+		rep.cpu_s = xfer_cpu_s() - c0;
 		if (!ret) {
 			rep.seconds = st.seconds;
 			rep.gather_s = st.gather_s;
@@ -450,13 +433,13 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Receive len bytes from child i before deadline (seconds, wsrun_now_s()); on
+/* Receive len bytes from child i before deadline (seconds, xfer_now_s()); on
  * silence or death the child is killed, counted and named in r->error. */
 static int recv_within(const struct xfer_ws_schedule *s, int *fds, pid_t *pids, uint32_t i,
 		       double deadline, int limit_s, void *buf, int len, struct wsrun_result *r)
 {
 	struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
-	int left = (int)((deadline - wsrun_now_s()) * 1000);
+	int left = (int)((deadline - xfer_now_s()) * 1000);
 	bool trainer = i < s->ntrainers;
 	uint32_t rank = trainer ? i : i - s->ntrainers;
 
@@ -489,7 +472,7 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	 * process that died holding its region's lock): then it is killed and
 	 * named, so a run ends with an error, never a hang. */
 	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
-	double deadline = wsrun_now_s() + limit_ms / 1000.0, slowest = 0, tcpu = 0, icpu = 0;
+	double deadline = xfer_now_s() + limit_ms / 1000.0, slowest = 0, tcpu = 0, icpu = 0;
 	uint64_t ack;
 
 	for (uint32_t i = s->ntrainers; i < n; i++)

@@ -61,7 +61,6 @@ struct wsrun_result {
 int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct wsrun_result *r);
 
 /* Within the tool. Monotonic seconds. */
-double wsrun_now_s(void);
 /* The seeded pattern of param's rows [row0, +rows) x
  * columns [col0, +cols), row-major in its dtype. */
 void wsrun_fill_rows(const struct xfer_ws_param *p, uint32_t param, uint64_t seed, uint64_t row0,
