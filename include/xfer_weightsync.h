@@ -350,6 +350,9 @@ void xfer_ws_cluster_defaults_size(struct xfer_ws_cluster *c, size_t size);
 #define xfer_ws_cluster_defaults(c) xfer_ws_cluster_defaults_size((c), sizeof(*(c)))
 int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *c,
 		     struct xfer_ws_sim_result *r);
+/* The rates a simulation with c uses: the fields of c left at 0 are set to
+ * their defaults (c->size must be set, as for xfer_ws_simulate). */
+int xfer_ws_cluster_resolve(struct xfer_ws_cluster *c);
 
 /* ------------------------------------------------------------------ */
 /* fp8 e4m3 block quantisation (C reference; kernels/quant_fp8.cu is the GPU twin) */

@@ -318,6 +318,39 @@ XFER_EXPORT void xfer_ws_cluster_defaults_size(struct xfer_ws_cluster *c, size_t
 	xfer_struct_fill(c, size, &def, sizeof(def));
 }
 
+/* Fields left at 0 take their defaults; the inference NICs default to the
+ * trainers' rate as resolved. */
+static void cluster_resolve(struct xfer_ws_cluster *c)
+{
+	struct xfer_ws_cluster def;
+
+	xfer_ws_cluster_defaults(&def);
+	c->trainer_nic_gbps = c->trainer_nic_gbps > 0 ? c->trainer_nic_gbps : def.trainer_nic_gbps;
+	c->infer_nic_gbps = c->infer_nic_gbps > 0 ? c->infer_nic_gbps : c->trainer_nic_gbps;
+	c->copy_gbs = c->copy_gbs > 0 ? c->copy_gbs : def.copy_gbs;
+	c->xform_gbs = c->xform_gbs > 0 ? c->xform_gbs : def.xform_gbs;
+	c->op_us = c->op_us > 0 ? c->op_us : def.op_us;
+	c->chunk_us = c->chunk_us > 0 ? c->chunk_us : def.chunk_us;
+	c->barrier_us = c->barrier_us > 0 ? c->barrier_us : def.barrier_us;
+	c->watermark = c->watermark ? c->watermark : def.watermark;
+	c->window = c->window ? c->window : def.window;
+}
+
+XFER_EXPORT int xfer_ws_cluster_resolve(struct xfer_ws_cluster *uc)
+{
+	struct xfer_ws_cluster k = { .size = sizeof(k) };
+	int ret;
+
+	if (!uc)
+		return -EINVAL;
+	ret = xfer_struct_copy_in(&k, sizeof(k), uc, XFER_WS_CLUSTER_SIZE_VER0);
+	if (ret)
+		return ret;
+	cluster_resolve(&k);
+	xfer_struct_fill(uc, xfer_struct_size(uc), &k, sizeof(k));
+	return 0;
+}
+
 XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *ucl,
 			    struct xfer_ws_sim_result *r)
 {
@@ -328,27 +361,16 @@ XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct 
 
 	if (!s || !r)
 		return -EINVAL;
-	xfer_ws_cluster_defaults(&sm.c);   /* the header's macro: sizeof(sm.c) */
+	/* our copy of the caller's struct (struct_copy.h): the fields an older
+	 * caller lacks are 0, which means "the default" */
+	sm.c = (struct xfer_ws_cluster){ .size = sizeof(sm.c) };
 	if (ucl) {
-		/* our copy of the caller's struct (struct_copy.h): the fields an
-		 * older caller lacks are 0, which means "the default" below */
-		struct xfer_ws_cluster k = { .size = sizeof(k) };
-		const struct xfer_ws_cluster *cl = &k;
-
-		int ret = xfer_struct_copy_in(&k, sizeof(k), ucl, XFER_WS_CLUSTER_SIZE_VER0);
+		int ret = xfer_struct_copy_in(&sm.c, sizeof(sm.c), ucl, XFER_WS_CLUSTER_SIZE_VER0);
 
 		if (ret)
 			return ret;
-		sm.c.trainer_nic_gbps = cl->trainer_nic_gbps > 0 ? cl->trainer_nic_gbps : sm.c.trainer_nic_gbps;
-		sm.c.infer_nic_gbps = cl->infer_nic_gbps > 0 ? cl->infer_nic_gbps : sm.c.trainer_nic_gbps;
-		sm.c.copy_gbs = cl->copy_gbs > 0 ? cl->copy_gbs : sm.c.copy_gbs;
-		sm.c.xform_gbs = cl->xform_gbs > 0 ? cl->xform_gbs : sm.c.xform_gbs;
-		sm.c.op_us = cl->op_us > 0 ? cl->op_us : sm.c.op_us;
-		sm.c.chunk_us = cl->chunk_us > 0 ? cl->chunk_us : sm.c.chunk_us;
-		sm.c.barrier_us = cl->barrier_us > 0 ? cl->barrier_us : sm.c.barrier_us;
-		sm.c.watermark = cl->watermark ? cl->watermark : sm.c.watermark;
-		sm.c.window = cl->window ? cl->window : sm.c.window;
 	}
+	cluster_resolve(&sm.c);
 	memset(r, 0, sizeof(*r));
 	sm.trate = sm.c.trainer_nic_gbps * 1e9 / 8;
 	sm.irate = sm.c.infer_nic_gbps * 1e9 / 8;

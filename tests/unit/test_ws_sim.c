@@ -6,6 +6,7 @@
  * finishes, and the anchor (Kimi-K2 256 BF16 -> 128 FP8, 400 Gbit/s)
  * lands within 1.15x of its bound and under 1.3 s.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,35 @@ TEST_F(mid_moe, one_byte_watermark_completes)
 	EXPECT_TRUE(sim(self->s, 400, 0, 1, &r2) > 0 && r2.predicted_s >= r.predicted_s * 0.999 &&
 		    r2.predicted_s >= r2.bound_s)
 		TH_LOG("a 1-byte watermark still completes (%.4f s vs %.4f s)", r2.predicted_s, r.predicted_s);
+}
+
+/* The rates a simulation uses: 0 fields resolved to the defaults (the
+ * inference NICs to the trainers' rate), set fields kept, and a simulation
+ * with the resolved struct predicts what one with the original does. */
+TEST_F(mid_moe, cluster_resolved_as_simulated)
+{
+	struct xfer_ws_cluster def, c = { .size = sizeof(c), .trainer_nic_gbps = 100, .window = 3 };
+	struct xfer_ws_cluster given = c;
+	struct xfer_ws_sim_result r, r2;
+
+	xfer_ws_cluster_defaults(&def);
+	XT_ASSERT_OK(xfer_ws_cluster_resolve(&c));
+	EXPECT_EQ(sizeof(c), c.size);
+	EXPECT_EQ(100, c.trainer_nic_gbps);
+	EXPECT_EQ(100, c.infer_nic_gbps) TH_LOG("inference NICs do not follow the trainers' rate");
+	EXPECT_EQ(def.copy_gbs, c.copy_gbs);
+	EXPECT_EQ(def.xform_gbs, c.xform_gbs);
+	EXPECT_EQ(def.op_us, c.op_us);
+	EXPECT_EQ(def.chunk_us, c.chunk_us);
+	EXPECT_EQ(def.barrier_us, c.barrier_us);
+	EXPECT_EQ(def.watermark, c.watermark);
+	EXPECT_EQ(3, c.window);
+	XT_ASSERT_OK(xfer_ws_simulate(self->s, &given, &r));
+	XT_ASSERT_OK(xfer_ws_simulate(self->s, &c, &r2));
+	EXPECT_EQ(r.predicted_s, r2.predicted_s);
+	EXPECT_EQ(-EINVAL, xfer_ws_cluster_resolve(NULL));
+	c.size = 4;
+	EXPECT_EQ(-EINVAL, xfer_ws_cluster_resolve(&c));
 }
 
 /* Uneven small layout: trainers 3 -> inference 2. */

@@ -314,18 +314,18 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	if (rc)
 		return out_fail(o, rc, "simulation failed");
 	/* the rates used, defaults filled in, beside the figure */
-	xfer_ws_cluster_defaults(&c);
-	out_f64(o, "nic_gbps", op->c.trainer_nic_gbps > 0 ? op->c.trainer_nic_gbps : c.trainer_nic_gbps);
-	out_f64(o, "infer_nic_gbps", op->c.infer_nic_gbps > 0 ? op->c.infer_nic_gbps :
-		op->c.trainer_nic_gbps > 0 ? op->c.trainer_nic_gbps : c.infer_nic_gbps);
-	out_f64(o, "copy_gbs", op->c.copy_gbs > 0 ? op->c.copy_gbs : c.copy_gbs);
-	out_f64(o, "xform_gbs", op->c.xform_gbs > 0 ? op->c.xform_gbs : c.xform_gbs);
-	out_f64(o, "op_us", op->c.op_us > 0 ? op->c.op_us : c.op_us);
-	out_f64(o, "chunk_us", op->c.chunk_us > 0 ? op->c.chunk_us : c.chunk_us);
-	out_u64(o, "watermark_bytes", op->c.watermark ? op->c.watermark : c.watermark);
+	c = op->c;
+	xfer_ws_cluster_resolve(&c);
+	out_f64(o, "nic_gbps", c.trainer_nic_gbps);
+	out_f64(o, "infer_nic_gbps", c.infer_nic_gbps);
+	out_f64(o, "copy_gbs", c.copy_gbs);
+	out_f64(o, "xform_gbs", c.xform_gbs);
+	out_f64(o, "op_us", c.op_us);
+	out_f64(o, "chunk_us", c.chunk_us);
+	out_u64(o, "watermark_bytes", c.watermark);
 	out_f64(o, "sim_ms", (xfer_now_s() - t0) * 1e3);
 	out_u64(o, "steps", r.events);
-	out_u64(o, "window", op->c.window ? op->c.window : c.window);
+	out_u64(o, "window", c.window);
 	out_f64(o, "prep_s", r.prep_s);
 	out_f64(o, "trainer_bound_s", r.trainer_bound_s);
 	out_f64(o, "infer_bound_s", r.infer_bound_s);
