@@ -75,4 +75,12 @@
 	EXPECT_EQ(0, xt_r_) TH_LOG("%s: %s", #expr, xfer_strerror(xt_r_)); \
 } while (0)
 
+/* In FIXTURE_SETUP (with xt_target.h): open xt_link l, asserting that every
+ * step succeeds; FIXTURE_TEARDOWN EXPECTs xt_link_close(&l) to be 0. */
+#define XT_LINK_OPEN(l, ta, timeout_ms, buf, len) do { \
+	const char *xt_step_ = "?"; \
+	int xt_r_ = xt_link_open((l), (ta), (timeout_ms), (buf), (len), &xt_step_); \
+	ASSERT_EQ(0, xt_r_) TH_LOG("%s: %s", xt_step_, xfer_strerror(xt_r_)); \
+} while (0)
+
 #endif

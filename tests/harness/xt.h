@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "clock.h"   /* xfer_now_s, xfer_cpu_s, xfer_user_s */
@@ -57,6 +59,29 @@ void xt_fill(void *buf, uint64_t len, uint64_t seed, uint64_t start);
 /* First mismatching offset, or -1 when buf holds the pattern. */
 int64_t xt_verify(const void *buf, uint64_t len, uint64_t seed, uint64_t start);
 void *xt_alloc(size_t len);   /* page-aligned, zeroed */
+
+/* xorshift64: the next number of the pseudo-random stream *state (seeded
+ * non-zero), for tests that must repeat themselves. */
+static inline uint64_t xt_xorshift(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
+}
+
+/* dec(copy, len, out), where copy holds the len bytes at b in an
+ * exactly-sized heap block (len 0: a pointer past the end of a 1-byte
+ * one), so that any over-read by the decoder is an ASan error; dec's value. */
+#define XT_DECODE_EXACT(dec, b, len, out) __extension__ ({ \
+	size_t xt_len_ = (len); \
+	uint8_t *xt_copy_ = malloc(xt_len_ ? xt_len_ : 1); \
+	int xt_ret_; \
+	memcpy(xt_copy_, (b), xt_len_); \
+	xt_ret_ = dec(xt_len_ ? xt_copy_ : xt_copy_ + 1, xt_len_, (out)); \
+	free(xt_copy_); \
+	xt_ret_; \
+})
 
 uint64_t xt_now_us(void);
 

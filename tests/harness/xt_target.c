@@ -117,3 +117,43 @@ int xt_target_quit(int fd)
 
 	return xt_send(fd, &q, offsetof(struct xt_verify_req, segs));
 }
+
+int xt_target_end(struct xt_peer *t)
+{
+	if (t->pid <= 0)
+		return 0;
+	xt_target_quit(t->fd);
+	return xt_reap(t);
+}
+
+int xt_link_open(struct xt_link *l, const struct xt_target_arg *ta, uint32_t timeout_ms,
+		 void *buf, uint64_t len, const char **step)
+{
+	int ret;
+
+	l->t.pid = -1;
+	if ((ret = xt_spawn(&l->t, xt_target_main, (void *)ta))) {
+		*step = "xt_spawn";
+	} else if ((ret = xt_engine(ta->prov, ta->rails, timeout_ms, &l->e))) {
+		*step = "xt_engine";
+	} else if ((ret = xt_connect(l->e, l->t.fd, &l->peer))) {
+		*step = "xt_connect";
+	} else if ((ret = xfer_mr_reg(l->e, buf, len, NULL, 0, &l->src))) {
+		*step = "xfer_mr_reg";
+	} else if ((ret = xt_recv_rmr(l->e, l->peer, l->t.fd, &l->dst))) {
+		*step = "xt_recv_rmr";
+	}
+	return ret;
+}
+
+int xt_link_close(struct xt_link *l)
+{
+	int status = xt_target_end(&l->t);
+
+	xfer_rmr_free(l->dst);
+	if (l->e) {
+		xfer_mr_dereg(l->src);
+		xfer_engine_destroy(l->e);
+	}
+	return status;
+}

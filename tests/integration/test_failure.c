@@ -55,19 +55,6 @@ static void on_done(void *ctx, int status)
 	atomic_fetch_add(&completed, 1);
 }
 
-static int make_engine(const char *prov, uint32_t rails, xfer_engine **e)
-{
-	struct xfer_engine_attr a;
-
-	xfer_engine_attr_init(&a);
-	a.provider = prov;
-	a.num_rails = rails;
-	a.peer_timeout_ms = TIMEOUT_MS;
-	a.node = "127.0.0.1";
-	a.idle_spin_us = 200;
-	return xfer_engine_create(&a, e);
-}
-
 /* shm regions are files /dev/shm/<pid>:...; a process killed with SIGKILL
  * cannot unlink its own, and a later process that gets the same pid then
  * fails to open shm (-EBUSY). Remove those whose process is gone. */
@@ -118,8 +105,8 @@ static void common_teardown(void *srcbuf)
 
 /* ---- a victim and a live target ---------------------------------------- */
 
-/* One engine with two target processes: the victim (VREGION) and a live
- * one (LREGION); their descriptors received, not yet imported. */
+/* One engine with two target processes: the victim (a vregion-byte region)
+ * and a live one (LREGION); their descriptors received, not yet imported. */
 struct pair {
 	struct xt_peer victim, live;
 	xfer_engine *e;
@@ -133,16 +120,16 @@ struct pair {
 };
 
 static void pair_setup(struct __test_metadata *_metadata, struct pair *c, const char *prov,
-		       uint32_t rails)
+		       uint32_t rails, uint64_t vregion)
 {
-	struct xt_target_arg va = { prov, rails, VREGION }, la = { prov, rails, LREGION };
+	struct xt_target_arg va = { prov, rails, vregion }, la = { prov, rails, LREGION };
 
 	c->victim.pid = c->live.pid = -1;
 	c->seed = 4040 + rails;
 	c->srcbuf = common_setup(_metadata, c->seed);
 	XT_ASSERT_OK(xt_spawn(&c->victim, xt_target_main, &va));
 	XT_ASSERT_OK(xt_spawn(&c->live, xt_target_main, &la));
-	XT_ASSERT_OK(make_engine(prov, rails, &c->e));
+	XT_ASSERT_OK(xt_engine(prov, rails, TIMEOUT_MS, &c->e));
 	XT_ASSERT_OK(xt_connect(c->e, c->victim.fd, &c->vpeer));
 	c->vlen = xt_recv(c->victim.fd, c->vdesc, sizeof(c->vdesc));
 	XT_ASSERT_OK(xt_connect(c->e, c->live.fd, &c->lpeer));
@@ -157,6 +144,20 @@ static void pair_import(struct __test_metadata *_metadata, struct pair *c)
 	XT_ASSERT_OK(xfer_rmr_import(c->e, c->lpeer, c->ldesc, (size_t)c->llen, &c->ldst));
 }
 
+/* Once submitting op to the live target returned ret: the target verifies
+ * req and op completes. req is freed here when the submit failed (the test
+ * ends there). */
+static void live_verified(struct __test_metadata *_metadata, struct pair *c, int ret, xfer_op *op,
+			  struct xt_verify_req *req, const char *what)
+{
+	if (ret)
+		free(req);
+	XT_ASSERT_OK(ret);
+	EXPECT_EQ(0, xt_target_verify(c->live.fd, req)) TH_LOG("%s", what);
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
+	xfer_op_release(op);
+}
+
 /* The live target quits cleanly (every request it got verified), and the
  * engine's destroy returns although a peer may be dead. */
 static void pair_teardown(struct __test_metadata *_metadata, struct pair *c)
@@ -167,10 +168,7 @@ static void pair_teardown(struct __test_metadata *_metadata, struct pair *c)
 	} else if (c->victim.fd > 0) {
 		close(c->victim.fd);
 	}
-	if (c->live.pid > 0) {
-		xt_target_quit(c->live.fd);
-		EXPECT_EQ(0, xt_reap(&c->live)) TH_LOG("the live target did not verify everything");
-	}
+	EXPECT_EQ(0, xt_target_end(&c->live)) TH_LOG("the live target did not verify everything");
 	xfer_rmr_free(c->vdst);
 	xfer_rmr_free(c->ldst);
 	xfer_mr_dereg(c->src);
@@ -187,7 +185,7 @@ XT_TRANSPORT_VARIANTS(descriptors);
 FIXTURE_SETUP(descriptors)
 {
 	XT_REQUIRE_TRANSPORT();
-	pair_setup(_metadata, &self->c, variant->provider, variant->rails);
+	pair_setup(_metadata, &self->c, variant->provider, variant->rails, VREGION);
 }
 
 FIXTURE_TEARDOWN(descriptors)
@@ -239,7 +237,7 @@ FIXTURE_SETUP(killed)
 	XT_REQUIRE_TRANSPORT();
 	if (strcmp(variant->provider, "shm") == 0)
 		XT_SETUP_SKIP(SHM_KILL_SKIP);
-	pair_setup(_metadata, &self->c, variant->provider, variant->rails);
+	pair_setup(_metadata, &self->c, variant->provider, variant->rails, VREGION);
 	pair_import(_metadata, &self->c);
 }
 
@@ -375,32 +373,18 @@ TEST_F(killed, live_peer_works)
 	req->segs[1] = (struct xt_seg){ LREGION - 5000, 5000, c->seed, 123 };
 	XT_EXPECT_OK(xfer_write(c->e, c->src, 123, c->ldst, LREGION - 5000, 5000, 0, 0, NULL, NULL));
 	int ret = xfer_write(c->e, c->src, 77, c->ldst, 4096, 1u << 20, XFER_OP_IMM, 4321, NULL, &op);
-	if (ret)
-		free(req);
-	XT_ASSERT_OK(ret);
-	EXPECT_EQ(0, xt_target_verify(c->live.fd, req)) TH_LOG("write + write with imm");
-	EXPECT_EQ(0, xfer_op_wait(op, 10000));
-	xfer_op_release(op);
+	live_verified(_metadata, c, ret, op, req, "write + write with imm");
 	req->num_segs = 0;
 	req->imm = 4322;
 	ret = xfer_barrier(c->e, &c->lpeer, 1, 4322, NULL, &op);
-	if (ret)
-		free(req);
-	XT_ASSERT_OK(ret);
-	EXPECT_EQ(0, xt_target_verify(c->live.fd, req)) TH_LOG("barrier");
-	EXPECT_EQ(0, xfer_op_wait(op, 10000));
-	xfer_op_release(op);
+	live_verified(_metadata, c, ret, op, req, "barrier");
 	free(req);
 }
 
 /* ---- destroy with work in flight --------------------------------------- */
 
 FIXTURE(destroy) {
-	struct xt_peer t;
-	xfer_engine *e;
-	xfer_mr *src;
-	xfer_rmr *dst;
-	uint32_t peer;
+	struct xt_link l;
 	void *srcbuf;
 };
 FIXTURE_VARIANT(destroy) { XT_TRANSPORT; };
@@ -411,29 +395,18 @@ FIXTURE_SETUP(destroy)
 	struct xt_target_arg ta = { variant->provider, variant->rails, VREGION };
 
 	XT_REQUIRE_TRANSPORT();
-	self->t.pid = -1;
+	self->l.t.pid = -1;
 	self->srcbuf = common_setup(_metadata, 4040 + variant->rails);
-	XT_ASSERT_OK(xt_spawn(&self->t, xt_target_main, &ta));
-	XT_ASSERT_OK(make_engine(variant->provider, variant->rails, &self->e));
-	XT_ASSERT_OK(xt_connect(self->e, self->t.fd, &self->peer));
-	XT_ASSERT_OK(xfer_mr_reg(self->e, self->srcbuf, SRC_LEN, NULL, 0, &self->src));
-	XT_ASSERT_OK(xt_recv_rmr(self->e, self->peer, self->t.fd, &self->dst));
+	XT_LINK_OPEN(&self->l, &ta, TIMEOUT_MS, self->srcbuf, SRC_LEN);
 }
 
 FIXTURE_TEARDOWN(destroy)
 {
-	if (self->t.pid > 0) {
-		xt_target_quit(self->t.fd);
-		EXPECT_EQ(0, xt_reap(&self->t)) TH_LOG("target process");
-	}
-	if (self->e) {   /* the test stopped before its destroy */
-		xfer_rmr_free(self->dst);
-		xfer_mr_dereg(self->src);
-		xfer_engine_destroy(self->e);
-	}
-	/* else src stays registered: deregistering a region that queued ops
-	 * still read is a use after free (ASan showed it), and after the
-	 * destroy its engine is gone; the small xfer_mr is left behind. */
+	/* With the engine destroyed by the test (l.e NULL) src stays
+	 * registered: deregistering a region that queued ops still read is a
+	 * use after free (ASan showed it), and after the destroy its engine is
+	 * gone; the small xfer_mr is left behind. */
+	EXPECT_EQ(0, xt_link_close(&self->l)) TH_LOG("target process");
 	common_teardown(self->srcbuf);
 }
 
@@ -443,7 +416,7 @@ TEST_F(destroy, work_in_flight)
 {
 	enum { N = 400 };
 	xfer_op *ops[N] = { 0 };
-	xfer_engine *e = self->e;
+	xfer_engine *e = self->l.e;
 
 	/* A first batch gets the worker posting (some complete), then a second
 	 * batch goes in right before the destroy: that work is certainly queued
@@ -456,19 +429,19 @@ TEST_F(destroy, work_in_flight)
 
 			while (atomic_load(&completed) < 3 && xt_now_us() - tw < 3000000)
 				usleep(100);
-			XT_EXPECT_OK(xfer_imm(e, self->peer, 6, NULL, &imm_op));
+			XT_EXPECT_OK(xfer_imm(e, self->l.peer, 6, NULL, &imm_op));
 		}
-		int ret = xfer_write(e, self->src, 0, self->dst, 0, 4u << 20, i % 7 == 0 ? XFER_OP_IMM : 0,
+		int ret = xfer_write(e, self->l.src, 0, self->l.dst, 0, 4u << 20, i % 7 == 0 ? XFER_OP_IMM : 0,
 				     5, &(struct xfer_done){ on_done, &recs[i] }, (i & 1) ? &ops[i] : NULL);
 
 		XT_EXPECT_OK(ret);
 		submitted += ret == 0;
 	}
 	uint64_t t0 = xt_now_us();
-	xfer_rmr_free(self->dst);
-	self->dst = NULL;
+	xfer_rmr_free(self->l.dst);
+	self->l.dst = NULL;
 	xfer_engine_destroy(e);
-	self->e = NULL;
+	self->l.e = NULL;
 	uint64_t took = xt_now_us() - t0;
 	EXPECT_TRUE(took < 10000000) TH_LOG("destroy took %llu ms", (unsigned long long)took / 1000);
 	int canceled = 0, ok = 0, other = 0, wrong_calls = 0, handle_bad = 0;
@@ -512,56 +485,25 @@ TEST_F(destroy, work_in_flight)
  * keep working. (Only immediates go to the stopped peer: a large write would
  * leave a response pending in shm's per-endpoint response queue, which
  * blocks every later completion on that endpoint; see the kill tests.) */
-FIXTURE(stopped) {
-	struct xt_peer st, lv;
-	xfer_engine *e;
-	xfer_mr *src;
-	xfer_rmr *sdst, *ldst;
-	uint32_t speer, lpeer;
-	uint64_t seed;
-	void *srcbuf;
-};
+FIXTURE(stopped) { struct pair c; };   /* the victim is the stopped peer */
 FIXTURE_VARIANT(stopped) { XT_TRANSPORT; };
 XT_TRANSPORT_VARIANTS(stopped);
 
 FIXTURE_SETUP(stopped)
 {
-	struct xt_target_arg ta = { variant->provider, variant->rails, LREGION };
-
 	XT_REQUIRE_TRANSPORT();
 	/* a stopped peer's missing answers block shm's one completion FIFO
 	 * too, and with it the live peer's completions */
 	if (strcmp(variant->provider, "shm") == 0)
 		XT_SETUP_SKIP("shm 1.17: a stalled peer blocks the endpoint's completion FIFO for all "
 			      "peers; checked on tcp;ofi_rxm");
-	self->st.pid = self->lv.pid = -1;
-	self->seed = 4040 + variant->rails;
-	self->srcbuf = common_setup(_metadata, self->seed);
-	XT_ASSERT_OK(xt_spawn(&self->st, xt_target_main, &ta));
-	XT_ASSERT_OK(xt_spawn(&self->lv, xt_target_main, &ta));
-	XT_ASSERT_OK(make_engine(variant->provider, variant->rails, &self->e));
-	XT_ASSERT_OK(xt_connect(self->e, self->st.fd, &self->speer));
-	XT_ASSERT_OK(xt_recv_rmr(self->e, self->speer, self->st.fd, &self->sdst));
-	XT_ASSERT_OK(xt_connect(self->e, self->lv.fd, &self->lpeer));
-	XT_ASSERT_OK(xt_recv_rmr(self->e, self->lpeer, self->lv.fd, &self->ldst));
-	XT_ASSERT_OK(xfer_mr_reg(self->e, self->srcbuf, SRC_LEN, NULL, 0, &self->src));
+	pair_setup(_metadata, &self->c, variant->provider, variant->rails, LREGION);
+	pair_import(_metadata, &self->c);
 }
 
 FIXTURE_TEARDOWN(stopped)
 {
-	if (self->st.pid > 0) {
-		kill(self->st.pid, SIGKILL);
-		xt_reap(&self->st);
-	}
-	if (self->lv.pid > 0) {
-		xt_target_quit(self->lv.fd);
-		EXPECT_EQ(0, xt_reap(&self->lv)) TH_LOG("the live target did not verify everything");
-	}
-	xfer_rmr_free(self->sdst);
-	xfer_rmr_free(self->ldst);
-	xfer_mr_dereg(self->src);
-	xfer_engine_destroy(self->e);
-	common_teardown(self->srcbuf);
+	pair_teardown(_metadata, &self->c);
 }
 
 /* Peer stopped (SIGSTOP): immediates complete within 3x timeout, blame on
@@ -569,20 +511,21 @@ FIXTURE_TEARDOWN(stopped)
 TEST_F(stopped, immediates_complete_live_peer_works)
 {
 	enum { N = 4096 };
-	xfer_engine *e = self->e;
+	struct pair *c = &self->c;
+	xfer_engine *e = c->e;
 	xfer_op *op;
 
 	/* the stopped peer answered before: a first immediate goes through */
-	XT_ASSERT_OK(xfer_imm(e, self->speer, 1, NULL, &op));
+	XT_ASSERT_OK(xfer_imm(e, c->vpeer, 1, NULL, &op));
 	EXPECT_EQ(0, xfer_op_wait(op, 5000));
 	xfer_op_release(op);
-	kill(self->st.pid, SIGSTOP);
+	kill(c->victim.pid, SIGSTOP);
 	usleep(20000);
 	uint64_t n = 0;
 	for (; n < N; n++)
-		if (xfer_imm(e, self->speer, 2, &(struct xfer_done){ on_done, &recs[n] }, NULL))
+		if (xfer_imm(e, c->vpeer, 2, &(struct xfer_done){ on_done, &recs[n] }, NULL))
 			break;
-	uint32_t both[2] = { self->lpeer, self->speer };
+	uint32_t both[2] = { c->lpeer, c->vpeer };
 	int bret = xfer_barrier(e, both, 2, 3, &(struct xfer_done){ on_done, &recs[n] }, NULL);
 	XT_EXPECT_OK(bret);
 	uint64_t total = n + (bret == 0), t_sub = xt_now_us();
@@ -602,23 +545,18 @@ TEST_F(stopped, immediates_complete_live_peer_works)
 	       (unsigned long long)n, (unsigned long long)failed,
 	       (unsigned long long)atomic_load(&completed));
 	if (failed)   /* whatever failed was blamed on the stopped peer */
-		EXPECT_TRUE(xfer_peer_status(e, self->speer) != 0)
+		EXPECT_TRUE(xfer_peer_status(e, c->vpeer) != 0)
 			TH_LOG("stopped peer still up after failures");
-	EXPECT_EQ(0, xfer_peer_status(e, self->lpeer));
+	EXPECT_EQ(0, xfer_peer_status(e, c->lpeer));
 	/* the live peer keeps working */
 	struct xt_verify_req *req = calloc(1, sizeof(*req));
 	ASSERT_TRUE(req != NULL);
 	req->imm = 55;
 	req->imm_count = 1;
 	req->num_segs = 1;
-	req->segs[0] = (struct xt_seg){ 100, 300000, self->seed, 999 };
-	int ret = xfer_write(e, self->src, 999, self->ldst, 100, 300000, XFER_OP_IMM, 55, NULL, &op);
-	if (ret)
-		free(req);
-	XT_ASSERT_OK(ret);
-	EXPECT_EQ(0, xt_target_verify(self->lv.fd, req)) TH_LOG("live peer's write");
-	EXPECT_EQ(0, xfer_op_wait(op, 10000));
-	xfer_op_release(op);
+	req->segs[0] = (struct xt_seg){ 100, 300000, c->seed, 999 };
+	int ret = xfer_write(e, c->src, 999, c->ldst, 100, 300000, XFER_OP_IMM, 55, NULL, &op);
+	live_verified(_metadata, c, ret, op, req, "live peer's write");
 	free(req);
 }
 

@@ -384,10 +384,7 @@ static void on_watch_done(void *ctx, int status)
 /* Producer side: this process watches a word; a target process counts
  * the immediates and checks the bytes. */
 FIXTURE(watch) {
-	struct xt_peer tgt;
-	xfer_engine *e;
-	xfer_mr *src;
-	xfer_rmr *dst;
+	struct xt_link l;
 	uint64_t seed;
 	uint8_t *sbuf;
 	struct xt_verify_req *req;
@@ -399,7 +396,6 @@ XT_TRANSPORT_VARIANTS(watch);
 FIXTURE_SETUP(watch)
 {
 	struct xt_target_arg ta = { variant->provider, variant->rails, REGION };
-	uint32_t tpeer;
 
 	XT_REQUIRE_TRANSPORT();
 	self->seed = 31337 + variant->rails;
@@ -407,23 +403,13 @@ FIXTURE_SETUP(watch)
 	self->req = calloc(1, sizeof(*self->req));
 	ASSERT_TRUE(self->sbuf && self->req);
 	xt_fill(self->sbuf, SRC_LEN, self->seed, 0);
-	XT_ASSERT_OK(xt_spawn(&self->tgt, xt_target_main, &ta));
-	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 3000, &self->e));
-	XT_ASSERT_OK(xt_connect(self->e, self->tgt.fd, &tpeer));
-	XT_ASSERT_OK(xfer_mr_reg(self->e, self->sbuf, SRC_LEN, NULL, 0, &self->src));
-	XT_ASSERT_OK(xt_recv_rmr(self->e, tpeer, self->tgt.fd, &self->dst));
+	XT_LINK_OPEN(&self->l, &ta, 3000, self->sbuf, SRC_LEN);
 }
 
 FIXTURE_TEARDOWN(watch)
 {
-	if (self->tgt.pid > 0) {
-		xt_target_quit(self->tgt.fd);
-		/* the target exits 0 only when every request verified */
-		EXPECT_EQ(0, xt_reap(&self->tgt)) TH_LOG("target process");
-	}
-	xfer_rmr_free(self->dst);
-	xfer_mr_dereg(self->src);
-	xfer_engine_destroy(self->e);
+	/* the target exits 0 only when every request verified */
+	EXPECT_EQ(0, xt_link_close(&self->l)) TH_LOG("target process");
 	free(self->sbuf);
 	free(self->req);
 }
@@ -438,15 +424,15 @@ TEST_F(watch, bumps)
 	volatile uint64_t word = 0;
 	struct cbcount cb = { 0 };
 	struct xt_verify_req *req = self->req;
-	int fd = self->tgt.fd;
+	int fd = self->l.t.fd;
 	xfer_watch *w = NULL;
 	struct xfer_watch_attr wa = {
-		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = self->src,
-		.src_off = 5000, .dst = self->dst, .dst_off = 123456, .len = 65536 + 3, .imm = imm,
+		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = self->l.src,
+		.src_off = 5000, .dst = self->l.dst, .dst_off = 123456, .len = 65536 + 3, .imm = imm,
 		.done = { on_watch_done, &cb },
 	};
 
-	XT_ASSERT_OK(xfer_watch_add(self->e, &wa, &w));
+	XT_ASSERT_OK(xfer_watch_add(self->l.e, &wa, &w));
 	ASSERT_TRUE(w != NULL);
 	usleep(20000);
 	EXPECT_EQ(0, xfer_watch_fired(w)) TH_LOG("fired before the first bump");
@@ -496,16 +482,16 @@ TEST_F(watch, bad_watches)
 	struct cbcount cb = { 0 };
 	xfer_watch *w = NULL;
 	struct xfer_watch_attr wa = {
-		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = self->src,
-		.src_off = 5000, .dst = self->dst, .dst_off = 123456, .len = 65536 + 3, .imm = 0x3a7c4,
+		.size = sizeof(wa), .flags = XFER_OP_IMM, .word = &word, .src = self->l.src,
+		.src_off = 5000, .dst = self->l.dst, .dst_off = 123456, .len = 65536 + 3, .imm = 0x3a7c4,
 		.done = { on_watch_done, &cb },
 	};
 
 	wa.len = 0;
 	wa.flags = 0;
-	EXPECT_EQ(-EINVAL, xfer_watch_add(self->e, &wa, &w));
+	EXPECT_EQ(-EINVAL, xfer_watch_add(self->l.e, &wa, &w));
 	wa.len = REGION;
-	EXPECT_EQ(-ERANGE, xfer_watch_add(self->e, &wa, &w));
+	EXPECT_EQ(-ERANGE, xfer_watch_add(self->l.e, &wa, &w));
 }
 
 TEST_HARNESS_MAIN

@@ -17,12 +17,7 @@
 
 /* One initiator engine and one target process with a REGION-byte region. */
 FIXTURE(ops) {
-	struct xt_peer child;
-	xfer_engine *e;
-	xfer_mr *src;
-	xfer_rmr *dst;
-	uint32_t peer;
-	int fd;
+	struct xt_link l;
 	uint64_t seed;
 	void *srcbuf;
 	struct xt_verify_req *req;
@@ -37,30 +32,19 @@ FIXTURE_SETUP(ops)
 
 	XT_REQUIRE_TRANSPORT();
 	srand(42);
-	self->child.pid = -1;
+	self->l.t.pid = -1;
 	self->req = malloc(sizeof(*self->req));
 	self->seed = 1234 + variant->rails;
 	self->srcbuf = xt_alloc(SRC_LEN);
 	ASSERT_TRUE(self->req && self->srcbuf);
 	xt_fill(self->srcbuf, SRC_LEN, self->seed, 0);
-	XT_ASSERT_OK(xt_spawn(&self->child, xt_target_main, &ta));
-	self->fd = self->child.fd;
-	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 3000, &self->e));
-	XT_ASSERT_OK(xt_connect(self->e, self->fd, &self->peer));
-	XT_ASSERT_OK(xfer_mr_reg(self->e, self->srcbuf, SRC_LEN, NULL, 0, &self->src));
-	XT_ASSERT_OK(xt_recv_rmr(self->e, self->peer, self->fd, &self->dst));
+	XT_LINK_OPEN(&self->l, &ta, 3000, self->srcbuf, SRC_LEN);
 }
 
 FIXTURE_TEARDOWN(ops)
 {
-	if (self->child.pid > 0) {
-		xt_target_quit(self->fd);
-		/* the target exits 0 only when every request verified */
-		EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
-	}
-	xfer_rmr_free(self->dst);
-	xfer_mr_dereg(self->src);
-	xfer_engine_destroy(self->e);
+	/* the target exits 0 only when every request verified */
+	EXPECT_EQ(0, xt_link_close(&self->l)) TH_LOG("target process");
 	free(self->srcbuf);
 	free(self->req);
 }
@@ -87,13 +71,13 @@ static void write_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, 
 	       (unsigned long long)src_off, (unsigned long long)dst_off, imm ? " with imm" : "");
 	req_reset(c, 77, imm ? 1 : 0);
 	req_seg(c, dst_off, len, src_off);
-	XT_ASSERT_OK(xfer_write(c->e, c->src, src_off, c->dst, dst_off, len, imm ? XFER_OP_IMM : 0,
+	XT_ASSERT_OK(xfer_write(c->l.e, c->l.src, src_off, c->l.dst, dst_off, len, imm ? XFER_OP_IMM : 0,
 				77, NULL, &op));
 	if (imm) /* verify before our own completion: the immediate orders it */
-		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
 	EXPECT_EQ(0, xfer_op_wait(op, 10000));
 	if (!imm)
-		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
 	xfer_op_release(op);
 }
 
@@ -115,8 +99,8 @@ TEST_F(ops, immediates)
 
 	req_reset(self, 0xfeedbeef, 5);
 	for (int i = 0; i < 5; i++)
-		XT_ASSERT_OK(xfer_imm(self->e, self->peer, 0xfeedbeef, NULL, &ops[i]));
-	EXPECT_EQ(0, xt_target_verify(self->fd, self->req));
+		XT_ASSERT_OK(xfer_imm(self->l.e, self->l.peer, 0xfeedbeef, NULL, &ops[i]));
+	EXPECT_EQ(0, xt_target_verify(self->l.t.fd, self->req));
 	for (int i = 0; i < 5; i++) {
 		EXPECT_EQ(0, xfer_op_wait(ops[i], 10000));
 		xfer_op_release(ops[i]);
@@ -153,21 +137,21 @@ static void paged_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, 
 	for (uint32_t i = 0; i < npages; i++)
 		req_seg(c, doff + dp[i] * dstride, psize, soff + sp[i] * sstride);
 	struct xfer_paged p = {
-		.size = sizeof(p), .flags = imm ? XFER_OP_IMM : 0, .src = c->src, .dst = c->dst,
+		.size = sizeof(p), .flags = imm ? XFER_OP_IMM : 0, .src = c->l.src, .dst = c->l.dst,
 		.src_pages = sp, .dst_pages = dp, .num_pages = npages, .imm = 4242,
 		.page_size = psize, .src_stride = sstride, .dst_stride = dstride,
 		.src_offset = soff, .dst_offset = doff,
 	};
-	ret = xfer_write_paged(c->e, &p, NULL, &op);
+	ret = xfer_write_paged(c->l.e, &p, NULL, &op);
 	free(sp);
 	free(dp);
 	free(perm);
 	XT_ASSERT_OK(ret);
 	if (imm)
-		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
 	EXPECT_EQ(0, xfer_op_wait(op, 10000));
 	if (!imm)
-		EXPECT_EQ(0, xt_target_verify(c->fd, c->req));
+		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
 	xfer_op_release(op);
 }
 
@@ -186,27 +170,27 @@ TEST_F(ops, out_of_range)
 	xfer_op *op = (xfer_op *)1;
 	uint32_t sp[2] = { 0, 1 }, dp[2] = { 3, (uint32_t)(REGION / 4096) };
 
-	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, SRC_LEN - 10, self->dst, 0, 11, 0, 0, NULL, &op));
+	EXPECT_EQ(-ERANGE, xfer_write(self->l.e, self->l.src, SRC_LEN - 10, self->l.dst, 0, 11, 0, 0, NULL, &op));
 	EXPECT_TRUE(op == NULL) TH_LOG("handle not cleared on error");
-	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, 0, self->dst, REGION - 10, 11, 0, 0, NULL, NULL));
-	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, 0, self->dst, UINT64_MAX - 5, 10, 0, 0, NULL, NULL));
-	EXPECT_EQ(-ERANGE, xfer_write(self->e, self->src, UINT64_MAX, self->dst, 0, 2, 0, 0, NULL, NULL));
-	EXPECT_EQ(-EINVAL, xfer_write(self->e, self->src, 0, self->dst, 0, 0, 0, 0, NULL, NULL));
-	EXPECT_EQ(-EINVAL, xfer_write(self->e, self->src, 0, self->dst, 0, 8, 0x80, 0, NULL, NULL));
+	EXPECT_EQ(-ERANGE, xfer_write(self->l.e, self->l.src, 0, self->l.dst, REGION - 10, 11, 0, 0, NULL, NULL));
+	EXPECT_EQ(-ERANGE, xfer_write(self->l.e, self->l.src, 0, self->l.dst, UINT64_MAX - 5, 10, 0, 0, NULL, NULL));
+	EXPECT_EQ(-ERANGE, xfer_write(self->l.e, self->l.src, UINT64_MAX, self->l.dst, 0, 2, 0, 0, NULL, NULL));
+	EXPECT_EQ(-EINVAL, xfer_write(self->l.e, self->l.src, 0, self->l.dst, 0, 0, 0, 0, NULL, NULL));
+	EXPECT_EQ(-EINVAL, xfer_write(self->l.e, self->l.src, 0, self->l.dst, 0, 8, 0x80, 0, NULL, NULL));
 	struct xfer_paged p = {
-		.size = sizeof(p), .src = self->src, .dst = self->dst, .src_pages = sp,
+		.size = sizeof(p), .src = self->l.src, .dst = self->l.dst, .src_pages = sp,
 		.dst_pages = dp, .num_pages = 2, .page_size = 4096,
 	};
-	EXPECT_EQ(-ERANGE, xfer_write_paged(self->e, &p, NULL, NULL)) TH_LOG("dst page past the end");
+	EXPECT_EQ(-ERANGE, xfer_write_paged(self->l.e, &p, NULL, NULL)) TH_LOG("dst page past the end");
 	dp[1] = 4;
 	p.dst_stride = UINT64_MAX / 2;
-	EXPECT_EQ(-ERANGE, xfer_write_paged(self->e, &p, NULL, NULL)) TH_LOG("offset overflows");
+	EXPECT_EQ(-ERANGE, xfer_write_paged(self->l.e, &p, NULL, NULL)) TH_LOG("offset overflows");
 	p.dst_stride = 0;
 	p.page_size = 0;
-	EXPECT_EQ(-EINVAL, xfer_write_paged(self->e, &p, NULL, NULL));
+	EXPECT_EQ(-EINVAL, xfer_write_paged(self->l.e, &p, NULL, NULL));
 	/* nothing landed: the whole region is still zero */
 	req_reset(self, 0, 0);
-	EXPECT_EQ(0, xt_target_verify(self->fd, self->req)) TH_LOG("region not all zero");
+	EXPECT_EQ(0, xt_target_verify(self->l.t.fd, self->req)) TH_LOG("region not all zero");
 }
 
 TEST_HARNESS_MAIN

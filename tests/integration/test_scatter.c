@@ -63,9 +63,8 @@ FIXTURE_SETUP(scatter)
 FIXTURE_TEARDOWN(scatter)
 {
 	for (int t = 0; t < self->spawned; t++) {
-		xt_target_quit(self->child[t].fd);
 		/* a target exits 0 only when every request verified */
-		EXPECT_EQ(0, xt_reap(&self->child[t])) TH_LOG("target %d", t);
+		EXPECT_EQ(0, xt_target_end(&self->child[t])) TH_LOG("target %d", t);
 		xfer_rmr_free(self->dst[t]);
 	}
 	xfer_mr_dereg(self->src);

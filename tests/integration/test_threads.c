@@ -163,11 +163,8 @@ FIXTURE_TEARDOWN(threads)
 {
 	struct shared *s = self->s;
 
-	if (self->child.pid > 0) {
-		xt_target_quit(self->child.fd);
-		/* the target exits 0 only when every request verified */
-		EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
-	}
+	/* the target exits 0 only when every request verified */
+	EXPECT_EQ(0, xt_target_end(&self->child)) TH_LOG("target process");
 	xfer_rmr_free(s->dst);
 	xfer_mr_dereg(s->src);
 	xfer_engine_destroy(s->e);
@@ -225,8 +222,7 @@ TEST_F_TIMEOUT(threads, eight_submitters, 60)   /* its waits are bounded at 30 s
 			(struct xt_seg){ BIG_OFF + (uint64_t)t * blen, blen, s->seed, 1u << 20 };
 	}
 	EXPECT_EQ(0, xt_target_verify(self->child.fd, req));
-	xt_target_quit(self->child.fd);
-	EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
+	EXPECT_EQ(0, xt_target_end(&self->child)) TH_LOG("target process");
 	self->child.pid = -1;
 	xfer_rmr_free(s->dst);
 	s->dst = NULL;

@@ -32,33 +32,18 @@ static void fix_crc(uint8_t *p, size_t len)
 static uint64_t rng = 0x1234567887654321ull;
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return xt_xorshift(&rng);
 }
 
 /* Decode from an exactly-sized heap copy: any over-read is an ASan error. */
 static int desc_dec(const uint8_t *b, size_t len, struct xfer_desc *d)
 {
-	uint8_t *c = malloc(len ? len : 1);
-	int ret;
-
-	memcpy(c, b, len);
-	ret = xfer_desc_decode(len ? c : c + 1, len, d);   /* len 0: a pointer past the end */
-	free(c);
-	return ret;
+	return XT_DECODE_EXACT(xfer_desc_decode, b, len, d);
 }
 
 static int addr_dec(const uint8_t *b, size_t len, struct xfer_addr *a)
 {
-	uint8_t *c = malloc(len ? len : 1);
-	int ret;
-
-	memcpy(c, b, len);
-	ret = xfer_addr_decode(len ? c : c + 1, len, a);
-	free(c);
-	return ret;
+	return XT_DECODE_EXACT(xfer_addr_decode, b, len, a);
 }
 
 static void make_desc(struct xfer_desc *d, uint32_t rails)

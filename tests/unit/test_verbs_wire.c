@@ -33,32 +33,18 @@ static void fix_crc(uint8_t *p)
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return xt_xorshift(&rng);
 }
 
+/* Decode from an exactly-sized heap copy: any over-read is an ASan error. */
 static int addr_dec(const uint8_t *p, size_t len, struct vw_addr *a)
 {
-	uint8_t *copy = malloc(len ? len : 1);
-	int ret;
-
-	memcpy(copy, p, len);
-	ret = vw_addr_decode(copy, len, a);
-	free(copy);
-	return ret;
+	return XT_DECODE_EXACT(vw_addr_decode, p, len, a);
 }
 
 static int msg_dec(const uint8_t *p, size_t len, struct vw_msg *m)
 {
-	uint8_t *copy = malloc(len ? len : 1);
-	int ret;
-
-	memcpy(copy, p, len);
-	ret = vw_msg_decode(copy, len, m);
-	free(copy);
-	return ret;
+	return XT_DECODE_EXACT(vw_msg_decode, p, len, m);
 }
 
 static const struct vw_addr good_addr = {

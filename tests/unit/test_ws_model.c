@@ -56,6 +56,19 @@ static uint64_t count(const char *path, uint32_t flags, int *rc)
 	return n;
 }
 
+/* The model at path (loaded with flags) counts the closed form's want
+ * parameters; the count. */
+static uint64_t count_is(struct __test_metadata *_metadata, const char *what, const char *path,
+			 uint32_t flags, uint64_t want)
+{
+	int rc;
+	uint64_t n = count(path, flags, &rc);
+
+	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("%s: %lu parameters, closed form %lu", what,
+						 (unsigned long)n, (unsigned long)want);
+	return n;
+}
+
 static const struct xfer_ws_param *find(const xfer_ws_model *m, const char *name)
 {
 	size_t n;
@@ -73,31 +86,25 @@ static const struct mla kimi = { 163840, 7168, 18432, 2048, 61, 64, 1536, 512, 1
 /* DeepSeek-V3 against the closed form and the published 671B / 685B (with MTP). */
 TEST(deepseek_v3_parameter_count)
 {
-	uint64_t n, want;
-	int rc;
+	uint64_t n;
 
-	n = count("models/deepseek-v3.json", 0, &rc);
-	want = mla_total(&ds, 0);
-	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("DeepSeek-V3: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
+	n = count_is(_metadata, "DeepSeek-V3", "models/deepseek-v3.json", 0, mla_total(&ds, 0));
 	EXPECT_TRUE(fabs(n / 1e9 - 671) < 0.5) TH_LOG("DeepSeek-V3 main model is the published 671B (%.2fB)", n / 1e9);
-	n = count("models/deepseek-v3.json", XFER_WS_MODEL_MTP, &rc);
-	want = mla_total(&ds, 1);
-	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("DeepSeek-V3 with MTP: %lu, closed form %lu", (unsigned long)n, (unsigned long)want);
+	n = count_is(_metadata, "DeepSeek-V3 with MTP", "models/deepseek-v3.json", XFER_WS_MODEL_MTP,
+		     mla_total(&ds, 1));
 	EXPECT_TRUE(fabs(n / 1e9 - 685) < 0.6) TH_LOG("DeepSeek-V3 with MTP is Hugging Face's 685B (%.2fB)", n / 1e9);
 }
 
 /* Kimi-K2 against the closed form and the published ~1.03T; no MTP layer. */
 TEST(kimi_k2_parameter_count)
 {
-	uint64_t n, want;
-	int rc;
+	uint64_t n, want = mla_total(&kimi, 0);
 
-	n = count("models/kimi-k2.json", 0, &rc);
-	want = mla_total(&kimi, 0);
-	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Kimi-K2: %lu parameters, closed form %lu", (unsigned long)n, (unsigned long)want);
+	n = count_is(_metadata, "Kimi-K2", "models/kimi-k2.json", 0, want);
 	EXPECT_TRUE(fabs(n / 1e12 - 1.03) < 0.011) TH_LOG("Kimi-K2 is the published ~1.03-1.04T (%.4fT)", n / 1e12);
-	n = count("models/kimi-k2.json", XFER_WS_MODEL_MTP, &rc);
-	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Kimi-K2 has no MTP layer: --mtp changes nothing");
+	/* no MTP layer: --mtp changes nothing */
+	count_is(_metadata, "Kimi-K2 with --mtp (it has no MTP layer)", "models/kimi-k2.json",
+		 XFER_WS_MODEL_MTP, want);
 }
 
 /* Qwen3-MoE: GQA with q/k norms, 128 experts in every layer, untied head */
@@ -106,13 +113,9 @@ TEST(qwen3_235b_a22b_parameter_count)
 	uint64_t V = 151936, H = 4096, L = 94, nh = 64, nkv = 4, hd = 128, E = 128, mI = 1536;
 	uint64_t layer = H * nh * hd + 2 * H * nkv * hd + nh * hd * H + 2 * hd + 2 * H +
 			 E * 3 * H * mI + E * H;
-	uint64_t n, want;
-	int rc;
+	uint64_t n;
 
-	want = 2 * V * H + H + L * layer;
-	n = count("models/qwen3-235b-a22b.json", 0, &rc);
-	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Qwen3-235B-A22B: %lu parameters, closed form %lu", (unsigned long)n,
-	   (unsigned long)want);
+	n = count_is(_metadata, "Qwen3-235B-A22B", "models/qwen3-235b-a22b.json", 0, 2 * V * H + H + L * layer);
 	EXPECT_TRUE(fabs(n / 1e9 - 235) < 0.5) TH_LOG("Qwen3-235B-A22B is the published 235B (%.2fB)", n / 1e9);
 }
 
@@ -122,13 +125,9 @@ TEST(qwen2_5_0_5b_parameter_count)
 	uint64_t V = 151936, H = 896, L = 24, nh = 14, nkv = 2, hd = 64, I = 4864;
 	uint64_t layer = H * nh * hd + nh * hd + 2 * (H * nkv * hd + nkv * hd) + nh * hd * H +
 			 3 * H * I + 2 * H;
-	uint64_t n, want;
-	int rc;
+	uint64_t n;
 
-	want = V * H + H + L * layer;
-	n = count("models/qwen2.5-0.5b.json", 0, &rc);
-	EXPECT_TRUE(rc == 0 && n == want) TH_LOG("Qwen2.5-0.5B: %lu parameters, closed form %lu", (unsigned long)n,
-	   (unsigned long)want);
+	n = count_is(_metadata, "Qwen2.5-0.5B", "models/qwen2.5-0.5b.json", 0, V * H + H + L * layer);
 	EXPECT_TRUE(n == 494032768ull) TH_LOG("Qwen2.5-0.5B is the published 494,032,768 (0.49B)");
 }
 

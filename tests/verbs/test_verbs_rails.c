@@ -58,11 +58,7 @@ static int64_t dev_tx_bytes(const char *name)
 
 /* An engine on both devices and a target process with a REGION. */
 FIXTURE(rails) {
-	struct xt_peer child;
-	xfer_engine *e;
-	xfer_mr *src;
-	xfer_rmr *dst;
-	int fd;
+	struct xt_link l;
 	void *srcbuf;
 	struct xt_verify_req *req;
 	int64_t tx0[2];
@@ -82,7 +78,6 @@ FIXTURE_SETUP(rails)
 {
 	struct xt_target_arg ta = { "verbs", 2, REGION };
 	const char *why = two_devices_skip();
-	uint32_t peer;
 
 	if (why)
 		XT_SETUP_SKIP("%s", why);
@@ -90,24 +85,13 @@ FIXTURE_SETUP(rails)
 	self->srcbuf = xt_alloc(REGION);
 	ASSERT_TRUE(self->req && self->srcbuf);
 	xt_fill(self->srcbuf, REGION, 99, 0);
-	XT_ASSERT_OK(xt_spawn(&self->child, xt_target_main, &ta));
-	self->fd = self->child.fd;
-	XT_ASSERT_OK(xt_engine("verbs", 2, 10000, &self->e));
-	XT_ASSERT_OK(xt_connect(self->e, self->fd, &peer));
-	XT_ASSERT_OK(xfer_mr_reg(self->e, self->srcbuf, REGION, NULL, 0, &self->src));
-	XT_ASSERT_OK(xt_recv_rmr(self->e, peer, self->fd, &self->dst));
+	XT_LINK_OPEN(&self->l, &ta, 10000, self->srcbuf, REGION);
 }
 
 FIXTURE_TEARDOWN(rails)
 {
-	if (self->child.pid > 0) {
-		xt_target_quit(self->fd);
-		/* the target exits 0 only when every request verified */
-		EXPECT_EQ(0, xt_reap(&self->child)) TH_LOG("target process");
-	}
-	xfer_rmr_free(self->dst);
-	xfer_mr_dereg(self->src);
-	xfer_engine_destroy(self->e);
+	/* the target exits 0 only when every request verified */
+	EXPECT_EQ(0, xt_link_close(&self->l)) TH_LOG("target process");
 	free(self->srcbuf);
 	free(self->req);
 }
@@ -116,7 +100,7 @@ static void snap(FIXTURE_DATA(rails) *c)
 {
 	for (int i = 0; i < 2; i++) {
 		c->tx0[i] = dev_tx_bytes(dev[i]);
-		xfer_engine_stats(c->e, (uint32_t)i, &c->st0[i]);
+		xfer_engine_stats(c->l.e, (uint32_t)i, &c->st0[i]);
 	}
 }
 
@@ -128,7 +112,7 @@ static void check_split(struct __test_metadata *_metadata, FIXTURE_DATA(rails) *
 		struct xfer_rail_stats st;
 		int64_t tx = dev_tx_bytes(dev[i]);
 
-		XT_EXPECT_OK(xfer_engine_stats(c->e, (uint32_t)i, &st));
+		XT_EXPECT_OK(xfer_engine_stats(c->l.e, (uint32_t)i, &st));
 		uint64_t moved = st.bytes_completed - c->st0[i].bytes_completed;
 		EXPECT_TRUE(moved >= min) TH_LOG("%s: engine rail %d (%s) completed %llu bytes, want >= %llu",
 						 what, i, dev[i], (unsigned long long)moved,
@@ -148,7 +132,7 @@ TEST_F(rails, query)
 {
 	struct xfer_engine_info info = { .size = sizeof(info) };
 
-	XT_ASSERT_OK(xfer_engine_query(self->e, &info));
+	XT_ASSERT_OK(xfer_engine_query(self->l.e, &info));
 	EXPECT_STREQ("verbs", info.provider);
 	EXPECT_EQ(2, info.num_rails);
 	EXPECT_TRUE(strcmp(info.rail_names[0], dev[0]) == 0 && strcmp(info.rail_names[1], dev[1]) == 0)
@@ -165,8 +149,8 @@ TEST_F_TIMEOUT(rails, striped, 60)   /* its op wait is bounded at 30 s */
 	snap(self);
 	*self->req = (struct xt_verify_req){ .num_segs = 1, .imm = 31, .imm_count = 1 };
 	self->req->segs[0] = (struct xt_seg){ 4096, len, 99, 5 };
-	XT_ASSERT_OK(xfer_write(self->e, self->src, 5, self->dst, 4096, len, XFER_OP_IMM, 31, NULL, &op));
-	EXPECT_EQ(0, xt_target_verify(self->fd, self->req));
+	XT_ASSERT_OK(xfer_write(self->l.e, self->l.src, 5, self->l.dst, 4096, len, XFER_OP_IMM, 31, NULL, &op));
+	EXPECT_EQ(0, xt_target_verify(self->l.t.fd, self->req));
 	EXPECT_EQ(0, xfer_op_wait(op, 30000));
 	xfer_op_release(op);
 	check_split(_metadata, self, len / 3, "striped 8 MiB");
@@ -188,15 +172,15 @@ TEST_F_TIMEOUT(rails, paged, 60)   /* its op wait is bounded at 30 s */
 		self->req->segs[i] = (struct xt_seg){ (uint64_t)dp[i] * PS, PS, 99, (uint64_t)sp[i] * PS };
 	}
 	struct xfer_paged p = {
-		.size = sizeof(p), .flags = XFER_OP_IMM, .src = self->src, .dst = self->dst,
+		.size = sizeof(p), .flags = XFER_OP_IMM, .src = self->l.src, .dst = self->l.dst,
 		.src_pages = sp, .dst_pages = dp, .num_pages = NP, .imm = 32, .page_size = PS,
 	};
-	int ret = xfer_write_paged(self->e, &p, NULL, &op);
+	int ret = xfer_write_paged(self->l.e, &p, NULL, &op);
 
 	free(sp);
 	free(dp);
 	XT_ASSERT_OK(ret);
-	EXPECT_EQ(0, xt_target_verify(self->fd, self->req));
+	EXPECT_EQ(0, xt_target_verify(self->l.t.fd, self->req));
 	EXPECT_EQ(0, xfer_op_wait(op, 30000));
 	xfer_op_release(op);
 	check_split(_metadata, self, (uint64_t)NP * PS / 3, "2000 paged 4 KiB");
@@ -211,7 +195,7 @@ TEST_F(rails, dmabuf)
 	void *buf = xt_alloc(4096);
 
 	EXPECT_TRUE(fd >= 0 && ftruncate(fd, 4096) == 0) TH_LOG("memfd");
-	EXPECT_EQ(-EOPNOTSUPP, xfer_mr_reg(self->e, buf, 4096, &m, XFER_MR_NO_KMOD, &mr));
+	EXPECT_EQ(-EOPNOTSUPP, xfer_mr_reg(self->l.e, buf, 4096, &m, XFER_MR_NO_KMOD, &mr));
 	EXPECT_TRUE(mr == NULL) TH_LOG("mr set on error");
 	close(fd);
 	free(buf);
