@@ -62,6 +62,19 @@ static void req_seg(FIXTURE_DATA(ops) *c, uint64_t dst_off, uint64_t len, uint64
 	c->req->segs[c->req->num_segs++] = (struct xt_seg){ dst_off, len, c->seed, src_off };
 }
 
+/* The target checks every byte of the request; with an immediate it does so
+ * before our own completion (the immediate orders it), without one after. */
+static void complete_verified(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c,
+			      xfer_op *op, bool imm)
+{
+	if (imm)
+		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
+	EXPECT_EQ(0, xfer_op_wait(op, 10000));
+	if (!imm)
+		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
+	xfer_op_release(op);
+}
+
 static void write_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, uint64_t src_off,
 		       uint64_t dst_off, uint64_t len, bool imm)
 {
@@ -73,12 +86,7 @@ static void write_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, 
 	req_seg(c, dst_off, len, src_off);
 	XT_ASSERT_OK(xfer_write(c->l.e, c->l.src, src_off, c->l.dst, dst_off, len, imm ? XFER_OP_IMM : 0,
 				77, NULL, &op));
-	if (imm) /* verify before our own completion: the immediate orders it */
-		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
-	EXPECT_EQ(0, xfer_op_wait(op, 10000));
-	if (!imm)
-		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
-	xfer_op_release(op);
+	complete_verified(_metadata, c, op, imm);
 }
 
 /* Single writes: small, unaligned with an immediate, striped over rails,
@@ -147,12 +155,7 @@ static void paged_case(struct __test_metadata *_metadata, FIXTURE_DATA(ops) *c, 
 	free(dp);
 	free(perm);
 	XT_ASSERT_OK(ret);
-	if (imm)
-		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
-	EXPECT_EQ(0, xfer_op_wait(op, 10000));
-	if (!imm)
-		EXPECT_EQ(0, xt_target_verify(c->l.t.fd, c->req));
-	xfer_op_release(op);
+	complete_verified(_metadata, c, op, imm);
 }
 
 /* Paged writes: 300 4 KiB pages, 100 strided 1000-byte pages at offsets,
