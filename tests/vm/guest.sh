@@ -82,6 +82,14 @@ copy_in() { # src dst
 			[ -e "$root$lib" ] && continue
 			mkdir -p "$root$(dirname "$lib")"
 			cp -L "$lib" "$root$lib"
+			# A library of the build tree (libxfer.so) is found through an
+			# absolute RUNPATH, which the guest's own /tmp (a tmpfs) hides
+			# when the tree lies under /tmp: give the loader a copy in its
+			# default directory as well.
+			case "$lib" in
+			/lib/*|/lib64/*|/usr/lib/*) ;;
+			*) mkdir -p "$root/usr/lib"; cp -L "$lib" "$root/usr/lib/$(basename "$lib")" ;;
+			esac
 		done
 	fi
 }
