@@ -45,7 +45,8 @@ endif
 #   tools/common/     what every tool shares (output, options, out-of-band)
 #   tools/NAME/       one folder per tool, linked against libxfer.so
 #   tests/harness/    the one test harness
-# tests/layers.sh checks that no file climbs out with "../" includes.
+# tests/layers.sh checks it: no "../" include, public headers include only
+# public ones, and probes that a layer cannot reach a header above it.
 UAPI        := -Ikmod/include/uapi
 INC_util       := -Ilib/util
 INC_kmod       := -Iinclude -Ilib/util $(UAPI)
