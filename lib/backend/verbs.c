@@ -19,7 +19,7 @@ static int err_of(int e, int fallback)
 	return e > 0 ? -e : fallback;
 }
 
-/* The named device, or the index-th one (the engine's rail group order). */
+/* The named device, or the index-th one (the engine's rail order). */
 static struct ibv_context *open_device(const char *name, uint32_t index, char *out, size_t len)
 {
 	struct ibv_device **list;

@@ -34,7 +34,8 @@ static int check_header(const uint8_t *p, size_t len, uint32_t magic, uint16_t h
 {
 	if (!p || len < hdr_len)
 		return -EINVAL;
-	if (xfer_get_le32(p) != magic || xfer_get_le16(p + 4) != WIRE_VERSION || xfer_get_le16(p + 6) != hdr_len)
+	if (xfer_get_le32(p) != magic || xfer_get_le16(p + 4) != WIRE_VERSION ||
+	    xfer_get_le16(p + 6) != hdr_len)
 		return -EINVAL;
 	if (xfer_get_le32(p + 8) != len)
 		return -EINVAL;
@@ -170,7 +171,8 @@ int xfer_addr_decode(const void *buf, size_t len, struct xfer_addr *a)
 		if (len - off < ADDR_RAIL_HDR)
 			return -EINVAL;
 		rl = xfer_get_le16(p + off);
-		if (rl == 0 || rl > XFER_RAIL_ADDR_MAX || xfer_get_le16(p + off + 2) || xfer_get_le32(p + off + 4))
+		if (rl == 0 || rl > XFER_RAIL_ADDR_MAX || xfer_get_le16(p + off + 2) ||
+		    xfer_get_le32(p + off + 4))
 			return -EINVAL;
 		if (len - off - ADDR_RAIL_HDR < ((rl + 7u) & ~7u))
 			return -EINVAL;

@@ -31,8 +31,7 @@ XFER_EXPORT void xfer_engine_attr_init_size(struct xfer_engine_attr *a, size_t s
 
 	if (!a)
 		return;
-	memset(a, 0, size);   /* a newer caller's fields: 0 asks for nothing */
-	xfer_struct_fill(a, size, &def, sizeof(def));
+	xfer_struct_init(a, size, &def, sizeof(def));
 }
 
 _Static_assert(XFER_ENGINE_ATTR_SIZE_VER0 == offsetof(struct xfer_engine_attr, provider),

@@ -132,4 +132,13 @@ static inline void xfer_struct_fill(void *ustruct, size_t usize, const void *kst
 	memcpy(ustruct, &usize32, sizeof(usize32));
 }
 
+/* An init call: the caller's struct of usize bytes holds the library's
+ * defaults kstruct, and zeros in a newer caller's fields (0 asks for
+ * nothing). */
+static inline void xfer_struct_init(void *ustruct, size_t usize, const void *kstruct, size_t ksize)
+{
+	memset(ustruct, 0, usize);
+	xfer_struct_fill(ustruct, usize, kstruct, ksize);
+}
+
 #endif

@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,16 +323,16 @@ static int read_cfg(struct json_object *o, struct cfg *c)
 	t = jstr(o, "topk_method");
 	c->noaux = t && !strcmp(t, "noaux_tc");
 	/* name the first key at fault: a config is edited by hand */
-	static const struct { const char *key; size_t off; } need[] = {
-		{ "hidden_size", offsetof(struct cfg, H) },
-		{ "vocab_size", offsetof(struct cfg, V) },
-		{ "num_hidden_layers", offsetof(struct cfg, L) },
-		{ "num_attention_heads", offsetof(struct cfg, nh) },
-		{ "moe_layer_freq", offsetof(struct cfg, moe_freq) },
-		{ "decoder_sparse_step", offsetof(struct cfg, sparse_step) },
+	const struct { const char *key; const uint64_t *val; } need[] = {
+		{ "hidden_size", &c->H },
+		{ "vocab_size", &c->V },
+		{ "num_hidden_layers", &c->L },
+		{ "num_attention_heads", &c->nh },
+		{ "moe_layer_freq", &c->moe_freq },
+		{ "decoder_sparse_step", &c->sparse_step },
 	};
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-		if (!*(const uint64_t *)((const char *)c + need[i].off)) {
+		if (!*need[i].val) {
 			ws_last_error("\"%s\": missing or not a positive integer", need[i].key);
 			return -EINVAL;
 		}

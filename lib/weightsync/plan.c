@@ -729,8 +729,8 @@ static int check_layouts(const xfer_ws_model *m, const struct xfer_ws_trainer_la
 }
 
 XFER_EXPORT int xfer_ws_plan(const xfer_ws_model *m, const struct xfer_ws_trainer_layout *ut,
-			const struct xfer_ws_infer_layout *ul, const struct xfer_ws_plan_attr *uattr,
-			struct xfer_ws_schedule **out)
+			     const struct xfer_ws_infer_layout *ul,
+			     const struct xfer_ws_plan_attr *uattr, struct xfer_ws_schedule **out)
 {
 	/* our copies of the caller's structs (struct_copy.h); attr's defaults are 0 */
 	struct xfer_ws_trainer_layout tk = { .size = sizeof(tk) };
@@ -849,8 +849,8 @@ XFER_EXPORT void xfer_ws_schedule_free(struct xfer_ws_schedule *s)
 	free(s);
 }
 
-XFER_EXPORT int xfer_ws_shard_rows(const struct xfer_ws_schedule *s, uint32_t param, uint32_t trainer,
-			      uint64_t *row0, uint64_t *rows)
+XFER_EXPORT int xfer_ws_shard_rows(const struct xfer_ws_schedule *s, uint32_t param,
+				   uint32_t trainer, uint64_t *row0, uint64_t *rows)
 {
 	struct ws_shard_info si;
 

@@ -140,7 +140,7 @@ __attribute__((target("avx2"))) static float block_x8(const uint16_t *src, size_
 #endif
 
 XFER_EXPORT void xfer_ws_quant_fp8(const uint16_t *src, size_t rows, size_t cols, size_t src_ld,
-			      uint8_t *dst, size_t dst_ld, float *scales)
+				   uint8_t *dst, size_t dst_ld, float *scales)
 {
 #ifdef WS_HAVE_X8
 	if (__builtin_cpu_supports("avx2")) {

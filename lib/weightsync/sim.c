@@ -72,7 +72,6 @@ struct sim {
 	double end;
 };
 
-
 static double prep_time(const struct sim *sm, const struct xfer_ws_chunk *ch)
 {
 	double src = (double)(ch->rows * ch->cols * xfer_ws_dtype_size(sm->s->params[ch->param].dtype));
@@ -314,8 +313,7 @@ XFER_EXPORT void xfer_ws_cluster_defaults_size(struct xfer_ws_cluster *c, size_t
 
 	if (!c)
 		return;
-	memset(c, 0, size);
-	xfer_struct_fill(c, size, &def, sizeof(def));
+	xfer_struct_init(c, size, &def, sizeof(def));
 }
 
 /* Fields left at 0 take their defaults; the inference NICs default to the
@@ -351,8 +349,8 @@ XFER_EXPORT int xfer_ws_cluster_resolve(struct xfer_ws_cluster *uc)
 	return 0;
 }
 
-XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s, const struct xfer_ws_cluster *ucl,
-			    struct xfer_ws_sim_result *r)
+XFER_EXPORT int xfer_ws_simulate(const struct xfer_ws_schedule *s,
+				 const struct xfer_ws_cluster *ucl, struct xfer_ws_sim_result *r)
 {
 	struct sim sm = { .s = s };
 	double tx_max = 0, rx_max = 0, irx_max = 0, now = 0;

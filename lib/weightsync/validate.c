@@ -414,7 +414,8 @@ out:
 	return rc;
 }
 
-XFER_EXPORT int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err, size_t errlen)
+XFER_EXPORT int xfer_ws_schedule_validate(const struct xfer_ws_schedule *s, char *err,
+					  size_t errlen)
 {
 	int rc;
 

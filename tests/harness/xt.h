@@ -85,7 +85,6 @@ static inline uint64_t xt_xorshift(uint64_t *state)
 
 uint64_t xt_now_us(void);
 
-
 /* 1 in an AddressSanitizer build (timings there are not the product's). */
 #if defined(__SANITIZE_ADDRESS__)
 #define XT_SANITIZED 1
