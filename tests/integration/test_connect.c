@@ -14,6 +14,8 @@
  *    connect, the connect, the first write after connect, and the same
  *    write in steady state, logged (TH_LOG; no timing is asserted: the
  *    machine is shared);
+ *  - 8 processes connect all-to-all at the same moment (where tcp refuses
+ *    set-up at first), then write to each other, every byte checked;
  *  - failed xfer_engine_add_peer calls give their slot back: 2,000 adds of
  *    a dead peer's address, then a live peer is added and written to.
  */
@@ -243,6 +245,146 @@ TEST_F_TIMEOUT(connect, first_contact_cost, 120)
 		       (unsigned long long)first, (unsigned long long)steady[4],
 		       (unsigned long long)steady[0], (unsigned long long)steady[8]);
 	}
+}
+
+/* ---- many processes connect to each other at once ---------------------- */
+
+#define A2A_N 8
+#define A2A_SLOT (16u << 10)
+#define A2A_IMM 100
+#define A2A_TIMEOUT_MS 5000
+
+struct a2a_arg {
+	const char *prov;
+	uint32_t rails;
+	uint32_t index;
+};
+
+struct a2a_report {
+	int32_t connect_ret, failed_step;
+	uint64_t connect_us;
+};
+
+/* One of A2A_N processes: publish address and region through the parent,
+ * add every other, connect to all of them at the parent's "go" (all at
+ * once), write a slot into each with an immediate, wait for the others'
+ * slots and check every byte; stay up until the parent says quit. */
+static int a2a_child(int fd, void *argp)
+{
+	const struct a2a_arg *a = argp;
+	uint32_t me = a->index, peer[A2A_N], others[A2A_N - 1], no = 0;
+	uint8_t msg[XFER_ADDR_MAX], desc[XFER_DESC_MAX];
+	size_t len = sizeof(msg), dlen = sizeof(desc);
+	struct a2a_report rep = { .failed_step = 0 };
+	xfer_rmr *rmr[A2A_N] = { 0 };
+	xfer_op *op[A2A_N] = { 0 };
+	uint8_t *src = xt_alloc(A2A_N * A2A_SLOT), *dst = xt_alloc(A2A_N * A2A_SLOT);
+	xfer_mr *smr = NULL, *dmr = NULL;
+	xfer_engine *e = NULL;
+	uint64_t go;
+	ssize_t n;
+
+	if (!src || !dst || xt_engine(a->prov, a->rails, A2A_TIMEOUT_MS, &e) ||
+	    xfer_mr_reg(e, src, A2A_N * A2A_SLOT, NULL, 0, &smr) ||
+	    xfer_mr_reg(e, dst, A2A_N * A2A_SLOT, NULL, XFER_MR_REMOTE_WRITE, &dmr) ||
+	    xfer_engine_address(e, msg, &len) || xt_send(fd, msg, len) ||
+	    xfer_mr_descriptor(dmr, desc, &dlen) || xt_send(fd, desc, dlen))
+		return 2;
+	xt_fill(src, A2A_N * A2A_SLOT, 1000 + me, 0);
+	for (uint32_t j = 0; j < A2A_N; j++) {
+		n = xt_recv(fd, msg, sizeof(msg));
+		if (n < 0)
+			return 3;
+		if (j != me && xfer_engine_add_peer(e, msg, (size_t)n, &peer[j]))
+			return 4;
+		n = xt_recv(fd, desc, sizeof(desc));
+		if (n < 0)
+			return 5;
+		if (j != me && xfer_rmr_import(e, peer[j], desc, (size_t)n, &rmr[j]))
+			return 6;
+		if (j != me)
+			others[no++] = peer[j];
+	}
+	if (xt_recv_u64(fd, &go))
+		return 7;
+	uint64_t t0 = xt_now_us();
+
+	rep.connect_ret = xfer_engine_connect(e, others, no, -1);
+	rep.connect_us = xt_now_us() - t0;
+	for (uint32_t j = 0; j < A2A_N && !rep.failed_step; j++)
+		if (j != me && xfer_write(e, smr, (uint64_t)j * A2A_SLOT, rmr[j],
+					  (uint64_t)me * A2A_SLOT, A2A_SLOT, XFER_OP_IMM, A2A_IMM,
+					  NULL, &op[j]))
+			rep.failed_step = 1;
+	for (uint32_t j = 0; j < A2A_N; j++) {
+		if (op[j] && xfer_op_wait(op[j], 2 * A2A_TIMEOUT_MS))
+			rep.failed_step = 2;
+		if (op[j])
+			xfer_op_release(op[j]);
+	}
+	if (!rep.failed_step && xfer_imm_wait(e, A2A_IMM, A2A_N - 1, 2 * A2A_TIMEOUT_MS))
+		rep.failed_step = 3;
+	for (uint32_t w = 0; w < A2A_N && !rep.failed_step; w++)
+		if (w != me && xt_verify(dst + (uint64_t)w * A2A_SLOT, A2A_SLOT, 1000 + w,
+					 (uint64_t)me * A2A_SLOT) >= 0)
+			rep.failed_step = 4;
+	if (xt_send(fd, &rep, sizeof(rep)) || xt_recv_u64(fd, &go))
+		return 8;
+	for (uint32_t j = 0; j < A2A_N; j++)
+		xfer_rmr_free(rmr[j]);
+	xfer_mr_dereg(smr);
+	xfer_mr_dereg(dmr);
+	xfer_engine_destroy(e);
+	free(src);
+	free(dst);
+	return 0;
+}
+
+/* A2A_N processes connect all-to-all at the same moment (on tcp;ofi_rxm
+ * this is where set-up is refused at first), then write to each other:
+ * every connect returns 0 and every byte arrives. */
+TEST_F_TIMEOUT(connect, all_to_all_at_once, 120)
+{
+	struct xt_peer c[A2A_N];
+	struct a2a_arg args[A2A_N];
+	uint8_t addr[A2A_N][XFER_ADDR_MAX], desc[A2A_N][XFER_DESC_MAX];
+	ssize_t alen[A2A_N], dlen[A2A_N];
+	uint64_t slowest = 0;
+
+	for (uint32_t i = 0; i < A2A_N; i++) {
+		args[i] = (struct a2a_arg){ variant->provider, variant->rails, i };
+		XT_ASSERT_OK(xt_spawn(&c[i], a2a_child, &args[i]));
+	}
+	for (uint32_t i = 0; i < A2A_N; i++) {
+		alen[i] = xt_recv(c[i].fd, addr[i], sizeof(addr[i]));
+		dlen[i] = xt_recv(c[i].fd, desc[i], sizeof(desc[i]));
+		ASSERT_TRUE(alen[i] > 0 && dlen[i] > 0) TH_LOG("process %u did not start", i);
+	}
+	for (uint32_t i = 0; i < A2A_N; i++)
+		for (uint32_t j = 0; j < A2A_N; j++) {
+			XT_ASSERT_OK(xt_send(c[i].fd, addr[j], (size_t)alen[j]));
+			XT_ASSERT_OK(xt_send(c[i].fd, desc[j], (size_t)dlen[j]));
+		}
+	for (uint32_t i = 0; i < A2A_N; i++)
+		XT_ASSERT_OK(xt_send_u64(c[i].fd, 1));   /* go */
+	for (uint32_t i = 0; i < A2A_N; i++) {
+		struct a2a_report rep = { .connect_ret = 1 };
+
+		ASSERT_EQ((ssize_t)sizeof(rep), xt_recv(c[i].fd, &rep, sizeof(rep)))
+			TH_LOG("process %u gave no report", i);
+		EXPECT_EQ(0, rep.connect_ret) TH_LOG("process %u: connect: %s", i,
+						     xfer_strerror(rep.connect_ret));
+		EXPECT_EQ(0, rep.failed_step) TH_LOG("process %u failed at step %d", i,
+						     rep.failed_step);
+		if (rep.connect_us > slowest)
+			slowest = rep.connect_us;
+	}
+	for (uint32_t i = 0; i < A2A_N; i++)
+		XT_EXPECT_OK(xt_send_u64(c[i].fd, 0));   /* quit */
+	for (uint32_t i = 0; i < A2A_N; i++)
+		EXPECT_EQ(0, xt_reap(&c[i]));
+	TH_LOG("%s %u rail(s): %d processes connected all-to-all; slowest connect %llu us",
+	       variant->provider, variant->rails, A2A_N, (unsigned long long)slowest);
 }
 
 /* ---- failed adds give their slot back ----------------------------------- */
