@@ -8,8 +8,12 @@
  *    after its address was added): the call fails within the timeout with
  *    that peer's error, xfer_peer_status names that peer, the good peers
  *    stay up and still get verified bytes;
+ *  - two threads connecting to the same peers at once both succeed;
  *  - bad arguments (NULL engine or list, no peers, an index never added):
- *    -EINVAL, and nothing happens to the peers that are there;
+ *    -EINVAL, and nothing happens to the peers that are there; from a
+ *    completion callback: -EDEADLK;
+ *  - the engine destroyed while a connect waits: the caller returns soon
+ *    with an error;
  *  - the cost of a first contact: the first write to a new peer without
  *    connect, the connect, the first write after connect, and the same
  *    write in steady state, logged (TH_LOG; no timing is asserted: the
@@ -19,7 +23,9 @@
  *  - failed xfer_engine_add_peer calls give their slot back: 2,000 adds of
  *    a dead peer's address, then a live peer is added and written to.
  */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -132,9 +138,69 @@ TEST_F(connect, many_peers_then_write)
 					    (uint64_t)i * 4096, 1000 + (uint64_t)i, 300 << 10,
 					    20 + (uint32_t)i, NULL));
 	}
-	/* Two callers at once on the same peers: the write test below shows
-	 * the engine is still sound; both must succeed. */
-	XT_ASSERT_OK(xfer_engine_connect(self->e, list, NT, -1));
+}
+
+struct conn_call {
+	xfer_engine *e;
+	const uint32_t *list;
+	uint32_t n;
+	int timeout_ms;
+	int ret;
+	uint64_t us;
+};
+
+static void *conn_thread(void *arg)
+{
+	struct conn_call *c = arg;
+	uint64_t t0 = xt_now_us();
+
+	c->ret = xfer_engine_connect(c->e, c->list, c->n, c->timeout_ms);
+	c->us = xt_now_us() - t0;
+	return NULL;
+}
+
+/* Two threads connect to the same peers at once (their requests share
+ * each peer's round): both succeed, and the peers then take writes. */
+TEST_F(connect, two_callers_at_once)
+{
+	struct conn_call c[2];
+	pthread_t th[2];
+
+	for (int i = 0; i < 2; i++) {
+		c[i] = (struct conn_call){ self->e, self->peer, NT, -1, 1, 0 };
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, conn_thread, &c[i]));
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		XT_EXPECT_OK(c[i].ret);
+	}
+	for (int i = 0; i < NT; i++)
+		XT_ASSERT_OK(write_verified(self->e, self->src, self->dst[i], self->t[i].fd, 0,
+					    0, 64 << 10, 60 + (uint32_t)i, NULL));
+}
+
+static _Atomic int cb_ret = 1;
+static uint32_t cb_peer;
+
+static void connect_in_callback(void *ctx, int status)
+{
+	atomic_store(&cb_ret, xfer_engine_connect(ctx, &cb_peer, 1, -1));
+}
+
+/* From a completion callback (on the worker) connect would wait for the
+ * worker itself: -EDEADLK, and the engine goes on. */
+TEST_F(connect, from_a_callback_is_refused)
+{
+	struct xfer_done done = { connect_in_callback, self->e };
+	xfer_op *op = NULL;
+
+	cb_peer = self->peer[0];
+	XT_ASSERT_OK(xfer_imm(self->e, self->peer[0], 70, &done, &op));
+	XT_EXPECT_OK(xfer_op_wait(op, 10000));
+	xfer_op_release(op);
+	EXPECT_EQ(-EDEADLK, atomic_load(&cb_ret));
+	XT_ASSERT_OK(write_verified(self->e, self->src, self->dst[0], self->t[0].fd, 0, 0,
+				    4096, 71, NULL));
 }
 
 /* The gone peer: a target process whose address was added, then killed. */
@@ -179,6 +245,37 @@ TEST_F(connect, gone_peer_fails_and_names_it)
 				    128 << 10, 32, NULL));
 	/* connecting to it again fails at once with the same error */
 	EXPECT_EQ(st, xfer_engine_connect(self->e, &dpeer, 1, -1));
+}
+
+/* The engine destroyed while a connect waits (for a peer that is gone,
+ * with a long timeout): the caller returns soon, with an error (-ECANCELED,
+ * or the peer's own error where it was found first). */
+TEST_F(connect, destroy_while_connecting)
+{
+	struct xt_peer dead = { .pid = -1 };
+	struct conn_call c;
+	uint32_t dpeer;
+	pthread_t th;
+
+	XT_ASSERT_OK(xt_spawn(&dead, xt_target_main, &self->ta));
+	XT_ASSERT_OK(xt_connect(self->e, dead.fd, &dpeer));
+	kill(dead.pid, SIGKILL);
+	EXPECT_EQ(128 + SIGKILL, xt_reap(&dead));
+	c = (struct conn_call){ self->e, &dpeer, 1, 20000, 1, 0 };
+	ASSERT_EQ(0, pthread_create(&th, NULL, conn_thread, &c));
+	usleep(200000);
+	for (int i = 0; i < NT; i++) {
+		xfer_rmr_free(self->dst[i]);
+		self->dst[i] = NULL;
+	}
+	xfer_mr_dereg(self->src);
+	xfer_engine_destroy(self->e);
+	self->e = NULL;
+	pthread_join(th, NULL);
+	TH_LOG("%s %u rail(s): connect returned %s after %llu ms", variant->provider,
+	       variant->rails, xfer_strerror(c.ret), (unsigned long long)(c.us / 1000));
+	EXPECT_NE(0, c.ret);
+	EXPECT_LT(c.us, 10000000u);   /* not its 20 s timeout */
 }
 
 TEST_F(connect, bad_arguments)
