@@ -104,7 +104,8 @@ int xfer_peer_status(xfer_engine *e, uint32_t peer);
  * a NULL list, num_peers 0 or a peer index never added; -EDEADLK from a
  * completion callback; else the error of the first peer in the list that
  * could not be reached (-ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, ...),
- * after every peer was tried. Such a peer is down with its error: to learn
+ * after every peer was tried (-ECANCELED if the engine is destroyed
+ * meanwhile). Such a peer is down with its error: to learn
  * which peers failed, call xfer_peer_status on each (the others stay up).
  * A peer already ready costs one round trip. Blocks the caller (never the
  * worker); may be called from several threads at once. */
