@@ -118,7 +118,6 @@ int main(int argc, char **argv)
 	if (o.server) {
 		int lfd = oob_listen(o.node, o.port), fd;
 
-		bench_out.json = false;   /* the client prints the results */
 		if (lfd < 0) {
 			char what[300];
 
@@ -130,6 +129,7 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			die("accept", fd);
 		close(lfd);
+		bench_out.json = false;   /* the client prints the results */
 		/* the address the client reached us on: it can reach the engine there */
 		sock_local_ip(fd, local_ip, sizeof(local_ip));
 		return target_main(&o, fd, 1, o.node ? o.node : local_ip);

@@ -8,12 +8,13 @@
  * target can tell what landed from a writer's bytes (CMD_CHECK).
  */
 #include <errno.h>
-#include <sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -384,6 +385,19 @@ static int take_one(xfer_engine *e, uint32_t imm, bool idle)
 	return xfer_imm_wait(e, imm, 1, WAIT_MS);
 }
 
+/* A write's completion means "landed" on some providers and only "sent" on
+ * others (tcp;ofi_rxm): writes without an immediate may still be on their
+ * way when the check arrives over the out-of-band socket. So a check that
+ * fails looks again, for up to LAND_MS, before it reports what is missing. */
+#define LAND_MS 5000
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = { 0, ms * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
 static int64_t do_check(struct side *s, const uint64_t *a)
 {
 	uint64_t dst = a[0], src = a[1], len = a[2];
@@ -391,7 +405,12 @@ static int64_t do_check(struct side *s, const uint64_t *a)
 
 	if (dst > xfer_mr_len(s->mr) || len > xfer_mr_len(s->mr) - dst)
 		return -ERANGE;
-	bad = pattern_check((uint8_t *)s->buf + dst, (uint32_t)a[3], src, len);
+	for (int waited = 0;; waited++) {
+		bad = pattern_check((uint8_t *)s->buf + dst, (uint32_t)a[3], src, len);
+		if (!bad || waited >= LAND_MS)
+			break;
+		nap_ms(1);
+	}
 	/* zeroed: the next check passes only if its own writes landed */
 	memset((uint8_t *)s->buf + dst, 0, len);
 	return (int64_t)bad;
@@ -413,8 +432,15 @@ static int64_t do_check_paged(struct side *s, const uint64_t *a)
 		return -ENOMEM;
 	}
 	paged_lists(seed, np, slots, sp, dp);
-	for (uint32_t k = 0; k < np; k++)
-		bad += pattern_check((uint8_t *)s->buf + dp[k] * psize, salt, sp[k] * psize, psize);
+	for (int waited = 0;; waited++) {
+		bad = 0;
+		for (uint32_t k = 0; k < np; k++)
+			bad += pattern_check((uint8_t *)s->buf + dp[k] * psize, salt, sp[k] * psize,
+					     psize);
+		if (!bad || waited >= LAND_MS / 10)
+			break;
+		nap_ms(10);
+	}
 	for (uint32_t k = 0; k < np; k++)
 		memset((uint8_t *)s->buf + dp[k] * psize, 0, psize);
 	free(sp);
