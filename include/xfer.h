@@ -95,18 +95,19 @@ int xfer_engine_address(xfer_engine *e, void *buf, size_t *len);
 int xfer_engine_add_peer(xfer_engine *e, const void *addr, size_t len, uint32_t *peer);
 /* 0 while the peer is usable, else the error that took it down. */
 int xfer_peer_status(xfer_engine *e, uint32_t peer);
-/* Connect ahead of time: set up whatever the backend sets up on a first
- * transfer (connections, address resolution, queue pairs) to each of the
- * num_peers peers (indices from xfer_engine_add_peer), on every rail, and
- * wait until all are ready, so that a first write pays no set-up.
- * timeout_ms < 0: the engine's peer timeout; 0: one attempt, no retry of a
- * refused connection. Returns 0 when every peer is ready; -EINVAL for a
- * NULL list, num_peers 0 or a peer index never added; else the first
- * failure's -errno (-ETIMEDOUT, -ECONNREFUSED, -EHOSTDOWN, ...), having
- * tried every peer: which peers failed, xfer_peer_status says (a peer that
- * could not be reached is down with that error; the others stay up).
- * Connecting to a peer that is already ready costs one round trip. Blocks
- * the caller, never the worker; may be called from several threads. */
+/* Connect ahead of time: set up now what the backend would set up on the
+ * first transfer to each of the num_peers peers (indices from
+ * xfer_engine_add_peer): connections, address handles, queue pairs, on
+ * every rail; wait until all are ready, so that a first write pays no
+ * set-up. Refused connections are retried until timeout_ms (<= 0: the
+ * engine's peer timeout). Returns 0 when every peer is ready; -EINVAL for
+ * a NULL list, num_peers 0 or a peer index never added; -EDEADLK from a
+ * completion callback; else the error of the first peer in the list that
+ * could not be reached (-ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, ...),
+ * after every peer was tried. Such a peer is down with its error: to learn
+ * which peers failed, call xfer_peer_status on each (the others stay up).
+ * A peer already ready costs one round trip. Blocks the caller (never the
+ * worker); may be called from several threads at once. */
 int xfer_engine_connect(xfer_engine *e, const uint32_t *peers, uint32_t num_peers, int timeout_ms);
 
 struct xfer_engine_info {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
@@ -264,12 +265,53 @@ static int fab_addr(struct xfer_rail *r, void *buf, size_t *len)
 	return ret == -FI_ETOOSMALL ? -ENOSPC : fab_err(ret);
 }
 
+/* Whether addr has the form of the addresses this rail's provider makes.
+ * Never hand an AV anything else: libfabric 1.17's tcp;ofi_rxm takes a
+ * zeroed sockaddr without inserting it (returns 0), and from then on
+ * refuses every insert with -EINVAL, good addresses included: one bad
+ * address would make every later peer unreachable. */
+static bool addr_plausible(struct xfer_rail *r, const void *addr, size_t len)
+{
+	sa_family_t fam;
+
+	switch (r->info->addr_format) {
+	case FI_SOCKADDR_IN:
+	case FI_SOCKADDR_IN6:
+	case FI_SOCKADDR:
+		if (len < sizeof(fam))
+			return false;
+		memcpy(&fam, addr, sizeof(fam));
+		if (fam == AF_INET)
+			return r->info->addr_format != FI_SOCKADDR_IN6 &&
+			       len >= sizeof(struct sockaddr_in);
+		if (fam == AF_INET6)
+			return r->info->addr_format != FI_SOCKADDR_IN &&
+			       len >= sizeof(struct sockaddr_in6);
+		return false;
+	case FI_ADDR_STR: {
+		/* "prov://...", NUL-terminated, of this rail's own scheme (shm) */
+		char self[128];
+		size_t slen = sizeof(self);
+		const char *sep, *a = addr;
+
+		if (!len || !memchr(a, '\0', len) || !a[0])
+			return false;
+		if (fi_getname(&r->ep->fid, self, &slen) || !memchr(self, '\0', slen) ||
+		    !(sep = strstr(self, "://")))
+			return true;   /* nothing to compare with */
+		return strncmp(a, self, (size_t)(sep - self) + 3) == 0;
+	}
+	default:
+		return true;   /* provider formats (EFA, verbs): the provider checks */
+	}
+}
+
 static int fab_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, size_t len)
 {
 	fi_addr_t fa = FI_ADDR_NOTAVAIL;
 	int ret;
 
-	if (peer >= XFER_MAX_PEERS)
+	if (peer >= XFER_MAX_PEERS || !addr_plausible(r, addr, len))
 		return -EINVAL;
 	ret = fi_av_insert(r->av, addr, 1, &fa, 0, NULL);
 	if (ret != 1)

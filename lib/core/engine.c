@@ -345,21 +345,30 @@ XFER_EXPORT int xfer_engine_add_peer(xfer_engine *e, const void *addr, size_t le
 		ret = -EPROTO;   /* a peer on another provider cannot be reached */
 		goto out;
 	}
+	/* A failed add gives its slot back (the worker undid it), so that
+	 * adds of an unreachable address cannot use up the table. */
 	pthread_mutex_lock(&e->peer_lock);
-	idx = e->num_peers;
-	if (idx >= XFER_MAX_PEERS) {
+	if (e->num_free_peers) {
+		idx = e->free_peers[--e->num_free_peers];
+	} else if (e->num_peers < XFER_MAX_PEERS) {
+		idx = e->num_peers++;
+	} else {
 		pthread_mutex_unlock(&e->peer_lock);
 		ret = -ENOSPC;
 		goto out;
 	}
-	e->num_peers++;
 	pthread_mutex_unlock(&e->peer_lock);
 
 	c.u.add_peer.peer = idx;
 	c.u.add_peer.addr = a;
 	ret = xfer_cmd_run(e, &c);
-	if (!ret)
+	if (!ret) {
 		*peer = idx;
+	} else {
+		pthread_mutex_lock(&e->peer_lock);
+		e->free_peers[e->num_free_peers++] = idx;
+		pthread_mutex_unlock(&e->peer_lock);
+	}
 out:
 	free(a);
 	return ret;
@@ -376,6 +385,15 @@ int xfer_worker_add_peer(xfer_engine *e, uint32_t idx, const struct xfer_addr *a
 
 		ret = e->ops->rail_add_peer(e->rail[k].r, idx, a->rail[pr].bytes, a->rail[pr].len);
 	}
+	if (ret) {
+		/* Undo the rails that took it: the slot is free for the next add
+		 * and its index was never given out. */
+		for (uint32_t k = 0; k < e->num_rails; k++)
+			e->ops->rail_remove_peer(e->rail[k].r, idx);
+		p->used = false;
+		return ret;
+	}
+	p->last_done_ns = 0;
 	p->engine_id = a->engine_id;
 	p->num_rails = a->num_rails;
 	for (uint32_t k = 0; k < a->num_rails; k++)

@@ -194,7 +194,10 @@ void xfer_watches_poll(xfer_engine *e);
 enum xfer_cmd_kind {
 	CMD_ADD_PEER = 1, CMD_MR_REG, CMD_MR_DEREG, CMD_EXPECT, CMD_CANCEL_EXPECT,
 	CMD_WATCH_ADD, CMD_WATCH_REMOVE, CMD_STOP,
+	CMD_CONNECT,      /* connect.c: start a connect request; it finishes later */
 };
+
+struct xfer_connect_req;
 
 struct xfer_cmd {
 	struct xfer_qnode qn;
@@ -207,6 +210,7 @@ struct xfer_cmd {
 		struct { struct xfer_mr *mr; int dmabuf_fd; uint64_t dmabuf_off; } mr;
 		struct { uint32_t imm; struct xfer_expect *x; } expect;
 		struct { struct xfer_watch *w; } watch;
+		struct { struct xfer_connect_req *req; } connect;
 	} u;
 };
 
@@ -244,7 +248,7 @@ struct xfer_piece {
 	uint32_t target;
 	uint16_t rail;
 	uint8_t is_imm;
-	uint8_t pad;
+	uint8_t probe;               /* a connect probe (connect.c): op is NULL */
 	uint64_t len;
 };
 
@@ -264,8 +268,10 @@ struct xfer_engine {
 
 	struct xfer_addr self;
 
-	pthread_mutex_t peer_lock;   /* protects peer allocation (num_peers) */
+	pthread_mutex_t peer_lock;   /* protects peer allocation (num_peers, free_peers) */
 	uint32_t num_peers;
+	uint32_t num_free_peers;     /* slots of failed adds, taken again first */
+	uint32_t free_peers[XFER_MAX_PEERS];
 	struct xfer_peer peers[XFER_MAX_PEERS];
 
 	struct xfer_mpsc q;          /* API -> worker */
@@ -293,6 +299,7 @@ struct xfer_engine {
 	uint64_t now_ns;                        /* clock at the top of this loop */
 	uint64_t timeout_ns;
 	uint64_t region_seq;
+	struct xfer_connect_state *conn;        /* connect.c, made on first use */
 
 	struct xfer_counter counters[XFER_COUNTER_SLOTS];
 
@@ -310,8 +317,16 @@ void xfer_engine_kick(xfer_engine *e);
 void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status);
 int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c);
 
+void xfer_peer_down(xfer_engine *e, uint32_t peer, int status);
+
 /* engine.c */
 int xfer_worker_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr *a);
+
+/* connect.c (worker side of xfer_engine_connect) */
+void xfer_connect_begin(xfer_engine *e, struct xfer_connect_req *req);
+int xfer_connect_progress(xfer_engine *e);       /* each loop while e->conn */
+void xfer_connect_probe_done(xfer_engine *e, struct xfer_piece *pc, int status);
+void xfer_connect_shutdown(xfer_engine *e);      /* the worker stops */
 
 /* ops.c */
 void xfer_op_finish(struct xfer_op *op, int status);  /* worker: deliver completion */

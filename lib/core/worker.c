@@ -124,6 +124,11 @@ static void peer_down(xfer_engine *e, uint32_t peer, int status)
 	xfer_fail_peer_ops(e, peer, status);
 }
 
+void xfer_peer_down(xfer_engine *e, uint32_t peer, int status)
+{
+	peer_down(e, peer, status);
+}
+
 /* ---- expansion: piece k of an op -------------------------------------- */
 
 struct gen {
@@ -408,8 +413,13 @@ static void complete_piece(xfer_engine *e, struct xfer_piece *pc, int status)
 	struct xfer_op *op = pc->op;
 	struct xfer_rail_state *rs = &e->rail[pc->rail];
 	struct xfer_ctx_stats_rail *st = rs->st;
-	struct xfer_target *t = &op->targets[pc->target];
+	struct xfer_target *t;
 
+	if (pc->probe) {
+		xfer_connect_probe_done(e, pc, status);
+		return;
+	}
+	t = &op->targets[pc->target];
 	rs->inflight--;
 	if (status) {
 		__atomic_store_n(&st->ops_failed, st->ops_failed + 1, __ATOMIC_RELAXED);
@@ -618,6 +628,9 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
 	case CMD_STOP:
 		atomic_store(&e->stopping, true);
 		break;
+	case CMD_CONNECT:
+		xfer_connect_begin(e, c->u.connect.req);
+		break;
 	default:
 		ret = -EINVAL;
 	}
@@ -729,6 +742,7 @@ static void shutdown_all(xfer_engine *e)
 	xfer_counters_shutdown(e);
 	/* commands that raced with the stop */
 	drain_queue(e);
+	xfer_connect_shutdown(e);
 }
 
 void *xfer_worker_main(void *arg)
@@ -760,6 +774,8 @@ void *xfer_worker_main(void *arg)
 		act |= poll_rails(e);
 		act |= post_imm_ready(e);
 		act |= post_pending(e);
+		if (e->conn)
+			act |= xfer_connect_progress(e);
 		if (e->watches)
 			xfer_watches_poll(e);
 		now = e->now_ns;
