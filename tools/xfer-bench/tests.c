@@ -9,7 +9,7 @@
  *
  * Each is measured with the target busy (back-to-back runs, nothing
  * waits: the figures these tests always gave) and idle (each repetition a
- * burst of at most IDLE_OPS operations, each with an immediate, sent
+ * burst of at most IDLE_PIECES writes, an immediate with each operation, sent
  * --idle-gap after the target went quiet, the target blocked in
  * xfer_imm_wait per immediate). After each row the targets check that
  * every byte the row wrote landed (CMD_CHECK).
@@ -42,7 +42,7 @@ struct run {
 	uint32_t flags, imm;              /* idle runs: an immediate per operation */
 };
 
-#define IDLE_OPS 1024   /* operations per idle burst (-n sets fewer) */
+#define IDLE_PIECES 2048   /* writes per idle burst (-n sets the operations) */
 enum { IMM_SINGLE = 20, IMM_PAGED, IMM_SCATTER };
 
 static int run_submit(struct run *r);
@@ -179,10 +179,13 @@ void check_landed(struct bench *b, int k, uint64_t dst_off, uint64_t src_off, ui
 	}
 }
 
-static uint64_t idle_ops(const struct opts *o, uint64_t n)
+/* An idle burst: at most IDLE_PIECES writes (pages, scatter pieces) in all,
+ * at least one operation; -n sets the number of operations itself. */
+static uint64_t idle_ops(const struct opts *o, uint64_t n, uint64_t pieces_per_op)
 {
-	uint64_t cap = o->iters ? o->iters : IDLE_OPS;
+	uint64_t cap = o->iters ? o->iters : IDLE_PIECES / pieces_per_op;
 
+	cap = cap ? cap : 1;
 	return n < cap ? n : cap;
 }
 
@@ -309,7 +312,7 @@ void test_single(struct bench *b)
 			r.n = iters_for(o, SINGLE_BUDGET, size, 16, 200000);
 			r.window = size <= 65536 ? 64 : (size <= (1u << 20) ? 16 : 4);
 			if (mode == TGT_IDLE)
-				r.n = idle_ops(o, r.n);
+				r.n = idle_ops(o, r.n, 1);
 			else
 				run_xfer(&r);                    /* warm up: registration, connection */
 			for (int k = 0; k < rp.n; k++) {
@@ -397,7 +400,7 @@ void test_paged(struct bench *b)
 				 * and one op more so the worker never waits for the next */
 				r.window = (1024ull * o->rails + np - 1) / np + 1;
 				if (mode == TGT_IDLE)
-					r.n = idle_ops(o, r.n);
+					r.n = idle_ops(o, r.n, np);
 				else
 					run_xfer(&r);
 				for (int k = 0; k < rp.n; k++) {
@@ -634,7 +637,7 @@ void test_scatter(struct bench *b)
 			r.n = iters_for(o, SINGLE_BUDGET / 2, size * (uint64_t)peers, 16, 50000);
 			r.window = 8;
 			if (mode == TGT_IDLE)
-				r.n = idle_ops(o, r.n);
+				r.n = idle_ops(o, r.n, (uint64_t)peers);
 			else
 				run_xfer(&r);
 			for (int k = 0; k < rp.n; k++) {
