@@ -112,10 +112,11 @@ for t in sys.argv[2].split(","):
 }
 
 # ---- the addresses come from the out-of-band connection: no --node -----------------
-pair auto -- --rails 2 -t single,paged,imm,kv -s 64K,1M --page-size 4K --pages 64 -n 64 \
+pair auto -- --rails 2 -t single,paged,imm,kv,first -s 64K,1M --page-size 4K --pages 64 -n 64 \
 	--kv 8,64,4K
-if [ "$crc" -eq 0 ] && [ "$src" -eq 0 ] && rows_both "$tmp/auto.cli.out" single,paged,imm,kv; then
-	tap ok "server in $nsa, client in $nsb over $prov, 2 rails: busy and idle rows, every byte checked"
+if [ "$crc" -eq 0 ] && [ "$src" -eq 0 ] &&
+   rows_both "$tmp/auto.cli.out" single,paged,imm,kv,first; then
+	tap ok "server in $nsa, client in $nsb over $prov, 2 rails: busy and idle rows of single, paged, imm, kv, first; every byte checked"
 else
 	tap not-ok "server in $nsa, client in $nsb over $prov, 2 rails" \
 		"client $crc, server $src: $(cat "$tmp/auto.cli.err" "$tmp/auto.srv.err") $(head -c 400 "$tmp/auto.cli.out")"
