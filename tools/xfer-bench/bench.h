@@ -138,7 +138,8 @@ int cmd_send(int fd, uint64_t cmd, const uint64_t *args, int nargs);
 
 /* Bytes every process fills its region with: byte i of the region of the
  * process with `salt` (the initiator 0, target k k+1). A target checks
- * that what landed is the writer's pattern at the source offset. */
+ * that what landed is the writer's pattern at the source offset, then puts
+ * its own pattern back over the range. */
 uint8_t pattern_byte(uint32_t salt, uint64_t i);
 void pattern_fill(void *buf, uint32_t salt, uint64_t off, uint64_t len);
 /* Bytes of dst that differ from the writer's pattern at src_off. */

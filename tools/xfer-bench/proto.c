@@ -398,7 +398,7 @@ static void nap_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static int64_t do_check(struct side *s, const uint64_t *a)
+static int64_t do_check(struct side *s, uint32_t own, const uint64_t *a)
 {
 	uint64_t dst = a[0], src = a[1], len = a[2];
 	uint64_t bad;
@@ -411,12 +411,14 @@ static int64_t do_check(struct side *s, const uint64_t *a)
 			break;
 		nap_ms(1);
 	}
-	/* zeroed: the next check passes only if its own writes landed */
-	memset((uint8_t *)s->buf + dst, 0, len);
+	/* our own pattern again, which no writer's matches: the next check
+	 * passes only if its own writes landed, and the range is a source of
+	 * ours again (CMD_WRITE) */
+	pattern_fill(s->buf, own, dst, len);
 	return (int64_t)bad;
 }
 
-static int64_t do_check_paged(struct side *s, const uint64_t *a)
+static int64_t do_check_paged(struct side *s, uint32_t own, const uint64_t *a)
 {
 	uint64_t seed = a[0], psize = a[2], slots = a[3], bad = 0;
 	uint32_t np = (uint32_t)a[1], salt = (uint32_t)a[4];
@@ -442,7 +444,7 @@ static int64_t do_check_paged(struct side *s, const uint64_t *a)
 		nap_ms(10);
 	}
 	for (uint32_t k = 0; k < np; k++)
-		memset((uint8_t *)s->buf + dp[k] * psize, 0, psize);
+		pattern_fill(s->buf, own, dp[k] * psize, psize);
 	free(sp);
 	free(dp);
 	return (int64_t)bad;
@@ -524,10 +526,10 @@ int target_main(const struct opts *o, int fd, int salt, const char *node)
 			break;
 		}
 		case CMD_CHECK:
-			oob_send_u64(fd, (uint64_t)do_check(s, m.a));
+			oob_send_u64(fd, (uint64_t)do_check(s, (uint32_t)salt, m.a));
 			break;
 		case CMD_CHECK_PAGED:
-			oob_send_u64(fd, (uint64_t)do_check_paged(s, m.a));
+			oob_send_u64(fd, (uint64_t)do_check_paged(s, (uint32_t)salt, m.a));
 			break;
 		case CMD_WRITE: {
 			/* a0 size, a1 count, a2 offset (source and destination), a3
@@ -535,10 +537,10 @@ int target_main(const struct opts *o, int fd, int salt, const char *node)
 			struct wres r = { 0 };
 			uint64_t off = m.a[2];
 
-			/* our source again: earlier tests wrote into this region */
+			/* our source: what others wrote here was checked, and our
+			 * pattern put back (do_check) */
 			if (off > xfer_mr_len(s->mr) || m.a[5] > xfer_mr_len(s->mr) - off)
 				return 1;
-			pattern_fill(s->buf, (uint32_t)salt, off, m.a[5]);
 			lat_writes(s->e, s->mr, &s->rmr[0], 1, &off, &off, m.a[5], m.a[0], m.a[1],
 				   (uint32_t)m.a[3], (uint32_t)m.a[4], &r);
 			oob_send(fd, &r, sizeof(r));
