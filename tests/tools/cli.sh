@@ -88,7 +88,6 @@ refused "99" "$bench" --rails 99
 refused "1x" "$bench" --reps 1x
 refused "'-1'" "$bench" -n -1
 refused "99999999999999999999" "$bench" -n 99999999999999999999
-refused "9" "$bench" --peers 9
 refused "'0'" "$bench" --page-size 0
 refused "5Q" "$bench" --pages 5Q
 refused "70000" "$bench" -P 70000
@@ -96,6 +95,26 @@ refused "--frobnicate" "$bench" --frobnicate
 refused "--rails" "$bench" --rails
 refused "local" "$bench" --raw -p local
 refused "stray" "$bench" stray
+refused "'bogus' is not one of busy, idle, both" "$bench" --target bogus
+refused "busy,idle" "$bench" --target busy,idle     # one mode, not a list
+refused "--target" "$bench" --target
+refused "'0'" "$bench" --idle-gap 0
+refused "10001" "$bench" --idle-gap 10001
+refused "5x" "$bench" --idle-gap 5x
+refused "three values" "$bench" --kv 32,64
+refused "more than 3 values" "$bench" --kv 32,64,4K,1
+refused "'0'" "$bench" --kv 0,64,4K
+refused "at most 4096 layers" "$bench" --kv 5000,64,4K
+refused "all pages within" "$bench" --kv 4096,65536,4K
+refused "'x'" "$bench" --kv 32,x,4K
+refused "17" "$bench" --peers 17
+refused "loopback only" "$bench" -t peers --client 127.0.0.1
+refused "'frist' is not one of" "$bench" -t kv,frist
+# a --node this host does not have: named, at once (before: the server
+# listened on every address and the engine on 127.0.0.1 whatever --node said)
+refused "10.254.254.254" "$bench" --server --node 10.254.254.254 -P 18599
+refused "10.254.254.254" "$bench" --client 127.0.0.1 -P 18599 --node 10.254.254.254
+refused "no.such.host.invalid" "$bench" --server --node no.such.host.invalid -P 18599
 
 # an unknown provider: the message lists the providers there are
 run "$bench" -p nosuchprov
@@ -177,29 +196,71 @@ want = [int(x) for x in sys.argv[4].split(",")]
 sys.exit(0 if got == want else 1)' "$tmp/out" "$@" 2>/dev/null
 }
 
+# words_are TABLE KEY VALUES: the same for string values
+words_are() {
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+got = [r[sys.argv[3]] for r in d[sys.argv[2]]]
+sys.exit(0 if got == sys.argv[4].split(",") else 1)' "$tmp/out" "$@" 2>/dev/null
+}
+
+# each row twice: the target busy, then idle (--target both, the default)
 run "$bench" -j -t single,imm -s 4K,64K -n 200
-[ "$rc" -eq 0 ] && rows_are single size 4096,65536 && rows_are imm size 8 &&
-	! json_has paged && ! json_has scatter &&
-	tap ok "xfer-bench -t single,imm -s 4K,64K: those rows, no others" ||
-	tap not-ok "xfer-bench -t single,imm -s 4K,64K: those rows, no others" "status $rc: $out $err"
+[ "$rc" -eq 0 ] && rows_are single size 4096,4096,65536,65536 &&
+	words_are single target busy,idle,busy,idle && rows_are imm size 8,8 &&
+	words_are imm target busy,idle && ! json_has paged && ! json_has scatter && ! json_has kv &&
+	tap ok "xfer-bench -t single,imm -s 4K,64K: those rows, busy and idle, no others" ||
+	tap not-ok "xfer-bench -t single,imm -s 4K,64K: those rows, busy and idle, no others" \
+		"status $rc: $out $err"
+
+run "$bench" -j -t single -s 4K -n 20 --target idle
+[ "$rc" -eq 0 ] && words_are single target idle &&
+	tap ok "xfer-bench --target idle: idle rows only" ||
+	tap not-ok "xfer-bench --target idle: idle rows only" "status $rc: $out $err"
 
 run "$bench" -j -t paged --page-size 4K,16K --pages 10 -n 50
-[ "$rc" -eq 0 ] && rows_are paged size 4096,16384 && rows_are paged pages 10,10 &&
+[ "$rc" -eq 0 ] && rows_are paged size 4096,4096,16384,16384 && rows_are paged pages 10,10,10,10 &&
 	tap ok "xfer-bench -t paged honours --page-size and --pages" ||
 	tap not-ok "xfer-bench -t paged honours --page-size and --pages" "status $rc: $out $err"
 
 run "$bench" -j -t scatter -s 8K --peers 2 -n 50
-[ "$rc" -eq 0 ] && rows_are scatter size 8192 && rows_are scatter peers 2 &&
+[ "$rc" -eq 0 ] && rows_are scatter size 8192,8192 && rows_are scatter peers 2,2 &&
 	tap ok "xfer-bench -t scatter honours -s and --peers" ||
 	tap not-ok "xfer-bench -t scatter honours -s and --peers" "status $rc: $out $err"
 
-run "$bench" -j -t single -s 128M -n 2
+run "$bench" -j -t kv --kv 4,16,4K --idle-gap 2
+[ "$rc" -eq 0 ] && rows_are kv layers 4,4 && rows_are kv pages 16,16 && rows_are kv size 4096,4096 &&
+	words_are kv target busy,idle &&
+	tap ok "xfer-bench -t kv --kv 4,16,4K: a busy and an idle row" ||
+	tap not-ok "xfer-bench -t kv --kv 4,16,4K: a busy and an idle row" "status $rc: $out $err"
+
+run "$bench" -j -t peers --peers 3 -s 16K -n 64 -p local
+[ "$rc" -eq 0 ] && rows_are peers peers 3,3,3,3 && words_are peers direction 1_to_n,1_to_n,n_to_1,n_to_1 &&
+	words_are peers target busy,idle,busy,idle &&
+	tap ok "xfer-bench -t peers --peers 3 (local): one to three and three to one, busy and idle" ||
+	tap not-ok "xfer-bench -t peers --peers 3 (local)" "status $rc: $out $err"
+
+run "$bench" -j -t first -s 4K -p local
+[ "$rc" -eq 0 ] && words_are first target busy,idle && json_has first cold_ratio &&
+	tap ok "xfer-bench -t first: cold, after connect and steady, as ratios" ||
+	tap not-ok "xfer-bench -t first: cold, after connect and steady, as ratios" "status $rc: $out $err"
+
+# -v: the addresses each side publishes, as libfabric reads them
+run "$bench" -j -v -t single -s 4K -n 20 --target busy -p 'tcp;ofi_rxm'
+[ "$rc" -eq 0 ] && json_has addresses "fi_sockaddr_in://127.0.0.1:" &&
+	json_has peer_addresses "fi_sockaddr_in://127.0.0.1:" &&
+	tap ok "xfer-bench -v: published rail addresses, both sides" ||
+	tap not-ok "xfer-bench -v: published rail addresses, both sides" "status $rc: $out $err"
+
+run "$bench" -j -t single -s 128M -n 2 --target busy
 [ "$rc" -eq 0 ] && rows_are single size 134217728 && json_has region_bytes 134217728 &&
 	tap ok "xfer-bench -s 128M: the region grows to hold it" ||
 	tap not-ok "xfer-bench -s 128M: the region grows to hold it" "status $rc: $out $err"
 
 run "$bench" -t single -s 4K -n 50
-[ "$rc" -eq 0 ] && grep -q "^single" "$tmp/out" && grep -qE "^ +4096 " "$tmp/out" &&
+[ "$rc" -eq 0 ] && grep -q "^single" "$tmp/out" && grep -qE "^ +4096 +busy " "$tmp/out" &&
+	grep -qE "^ +4096 +idle " "$tmp/out" &&
 	tap ok "xfer-bench text mode: a table with the row" ||
 	tap not-ok "xfer-bench text mode: a table with the row" "status $rc: $out $err"
 

@@ -11,15 +11,36 @@
 
 #include "oob.h"
 
-int oob_listen(uint16_t port)
+/* node as an IPv4 socket address (port 0 unless given). */
+static int resolve(const char *node, uint16_t port, struct sockaddr_in *sa)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res;
 
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons(port);
+	if (!node) {
+		sa->sin_addr.s_addr = htonl(INADDR_ANY);
+		return 0;
+	}
+	if (getaddrinfo(node, NULL, &hints, &res))
+		return -EADDRNOTAVAIL;
+	sa->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int oob_listen(const char *node, uint16_t port)
+{
+	struct sockaddr_in sa;
+	int one = 1, fd, ret = resolve(node, port, &sa);
+
+	if (ret)
+		return ret;
+	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	sa.sin_addr.s_addr = htonl(INADDR_ANY);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16)) {
 		int err = -errno;
 
@@ -39,9 +60,10 @@ int oob_accept(int lfd)
 	return fd;
 }
 
-int oob_connect(const char *host, uint16_t port, int timeout_ms)
+int oob_connect(const char *host, uint16_t port, const char *node, int timeout_ms)
 {
 	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res;
+	struct sockaddr_in src;
 	char service[8];
 	int one = 1, fd = -1, ret;
 	struct timespec ts = { 0, 100 * 1000000 };
@@ -50,11 +72,21 @@ int oob_connect(const char *host, uint16_t port, int timeout_ms)
 	ret = getaddrinfo(host, service, &hints, &res);
 	if (ret)
 		return -EHOSTUNREACH;
+	if (node && (ret = resolve(node, 0, &src))) {
+		freeaddrinfo(res);
+		return ret;
+	}
 	/* The server may not be listening yet: retry until the timeout. */
 	for (int waited = 0; waited <= timeout_ms; waited += 100) {
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (fd < 0)
 			break;
+		if (node && bind(fd, (struct sockaddr *)&src, sizeof(src))) {
+			ret = -errno;   /* not an address of this host: no retry helps */
+			close(fd);
+			freeaddrinfo(res);
+			return ret;
+		}
 		if (connect(fd, res->ai_addr, res->ai_addrlen) == 0)
 			break;
 		close(fd);

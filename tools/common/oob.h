@@ -7,9 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int oob_listen(uint16_t port);                  /* returns a listening fd or -errno */
+/* A listening fd on node (an IPv4 address or name; NULL: every address),
+ * or -errno. */
+int oob_listen(const char *node, uint16_t port);
 int oob_accept(int lfd);                        /* one connection */
-int oob_connect(const char *host, uint16_t port, int timeout_ms);
+/* Connect to host, from the address node when not NULL (the interface the
+ * peer is to see), retrying while the server is not listening yet. */
+int oob_connect(const char *host, uint16_t port, const char *node, int timeout_ms);
 int oob_send(int fd, const void *buf, uint32_t len);
 /* Receive one message into buf (at most cap bytes); returns its length or -errno. */
 int oob_recv(int fd, void *buf, uint32_t cap);

@@ -39,7 +39,11 @@ static void print_cell(json_object *v, int w)
 	case json_type_double: {
 		double d = json_object_get_double(v);
 
-		printf("%*.*f", w, d != 0 && d < 10 ? 3 : (d < 1000 ? 2 : 1), d);
+		/* a rate that collapsed (an idle receiver's) must not read as 0 */
+		if (d > 0 && d < 0.01)
+			printf("%*.2g", w, d);
+		else
+			printf("%*.*f", w, d != 0 && d < 10 ? 3 : (d < 1000 ? 2 : 1), d);
 		break;
 	}
 	case json_type_int:

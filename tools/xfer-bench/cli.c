@@ -8,7 +8,9 @@
 #include "args.h"
 #include "bench.h"
 
-static const char *const test_names[] = { "single", "paged", "imm", "scatter", NULL };
+static const char *const test_names[] = { "single", "paged", "imm", "scatter", "kv", "peers",
+					  "first", NULL };
+static const char *const target_names[] = { "busy", "idle", "both", NULL };
 
 static void usage(FILE *f)
 {
@@ -21,7 +23,17 @@ static void usage(FILE *f)
 		"      --rails N        NICs per engine (default 1)\n"
 		"      --devices LIST   NIC names, one per rail, e.g. mlx5_0,mlx5_1\n"
 		"      --gpu N          CUDA device index: with no --devices, the NICs nearest it\n"
-		"  -t, --tests LIST     single,paged,imm,scatter (default all)\n"
+		"  -t, --tests LIST     single,paged,imm,scatter,kv (default), and on request:\n"
+		"                       peers (one writer to --peers targets, as many writers to\n"
+		"                       one target), first (the first write to a new peer: cold,\n"
+		"                       after xfer_engine_connect, steady)\n"
+		"      --target MODE    busy, idle or both (default): how the target receives.\n"
+		"                       busy: back-to-back traffic keeps its worker awake; idle:\n"
+		"                       quiet for --idle-gap, then blocked in xfer_imm_wait per\n"
+		"                       immediate, as an application waits\n"
+		"      --idle-gap MS    quiet time before each idle measurement (default 5, 1..10000)\n"
+		"      --kv L,P,S       the kv case: L layers of P pages of S bytes, one paged\n"
+		"                       write and one immediate per layer (default 32,64,4K)\n"
 		"  -s, --sizes LIST     write sizes of the single and scatter tests (scatter: per\n"
 		"                       peer), K/M/G suffixes, e.g. 4K,1M,64M (default: single\n"
 		"                       1K..64M by 4, scatter 4K,64K,1M); at most 256M\n"
@@ -30,9 +42,13 @@ static void usage(FILE *f)
 		"  -n, --iters N        operations per measurement (default: from a byte budget)\n"
 		"  -r, --reps N         repetitions, xfer and raw interleaved: medians, ranges,\n"
 		"                       and the median of the paired ratios (default 1, max %d)\n"
-		"      --peers N        scatter peers in loopback (default 3, max %d)\n"
+		"      --peers N        targets of scatter and peers in loopback (default 3, max %d)\n"
 		"      --raw            also measure plain libfabric and print xfer/raw ratios\n"
-		"      --node ADDR      local address for IP providers (default 127.0.0.1)\n"
+		"      --node ADDR      local address for IP providers and the out-of-band socket:\n"
+		"                       the engine binds to it and publishes it (default: loopback\n"
+		"                       127.0.0.1; --server/--client: the address the out-of-band\n"
+		"                       connection runs over, which the peer can reach)\n"
+		"  -v, --verbose        print the rail addresses each side publishes\n"
 		"  -P, --port N         out-of-band TCP port (default %d)\n"
 		"  -j, --json           one JSON document (errors too: {\"error\": ...})\n"
 		"      --pretty         indented JSON (implies -j)\n"
@@ -52,7 +68,7 @@ static uint64_t max_of(const uint64_t *v, int n)
 int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *exit_now)
 {
 	enum { O_PEERS = 256, O_RAW, O_NODE, O_PRETTY, O_SERVER, O_CLIENT, O_DEVICES, O_GPU,
-	       O_RAILS, O_PAGE_SIZE, O_PAGES };
+	       O_RAILS, O_PAGE_SIZE, O_PAGES, O_TARGET, O_IDLE_GAP, O_KV };
 	static const struct option lo[] = {
 		{ "provider", 1, 0, 'p' }, { "rails", 1, 0, O_RAILS }, { "sizes", 1, 0, 's' },
 		{ "iters", 1, 0, 'n' }, { "tests", 1, 0, 't' }, { "peers", 1, 0, O_PEERS },
@@ -60,10 +76,12 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 		{ "json", 0, 0, 'j' }, { "pretty", 0, 0, O_PRETTY }, { "server", 0, 0, O_SERVER },
 		{ "client", 1, 0, O_CLIENT }, { "reps", 1, 0, 'r' }, { "help", 0, 0, 'h' },
 		{ "devices", 1, 0, O_DEVICES }, { "gpu", 1, 0, O_GPU },
-		{ "page-size", 1, 0, O_PAGE_SIZE }, { "pages", 1, 0, O_PAGES }, { 0 },
+		{ "page-size", 1, 0, O_PAGE_SIZE }, { "pages", 1, 0, O_PAGES },
+		{ "target", 1, 0, O_TARGET }, { "idle-gap", 1, 0, O_IDLE_GAP }, { "kv", 1, 0, O_KV },
+		{ "verbose", 0, 0, 'v' }, { 0 },
 	};
-	uint32_t port = PORT_DEFAULT;
-	int c, rc = 0;
+	uint32_t port = PORT_DEFAULT, mode;
+	int c, rc = 0, nkv;
 
 	*exit_now = false;
 	/* -j anywhere on the line makes every message below JSON */
@@ -71,7 +89,7 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json") || !strcmp(argv[i], "--pretty"))
 			out->json = true;
 	opterr = 0;   /* getopt's own messages are not JSON: say it here */
-	while (!rc && (c = getopt_long(argc, argv, ":p:s:n:t:P:r:jh", lo, NULL)) != -1) {
+	while (!rc && (c = getopt_long(argc, argv, ":p:s:n:t:P:r:jhv", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->provider = optarg; break;
 		case O_RAILS: rc = arg_u32(out, "--rails", optarg, 1, XFER_MAX_RAILS, &o->rails); break;
@@ -94,6 +112,32 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 		case O_PEERS:
 			rc = arg_u32(out, "--peers", optarg, 1, MAX_PEERS, &o->scatter_peers);
 			break;
+		case O_TARGET:
+			rc = arg_word_list(out, "--target", optarg, target_names, &mode);
+			if (!rc && (mode & (mode - 1))) {
+				out_error(out, "--target: '%s': one of busy, idle, both", optarg);
+				rc = -1;
+			}
+			o->target = mode & 4 ? TGT_BUSY | TGT_IDLE : mode;
+			break;
+		case O_IDLE_GAP:
+			rc = arg_u32(out, "--idle-gap", optarg, 1, 10000, &o->idle_gap_ms);
+			break;
+		case O_KV:
+			/* layers and pages are counts, the page size a size: one list */
+			rc = arg_size_list(out, "--kv", optarg, 1, REGION_MAX, o->kv, 3, &nkv);
+			if (!rc && nkv != 3) {
+				out_error(out, "--kv: '%s': three values, layers,pages,page size "
+					  "(e.g. 32,64,4K)", optarg);
+				rc = -1;
+			} else if (!rc && (o->kv[0] > 4096 || o->kv[1] > 65536 ||
+					   o->kv[0] * o->kv[1] * o->kv[2] > REGION_MAX)) {
+				out_error(out, "--kv: '%s': at most 4096 layers, 65536 pages, and "
+					  "all pages within %llu MiB", optarg, REGION_MAX >> 20);
+				rc = -1;
+			}
+			break;
+		case 'v': o->verbose = true; break;
 		case O_RAW: o->raw = true; break;
 		case O_NODE: o->node = optarg; break;
 		case 'P': rc = arg_u32(out, "--port", optarg, 1, 65535, &port); break;
@@ -137,12 +181,32 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 			o->page_counts[o->npage_counts++] = n;
 	if (!o->tests)
 		o->tests = T_ALL;
+	if (!o->target)
+		o->target = TGT_BUSY | TGT_IDLE;
+	if (!o->idle_gap_ms)
+		o->idle_gap_ms = 5;
+	if (!o->kv[0]) {
+		o->kv[0] = 32;
+		o->kv[1] = 64;
+		o->kv[2] = 4096;
+	}
+	if (!rc && o->client && (o->tests & (1u << T_PEERS))) {
+		out_error(out, "-t peers forks its writers and targets on this host: loopback only, "
+			  "not with --client");
+		rc = -1;
+	}
 	/* The region holds the largest write and page asked for, and a scatter
 	 * size once per peer (each peer's piece lies apart). */
 	uint64_t need = max_of(o->sizes, o->nsizes), pmax = max_of(o->page_sizes, o->npage_sizes);
 	uint32_t peers = o->client ? 1 : o->scatter_peers;
 
 	need = pmax > need ? pmax : need;
+	/* the kv case's pages all lie apart, as in a KV cache */
+	if (o->tests & (1u << T_KV)) {
+		uint64_t kv = o->kv[0] * o->kv[1] * o->kv[2];
+
+		need = need > kv ? need : kv;
+	}
 	o->region = need > REGION_MIN ? need : REGION_MIN;
 	if (!rc && (o->tests & (1u << T_SCATTER)) && o->sizes_given) {
 		uint64_t smax = max_of(o->sizes, o->nsizes);

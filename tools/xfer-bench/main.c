@@ -7,9 +7,12 @@
  *   xfer-bench --server [-P port]   wait for a client (two machines)
  *   xfer-bench --client HOST        run the tests against a server
  *
- * The initiator drives everything; the target's only job is to keep its
- * worker polling (manual-progress providers) and to answer pings. This
- * file holds the roles; bench.h says where the rest lives.
+ * The initiator drives everything; the targets answer its commands (wait
+ * for immediates, answer pings, check what landed, write back). Across
+ * hosts each side binds its engine (and the out-of-band socket) to --node,
+ * by default to the address its out-of-band connection runs over: an
+ * address the other host reaches, never loopback. This file holds the
+ * roles; bench.h says where the rest lives.
  */
 #include <errno.h>
 #include <signal.h>
@@ -32,17 +35,17 @@ void die(const char *what, int err)
 	exit(1);
 }
 
-static void initiator(struct opts *o, int *fds, int nfds)
+static void initiator(struct opts *o, int *fds, int nfds, const char *node)
 {
-	struct bench b = { .o = o, .nfds = nfds, .out = &bench_out };
+	struct bench b = { .o = o, .nfds = nfds, .out = &bench_out, .salt = 0 };
 	struct config_msg cfg = { .rails = o->rails, .raw = o->raw, .region = o->region };
-	uint64_t quit[2] = { CMD_QUIT, 0 };
+	struct cmd_msg quit = { .cmd = CMD_QUIT };
 	time_t now = time(NULL);
 	char date[32];
 
 	memcpy(b.fds, fds, (size_t)nfds * sizeof(int));
 	snprintf(cfg.provider, sizeof(cfg.provider), "%s", o->provider);
-	side_open(&b.s, o, o->provider, o->rails, o->node, o->region, o->raw);
+	side_open(&b.s, o, o->provider, o->rails, node, o->region, o->raw, b.salt);
 	for (int k = 0; k < nfds; k++) {
 		if (oob_send(fds[k], &cfg, sizeof(cfg)))
 			die("peer", -EPROTO);
@@ -60,6 +63,17 @@ static void initiator(struct opts *o, int *fds, int nfds)
 		json_object_array_add(names, json_object_new_string(info.rail_names[i]));
 	out_set(b.out, "devices", names);
 	out_str(b.out, "date", date);
+	if (o->verbose) {
+		/* what each side published, as libfabric reads it: across hosts
+		 * these must name addresses the other host reaches */
+		uint8_t addr[XFER_ADDR_MAX];
+		size_t alen = sizeof(addr);
+
+		if (xfer_engine_address(b.s.e, addr, &alen) == 0)
+			out_set(b.out, "addresses", addr_describe(info.provider, node, addr, alen));
+		out_set(b.out, "peer_addresses", addr_describe(info.provider, node, b.s.peer_addr,
+								b.s.peer_len));
+	}
 	out_u64(b.out, "region_bytes", o->region);
 	/* rows name the provider the engine chose (a default resolved) */
 	snprintf(o->provider_used, sizeof(o->provider_used), "%s", info.provider);
@@ -72,16 +86,23 @@ static void initiator(struct opts *o, int *fds, int nfds)
 		test_imm(&b);
 	if (o->tests & (1u << T_SCATTER))
 		test_scatter(&b);
+	if (o->tests & (1u << T_KV))
+		test_kv(&b);
+	if (o->tests & (1u << T_PEERS))
+		test_peers(&b);
+	/* last: it leaves target 0 on a fresh engine */
+	if (o->tests & (1u << T_FIRST))
+		test_first(&b);
 	for (int k = 0; k < nfds; k++)
-		oob_send(fds[k], quit, sizeof(quit));
+		oob_send(fds[k], &quit, sizeof(quit));
 	side_close(&b.s);
 	out_finish(b.out);
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .provider = "shm", .rails = 1, .node = "127.0.0.1", .gpu = -1,
-			  .scatter_peers = 3, .reps = 1 };
+	struct opts o = { .provider = "shm", .rails = 1, .gpu = -1, .scatter_peers = 3, .reps = 1 };
+	char local_ip[64];
 	bool exit_now;
 	int rc;
 
@@ -95,39 +116,47 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (o.server) {
-		int lfd = oob_listen(o.port), fd;
+		int lfd = oob_listen(o.node, o.port), fd;
 
-		bench_out.json = false;   /* the client prints the results */
 		if (lfd < 0) {
-			char what[64];
+			char what[300];
 
-			snprintf(what, sizeof(what), "listen on port %u", o.port);
+			snprintf(what, sizeof(what), "listen on %s port %u", o.node ? o.node : "*",
+				 o.port);
 			die(what, lfd);
 		}
 		fd = oob_accept(lfd);
 		if (fd < 0)
 			die("accept", fd);
 		close(lfd);
-		return target_main(&o, fd);
+		bench_out.json = false;   /* the client prints the results */
+		/* the address the client reached us on: it can reach the engine there */
+		sock_local_ip(fd, local_ip, sizeof(local_ip));
+		return target_main(&o, fd, 1, o.node ? o.node : local_ip);
 	}
 	if (o.client) {
-		int fd = oob_connect(o.client, o.port, 10000);
+		int fd = oob_connect(o.client, o.port, o.node, 10000);
 
 		if (fd < 0) {
 			char what[300];
 
-			snprintf(what, sizeof(what), "connect to %s port %u", o.client, o.port);
+			snprintf(what, sizeof(what), "connect to %s port %u%s%s", o.client, o.port,
+				 o.node ? " from " : "", o.node ? o.node : "");
 			die(what, fd);
 		}
 		o.scatter_peers = 1;
-		initiator(&o, &fd, 1);
+		sock_local_ip(fd, local_ip, sizeof(local_ip));
+		initiator(&o, &fd, 1, o.node ? o.node : local_ip);
 		return 0;
 	}
 
-	/* Loopback: fork the targets (scatter uses them all, the rest the first). */
+	/* Loopback: fork the targets (scatter and peers use them all, the rest
+	 * the first). */
 	int fds[MAX_PEERS];
 	pid_t pids[MAX_PEERS];
-	int n = (o.tests & (1u << T_SCATTER)) ? (int)o.scatter_peers : 1, status = 0;
+	int n = (o.tests & ((1u << T_SCATTER) | (1u << T_PEERS))) ? (int)o.scatter_peers : 1;
+	int status = 0;
+	const char *node = o.node ? o.node : "127.0.0.1";
 
 	for (int k = 0; k < n; k++) {
 		int sv[2];
@@ -142,12 +171,12 @@ int main(int argc, char **argv)
 			for (int j = 0; j < k; j++)
 				close(fds[j]);
 			close(sv[0]);
-			_exit(target_main(&o, sv[1]));
+			_exit(target_main(&o, sv[1], k + 1, node));
 		}
 		close(sv[1]);
 		fds[k] = sv[0];
 	}
-	initiator(&o, fds, n);
+	initiator(&o, fds, n, node);
 	for (int k = 0; k < n; k++) {
 		int st;
 
