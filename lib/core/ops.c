@@ -53,6 +53,11 @@ void xfer_op_finish(struct xfer_op *op, int status)
 		return;
 	op->finished = true;
 	op->status = status;
+	/* Nothing of it in flight (and, finished, nothing more to post): the
+	 * source is free before the caller hears, so that a caller may
+	 * deregister it right after the completion. */
+	if (op->pieces_inflight == 0)
+		xfer_op_unhold(op);
 	if (op->done.fn)
 		op->done.fn(op->done.ctx, status);
 	atomic_store_explicit(&op->state, 1, memory_order_release);
