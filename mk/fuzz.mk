@@ -1,0 +1,16 @@
+# Fuzzers (tests/fuzz/): built with the tests, like them against the shared
+# library. make test runs the short run (seconds, fixed seed) through
+# tests/fuzz/run.sh; `make fuzz` runs the long one, a million mutations
+# per provider under ASan+UBSan (FUZZ_N, FUZZ_SEED, FUZZ_ARGS to change it).
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+TESTS       += $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_SUITES += tests/fuzz/run.sh
+
+FUZZ_N      ?= 1000000
+FUZZ_SEED   ?= 7
+FUZZ_ARGS   ?=
+
+.PHONY: fuzz
+fuzz:
+	$(MAKE) tests SANITIZE=1 BUILD=$(BUILD)-san
+	$(BUILD)-san/tests/fuzz/fuzz_wire -n $(FUZZ_N) -s $(FUZZ_SEED) $(FUZZ_ARGS)
