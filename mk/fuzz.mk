@@ -3,7 +3,9 @@
 # tests/fuzz/run.sh; `make fuzz` runs the long one, a million mutations
 # per provider under ASan+UBSan (FUZZ_N, FUZZ_SEED, FUZZ_ARGS to change it).
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-TESTS       += $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
+FUZZ_BINS   := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
+TESTS       += $(FUZZ_BINS)
+tests: $(FUZZ_BINS)   # the Makefile's tests rule was read before this file
 TEST_SUITES += tests/fuzz/run.sh
 
 FUZZ_N      ?= 1000000
