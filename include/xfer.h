@@ -63,16 +63,24 @@ struct xfer_engine_attr {
 	const char *provider;
 	uint32_t num_rails;     /* NICs per engine; 0 = 1 */
 	int32_t gpu;              /* CUDA device index, or -1 for none: with no
-				   * devices named, the NICs nearest it are opened */
-	int32_t worker_cpu;       /* core for the worker, -1 = from topology */
+				   * devices named, the NICs nearest it are opened.
+				   * < -1: -EINVAL; a GPU this machine does not have
+				   * (the NVIDIA driver's and hwloc's lists): -ENODEV */
+	int32_t worker_cpu;       /* core for the worker, -1 = from topology; a core
+				   * outside the calling thread's affinity (or < -1):
+				   * -EINVAL */
 	uint32_t peer_timeout_ms; /* 0 = default (XFER_DEFAULT_TIMEOUT_MS) */
 	const char *node;         /* local address to bind (IP providers), or NULL */
 	const char *devices;      /* comma-separated NIC names (verbs / efa), or NULL:
 				   * nearest the GPU, else the provider's order */
 	uint64_t stripe_threshold;/* single writes >= this are striped; 0 = default */
-	uint32_t idle_spin_us;    /* busy-poll this long after activity; 0 = default */
-	uint32_t max_inflight;    /* pieces in flight per rail; 0 = default */
+	uint32_t idle_spin_us;    /* busy-poll this long after activity; 0 = default;
+				   * at most XFER_IDLE_SPIN_MAX_US, else -EINVAL */
+	uint32_t max_inflight;    /* pieces in flight per rail; 0 = default;
+				   * at most XFER_INFLIGHT_MAX, else -EINVAL */
 };
+#define XFER_IDLE_SPIN_MAX_US 1000000u   /* 1 s: longer only burns a core */
+#define XFER_INFLIGHT_MAX 65536u         /* beyond any NIC's queue depth */
 /* Every field past flags has a default (xfer_engine_attr_init's). */
 #define XFER_ENGINE_ATTR_SIZE_VER0 8u
 
@@ -85,7 +93,11 @@ void xfer_engine_attr_init_size(struct xfer_engine_attr *attr, size_t size);
  * writes past the end of an older caller's struct. */
 #define xfer_engine_attr_init(attr) xfer_engine_attr_init_size((attr), sizeof(*(attr)))
 int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out);
-/* Work still in flight completes with -ECANCELED before this returns. */
+/* Work still in flight completes with -ECANCELED before this returns.
+ * Called from a callback (on the engine's own worker thread), it cannot wait
+ * for the worker: it only stops the engine and returns; the worker frees the
+ * engine once the callback has returned, after the cancellations, with
+ * nobody waiting. Either way the engine must not be used after the call. */
 void xfer_engine_destroy(xfer_engine *e);
 
 /* The engine's address, to be given to peers out of band. *len is the
@@ -158,16 +170,19 @@ struct xfer_mem {
 /* mem may be NULL for host memory. */
 int xfer_mr_reg(xfer_engine *e, void *addr, size_t len, const struct xfer_mem *mem,
 		uint32_t flags, xfer_mr **out);
-/* A region must outlive every operation that reads from it: deregister only
- * after their completions (or after xfer_engine_destroy has cancelled them,
- * and before the engine is gone). */
+/* A region must outlive every operation that reads from it: while an
+ * operation from it is not finished or has pieces still in flight (a failed
+ * operation's pieces to a dead peer may come back later), or a watch uses
+ * it, this is -EBUSY and the region stays registered; deregister after the
+ * completions and xfer_watch_remove. */
 int xfer_mr_dereg(xfer_mr *mr);
 void *xfer_mr_addr(const xfer_mr *mr);
 size_t xfer_mr_len(const xfer_mr *mr);
 /* Host memory for long-lived registered buffers (weights, staging): 2 MiB
  * aligned, on transparent huge pages where the kernel offers them, zeroed
  * and faulted in now, so that first-touch faults are paid here and not in
- * the data path. NULL if out of memory; free with free(). */
+ * the data path. NULL if out of memory (or bytes is within 2 MiB of
+ * SIZE_MAX); free with free(). */
 void *xfer_host_alloc(size_t bytes);
 
 /* The region's descriptor: a versioned binary blob for peers. */
@@ -263,7 +278,10 @@ void xfer_op_release(xfer_op *op);
 uint64_t xfer_imm_count(xfer_engine *e, uint32_t imm);
 /* Wait until `count` unconsumed arrivals of imm exist, then consume them.
  * -ETIMEDOUT (consuming nothing) if they do not come within timeout_ms
- * (negative: wait forever). */
+ * (negative: wait forever). Any number of distinct immediates is counted
+ * (the tables grow); if memory for a new one ran out, that arrival is lost,
+ * the stats page's last_error says -ENOMEM, and from then on a wait or
+ * expectation on an immediate not yet counted fails with -ENOMEM. */
 int xfer_imm_wait(xfer_engine *e, uint32_t imm, uint64_t count, int timeout_ms);
 
 /* How to tell that an expectation was met. Any combination. The flag is
@@ -289,7 +307,12 @@ int xfer_imm_expect(xfer_engine *e, uint32_t imm, uint64_t count, const struct x
  * The producer (a thread here, a CUDA stream with cuStreamWriteValue64
  * on host-mapped memory on a GPU machine) stores successive values
  * 1, 2, 3, ...; each increase by k posts the write k times. `done` runs
- * once per posted write. */
+ * once per posted write. An increase that would leave more than
+ * XFER_WATCH_MAX_STEP writes owed (a corrupt or runaway word) stops the
+ * watch instead: `done` runs once with -ERANGE, nothing more is posted
+ * (remove it as usual). The source region stays in use (xfer_mr_dereg:
+ * -EBUSY) until xfer_watch_remove. */
+#define XFER_WATCH_MAX_STEP 65536u
 struct xfer_watch_attr {
 	uint32_t size;          /* sizeof(struct xfer_watch_attr) */
 	uint32_t flags;         /* XFER_OP_IMM */
@@ -322,7 +345,8 @@ int xfer_mr_share(xfer_mr *mr, uint32_t rule, uint32_t id, uint64_t *share_id);
  * engine's NICs; the mapping is released with xfer_mr_dereg(). */
 int xfer_mr_open_shared(xfer_engine *e, uint64_t share_id, uint32_t flags, xfer_mr **out);
 
-/* Status strings for the errors this library returns. */
+/* Status strings for the errors this library returns (any int, INT_MIN
+ * included). */
 const char *xfer_strerror(int err);
 
 #ifdef __cplusplus

@@ -57,6 +57,18 @@ static int attr_copy(struct xfer_engine_attr *dst, const struct xfer_engine_attr
 		dst->num_rails = 1;
 	if (dst->num_rails > XFER_MAX_RAILS)
 		return -EINVAL;
+	/* Bounds (xfer.h): past them a value is a mistake, not a tuning. */
+	if (dst->max_inflight > XFER_INFLIGHT_MAX || dst->idle_spin_us > XFER_IDLE_SPIN_MAX_US ||
+	    dst->gpu < -1 || dst->worker_cpu < -1)
+		return -EINVAL;
+	if (dst->worker_cpu >= 0) {
+		cpu_set_t allowed;
+
+		if (dst->worker_cpu >= CPU_SETSIZE ||
+		    sched_getaffinity(0, sizeof(allowed), &allowed) ||
+		    !CPU_ISSET(dst->worker_cpu, &allowed))
+			return -EINVAL;   /* a core this thread may not run on */
+	}
 	if (!dst->provider)
 		dst->provider = "auto";
 	return 0;
@@ -187,6 +199,10 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	ret = attr_copy(&e->attr, attr);
 	if (ret)
 		goto err_free;
+	if (e->attr.gpu >= 0 && xfer_topo_gpu_exists(&topo, e->attr.gpu) == 0) {
+		ret = -ENODEV;   /* no such GPU here */
+		goto err_free;
+	}
 	e->ops = xfer_backend_for(e->attr.provider);
 	if (!e->ops || !e->ops->rail_open) {
 		ret = -EOPNOTSUPP;
@@ -300,8 +316,26 @@ XFER_EXPORT void xfer_engine_destroy(xfer_engine *e)
 
 	if (!e)
 		return;
+	if (xfer_worker_self == e) {
+		/* From a callback on the worker: the worker cannot join itself,
+		 * and the callback's caller still uses the engine. Stop the loop;
+		 * the worker frees the engine when it has unwound (worker.c).
+		 * Already stopping: a destroy is under way (this callback hears
+		 * its -ECANCELED), which frees the engine itself. */
+		if (atomic_load(&e->stopping))
+			return;
+		e->destroy_deferred = true;
+		atomic_store(&e->stopping, true);
+		return;
+	}
 	xfer_cmd_run(e, &c);
 	pthread_join(e->worker, NULL);
+	xfer_engine_free(e);
+}
+
+/* Everything but the worker, which has stopped (joined, or is the caller). */
+void xfer_engine_free(xfer_engine *e)
+{
 	sink_release(e);
 	wait_set_close(e);
 	rails_close(e);
@@ -315,6 +349,7 @@ XFER_EXPORT void xfer_engine_destroy(xfer_engine *e)
 	free(e->imm_ready);
 	free(e->imm_ready_op);
 	xfer_kmod_close(e->kmod);
+	xfer_counters_free(e);
 	pthread_mutex_destroy(&e->peer_lock);
 	free(e);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Host memory for long-lived registered buffers (xfer_host_alloc). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,8 +13,14 @@
  * pin (1.5x their rate on the project's VM). */
 XFER_EXPORT void *xfer_host_alloc(size_t bytes)
 {
-	uint64_t sz = bytes ? (bytes + HUGE_2M - 1) & ~(HUGE_2M - 1) : HUGE_2M;
-	void *p = aligned_alloc(HUGE_2M, sz);
+	uint64_t sz;
+	void *p;
+
+	/* Rounding up near SIZE_MAX would wrap to a tiny size. */
+	if (bytes > SIZE_MAX - (HUGE_2M - 1))
+		return NULL;
+	sz = bytes ? (bytes + HUGE_2M - 1) & ~(HUGE_2M - 1) : HUGE_2M;
+	p = aligned_alloc(HUGE_2M, sz);
 
 	if (p) {
 		madvise(p, sz, MADV_HUGEPAGE);   /* advice: ignored where unsupported */

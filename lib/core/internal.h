@@ -73,6 +73,10 @@ struct xfer_mr {
 	uint64_t region_id;
 	uint64_t kmod_handle;        /* 0: not pinned through /dev/xfer */
 	bool mapped_shared;          /* addr is a mapping of another process's share */
+	/* Operations and watches that may still read it: xfer_mr_dereg is
+	 * -EBUSY until this is 0 (ops.c: taken at submit, dropped when the op
+	 * is finished and nothing of it is in flight). */
+	_Atomic uint32_t users;
 	struct xfer_rail_mr rail[XFER_MAX_RAILS];
 };
 
@@ -127,6 +131,7 @@ struct xfer_op {
 	bool finished;               /* worker: status delivered */
 	bool in_post;                /* worker: in the posting list */
 	bool live;                   /* worker: in the live list */
+	bool src_held;               /* holds a use of src (src->users) */
 	uint32_t rail0;              /* first rail of an unstriped op */
 	uint32_t imm_value;
 	_Atomic uint32_t state;      /* 0 running, 1 done (futex word) */
@@ -166,7 +171,21 @@ struct xfer_counter {
 	struct xfer_expect *head, *tail;  /* worker only */
 };
 
-#define XFER_COUNTER_SLOTS 4096
+#define XFER_COUNTER_SLOTS 4096   /* the engine's first table; later ones double */
+
+/* A further table of counters: the engine's first is embedded; when the
+ * newest is 3/4 full the worker chains one twice its size. Readers on any
+ * thread walk the chain (a table is published whole, by a release store of
+ * the link to it); tables live until the engine is freed. */
+struct xfer_ctable {
+	struct xfer_ctable *_Atomic next;
+	uint32_t slots;              /* a power of two */
+	uint32_t used;               /* worker only */
+	struct xfer_counter c[];
+};
+
+/* Test hook: how counters.c allocates a table (calloc by default). */
+extern void *(*xfer_counters_calloc)(size_t n, size_t size);
 
 struct xfer_counter *xfer_counter_find(xfer_engine *e, uint32_t imm);
 struct xfer_counter *xfer_counter_get(xfer_engine *e, uint32_t imm); /* worker: find or insert */
@@ -174,6 +193,7 @@ void xfer_counter_arrival(xfer_engine *e, uint32_t imm);              /* worker 
 void xfer_counter_add_expect(xfer_engine *e, uint32_t imm, struct xfer_expect *x);
 bool xfer_counter_cancel_expect(xfer_engine *e, uint32_t imm, struct xfer_expect *x);
 void xfer_counters_shutdown(xfer_engine *e);
+void xfer_counters_free(xfer_engine *e);   /* the chained tables, with the engine */
 
 /* ---- watches (watch.c) --------------------------------------------- */
 
@@ -185,6 +205,7 @@ struct xfer_watch {
 	uint64_t last;               /* last value of *word acted on */
 	_Atomic uint64_t fired;
 	uint64_t pending;            /* writes owed but not yet submitted */
+	bool failed;                 /* jumped past XFER_WATCH_MAX_STEP: stopped */
 };
 
 void xfer_watches_poll(xfer_engine *e);
@@ -284,6 +305,7 @@ struct xfer_engine {
 	int worker_cpu;
 	_Atomic bool stopping;
 	bool on_worker_init;
+	bool destroy_deferred;       /* destroyed from a callback: the worker frees it */
 
 	/* worker-only state */
 	struct xfer_op *post_head, *post_tail;  /* ops with pieces left to post */
@@ -302,6 +324,9 @@ struct xfer_engine {
 	struct xfer_connect_state *conn;        /* connect.c, made on first use */
 
 	struct xfer_counter counters[XFER_COUNTER_SLOTS];
+	uint32_t counters_used;                 /* worker: slots taken in `counters` */
+	struct xfer_ctable *_Atomic counters_more;   /* the chain beyond `counters` */
+	_Atomic uint64_t counters_lost;         /* arrivals no table could take */
 
 	struct xfer_kmod *kmod;
 	struct xfer_ctx_stats *stats;          /* kmod page, or stats_local */
@@ -320,6 +345,7 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c);
 void xfer_peer_down(xfer_engine *e, uint32_t peer, int status);
 
 /* engine.c */
+void xfer_engine_free(xfer_engine *e);   /* after the worker stopped */
 int xfer_worker_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr *a);
 
 /* connect.c (worker side of xfer_engine_connect) */
@@ -333,6 +359,7 @@ void xfer_op_finish(struct xfer_op *op, int status);  /* worker: deliver complet
 void xfer_op_put(struct xfer_op *op);
 void xfer_live_add(xfer_engine *e, struct xfer_op *op);
 void xfer_live_drop(xfer_engine *e, struct xfer_op *op);
+void xfer_op_unhold(struct xfer_op *op);   /* drop its use of src, once */
 struct xfer_op *xfer_live_first(xfer_engine *e);
 struct xfer_op *xfer_live_next(struct xfer_op *op);
 
@@ -343,6 +370,9 @@ struct xfer_op *xfer_live_next(struct xfer_op *op);
 struct xfer_topo;
 void xfer_topo_free(struct xfer_topo *cache);
 int xfer_topo_worker_cpu(struct xfer_topo **cache, int gpu, const char *nic);
+/* 1 when CUDA device gpu exists (the NVIDIA driver's list, or hwloc's PCI
+ * devices), 0 when it does not, -1 when that cannot be told here. */
+int xfer_topo_gpu_exists(struct xfer_topo **cache, int gpu);
 #define XFER_TOPO_NAME 64
 /* The RDMA NICs (ibverbs names) nearest CUDA device `gpu` in the PCIe tree,
  * nearest first, at most max; 0 without a GPU or topology. */

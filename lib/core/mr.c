@@ -119,6 +119,10 @@ XFER_EXPORT int xfer_mr_dereg(xfer_mr *mr)
 
 	if (!mr)
 		return -EINVAL;
+	/* An op or a watch that may still read it: freeing it now would leave
+	 * the worker (and the NIC) on freed memory. The caller keeps it. */
+	if (atomic_load_explicit(&mr->users, memory_order_acquire))
+		return -EBUSY;
 	c.u.mr.mr = mr;
 	ret = xfer_cmd_run(mr->e, &c);
 	if (mr->mapped_shared)

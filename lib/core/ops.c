@@ -53,6 +53,11 @@ void xfer_op_finish(struct xfer_op *op, int status)
 		return;
 	op->finished = true;
 	op->status = status;
+	/* Nothing of it in flight (and, finished, nothing more to post): the
+	 * source is free before the caller hears, so that a caller may
+	 * deregister it right after the completion. */
+	if (op->pieces_inflight == 0)
+		xfer_op_unhold(op);
 	if (op->done.fn)
 		op->done.fn(op->done.ctx, status);
 	atomic_store_explicit(&op->state, 1, memory_order_release);
@@ -70,10 +75,21 @@ void xfer_live_add(xfer_engine *e, struct xfer_op *op)
 	e->live = op;
 }
 
+void xfer_op_unhold(struct xfer_op *op)
+{
+	if (op->src_held) {
+		op->src_held = false;
+		atomic_fetch_sub_explicit(&((struct xfer_mr *)op->src)->users, 1, memory_order_release);
+	}
+}
+
+/* The worker lets go of an op only when it is finished and nothing of it is
+ * in flight: its source region is free to go from then on. */
 void xfer_live_drop(xfer_engine *e, struct xfer_op *op)
 {
 	if (!op->live)
 		return;
+	xfer_op_unhold(op);
 	op->live = false;
 	if (op->lprev)
 		op->lprev->lnext = op->lnext;
@@ -103,6 +119,13 @@ static int submit(xfer_engine *e, struct xfer_op *op, const struct xfer_done *do
 	atomic_store(&op->refs, user ? 2 : 1);
 	if (user)
 		*user = op;
+	/* A use of the source region, so that xfer_mr_dereg refuses while the
+	 * worker may still read it or hold its NIC registration in a post. */
+	if (op->src) {
+		atomic_fetch_add_explicit(&((struct xfer_mr *)op->src)->users, 1,
+					  memory_order_relaxed);
+		op->src_held = true;
+	}
 	if (xfer_worker_self == e) {
 		xfer_worker_submit(e, op);   /* from a callback: no queue hop */
 		return 0;
@@ -110,6 +133,7 @@ static int submit(xfer_engine *e, struct xfer_op *op, const struct xfer_done *do
 	if (atomic_load_explicit(&e->stopping, memory_order_relaxed)) {
 		if (user)
 			*user = NULL;
+		xfer_op_unhold(op);
 		free(op);
 		return -ECANCELED;
 	}

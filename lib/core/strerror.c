@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* What the library's errors mean in its own terms (xfer_strerror). */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -14,10 +15,13 @@ XFER_EXPORT const char *xfer_strerror(int err)
 	 * waited for; callers add which and how long */
 	case -ETIMEDOUT: return "timed out";
 	case -ECANCELED: return "engine destroyed with the operation in flight";
-	case -ENOTCONN: return "peer is down or was never added";
+	/* check_peer: a peer never added is -EINVAL; -ENOTCONN is one that
+	 * was added and then declared down (timeout, reset, unreachable) */
+	case -ENOTCONN: return "peer is down (it failed or stopped answering)";
 	case -EPROTO: return "peer address is for another provider";
 	case -ENODEV: return "no such device (kernel module not loaded?)";
 	case -EOPNOTSUPP: return "not supported by this backend or provider";
+	case INT_MIN: return "unknown error";   /* -INT_MIN overflows */
 	default: return strerror(err < 0 ? -err : err);
 	}
 }

@@ -9,6 +9,7 @@
  *    socket (GPUDirect RDMA through a shared switch never crosses the CPU).
  * HWLOC_XMLFILE makes hwloc read a described machine instead (the tests).
  */
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,37 @@ void xfer_topo_free(struct xfer_topo *c)
 		return;
 	hwloc_topology_destroy(c->t);
 	free(c);
+}
+
+/* NVIDIA GPUs the driver lists (/proc/driver/nvidia/gpus/<bus id>). */
+static int nvidia_proc_gpus(void)
+{
+	DIR *d = opendir("/proc/driver/nvidia/gpus");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+int xfer_topo_gpu_exists(struct xfer_topo **cache, int gpu)
+{
+	hwloc_topology_t t;
+	int phys = gpu_physical(gpu);
+
+	if (gpu < 0)
+		return 0;
+	if (phys < 0)
+		return -1;   /* CUDA_VISIBLE_DEVICES by UUID, or too short: CUDA's call */
+	if (nvidia_proc_gpus() > phys)
+		return 1;
+	if (!(t = topo_get(cache)) || !hwloc_get_next_pcidev(t, NULL))
+		return -1;   /* no PCI view (a container without sysfs): cannot tell */
+	return gpu_pcidev(t, gpu) ? 1 : 0;
 }
 
 int xfer_topo_worker_cpu(struct xfer_topo **cache, int gpu, const char *nic)

@@ -20,9 +20,24 @@ _Static_assert(XFER_WATCH_ATTR_SIZE_VER0 == offsetof(struct xfer_watch_attr, don
 void xfer_watches_poll(xfer_engine *e)
 {
 	for (struct xfer_watch *w = e->watches; w; w = w->next) {
-		uint64_t v = __atomic_load_n(w->a.word, __ATOMIC_ACQUIRE);
+		uint64_t v;
 
+		if (w->failed)
+			continue;
+		v = __atomic_load_n(w->a.word, __ATOMIC_ACQUIRE);
 		if (v > w->last) {
+			/* A jump past the bound is a corrupt or runaway word, not
+			 * work: posting it would be a write storm for hours. */
+			if (v - w->last > XFER_WATCH_MAX_STEP - w->pending) {
+				w->failed = true;
+				w->pending = 0;
+				if (e->stats)
+					__atomic_store_n(&e->stats->last_error, -ERANGE,
+							 __ATOMIC_RELAXED);
+				if (w->a.done.fn)
+					w->a.done.fn(w->a.done.ctx, -ERANGE);
+				continue;
+			}
 			w->pending += v - w->last;
 			w->last = v;
 		}
@@ -69,6 +84,7 @@ XFER_EXPORT int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *ua,
 	w->dst = *a->dst;
 	w->a.dst = &w->dst;
 	w->last = __atomic_load_n(a->word, __ATOMIC_ACQUIRE);
+	atomic_fetch_add_explicit(&a->src->users, 1, memory_order_relaxed);   /* until removed */
 	c.u.watch.w = w;
 	xfer_cmd_run(e, &c);
 	*out = w;
@@ -88,6 +104,7 @@ XFER_EXPORT int xfer_watch_remove(xfer_watch *w)
 		return -EINVAL;
 	c.u.watch.w = w;
 	xfer_cmd_run(w->e, &c);
+	atomic_fetch_sub_explicit(&w->a.src->users, 1, memory_order_release);
 	free(w);
 	return 0;
 }

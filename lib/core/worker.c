@@ -577,6 +577,7 @@ static void cancel_op(xfer_engine *e, struct xfer_op *op)
 {
 	op->status = -ECANCELED;
 	xfer_op_finish(op, -ECANCELED);
+	xfer_op_unhold(op);
 	xfer_op_put(op);
 }
 
@@ -808,5 +809,10 @@ void *xfer_worker_main(void *arg)
 	}
 	shutdown_all(e);
 	xfer_worker_self = NULL;
+	if (e->destroy_deferred) {
+		/* xfer_engine_destroy ran in a callback: nobody joins us. */
+		pthread_detach(pthread_self());
+		xfer_engine_free(e);
+	}
 	return NULL;
 }

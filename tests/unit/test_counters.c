@@ -4,7 +4,8 @@
  * them: a calloc'd engine, arrivals through xfer_counter_arrival, and
  * expectations through xfer_counter_add_expect / cancel. Checks FIFO order
  * of expectations, consumption, the flag word, callbacks, many distinct and
- * colliding immediates, a full table, cancel and shutdown.
+ * colliding immediates, tables that grow past the first (and an allocation
+ * that fails: loud, not silent), cancel and shutdown.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ FIXTURE_SETUP(counters)
 FIXTURE_TEARDOWN(counters)
 {
 	xfer_counters_shutdown(self->e);
+	xfer_counters_free(self->e);
 	free(self->e);
 }
 
@@ -201,7 +203,7 @@ TEST_F(counters, many_and_colliding_immediates)
 	const uint32_t n = 1500;
 	uint32_t bad = 0;
 
-	for (uint32_t k = 0; k < 40; k++)   /* k * 4096 all hash to slot 0 */
+	for (uint32_t k = 0; k < 40; k++)   /* equal low bits: one slot under a weak hash */
 		arrive(e, 0x10000000u + k * XFER_COUNTER_SLOTS, (int)(k % 5) + 1);
 	for (uint32_t k = 0; k < 40; k++)
 		bad += xfer_imm_count(e, 0x10000000u + k * XFER_COUNTER_SLOTS) != k % 5 + 1;
@@ -226,38 +228,95 @@ TEST_F(counters, many_and_colliding_immediates)
 	EXPECT_EQ(4, r[0].calls + r[1].calls + r[2].calls + r[3].calls);
 }
 
-/* A full table: existing counters keep counting, new immediates are not
- * counted, and expecting one is refused with -ENOSPC (not a hang). */
-TEST(full_table)
+/* Distinct immediates that differ mostly in their high bits (layer << 16). */
+static uint32_t imm_of(uint32_t i)
+{
+	return i << 16 | i >> 16;
+}
+
+/* Past the first table: 100,000 distinct immediates, every one counted,
+ * readable and consumable by an expectation; the older counters keep
+ * counting after the tables grew. */
+TEST(tables_grow)
 {
 	xfer_engine *e = calloc(1, sizeof(*e));
+	const uint32_t n = 100000;
+	uint32_t bad = 0, fired = 0;
+	struct rec *r = calloc(n, sizeof(*r));
+
+	ASSERT_TRUE(e && r);
+	for (uint32_t i = 0; i < n; i++)
+		arrive(e, imm_of(i), 1);
+	EXPECT_TRUE(atomic_load(&e->counters_more) != NULL) TH_LOG("no table past the first");
+	EXPECT_EQ(0, atomic_load(&e->counters_lost));
+	for (uint32_t i = 0; i < n; i++)
+		bad += xfer_imm_count(e, imm_of(i)) != 1;
+	EXPECT_EQ(0, bad);
+	arrive(e, imm_of(0), 2);   /* the first counter, in the first table */
+	EXPECT_EQ(3, xfer_imm_count(e, imm_of(0)));
+	for (uint32_t i = 0; i < n; i++)
+		xfer_counter_add_expect(e, imm_of(i), expect(1, &r[i], NULL, 0, NULL));
+	for (uint32_t i = 0; i < n; i++)
+		fired += r[i].calls == 1 && r[i].status == 0;
+	EXPECT_EQ(n, fired);
+	EXPECT_EQ(2, xfer_imm_count(e, imm_of(0)));
+	EXPECT_EQ(0, xfer_imm_count(e, imm_of(n - 1)));
+	xfer_counters_shutdown(e);
+	xfer_counters_free(e);
+	free(e);
+	free(r);
+}
+
+static void *no_memory(size_t nmemb, size_t size)
+{
+	(void)nmemb;
+	(void)size;
+	return NULL;
+}
+
+/* Out of memory for a new table: the arrival is lost loudly (counted,
+ * -ENOMEM on the stats page), an expectation on an immediate that has no
+ * counter fails with -ENOMEM instead of waiting forever, and the existing
+ * counters keep working. */
+TEST(table_allocation_fails_loudly)
+{
+	xfer_engine *e = calloc(1, sizeof(*e));
+	struct xfer_ctx_stats stats = { 0 };
+	const uint32_t first = XFER_COUNTER_SLOTS / 4 * 3;   /* what the first table takes */
 	uint32_t bad = 0;
 
-	for (uint32_t i = 0; i < XFER_COUNTER_SLOTS; i++)
+	ASSERT_NE(NULL, e);
+	e->stats = &stats;
+	for (uint32_t i = 0; i < first; i++)
 		arrive(e, i * 3u + 1, 1);
-	for (uint32_t i = 0; i < XFER_COUNTER_SLOTS; i++)
-		bad += xfer_imm_count(e, i * 3u + 1) != 1;
-	EXPECT_EQ(0, bad);
-	EXPECT_TRUE(xfer_counter_get(e, 999999999u) == NULL) TH_LOG("insert into a full table");
+	EXPECT_TRUE(atomic_load(&e->counters_more) == NULL) TH_LOG("grew before 3/4 full");
+	xfer_counters_calloc = no_memory;
 	arrive(e, 999999999u, 1);
+	EXPECT_EQ(1, atomic_load(&e->counters_lost));
+	EXPECT_EQ(-ENOMEM, stats.last_error);
 	EXPECT_EQ(0, xfer_imm_count(e, 999999999u));
-	arrive(e, 1, 2);
-	EXPECT_EQ(3, xfer_imm_count(e, 1));
 	struct rec r = { 0 };
 	volatile uint64_t flag = 0;
 	xfer_counter_add_expect(e, 999999999u, expect(1, &r, &flag, 9, NULL));
 	EXPECT_EQ(1, r.calls);
-	EXPECT_EQ(-ENOSPC, r.status);
+	EXPECT_EQ(-ENOMEM, r.status);
 	EXPECT_EQ(0, flag);   /* the flag is for success only */
-	/* an expectation on an existing counter still works in a full table */
-	struct rec s = { 0 };
-	xfer_counter_add_expect(e, 4, expect(2, &s, NULL, 0, NULL));
-	EXPECT_EQ(0, s.calls);
+	/* an expectation on an existing counter still works */
+	struct rec s2 = { 0 };
+	xfer_counter_add_expect(e, 4, expect(2, &s2, NULL, 0, NULL));
+	EXPECT_EQ(0, s2.calls);
 	arrive(e, 4, 1);
-	EXPECT_EQ(1, s.calls);
-	EXPECT_EQ(0, s.status);
-	EXPECT_EQ(0, xfer_imm_count(e, 4));
+	EXPECT_EQ(1, s2.calls);
+	EXPECT_EQ(0, s2.status);
+	for (uint32_t i = 0; i < first; i++)
+		bad += xfer_imm_count(e, i * 3u + 1) != (i == 1 ? 0u : 1u);   /* 4 = 1*3+1 consumed */
+	EXPECT_EQ(0, bad);
+	/* memory back: new immediates are counted again */
+	xfer_counters_calloc = calloc;
+	arrive(e, 888888888u, 1);
+	EXPECT_EQ(1, xfer_imm_count(e, 888888888u));
 	xfer_counters_shutdown(e);
+	xfer_counters_free(e);
 	free(e);
 }
 
