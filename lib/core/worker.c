@@ -29,6 +29,7 @@ __thread xfer_engine *xfer_worker_self;
 #define POST_BATCH 16
 #define POLL_BATCH 64
 #define PIECE_SLAB 1024
+#define YIELD_GRACE_NS 20000   /* spin this long after activity before yielding */
 
 /* ---- pieces ---------------------------------------------------------- */
 
@@ -774,8 +775,11 @@ void *xfer_worker_main(void *arg)
 			continue;
 		}
 		/* Polling with nothing to do: let other threads have the core now
-		 * and then (many engines on few cores, as in loopback runs). */
-		if ((++idle_loops & 31) == 0)
+		 * and then (many engines on few cores, as in loopback runs), but
+		 * not within a round trip of the last activity: a yield there
+		 * (a system call, often a context switch) lands on the latency
+		 * of the answer the worker is waiting for. */
+		if ((++idle_loops & 31) == 0 && now - last_activity >= YIELD_GRACE_NS)
 			sched_yield();
 		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n ||
 		    (e->ops->hw_progress && rails_busy(e)))
