@@ -14,9 +14,39 @@
  * Both calls need the rights of ptrace over the peer (same user, and
  * Yama's ptrace_scope <= 1 for unrelated processes, as libfabric's shm CMA
  * needs too). A dead peer shows as ESRCH: its writes fail with
- * -ECONNRESET and the peer is reported down. Its pid could be reused
- * between the liveness check (its pidfd) and the write; the window is a
- * system call long.
+ * -ECONNRESET and the peer is reported down.
+ *
+ * Liveness. A poll of the peer's pidfd costs a system call, as much as the
+ * rest of an immediate, so it is not made before every post but when the
+ * last one is more than LC_LIVE_NS old (and always at a peer's first post).
+ * What can happen in the window between a peer's death and the next check:
+ *  - a write: process_vm_writev(2) into an exited (or zombie) pid fails
+ *    with ESRCH, as the dead process has no memory left: nothing lands, the
+ *    write fails and the peer goes down, as before.
+ *  - a write into another process that reused the pid: Linux hands pids out
+ *    cyclically, so a pid comes back only once the pid space has wrapped
+ *    (pid_max: 32768 here, 4194304 on most hosts) after the dead peer was
+ *    also reaped by its parent; no host forks 32768 processes in
+ *    LC_LIVE_NS, and the new process would still have to be ours to ptrace.
+ *    (With a check before every post the same wrap had to fit in a system
+ *    call: the window is longer, not different in kind.)
+ *  - an immediate: it lands in the dead peer's ring, which lives on only
+ *    because this process (and other initiators) still map it; no reader
+ *    is left and no other process's memory is touched. Its completion said
+ *    "placed in the target's ring" and nothing more even with a check per
+ *    post, since the peer can die right after a push; an application that
+ *    must know its immediate was counted waits for an answer anyway.
+ *
+ * What a peer's address names is checked before it is mapped (lc_add_peer):
+ * a regular file (a memfd), exactly one ring long, sealed against shrinking
+ * and growing (so that no access through the mapping can ever SIGBUS), with
+ * our magic, version and the address's nonce. Anything else is refused
+ * with -ECONNREFUSED: there is no ring of that engine at that address.
+ *
+ * Registration checks what a NIC's would (lc_mr_reg): the range must be
+ * mapped (-EFAULT) and readable, and writable when peers write into it
+ * (-EACCES), from /proc/self/maps. A mapping changed after registration is
+ * not seen (nothing is pinned): a later write into it fails then.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -39,6 +70,7 @@
 #define LC_RING 4096u             /* immediates queued per target (power of two) */
 #define LC_IOV 64                 /* iovecs per process_vm_writev: 64 x 1 GiB at most */
 #define LC_MAX_MSG (1ull << 30)
+#define LC_LIVE_NS 1000000ull     /* pidfd checks at most this far apart (see above) */
 
 struct lc_slot {
 	_Atomic uint64_t seq;     /* the bounded-queue turn (Vyukov) */
@@ -70,6 +102,7 @@ struct lc_peer {
 	bool used, down;
 	int32_t pid;
 	int pidfd;                /* -1 where pidfd_open is missing */
+	uint64_t live_ns;         /* when the pidfd last said "alive"; 0: never */
 	struct lc_shared *ring;   /* its inbound ring, mapped here */
 };
 
@@ -96,12 +129,15 @@ static int lc_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		return -ENOMEM;
 	r->fifo_cap = 2 * a->max_inflight + 64;
 	r->fifo = calloc(r->fifo_cap, sizeof(*r->fifo));
-	r->memfd = memfd_create("xfer-local", MFD_CLOEXEC);
+	r->memfd = memfd_create("xfer-local", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (!r->fifo || r->memfd < 0) {
 		ret = r->fifo ? -errno : -ENOMEM;
 		goto err;
 	}
-	if (ftruncate(r->memfd, sizeof(struct lc_shared))) {
+	/* Sealed at its size: a peer that checked the seals can map it and
+	 * never meet a SIGBUS, whoever else holds the fd. */
+	if (ftruncate(r->memfd, sizeof(struct lc_shared)) ||
+	    fcntl(r->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
 		ret = -errno;
 		goto err;
 	}
@@ -169,12 +205,78 @@ static int lc_addr(struct xfer_rail *r, void *buf, size_t *len)
 	return 0;
 }
 
+/* The peer exited: its pidfd turned readable. */
+static bool peer_gone(const struct lc_peer *p)
+{
+	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+
+	return p->pidfd >= 0 && poll(&pfd, 1, 0) == 1;
+}
+
+/* Whether fd is what a ring of ours must be before it is mapped: a memfd
+ * exactly one ring long that can never change size. */
+static bool ring_file_ok(int fd)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW;
+	struct stat st;
+	int seals;
+
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size != sizeof(struct lc_shared))
+		return false;
+	seals = fcntl(fd, F_GET_SEALS);   /* EINVAL on files that cannot be sealed */
+	return seals >= 0 && (seals & need) == need;
+}
+
+/* Map the ring at path (a peer's /proc/PID/fd/N) after checking that it is
+ * one, or NULL with *err set. */
+static struct lc_shared *map_ring(const char *path, uint64_t nonce, int *err)
+{
+	struct lc_shared *ring;
+	struct stat st;
+	int fd;
+
+	/* stat follows the link without opening: a FIFO, socket or device of
+	 * the peer is not even opened (opening one can have effects). */
+	if (stat(path, &st)) {
+		*err = errno == ENOENT ? -ECONNREFUSED : -errno;   /* gone, or not ours to reach */
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*err = -ECONNREFUSED;
+		return NULL;
+	}
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		*err = errno == ENOENT ? -ECONNREFUSED : -errno;
+		return NULL;
+	}
+	/* Checked again on what was opened: the fd may have changed since. */
+	if (!ring_file_ok(fd)) {
+		close(fd);
+		*err = -ECONNREFUSED;
+		return NULL;
+	}
+	ring = mmap(NULL, sizeof(*ring), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (ring == MAP_FAILED) {
+		*err = -errno;
+		return NULL;
+	}
+	if (ring->magic != LC_MAGIC || ring->version != LC_VERSION || ring->nonce != nonce) {
+		munmap(ring, sizeof(*ring));
+		*err = -ECONNREFUSED;   /* that fd is something else now */
+		return NULL;
+	}
+	return ring;
+}
+
 static int lc_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, size_t len)
 {
 	struct lc_peer *p = peer < XFER_MAX_PEERS ? &r->peers[peer] : NULL;
+	struct lc_shared *ring;
 	struct lc_addr a;
 	char path[64];
-	int fd;
+	int ret;
 
 	if (!p || len != sizeof(a))
 		return -EINVAL;
@@ -185,21 +287,24 @@ static int lc_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, siz
 		return -EPROTO;
 	if (p->used)
 		lc_remove_peer(r, peer);
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", a.pid, a.fd);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ECONNREFUSED : -errno;   /* gone, or not ours to reach */
-	struct lc_shared *ring = mmap(NULL, sizeof(*ring), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* The pidfd first: if the process it names still lives after the ring
+	 * was opened through its pid, the ring is that process's. */
+	int pidfd = (int)syscall(SYS_pidfd_open, a.pid, 0);
 
-	close(fd);
-	if (ring == MAP_FAILED)
-		return -errno;
-	if (ring->magic != LC_MAGIC || ring->nonce != a.nonce) {
-		munmap(ring, sizeof(*ring));
-		return -ECONNREFUSED;   /* that fd is something else now */
+	if (pidfd < 0 && errno == ESRCH)
+		return -ECONNREFUSED;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", a.pid, a.fd);
+	ring = map_ring(path, a.nonce, &ret);
+	if (!ring) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return ret;
 	}
-	*p = (struct lc_peer){ .used = true, .pid = a.pid, .ring = ring };
-	p->pidfd = (int)syscall(SYS_pidfd_open, a.pid, 0);
+	*p = (struct lc_peer){ .used = true, .pid = a.pid, .pidfd = pidfd, .ring = ring };
+	if (peer_gone(p)) {
+		lc_remove_peer(r, peer);
+		return -ECONNREFUSED;
+	}
 	return 0;
 }
 
@@ -215,12 +320,56 @@ static void lc_remove_peer(struct xfer_rail *r, uint32_t peer)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Check [addr, addr + len) against /proc/self/maps, as a NIC's registration
+ * would: every byte mapped (-EFAULT), readable, and writable when peers are
+ * to write into it (-EACCES). Probing with accesses instead could write,
+ * fault or race with other threads; the maps file only reads. */
+static int range_check(uintptr_t addr, size_t len, bool want_write)
+{
+	uintptr_t at = addr, end = addr + len;
+	char line[512];
+	int ret = -EFAULT;
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	if (!f)
+		return 0;   /* no procfs: nothing to check against, as before */
+	while (at < end && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perm[5];
+
+		if (!strchr(line, '\n')) {   /* a long path: skip the rest of it */
+			int c;
+
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+		}
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perm) != 3)
+			continue;
+		if (hi <= at)
+			continue;
+		if (lo > at)
+			break;   /* a hole at `at` (the file is sorted by address) */
+		if (perm[0] != 'r' || (want_write && perm[1] != 'w')) {
+			ret = -EACCES;
+			break;
+		}
+		at = hi;
+	}
+	fclose(f);
+	return at >= end ? 0 : ret;
+}
+
 static int lc_mr_reg(struct xfer_rail *r, void *addr, size_t len, uint32_t mem_kind, int dmabuf_fd,
 		     uint64_t dmabuf_off, int remote_write, struct xfer_rail_mr *out)
 {
-	(void)r; (void)len; (void)dmabuf_fd; (void)dmabuf_off; (void)remote_write;
+	int ret;
+
+	(void)r; (void)dmabuf_fd; (void)dmabuf_off;
 	if (mem_kind != XFER_MEM_HOST)
 		return -EOPNOTSUPP;   /* a GPU's memory is not in the peer's address space */
+	ret = range_check((uintptr_t)addr, len, remote_write);
+	if (ret)
+		return ret;
 	/* Nothing to pin: the kernel faults pages in for process_vm_writev. */
 	out->handle = addr;
 	out->desc = addr;
@@ -239,14 +388,6 @@ static void push(struct xfer_rail *r, const struct xfer_cqe *c)
 {
 	r->fifo[(r->fifo_head + r->fifo_n) % r->fifo_cap] = *c;
 	r->fifo_n++;
-}
-
-/* The peer exited: its pidfd turned readable. */
-static bool peer_gone(const struct lc_peer *p)
-{
-	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
-
-	return p->pidfd >= 0 && poll(&pfd, 1, 0) == 1;
 }
 
 /* Copy len bytes into the peer; 0 or -errno. */
@@ -308,11 +449,18 @@ static int lc_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs
 		return -ENOTCONN;
 	if (p->down)
 		return -ECONNRESET;
-	if (peer_gone(p)) {
-		p->down = true;
-		push(r, &(struct xfer_cqe){ .kind = XFER_CQE_PEER_DOWN, .status = -ECONNRESET,
-					    .peer = peer });
-		return -ECONNRESET;
+	/* Liveness off the hot path: see the header for why the window between
+	 * two checks cannot put bytes where they do harm. */
+	uint64_t now = xfer_now_ns();
+
+	if (now - p->live_ns >= LC_LIVE_NS) {
+		if (peer_gone(p)) {
+			p->down = true;
+			push(r, &(struct xfer_cqe){ .kind = XFER_CQE_PEER_DOWN,
+						    .status = -ECONNRESET, .peer = peer });
+			return -ECONNRESET;
+		}
+		p->live_ns = now;
 	}
 	for (i = 0; i < n; i++) {
 		const struct xfer_wr *w = &wrs[i];

@@ -134,7 +134,7 @@ struct xfer_op {
 	bool src_held;               /* holds a use of src (src->users) */
 	uint32_t rail0;              /* first rail of an unstriped op */
 	uint32_t imm_value;
-	_Atomic uint32_t state;      /* 0 running, 1 done (futex word) */
+	_Atomic uint32_t state;      /* 0 running, 1 done, 2 running and waited on (futex word) */
 	_Atomic int refs;            /* worker's + caller's */
 	int status;
 	struct xfer_done done;

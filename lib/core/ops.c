@@ -16,6 +16,9 @@ _Static_assert(XFER_PAGED_SIZE_VER0 == offsetof(struct xfer_paged, src_stride),
 
 /* ---- lifetime ------------------------------------------------------ */
 
+/* op->state, the handle's futex word */
+enum { OP_RUNNING = 0, OP_DONE = 1, OP_WAITED = 2 /* running, a thread sleeps on it */ };
+
 static struct xfer_op *op_new(xfer_engine *e, size_t targets, size_t pages)
 {
 	size_t sz = sizeof(struct xfer_op);
@@ -60,8 +63,9 @@ void xfer_op_finish(struct xfer_op *op, int status)
 		xfer_op_unhold(op);
 	if (op->done.fn)
 		op->done.fn(op->done.ctx, status);
-	atomic_store_explicit(&op->state, 1, memory_order_release);
-	if (op->user_handle)
+	/* A wake-up is a system call on the worker's path: only when a thread
+	 * sleeps on the handle (it set OP_WAITED first). */
+	if (atomic_exchange_explicit(&op->state, OP_DONE, memory_order_acq_rel) == OP_WAITED)
 		xfer_futex_wake(&op->state);
 }
 
@@ -364,7 +368,7 @@ XFER_EXPORT int xfer_op_test(xfer_op *op)
 {
 	if (!op)
 		return -EINVAL;
-	if (!atomic_load_explicit(&op->state, memory_order_acquire))
+	if (atomic_load_explicit(&op->state, memory_order_acquire) != OP_DONE)
 		return -EINPROGRESS;
 	return op->status;
 }
@@ -377,9 +381,12 @@ XFER_EXPORT int xfer_op_wait(xfer_op *op, int timeout_ms)
 		return -EINVAL;
 	if (timeout_ms >= 0)
 		deadline = xfer_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	while (!atomic_load_explicit(&op->state, memory_order_acquire)) {
+	for (;;) {
+		uint32_t st = atomic_load_explicit(&op->state, memory_order_acquire);
 		int64_t left = -1;
 
+		if (st == OP_DONE)
+			break;
 		if (timeout_ms >= 0) {
 			uint64_t now = xfer_now_ns();
 
@@ -387,7 +394,14 @@ XFER_EXPORT int xfer_op_wait(xfer_op *op, int timeout_ms)
 				return -ETIMEDOUT;
 			left = (int64_t)(deadline - now);
 		}
-		xfer_futex_wait(&op->state, 0, left);
+		/* Say that someone sleeps here before sleeping: the finisher
+		 * wakes only then. A lost race re-reads the state. */
+		if (st == OP_RUNNING &&
+		    !atomic_compare_exchange_strong_explicit(&op->state, &st, OP_WAITED,
+							     memory_order_acq_rel,
+							     memory_order_acquire))
+			continue;
+		xfer_futex_wait(&op->state, OP_WAITED, left);
 	}
 	return op->status;
 }
