@@ -232,7 +232,7 @@ static void stall_case(struct __test_metadata *_metadata, FIXTURE_DATA(stall) *s
 			now = stop_at;
 		}
 		if (stop_at && !down_at && xfer_peer_status(e, self->bpeer) != 0)
-			down_at = xt_now_us();
+			down_at = now;
 		/* C's stream goes on a while after B is down (and a bound) */
 		if (stop_at && ((down_at && now - down_at > 300000) ||
 				now - stop_at > 3u * TIMEOUT_MS * 1000))
