@@ -53,6 +53,9 @@ struct xfer_rail {
 	struct fid_cq *cq;
 	bool virt_addr, prov_key, mr_endpoint;
 	bool delivery_ok;       /* the provider accepts FI_DELIVERY_COMPLETE */
+	/* ... also on a zero-byte write: libfabric 1.17's shm never completes
+	 * one (an immediate alone) with that flag, so there it goes without */
+	bool delivery_zero_ok;
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
@@ -203,6 +206,7 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 	r->mr_endpoint = r->info->domain_attr->mr_mode & FI_MR_ENDPOINT;
 	r->max_msg = r->info->ep_attr->max_msg_size;
 	r->delivery_ok = true;   /* until the provider refuses the flag */
+	r->delivery_zero_ok = strncmp(r->info->fabric_attr->prov_name, "shm", 3) != 0;
 	if (r->info->domain_attr->cq_data_size < 4) {
 		ret = -EOPNOTSUPP;   /* immediates need 32 bits of CQ data */
 		goto err;
@@ -373,7 +377,7 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 		if (!s)
 			return i ? i : -ENOMEM;
 		s->user = w->ctx;
-		if (w->delivery && r->delivery_ok) {
+		if (w->delivery && r->delivery_ok && (w->len || r->delivery_zero_ok)) {
 			struct iovec iov = { .iov_base = (void *)w->laddr, .iov_len = w->len };
 			void *desc = w->ldesc;
 			struct fi_rma_iov riov = { .addr = w->raddr, .len = w->len, .key = w->rkey };

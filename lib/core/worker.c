@@ -756,12 +756,11 @@ static void check_timeouts(xfer_engine *e, uint64_t now)
 		}
 		if (!op->status)
 			op->status = -ETIMEDOUT;
+		xfer_op_finish(op, op->status);
+		/* peer_down releases ops (reclaim_peer): op and nx may be gone
+		 * after it. Start over; what is finished is passed over, and
+		 * each peer goes down once. */
 		peer_down(e, peer, -ETIMEDOUT);
-		if (!op->finished)
-			xfer_op_finish(op, op->status);
-		/* peer_down released ops (reclaim_peer): nx may be gone. Start
-		 * over; what is finished is passed over, and each peer goes
-		 * down once. */
 		nx = xfer_live_first(e);
 	}
 }
