@@ -712,7 +712,8 @@ void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status)
 				if (!op->status)
 					op->status = status;
 				/* Pieces may never come back from a dead peer: the
-				 * caller hears now; the op's memory waits for them. */
+				 * caller hears now; reclaim_peer then takes them
+				 * back, and the op is released with its last. */
 				xfer_op_finish(op, op->status);
 				break;
 			}
@@ -756,10 +757,15 @@ static void check_timeouts(xfer_engine *e, uint64_t now)
 		}
 		if (!op->status)
 			op->status = -ETIMEDOUT;
-		xfer_op_finish(op, op->status);
-		/* peer_down releases ops (reclaim_peer): op and nx may be gone
-		 * after it. Start over; what is finished is passed over, and
-		 * each peer goes down once. */
+		/* The peer is down before anyone hears of the failure, so that
+		 * xfer_peer_status agrees with the status. peer_down finishes
+		 * op (it involves the peer) and may release it and others
+		 * (reclaim_peer): op and nx may be gone after it. Start over;
+		 * what is finished is passed over, each peer goes down once. */
+		if (!peer_is_up(e, peer)) {
+			xfer_op_finish(op, op->status);
+			continue;
+		}
 		peer_down(e, peer, -ETIMEDOUT);
 		nx = xfer_live_first(e);
 	}
