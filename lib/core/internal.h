@@ -228,6 +228,11 @@ struct xfer_peer {
 	struct xfer_piece *inflight;
 	/* worker: connection set-up refused since (0: not now; retry_refused) */
 	uint64_t refused_since;
+	/* worker: its queue of single-destination ops with pieces left to
+	 * post, and its link in the engine's list of peers that have one */
+	struct xfer_op *post_head, *post_tail;
+	uint32_t ready_next;         /* index + 1 of the next such peer; 0: none */
+	bool ready;
 };
 
 struct xfer_rail_state {
@@ -298,7 +303,10 @@ struct xfer_engine {
 	bool on_worker_init;
 
 	/* worker-only state */
-	struct xfer_op *post_head, *post_tail;  /* ops with pieces left to post */
+	/* ops with pieces left to post: those to one peer on its queue
+	 * (struct xfer_peer), those to several here */
+	struct xfer_op *post_head, *post_tail;
+	uint32_t ready_head, ready_tail;        /* peers with a queue: index + 1 */
 	struct xfer_op *live;                   /* every op the worker holds */
 	uint32_t rr;                            /* round robin over rails */
 	struct xfer_piece *piece_free;

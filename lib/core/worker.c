@@ -63,15 +63,35 @@ static void piece_put(xfer_engine *e, struct xfer_piece *p)
 
 /* ---- live operations --------------------------------------------------- */
 
+/* An op with pieces to post joins its peer's queue, or, when it goes to
+ * several peers (scatter), the shared list; each is posted in order. */
 static void post_list_append(xfer_engine *e, struct xfer_op *op)
 {
+	struct xfer_op **head = &e->post_head, **tail = &e->post_tail;
+
 	op->next = NULL;
 	op->in_post = true;
-	if (e->post_tail)
-		e->post_tail->next = op;
+	if (op->num_targets == 1) {
+		uint32_t pi = op->targets[0].peer;
+		struct xfer_peer *p = &e->peers[pi];
+
+		head = &p->post_head;
+		tail = &p->post_tail;
+		if (!p->ready) {
+			p->ready = true;
+			p->ready_next = 0;
+			if (e->ready_tail)
+				e->peers[e->ready_tail - 1].ready_next = pi + 1;
+			else
+				e->ready_head = pi + 1;
+			e->ready_tail = pi + 1;
+		}
+	}
+	if (*tail)
+		(*tail)->next = op;
 	else
-		e->post_head = op;
-	e->post_tail = op;
+		*head = op;
+	*tail = op;
 }
 
 static bool peer_is_up(xfer_engine *e, uint32_t peer)
@@ -417,16 +437,109 @@ static void hold(uint64_t *held, uint32_t peer)
 	held[peer / 64] |= 1ull << (peer % 64);
 }
 
-/* Expand and post the ops of the posting list, in order per peer: an op
- * whose next piece cannot go out (its peer's share of a rail is used up,
- * the provider said EAGAIN, the rail is full) holds back the later ops to
- * the same peer, never those to other peers. */
-static int post_pending(xfer_engine *e)
+/* Expand and post what fits of op now. Returns true when op is done with
+ * posting (fully posted, or failed); false when its next piece cannot go
+ * out: then its peer is held for the rest of the round. */
+static bool post_op(xfer_engine *e, struct xfer_op *op, uint64_t *held, int *activity)
 {
 	struct xfer_wr wrs[POST_BATCH];
 	struct xfer_piece *pcs[POST_BATCH];
+	bool stop = false;
+
+	if (!op->deadline_ns)
+		op->deadline_ns = e->now_ns + e->timeout_ns;
+	while (!op->status && op->pieces_next < op->pieces_total && !stop) {
+		uint32_t brail = 0, bpeer = 0;
+		int n = 0, err = 0, got;
+		uint64_t first = op->pieces_next;
+
+		/* one batch: consecutive pieces on the same rail and peer */
+		while (n < POST_BATCH && op->pieces_next + n < op->pieces_total) {
+			struct gen g;
+			struct xfer_rail_state *rs;
+
+			op_piece(e, op, op->pieces_next + n, &g);
+			rs = &e->rail[g.rail];
+			if (n && (g.rail != brail || g.peer != bpeer))
+				break;
+			if (is_held(held, g.peer) || rail_blocked(rs, g.peer) ||
+			    !rail_room(rs, g.peer, n)) {
+				/* A full rail is not this peer's doing: its op's
+				 * clock restarts. Its own share used up or EAGAIN
+				 * is: that runs on. */
+				if (rs->inflight + n >= rs->max_inflight)
+					op->deadline_ns = e->now_ns + e->timeout_ns;
+				hold(held, g.peer);
+				stop = true;
+				break;
+			}
+			if (!peer_is_up(e, g.peer)) {
+				op->status = atomic_load(&e->peers[g.peer].status);
+				stop = true;
+				break;
+			}
+			struct xfer_piece *pc = piece_get(e);
+			if (!pc) {
+				op->status = -ENOMEM;
+				stop = true;
+				break;
+			}
+			pc->op = op;
+			pc->target = g.target;
+			pc->peer = g.peer;
+			pc->rail = (uint16_t)g.rail;
+			pc->is_imm = 0;
+			pc->retrying = 0;
+			pc->retries = 0;
+			pc->len = g.wr.len;
+			g.wr.ctx = pc;
+			pc->wr = g.wr;
+			wrs[n] = g.wr;
+			pcs[n] = pc;
+			brail = g.rail;
+			bpeer = g.peer;
+			n++;
+		}
+		if (!n)
+			break;
+		got = post_batch(e, brail, bpeer, wrs, pcs, n, &err);
+		op->pieces_next = first + got;
+		op->pieces_inflight += got;
+		if (got)
+			*activity = 1;
+		if (err) {
+			op->status = err;
+			if (err == -ENOTCONN || err == -ECONNRESET || err == -EHOSTUNREACH)
+				peer_down(e, bpeer, err);
+		} else if (got < n) {
+			hold(held, bpeer);
+		}
+		if (got < n)
+			stop = true;
+	}
+	return op->status || op->pieces_next == op->pieces_total;
+}
+
+/* op left its posting queue (already unlinked). */
+static void post_leave(xfer_engine *e, struct xfer_op *op)
+{
+	op->next = NULL;
+	op->in_post = false;
+	op_check_done(e, op);
+}
+
+/* Post the ops waiting to be posted. Per peer they go in submission order:
+ * an op whose next piece cannot go out (its peer's share of a rail is used
+ * up, the provider said EAGAIN, the rail is full) holds back the later ops
+ * to the same peer, never those to other peers. Ops to one peer wait on
+ * that peer's queue, so a stalled peer's backlog costs nothing to pass
+ * over; ops to several peers (scatter) share one list, scanned past the
+ * ones that are held. */
+static int post_pending(xfer_engine *e)
+{
 	uint64_t held[XFER_MAX_PEERS / 64] = { 0 };
 	struct xfer_op **pp = &e->post_head, *prev = NULL;
+	uint32_t *rp = &e->ready_head, rprev = 0;
 	int activity = 0;
 
 	for (uint32_t r = 0; r < e->num_rails; r++)
@@ -434,96 +547,56 @@ static int post_pending(xfer_engine *e)
 
 	while (*pp) {
 		struct xfer_op *op = *pp;
-		bool stop = false;
 
 		if (!op->status && op->pieces_next < op->pieces_total && is_held(held, next_peer(op))) {
 			prev = op;   /* behind an earlier op to the same peer */
 			pp = &op->next;
 			continue;
 		}
-		if (!op->deadline_ns)
-			op->deadline_ns = e->now_ns + e->timeout_ns;
-		while (!op->status && op->pieces_next < op->pieces_total && !stop) {
-			uint32_t brail = 0, bpeer = 0;
-			int n = 0, err = 0, got;
-			uint64_t first = op->pieces_next;
-
-			/* one batch: consecutive pieces on the same rail and peer */
-			while (n < POST_BATCH && op->pieces_next + n < op->pieces_total) {
-				struct gen g;
-				struct xfer_rail_state *rs;
-
-				op_piece(e, op, op->pieces_next + n, &g);
-				rs = &e->rail[g.rail];
-				if (n && (g.rail != brail || g.peer != bpeer))
-					break;
-				if (is_held(held, g.peer) || rail_blocked(rs, g.peer) ||
-				    !rail_room(rs, g.peer, n)) {
-					/* A full rail is not this peer's doing:
-					 * its op's clock restarts. Its own share
-					 * used up or EAGAIN is: that runs on. */
-					if (rs->inflight + n >= rs->max_inflight)
-						op->deadline_ns = e->now_ns + e->timeout_ns;
-					hold(held, g.peer);
-					stop = true;
-					break;
-				}
-				if (!peer_is_up(e, g.peer)) {
-					op->status = atomic_load(&e->peers[g.peer].status);
-					stop = true;
-					break;
-				}
-				struct xfer_piece *pc = piece_get(e);
-				if (!pc) {
-					op->status = -ENOMEM;
-					stop = true;
-					break;
-				}
-				pc->op = op;
-				pc->target = g.target;
-				pc->peer = g.peer;
-				pc->rail = (uint16_t)g.rail;
-				pc->is_imm = 0;
-				pc->retrying = 0;
-				pc->retries = 0;
-				pc->len = g.wr.len;
-				g.wr.ctx = pc;
-				pc->wr = g.wr;
-				wrs[n] = g.wr;
-				pcs[n] = pc;
-				brail = g.rail;
-				bpeer = g.peer;
-				n++;
-			}
-			if (!n)
-				break;
-			got = post_batch(e, brail, bpeer, wrs, pcs, n, &err);
-			op->pieces_next = first + got;
-			op->pieces_inflight += got;
-			if (got)
-				activity = 1;
-			if (err) {
-				op->status = err;
-				if (err == -ENOTCONN || err == -ECONNRESET || err == -EHOSTUNREACH)
-					peer_down(e, bpeer, err);
-			} else if (got < n) {
-				hold(held, bpeer);
-			}
-			if (got < n)
-				stop = true;
-		}
-		if (op->status || op->pieces_next == op->pieces_total) {
-			/* fully posted (or failed): leave the posting list */
+		if (post_op(e, op, held, &activity)) {
 			*pp = op->next;
 			if (e->post_tail == op)
 				e->post_tail = prev;
-			op->next = NULL;
-			op->in_post = false;
-			op_check_done(e, op);
+			post_leave(e, op);
 			continue;
 		}
 		prev = op;
 		pp = &op->next;
+	}
+
+	while (*rp) {
+		uint32_t pi = *rp - 1;
+		struct xfer_peer *p = &e->peers[pi];
+		struct xfer_op *op;
+
+		while ((op = p->post_head) && !is_held(held, pi)) {
+			if (!post_op(e, op, held, &activity))
+				break;
+			p->post_head = op->next;
+			if (!p->post_head)
+				p->post_tail = NULL;
+			post_leave(e, op);   /* its callback may queue more */
+		}
+		if (p->post_head) {
+			rprev = pi + 1;
+			rp = &p->ready_next;
+			continue;
+		}
+		/* nothing left to post for this peer: off the list */
+		*rp = p->ready_next;
+		if (e->ready_tail == pi + 1)
+			e->ready_tail = rprev;
+		p->ready = false;
+		p->ready_next = 0;
+	}
+	/* the next round starts with another peer: none always goes first */
+	if (e->ready_head && e->ready_head != e->ready_tail) {
+		uint32_t first = e->ready_head;
+
+		e->ready_head = e->peers[first - 1].ready_next;
+		e->peers[first - 1].ready_next = 0;
+		e->peers[e->ready_tail - 1].ready_next = first;
+		e->ready_tail = first;
 	}
 	return activity;
 }
@@ -958,6 +1031,12 @@ static void shutdown_all(xfer_engine *e)
 	while (xfer_live_first(e))
 		xfer_live_drop(e, xfer_live_first(e));
 	e->post_head = e->post_tail = NULL;
+	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++) {
+		e->peers[i].post_head = e->peers[i].post_tail = NULL;
+		e->peers[i].ready = false;
+		e->peers[i].ready_next = 0;
+	}
+	e->ready_head = e->ready_tail = 0;
 	e->imm_ready_n = 0;
 	xfer_counters_shutdown(e);
 	/* commands that raced with the stop */
@@ -1012,7 +1091,7 @@ void *xfer_worker_main(void *arg)
 		 * and then (many engines on few cores, as in loopback runs). */
 		if ((++idle_loops & 31) == 0)
 			sched_yield();
-		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n ||
+		if (now - last_activity < idle_ns || e->post_head || e->ready_head || e->imm_ready_n ||
 		    (e->ops->hw_progress && rails_busy(e)))
 			continue;
 		/* Idle: sleep, but wake for submissions and arrivals (progress is
