@@ -94,6 +94,12 @@ static void post_list_append(xfer_engine *e, struct xfer_op *op)
 	*tail = op;
 }
 
+/* Whether ops wait to be posted (on the shared list or a peer's queue). */
+static bool posting_queued(const xfer_engine *e)
+{
+	return e->post_head || e->ready_head;
+}
+
 static bool peer_is_up(xfer_engine *e, uint32_t peer)
 {
 	return atomic_load_explicit(&e->peers[peer].status, memory_order_relaxed) == 0;
@@ -1091,7 +1097,7 @@ void *xfer_worker_main(void *arg)
 		 * and then (many engines on few cores, as in loopback runs). */
 		if ((++idle_loops & 31) == 0)
 			sched_yield();
-		if (now - last_activity < idle_ns || e->post_head || e->ready_head || e->imm_ready_n ||
+		if (now - last_activity < idle_ns || posting_queued(e) || e->imm_ready_n ||
 		    (e->ops->hw_progress && rails_busy(e)))
 			continue;
 		/* Idle: sleep, but wake for submissions and arrivals (progress is
