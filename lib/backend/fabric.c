@@ -35,6 +35,16 @@ struct fab_slot {
 	struct fab_slot *next_free;
 };
 
+/* Slots come in chunks that live as long as the rail: a write to a peer
+ * removed from the address vector may be completed by the provider late or
+ * never, so its slot can neither be reused nor freed before the rail closes;
+ * new chunks replace what such writes hold. */
+#define FAB_SLOT_CHUNK 256
+struct fab_chunk {
+	struct fab_chunk *next;
+	struct fab_slot slot[FAB_SLOT_CHUNK];
+};
+
 struct xfer_rail {
 	struct fi_info *info;
 	struct fid_fabric *fabric;
@@ -44,11 +54,14 @@ struct xfer_rail {
 	struct fid_cq *cq;
 	bool virt_addr, prov_key, mr_endpoint;
 	bool delivery_ok;       /* the provider accepts FI_DELIVERY_COMPLETE */
+	/* ... also on a zero-byte write: libfabric 1.17's shm never completes
+	 * one (an immediate alone) with that flag, so there it goes without */
+	bool delivery_zero_ok;
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
-	struct fab_slot *slots, *free_slots;
-	uint32_t nslots;
+	struct fab_chunk *chunks;
+	struct fab_slot *free_slots;
 	uint64_t max_msg;
 };
 
@@ -159,7 +172,12 @@ static void fab_close(struct xfer_rail *r)
 		fi_close(&r->fabric->fid);
 	if (r->info)
 		fi_freeinfo(r->info);
-	free(r->slots);
+	while (r->chunks) {
+		struct fab_chunk *c = r->chunks;
+
+		r->chunks = c->next;
+		free(c);
+	}
 	free(r);
 }
 
@@ -189,6 +207,7 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 	r->mr_endpoint = r->info->domain_attr->mr_mode & FI_MR_ENDPOINT;
 	r->max_msg = r->info->ep_attr->max_msg_size;
 	r->delivery_ok = true;   /* until the provider refuses the flag */
+	r->delivery_zero_ok = strncmp(r->info->fabric_attr->prov_name, "shm", 3) != 0;
 	if (r->info->domain_attr->cq_data_size < 4) {
 		ret = -EOPNOTSUPP;   /* immediates need 32 bits of CQ data */
 		goto err;
@@ -231,16 +250,6 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		goto err;
 	}
 
-	r->nslots = a->max_inflight + 64;
-	r->slots = calloc(r->nslots, sizeof(*r->slots));
-	if (!r->slots) {
-		ret = -ENOMEM;
-		goto err;
-	}
-	for (uint32_t i = 0; i < r->nslots; i++) {
-		r->slots[i].next_free = r->free_slots;
-		r->free_slots = &r->slots[i];
-	}
 	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++)
 		r->peers[i] = FI_ADDR_NOTAVAIL;
 	*out = r;
@@ -378,6 +387,23 @@ static void fab_mr_dereg(struct xfer_rail *r, struct xfer_rail_mr *mr)
 	mr->handle = NULL;
 }
 
+static struct fab_slot *slot_get(struct xfer_rail *r)
+{
+	if (!r->free_slots) {
+		struct fab_chunk *c = calloc(1, sizeof(*c));
+
+		if (!c)
+			return NULL;
+		c->next = r->chunks;
+		r->chunks = c;
+		for (int i = FAB_SLOT_CHUNK - 1; i >= 0; i--) {
+			c->slot[i].next_free = r->free_slots;
+			r->free_slots = &c->slot[i];
+		}
+	}
+	return r->free_slots;
+}
+
 static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wrs, int n)
 {
 	fi_addr_t dest;
@@ -387,13 +413,13 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 		return -ENOTCONN;
 	for (i = 0; i < n; i++) {
 		const struct xfer_wr *w = &wrs[i];
-		struct fab_slot *s = r->free_slots;
+		struct fab_slot *s = slot_get(r);
 		ssize_t ret;
 
 		if (!s)
-			break;
+			return i ? i : -ENOMEM;
 		s->user = w->ctx;
-		if (w->delivery && r->delivery_ok) {
+		if (w->delivery && r->delivery_ok && (w->len || r->delivery_zero_ok)) {
 			struct iovec iov = { .iov_base = (void *)w->laddr, .iov_len = w->len };
 			void *desc = w->ldesc;
 			struct fi_rma_iov riov = { .addr = w->raddr, .len = w->len, .key = w->rkey };

@@ -248,6 +248,16 @@ struct xfer_peer {
 	uint32_t num_rails;
 	struct xfer_rail_key sink[XFER_MAX_RAILS];
 	uint64_t last_done_ns;       /* worker: its last successful completion */
+	/* worker: its pieces handed to the provider and not yet completed, so
+	 * that a peer going down returns them at once (reclaim) */
+	struct xfer_piece *inflight;
+	/* worker: connection set-up refused since (0: not now; retry_refused) */
+	uint64_t refused_since;
+	/* worker: its queue of single-destination ops with pieces left to
+	 * post, and its link in the engine's list of peers that have one */
+	struct xfer_op *post_head, *post_tail;
+	uint32_t ready_next;         /* index + 1 of the next such peer; 0: none */
+	bool ready;
 };
 
 struct xfer_rail_state {
@@ -259,18 +269,32 @@ struct xfer_rail_state {
 	 * hold back the others (libfabric's EAGAIN is rail-wide; then every
 	 * peer simply gets its own EAGAIN). */
 	uint64_t blocked[XFER_MAX_PEERS / 64];
+	/* Each peer's pieces in flight here, and how many peers have some: a
+	 * peer gets a share of max_inflight (peer_share in worker.c), so a
+	 * stalled peer cannot fill the rail for the others. */
+	uint32_t busy_peers;
+	uint32_t peer_inflight[XFER_MAX_PEERS];
 	struct xfer_ctx_stats_rail *st;
 };
 
-/* A posted piece: what a completion refers back to. */
+/* A posted piece: what a completion refers back to. While posted it is on
+ * its peer's in-flight list (pprev/pnext). A piece of a peer that went down
+ * is detached (op NULL): already counted as failed, it only waits for the
+ * provider to give its context back (or never, then it stays allocated). */
 struct xfer_piece {
-	struct xfer_piece *next_free;
-	struct xfer_op *op;
+	struct xfer_piece *next_free;   /* free list; retry list while retrying */
+	struct xfer_op *op;             /* NULL: detached */
+	struct xfer_piece *pprev, *pnext;
 	uint32_t target;
+	uint32_t peer;
 	uint16_t rail;
 	uint8_t is_imm;
-	uint8_t probe;               /* a connect probe (connect.c): op is NULL */
+	uint8_t probe;                  /* a connect probe (connect.c): op is NULL */
+	uint8_t retrying;               /* waits in e->retry for a re-post */
+	uint8_t retries;                /* re-posts so far (its back-off) */
 	uint64_t len;
+	uint64_t retry_at;
+	struct xfer_wr wr;              /* as posted: a retry posts it again */
 };
 
 struct xfer_engine {
@@ -308,11 +332,16 @@ struct xfer_engine {
 	bool destroy_deferred;       /* destroyed from a callback: the worker frees it */
 
 	/* worker-only state */
-	struct xfer_op *post_head, *post_tail;  /* ops with pieces left to post */
+	/* ops with pieces left to post: those to one peer on its queue
+	 * (struct xfer_peer), those to several here */
+	struct xfer_op *post_head, *post_tail;
+	uint32_t ready_head, ready_tail;        /* peers with a queue: index + 1 */
 	struct xfer_op *live;                   /* every op the worker holds */
 	uint32_t rr;                            /* round robin over rails */
 	struct xfer_piece *piece_free;
 	struct xfer_piece *piece_slabs;
+	struct xfer_piece *retry;               /* refused pieces to post again */
+	uint64_t inflight_total;                /* pieces in flight, all rails */
 	struct xfer_target **imm_ready;         /* targets whose IMM_AFTER is due */
 	struct xfer_op **imm_ready_op;
 	uint32_t imm_ready_n, imm_ready_cap;

@@ -3,9 +3,10 @@
  * The worker thread: the only thread that touches the NICs. Its loop
  *   1. takes operations and commands from the MPSC queue,
  *   2. expands operations into pieces and posts them in batches, bounded
- *      per rail; when a rail is full or the provider says EAGAIN the rest
- *      stays queued and is retried after the next completion poll (never
- *      busy-retried at the head),
+ *      per rail and, within a rail, per peer (peer_share); when a peer's
+ *      share is used up or the provider says EAGAIN, that peer's ops stay
+ *      queued (in order) and are retried after the next completion poll,
+ *      while ops to other peers behind them go on,
  *   3. polls every rail's completions and counts immediates,
  *   4. checks watched words and per-operation deadlines,
  * and after idle_spin_us without activity sleeps (idle_sleep) in
@@ -62,15 +63,41 @@ static void piece_put(xfer_engine *e, struct xfer_piece *p)
 
 /* ---- live operations --------------------------------------------------- */
 
+/* An op with pieces to post joins its peer's queue, or, when it goes to
+ * several peers (scatter), the shared list; each is posted in order. */
 static void post_list_append(xfer_engine *e, struct xfer_op *op)
 {
+	struct xfer_op **head = &e->post_head, **tail = &e->post_tail;
+
 	op->next = NULL;
 	op->in_post = true;
-	if (e->post_tail)
-		e->post_tail->next = op;
+	if (op->num_targets == 1) {
+		uint32_t pi = op->targets[0].peer;
+		struct xfer_peer *p = &e->peers[pi];
+
+		head = &p->post_head;
+		tail = &p->post_tail;
+		if (!p->ready) {
+			p->ready = true;
+			p->ready_next = 0;
+			if (e->ready_tail)
+				e->peers[e->ready_tail - 1].ready_next = pi + 1;
+			else
+				e->ready_head = pi + 1;
+			e->ready_tail = pi + 1;
+		}
+	}
+	if (*tail)
+		(*tail)->next = op;
 	else
-		e->post_head = op;
-	e->post_tail = op;
+		*head = op;
+	*tail = op;
+}
+
+/* Whether ops wait to be posted (on the shared list or a peer's queue). */
+static bool posting_queued(const xfer_engine *e)
+{
+	return e->post_head || e->ready_head;
 }
 
 static bool peer_is_up(xfer_engine *e, uint32_t peer)
@@ -112,7 +139,99 @@ static void op_check_done(xfer_engine *e, struct xfer_op *op)
 	}
 }
 
-/* Fail every unfinished op that involves `peer`. */
+/* ---- pieces in flight, per rail and per peer ----------------------------- */
+
+static void publish_inflight(xfer_engine *e)
+{
+	__atomic_store_n(&e->stats->ops_inflight, e->inflight_total, __ATOMIC_RELAXED);
+}
+
+/* pc was handed to the provider: it counts against its rail and peer. */
+static void piece_track(xfer_engine *e, struct xfer_piece *pc)
+{
+	struct xfer_peer *p = &e->peers[pc->peer];
+	struct xfer_rail_state *rs = &e->rail[pc->rail];
+
+	pc->pprev = NULL;
+	pc->pnext = p->inflight;
+	if (p->inflight)
+		p->inflight->pprev = pc;
+	p->inflight = pc;
+	if (rs->peer_inflight[pc->peer]++ == 0)
+		rs->busy_peers++;
+	rs->inflight++;
+	e->inflight_total++;
+	publish_inflight(e);
+}
+
+/* pc is no longer in flight (completed, failed or reclaimed). */
+static void piece_untrack(xfer_engine *e, struct xfer_piece *pc)
+{
+	struct xfer_peer *p = &e->peers[pc->peer];
+	struct xfer_rail_state *rs = &e->rail[pc->rail];
+
+	if (pc->pprev)
+		pc->pprev->pnext = pc->pnext;
+	else
+		p->inflight = pc->pnext;
+	if (pc->pnext)
+		pc->pnext->pprev = pc->pprev;
+	pc->pprev = pc->pnext = NULL;
+	if (--rs->peer_inflight[pc->peer] == 0)
+		rs->busy_peers--;
+	rs->inflight--;
+	e->inflight_total--;
+	publish_inflight(e);
+}
+
+/* The most pieces `peer` may have in flight on a rail: three quarters of
+ * the budget, shared among the peers with pieces there. A quarter thus
+ * always stays free for a peer that has none, so a stalled peer (whose
+ * pieces do not come back until it is declared down) cannot hold back the
+ * others; at least 8, so that many peers each keep a pipeline. */
+static uint32_t peer_share(const struct xfer_rail_state *rs, uint32_t peer)
+{
+	uint32_t others = rs->busy_peers - (rs->peer_inflight[peer] ? 1 : 0);
+	uint32_t share = (rs->max_inflight - rs->max_inflight / 4) / (others + 1);
+	uint32_t least = rs->max_inflight < 8 ? rs->max_inflight : 8;
+
+	return share > least ? share : least;
+}
+
+/* Whether one more piece to `peer` fits on the rail, n already batched. */
+static bool rail_room(const struct xfer_rail_state *rs, uint32_t peer, uint32_t n)
+{
+	return rs->inflight + n < rs->max_inflight && rs->peer_inflight[peer] + n < peer_share(rs, peer);
+}
+
+/* Hand back at once what a downed peer held: its pieces in flight count as
+ * failed now, return their share of the rail budget and release their ops.
+ * The provider may still hold them (tcp;ofi_rxm completes writes to a
+ * removed address late, or never): they stay allocated, detached (op NULL),
+ * until it gives them back (complete_piece), so a late completion touches
+ * nothing that was freed. */
+static void reclaim_peer(xfer_engine *e, uint32_t peer)
+{
+	struct xfer_piece *pc;
+
+	while ((pc = e->peers[peer].inflight)) {
+		struct xfer_op *op = pc->op;
+		struct xfer_ctx_stats_rail *st = e->rail[pc->rail].st;
+
+		piece_untrack(e, pc);
+		__atomic_store_n(&st->ops_failed, st->ops_failed + 1, __ATOMIC_RELAXED);
+		pc->op = NULL;
+		if (pc->is_imm)
+			op->targets[pc->target].imm_queued = 0;
+		op->pieces_inflight--;
+		/* op stays alive while pieces_inflight > 0: only the last of
+		 * its pieces here can drop it, and then none of it is left on
+		 * this list */
+		op_check_done(e, op);
+	}
+}
+
+/* Fail every unfinished op that involves `peer` and take back its pieces. */
 static void peer_down(xfer_engine *e, uint32_t peer, int status)
 {
 	int expected = 0;
@@ -122,6 +241,21 @@ static void peer_down(xfer_engine *e, uint32_t peer, int status)
 	for (uint32_t k = 0; k < e->num_rails; k++)
 		e->ops->rail_remove_peer(e->rail[k].r, peer);
 	xfer_fail_peer_ops(e, peer, status);
+	reclaim_peer(e, peer);
+}
+
+/* tcp;ofi_rxm sometimes refuses a connection while many processes set up
+ * theirs at once (-ECONNREFUSED). Within the peer timeout of the first
+ * refusal that is not a dead peer: whether to wait and post again. */
+static bool refused_retry_ok(xfer_engine *e, uint32_t peer)
+{
+	struct xfer_peer *p = &e->peers[peer];
+
+	if (!peer_is_up(e, peer))
+		return false;
+	if (!p->refused_since)
+		p->refused_since = e->now_ns ? e->now_ns : 1;
+	return e->now_ns - p->refused_since < e->timeout_ns;
 }
 
 void xfer_peer_down(xfer_engine *e, uint32_t peer, int status)
@@ -205,9 +339,13 @@ static void op_piece(xfer_engine *e, struct xfer_op *op, uint64_t k, struct gen 
 	g->wr.len = len;
 	g->wr.raddr = dst->d.rail[prail].raddr + doff;
 	g->wr.rkey = dst->d.rail[prail].rkey;
+	/* A receiver counts the immediate as "the data is here": its write
+	 * must complete only once placed there (a write completed on transmit
+	 * would report success for bytes a stopped or dead peer never got). */
 	if (t->imm_mode == IMM_ATTACHED) {
 		g->wr.has_imm = 1;
 		g->wr.imm = op->imm_value;
+		g->wr.delivery = 1;
 	} else if (t->imm_mode == IMM_AFTER) {
 		g->wr.delivery = 1;
 	}
@@ -223,12 +361,15 @@ static void account_post(xfer_engine *e, uint32_t rail, uint64_t bytes)
 	__atomic_store_n(&st->ops_posted, st->ops_posted + 1, __ATOMIC_RELAXED);
 }
 
-/* Post a batch of pieces already generated; returns how many were taken. */
+static void complete_piece(xfer_engine *e, struct xfer_piece *pc, int status);
+
 static bool rail_blocked(const struct xfer_rail_state *rs, uint32_t peer)
 {
 	return rs->blocked[peer / 64] & (1ull << (peer % 64));
 }
 
+/* Post a batch of pieces already generated (each pcs[i]->wr is wrs[i]);
+ * returns how many were taken. */
 static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_wr *wrs,
 		      struct xfer_piece **pcs, int n, int *err)
 {
@@ -237,112 +378,242 @@ static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_
 
 	*err = 0;
 	if (got < 0) {
-		if (got == -EAGAIN) {
-			got = 0;
-		} else {
+		/* a refused connection set-up is retried like a full queue */
+		if (got != -EAGAIN && !(got == -ECONNREFUSED && refused_retry_ok(e, peer)))
 			*err = got;
-			got = 0;
-		}
+		got = 0;
 	}
 	if (got < n)
 		rs->blocked[peer / 64] |= 1ull << (peer % 64);
-	for (int i = 0; i < got; i++)
+	for (int i = 0; i < got; i++) {
 		account_post(e, rail, wrs[i].len);
-	rs->inflight += got;
+		piece_track(e, pcs[i]);
+	}
 	for (int i = got; i < n; i++)
 		piece_put(e, pcs[i]);
 	return got;
 }
 
-/* Expand and post the ops at the head of the posting list. */
-static int post_pending(xfer_engine *e)
+/* Post again the pieces whose connection set-up was refused, once their
+ * back-off has passed. They stay in flight meanwhile: posted once, they
+ * complete or fail once. */
+static int post_retries(xfer_engine *e)
+{
+	struct xfer_piece **pp = &e->retry, *pc;
+	int activity = 0;
+
+	while ((pc = *pp)) {
+		struct xfer_rail_state *rs = &e->rail[pc->rail];
+		int got;
+
+		if (!pc->op) {   /* its peer went down meanwhile: reclaimed */
+			*pp = pc->next_free;
+			piece_put(e, pc);
+			continue;
+		}
+		if (e->now_ns < pc->retry_at || rail_blocked(rs, pc->peer)) {
+			pp = &pc->next_free;
+			continue;
+		}
+		got = e->ops->post_write(rs->r, pc->peer, &pc->wr, 1);
+		if (got == 0 || got == -EAGAIN) {
+			rs->blocked[pc->peer / 64] |= 1ull << (pc->peer % 64);
+			pp = &pc->next_free;
+			continue;
+		}
+		*pp = pc->next_free;
+		pc->retrying = 0;
+		activity = 1;
+		if (got < 0)
+			complete_piece(e, pc, got);   /* may queue it again */
+	}
+	return activity;
+}
+
+/* The peer the next piece of op goes to. */
+static uint32_t next_peer(struct xfer_op *op)
+{
+	if (op->kind != OP_SCATTER)
+		return op->targets[0].peer;
+	return op->targets[target_of_piece(op, op->pieces_next)].peer;
+}
+
+static bool is_held(const uint64_t *held, uint32_t peer)
+{
+	return held[peer / 64] & (1ull << (peer % 64));
+}
+
+static void hold(uint64_t *held, uint32_t peer)
+{
+	held[peer / 64] |= 1ull << (peer % 64);
+}
+
+/* Expand and post what fits of op now. Returns true when op is done with
+ * posting (fully posted, or failed); false when its next piece cannot go
+ * out: then its peer is held for the rest of the round. */
+static bool post_op(xfer_engine *e, struct xfer_op *op, uint64_t *held, int *activity)
 {
 	struct xfer_wr wrs[POST_BATCH];
 	struct xfer_piece *pcs[POST_BATCH];
+	bool stop = false;
+
+	if (!op->deadline_ns)
+		op->deadline_ns = e->now_ns + e->timeout_ns;
+	while (!op->status && op->pieces_next < op->pieces_total && !stop) {
+		uint32_t brail = 0, bpeer = 0;
+		int n = 0, err = 0, got;
+		uint64_t first = op->pieces_next;
+
+		/* one batch: consecutive pieces on the same rail and peer */
+		while (n < POST_BATCH && op->pieces_next + n < op->pieces_total) {
+			struct gen g;
+			struct xfer_rail_state *rs;
+
+			op_piece(e, op, op->pieces_next + n, &g);
+			rs = &e->rail[g.rail];
+			if (n && (g.rail != brail || g.peer != bpeer))
+				break;
+			if (is_held(held, g.peer) || rail_blocked(rs, g.peer) ||
+			    !rail_room(rs, g.peer, n)) {
+				/* A full rail is not this peer's doing: its op's
+				 * clock restarts. Its own share used up or EAGAIN
+				 * is: that runs on. */
+				if (rs->inflight + n >= rs->max_inflight)
+					op->deadline_ns = e->now_ns + e->timeout_ns;
+				hold(held, g.peer);
+				stop = true;
+				break;
+			}
+			if (!peer_is_up(e, g.peer)) {
+				op->status = atomic_load(&e->peers[g.peer].status);
+				stop = true;
+				break;
+			}
+			struct xfer_piece *pc = piece_get(e);
+			if (!pc) {
+				op->status = -ENOMEM;
+				stop = true;
+				break;
+			}
+			pc->op = op;
+			pc->target = g.target;
+			pc->peer = g.peer;
+			pc->rail = (uint16_t)g.rail;
+			pc->is_imm = 0;
+			pc->retrying = 0;
+			pc->retries = 0;
+			pc->len = g.wr.len;
+			g.wr.ctx = pc;
+			pc->wr = g.wr;
+			wrs[n] = g.wr;
+			pcs[n] = pc;
+			brail = g.rail;
+			bpeer = g.peer;
+			n++;
+		}
+		if (!n)
+			break;
+		got = post_batch(e, brail, bpeer, wrs, pcs, n, &err);
+		op->pieces_next = first + got;
+		op->pieces_inflight += got;
+		if (got)
+			*activity = 1;
+		if (err) {
+			op->status = err;
+			if (err == -ENOTCONN || err == -ECONNRESET || err == -EHOSTUNREACH)
+				peer_down(e, bpeer, err);
+		} else if (got < n) {
+			hold(held, bpeer);
+		}
+		if (got < n)
+			stop = true;
+	}
+	return op->status || op->pieces_next == op->pieces_total;
+}
+
+/* op left its posting queue (already unlinked). */
+static void post_leave(xfer_engine *e, struct xfer_op *op)
+{
+	op->next = NULL;
+	op->in_post = false;
+	op_check_done(e, op);
+}
+
+/* Post the ops waiting to be posted. Per peer they go in submission order:
+ * an op whose next piece cannot go out (its peer's share of a rail is used
+ * up, the provider said EAGAIN, the rail is full) holds back the later ops
+ * to the same peer, never those to other peers. Ops to one peer wait on
+ * that peer's queue, so a stalled peer's backlog costs nothing to pass
+ * over; ops to several peers (scatter) share one list, scanned past the
+ * ones that are held. */
+static int post_pending(xfer_engine *e)
+{
+	uint64_t held[XFER_MAX_PEERS / 64] = { 0 };
+	struct xfer_op **pp = &e->post_head, *prev = NULL;
+	uint32_t *rp = &e->ready_head, rprev = 0;
 	int activity = 0;
 
 	/* Nothing queued: skip clearing the blocked bits, a memset per rail on
 	 * every turn of the idle spin (it showed in profiles of immediate
 	 * latency). Bits left set can only hold a new immediate back for one
 	 * turn: the next turn with one queued clears them here. */
-	if (!e->post_head && !e->imm_ready_n)
+	if (!posting_queued(e) && !e->imm_ready_n)
 		return 0;
 	for (uint32_t r = 0; r < e->num_rails; r++)
 		memset(e->rail[r].blocked, 0, sizeof(e->rail[r].blocked));
 
-	while (e->post_head) {
-		struct xfer_op *op = e->post_head;
-		bool stop = false;
+	while (*pp) {
+		struct xfer_op *op = *pp;
 
-		if (!op->deadline_ns)
-			op->deadline_ns = e->now_ns + e->timeout_ns;
-		while (!op->status && op->pieces_next < op->pieces_total && !stop) {
-			uint32_t brail = 0, bpeer = 0;
-			int n = 0, err = 0, got;
-			uint64_t first = op->pieces_next;
-
-			/* one batch: consecutive pieces on the same rail and peer */
-			while (n < POST_BATCH && op->pieces_next + n < op->pieces_total) {
-				struct gen g;
-				struct xfer_rail_state *rs;
-
-				op_piece(e, op, op->pieces_next + n, &g);
-				rs = &e->rail[g.rail];
-				if (n && (g.rail != brail || g.peer != bpeer))
-					break;
-				if (rail_blocked(rs, g.peer) || rs->inflight + n >= rs->max_inflight) {
-					stop = true;
-					break;
-				}
-				if (!peer_is_up(e, g.peer)) {
-					op->status = atomic_load(&e->peers[g.peer].status);
-					stop = true;
-					break;
-				}
-				struct xfer_piece *pc = piece_get(e);
-				if (!pc) {
-					op->status = -ENOMEM;
-					stop = true;
-					break;
-				}
-				pc->op = op;
-				pc->target = g.target;
-				pc->rail = (uint16_t)g.rail;
-				pc->is_imm = 0;
-				pc->len = g.wr.len;
-				g.wr.ctx = pc;
-				wrs[n] = g.wr;
-				pcs[n] = pc;
-				brail = g.rail;
-				bpeer = g.peer;
-				n++;
-			}
-			if (!n)
-				break;
-			got = post_batch(e, brail, bpeer, wrs, pcs, n, &err);
-			op->pieces_next = first + got;
-			op->pieces_inflight += got;
-			if (got)
-				activity = 1;
-			if (err) {
-				op->status = err;
-				if (err == -ENOTCONN || err == -ECONNRESET || err == -EHOSTUNREACH)
-					peer_down(e, bpeer, err);
-			}
-			if (got < n)
-				stop = true;
-		}
-		if (op->status || op->pieces_next == op->pieces_total) {
-			/* fully posted (or failed): leave the posting list */
-			e->post_head = op->next;
-			if (!e->post_head)
-				e->post_tail = NULL;
-			op->next = NULL;
-			op->in_post = false;
-			op_check_done(e, op);
+		if (!op->status && op->pieces_next < op->pieces_total && is_held(held, next_peer(op))) {
+			prev = op;   /* behind an earlier op to the same peer */
+			pp = &op->next;
 			continue;
 		}
-		break;   /* head could not go further: completions first */
+		if (post_op(e, op, held, &activity)) {
+			*pp = op->next;
+			if (e->post_tail == op)
+				e->post_tail = prev;
+			post_leave(e, op);
+			continue;
+		}
+		prev = op;
+		pp = &op->next;
+	}
+
+	while (*rp) {
+		uint32_t pi = *rp - 1;
+		struct xfer_peer *p = &e->peers[pi];
+		struct xfer_op *op;
+
+		while ((op = p->post_head) && !is_held(held, pi)) {
+			if (!post_op(e, op, held, &activity))
+				break;
+			p->post_head = op->next;
+			if (!p->post_head)
+				p->post_tail = NULL;
+			post_leave(e, op);   /* its callback may queue more */
+		}
+		if (p->post_head) {
+			rprev = pi + 1;
+			rp = &p->ready_next;
+			continue;
+		}
+		/* nothing left to post for this peer: off the list */
+		*rp = p->ready_next;
+		if (e->ready_tail == pi + 1)
+			e->ready_tail = rprev;
+		p->ready = false;
+		p->ready_next = 0;
+	}
+	/* the next round starts with another peer: none always goes first */
+	if (e->ready_head && e->ready_head != e->ready_tail) {
+		uint32_t first = e->ready_head;
+
+		e->ready_head = e->peers[first - 1].ready_next;
+		e->peers[first - 1].ready_next = 0;
+		e->peers[e->ready_tail - 1].ready_next = first;
+		e->ready_tail = first;
 	}
 	return activity;
 }
@@ -370,7 +641,7 @@ static int post_imm_ready(xfer_engine *e)
 			op_check_done(e, op);
 			continue;
 		}
-		if (rail_blocked(rs, t->peer) || rs->inflight >= rs->max_inflight ||
+		if (rail_blocked(rs, t->peer) || !rail_room(rs, t->peer, 0) ||
 		    !(pc = piece_get(e))) {
 			e->imm_ready[kept] = t;
 			e->imm_ready_op[kept++] = op;
@@ -378,14 +649,19 @@ static int post_imm_ready(xfer_engine *e)
 		}
 		pc->op = op;
 		pc->target = (uint32_t)(t - op->targets);
+		pc->peer = t->peer;
 		pc->rail = (uint16_t)rail;
 		pc->is_imm = 1;
+		pc->retrying = 0;
+		pc->retries = 0;
 		pc->len = 0;
 		wr.has_imm = 1;
+		wr.delivery = 1;   /* counted by the receiver: see op_piece */
 		wr.imm = op->imm_value;
 		wr.rkey = p->sink[rail % p->num_rails].rkey;
 		wr.raddr = p->sink[rail % p->num_rails].raddr;
 		wr.ctx = pc;
+		pc->wr = wr;
 		got = post_batch(e, rail, t->peer, &wr, &pc, 1, &err);
 		if (got == 1) {
 			t->imm_posted = 1;
@@ -414,28 +690,55 @@ static bool is_peer_error(int status)
 	       status == -ESHUTDOWN || status == -ECONNABORTED;
 }
 
+/* A refused piece waits for a re-post (post_retries) instead of failing,
+ * within the peer timeout of the first refusal; back-off 1 ms doubling to
+ * 64 ms. */
+static bool retry_refused(xfer_engine *e, struct xfer_piece *pc)
+{
+	if (pc->op->finished || !refused_retry_ok(e, pc->peer))
+		return false;
+	pc->retrying = 1;
+	pc->retry_at = e->now_ns + (1000000ull << (pc->retries < 6 ? pc->retries : 6));
+	pc->retries++;
+	pc->next_free = e->retry;
+	e->retry = pc;
+	return true;
+}
+
 static void complete_piece(xfer_engine *e, struct xfer_piece *pc, int status)
 {
 	struct xfer_op *op = pc->op;
-	struct xfer_rail_state *rs = &e->rail[pc->rail];
-	struct xfer_ctx_stats_rail *st = rs->st;
+	struct xfer_ctx_stats_rail *st = e->rail[pc->rail].st;
 	struct xfer_target *t;
 
 	if (pc->probe) {
+		/* a connect probe (connect.c) keeps its own books */
 		xfer_connect_probe_done(e, pc, status);
 		return;
 	}
+	if (!op) {
+		/* detached when its peer went down (reclaim_peer): counted as
+		 * failed then; the provider is done with it only now */
+		piece_put(e, pc);
+		return;
+	}
+	if (status == -ECONNREFUSED && retry_refused(e, pc))
+		return;
 	t = &op->targets[pc->target];
-	rs->inflight--;
+	piece_untrack(e, pc);
 	if (status) {
 		__atomic_store_n(&st->ops_failed, st->ops_failed + 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&e->stats->last_error, status, __ATOMIC_RELAXED);
 		if (!op->status)
 			op->status = status;
+		/* pc still counts in op->pieces_inflight: op outlives this */
 		if (is_peer_error(status))
-			peer_down(e, t->peer, status);
+			peer_down(e, pc->peer, status);
 	} else {
-		e->peers[t->peer].last_done_ns = e->now_ns;   /* it answers: see check_timeouts */
+		struct xfer_peer *p = &e->peers[pc->peer];
+
+		p->last_done_ns = e->now_ns;   /* it answers: see check_timeouts */
+		p->refused_since = 0;
 		__atomic_store_n(&st->ops_completed, st->ops_completed + 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&st->bytes_completed, st->bytes_completed + pc->len,
 				 __ATOMIC_RELAXED);
@@ -504,7 +807,8 @@ void xfer_fail_peer_ops(xfer_engine *e, uint32_t peer, int status)
 				if (!op->status)
 					op->status = status;
 				/* Pieces may never come back from a dead peer: the
-				 * caller hears now; the op's memory waits for them. */
+				 * caller hears now; reclaim_peer then takes them
+				 * back, and the op is released with its last. */
 				xfer_op_finish(op, op->status);
 				break;
 			}
@@ -516,10 +820,10 @@ static void check_timeouts(xfer_engine *e, uint64_t now)
 {
 	for (struct xfer_op *op = xfer_live_first(e), *nx; op; op = nx) {
 		nx = xfer_live_next(op);
+		/* An op without a deadline has not been tried yet: it waits
+		 * behind earlier ops to the same peer (post_pending). */
 		if (op->finished || !op->deadline_ns || now < op->deadline_ns)
 			continue;
-		if (op->pieces_inflight == 0 && op->pieces_next == 0 && op != e->post_head)
-			continue;   /* not started yet: it waits behind others */
 		/* Blame a target with work on the wire that did not come back,
 		 * then one with data outstanding, then one whose immediate could
 		 * not even be posted (its queue is full: the peer stalls). */
@@ -548,9 +852,17 @@ static void check_timeouts(xfer_engine *e, uint64_t now)
 		}
 		if (!op->status)
 			op->status = -ETIMEDOUT;
-		peer_down(e, peer, -ETIMEDOUT);
-		if (!op->finished)
+		/* The peer is down before anyone hears of the failure, so that
+		 * xfer_peer_status agrees with the status. peer_down finishes
+		 * op (it involves the peer) and may release it and others
+		 * (reclaim_peer): op and nx may be gone after it. Start over;
+		 * what is finished is passed over, each peer goes down once. */
+		if (!peer_is_up(e, peer)) {
 			xfer_op_finish(op, op->status);
+			continue;
+		}
+		peer_down(e, peer, -ETIMEDOUT);
+		nx = xfer_live_first(e);
 	}
 }
 
@@ -745,6 +1057,12 @@ static void shutdown_all(xfer_engine *e)
 	while (xfer_live_first(e))
 		xfer_live_drop(e, xfer_live_first(e));
 	e->post_head = e->post_tail = NULL;
+	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++) {
+		e->peers[i].post_head = e->peers[i].post_tail = NULL;
+		e->peers[i].ready = false;
+		e->peers[i].ready_next = 0;
+	}
+	e->ready_head = e->ready_tail = 0;
 	e->imm_ready_n = 0;
 	xfer_counters_shutdown(e);
 	/* commands that raced with the stop */
@@ -783,6 +1101,8 @@ void *xfer_worker_main(void *arg)
 		act = drain_queue(e);
 
 		act |= poll_rails(e);
+		if (e->retry)
+			act |= post_retries(e);
 		act |= post_imm_ready(e);
 		act |= post_pending(e);
 		if (e->conn)
@@ -807,7 +1127,7 @@ void *xfer_worker_main(void *arg)
 		 * (a 20 us grace made immediates 23 us under load). */
 		if ((++idle_loops & 31) == 0)
 			sched_yield();
-		if (now - last_activity < idle_ns || e->post_head || e->imm_ready_n ||
+		if (now - last_activity < idle_ns || posting_queued(e) || e->imm_ready_n ||
 		    (e->ops->hw_progress && rails_busy(e)))
 			continue;
 		/* Idle: sleep, but wake for submissions and arrivals (progress is
