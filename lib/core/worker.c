@@ -119,9 +119,21 @@ static void peer_down(xfer_engine *e, uint32_t peer, int status)
 
 	if (!atomic_compare_exchange_strong(&e->peers[peer].status, &expected, status))
 		return;
+	xfer_sh_peer_down(e, peer);
 	for (uint32_t k = 0; k < e->num_rails; k++)
 		e->ops->rail_remove_peer(e->rail[k].r, peer);
 	xfer_fail_peer_ops(e, peer, status);
+}
+
+/* Same-host peers whose process exited (samehost.c's pidfds): down now, so
+ * that nothing more is posted into a dead process's memory. */
+static void reap_dead_peers(xfer_engine *e)
+{
+	uint32_t dead[16];
+	int n = xfer_sh_reap_dead(e, dead, 16);
+
+	for (int i = 0; i < n; i++)
+		peer_down(e, dead[i], -ECONNRESET);
 }
 
 /* ---- expansion: piece k of an op -------------------------------------- */
@@ -241,6 +253,8 @@ static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_
 	}
 	if (got < n)
 		rs->blocked[peer / 64] |= 1ull << (peer % 64);
+	if (got > 0)
+		xfer_sh_ring(e, peer, wrs, got);
 	for (int i = 0; i < got; i++)
 		account_post(e, rail, wrs[i].len);
 	rs->inflight += got;
@@ -285,6 +299,13 @@ static int post_pending(xfer_engine *e)
 				}
 				if (!peer_is_up(e, g.peer)) {
 					op->status = atomic_load(&e->peers[g.peer].status);
+					stop = true;
+					break;
+				}
+				int denied = xfer_sh_piece_ok(e, g.peer, op->targets[g.target].dst,
+							      &g.wr);
+				if (denied) {
+					op->status = denied;
 					stop = true;
 					break;
 				}
@@ -586,6 +607,8 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
 			ret = e->ops->mr_reg(e->rail[i].r, mr->addr, mr->len, mr->kind,
 					     c->u.mr.dmabuf_fd, c->u.mr.dmabuf_off,
 					     !!(mr->flags & XFER_MR_REMOTE_WRITE), &mr->rail[i]);
+		if (!ret)
+			ret = xfer_sh_region_add(e, mr);   /* same-host peers check it */
 		if (ret)
 			while (i-- > 0)
 				if (mr->rail[i].handle)
@@ -593,6 +616,7 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
 		break;
 	}
 	case CMD_MR_DEREG:
+		xfer_sh_region_del(e, c->u.mr.mr);   /* revoked before the memory can go */
 		for (uint32_t i = 0; i < e->num_rails; i++)
 			if (c->u.mr.mr->rail[i].handle)
 				e->ops->mr_dereg(e->rail[i].r, &c->u.mr.mr->rail[i]);
@@ -661,6 +685,8 @@ void xfer_engine_kick(xfer_engine *e)
 
 			if (write(e->evfd, &one, sizeof(one)) < 0)
 				(void)0;   /* already signalled: the counter is non-zero */
+		} else if (xfer_sh_uses_bell(e)) {
+			xfer_sh_wake(e);
 		} else {
 			atomic_fetch_add(&e->wake, 1);
 			xfer_futex_wake(&e->wake);
@@ -682,12 +708,19 @@ static bool rails_busy(const xfer_engine *e)
  * no completion here (plain RMA writes into us), so keep polling. */
 static bool idle_sleep(xfer_engine *e, uint64_t sleep_ns)
 {
-	bool traffic = false;
-	uint32_t seen = atomic_load(&e->wake);
+	bool traffic = false, bell = xfer_sh_uses_bell(e);
+	uint32_t seen = bell ? xfer_sh_sleep_begin(e) : atomic_load(&e->wake);
 
 	atomic_store(&e->sleeping, 1);
 	if (!xfer_mpsc_empty(&e->q)) {
 		/* a submission raced with going to sleep */
+		if (bell)
+			xfer_sh_sleep(e, seen, 0);   /* only clears the flag */
+	} else if (bell) {
+		/* On our doorbell: peers ring it when they posted work that needs
+		 * us (shm's small messages, local's immediates). A ring that
+		 * raced with our last poll is caught by the timeout. */
+		traffic = xfer_sh_sleep(e, seen, sleep_ns);
 	} else if (e->epfd >= 0) {
 		struct epoll_event ev[8];
 		bool can = true;
@@ -756,6 +789,10 @@ void *xfer_worker_main(void *arg)
 		/* One clock read per loop: deadlines need no better precision. */
 		e->now_ns = xfer_now_ns();
 		act = drain_queue(e);
+		/* Before posting (what was just drained may target a peer that
+		 * died), and every timeout scan. */
+		if (e->post_head || e->imm_ready_n || e->now_ns >= e->next_timeout_scan)
+			reap_dead_peers(e);
 
 		act |= poll_rails(e);
 		act |= post_imm_ready(e);
