@@ -43,6 +43,7 @@ struct xfer_rail {
 	struct fid_cq *cq;
 	bool virt_addr, prov_key, mr_endpoint;
 	bool delivery_ok;       /* the provider accepts FI_DELIVERY_COMPLETE */
+	bool shm;               /* libfabric's shm provider (its quirks) */
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
@@ -205,6 +206,8 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		 * on every such write. Providers without wait fds are polled. */
 		bool shm = strncmp(r->info->fabric_attr->prov_name, "shm", 3) == 0;
 
+		r->shm = shm;
+
 		cqa.wait_obj = shm ? FI_WAIT_NONE : FI_WAIT_FD;
 		ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
 		if (ret && !shm) {
@@ -281,7 +284,13 @@ static int fab_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, si
 static void fab_remove_peer(struct xfer_rail *r, uint32_t peer)
 {
 	if (peer < XFER_MAX_PEERS && r->peers[peer] != FI_ADDR_NOTAVAIL) {
-		fi_av_remove(r->av, &r->peers[peer], 1, 0);
+		/* shm 1.17 unmaps the peer's region on fi_av_remove while its
+		 * progress still reaches into it for commands and responses in
+		 * flight (a SIGSEGV in fi_cq_read once a peer that died with work
+		 * in flight is removed): there the entry stays, unused, until the
+		 * rail closes. */
+		if (!r->shm)
+			fi_av_remove(r->av, &r->peers[peer], 1, 0);
 		r->peers[peer] = FI_ADDR_NOTAVAIL;
 	}
 }

@@ -349,8 +349,6 @@ void xfer_sh_remove_peer(xfer_engine *e, uint32_t peer);
 void xfer_sh_peer_down(xfer_engine *e, uint32_t peer);
 /* Same-host peers that died since the last call (their pidfds), at most max. */
 int xfer_sh_reap_dead(xfer_engine *e, uint32_t *dead, int max);
-/* Whether the peer's process is stopped (state T in /proc/PID/stat). */
-bool xfer_sh_peer_stopped(xfer_engine *e, uint32_t peer);
 /* After posting n wrs to peer: wake it if it sleeps and needs to progress them. */
 void xfer_sh_ring(xfer_engine *e, uint32_t peer, const struct xfer_wr *wrs, int n);
 bool xfer_sh_uses_bell(const xfer_engine *e);

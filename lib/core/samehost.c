@@ -327,7 +327,6 @@ int xfer_sh_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr_host 
 	struct xfer_sh_peer *p;
 	struct xfer_sh_page *pg = NULL;
 	int pidfd, ret;
-	char state = 0;
 
 	if (!s || peer >= XFER_MAX_PEERS)
 		return -EINVAL;
@@ -351,7 +350,7 @@ int xfer_sh_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr_host 
 		return s->check ? -EACCES : 0;
 	}
 	/* The process behind the pidfd is the one that made the page. */
-	if (!ret && proc_start_time(h->pid, &state) != h->start_time)
+	if (!ret && proc_start_time(h->pid, NULL) != h->start_time)
 		ret = -ECONNREFUSED;
 	if (ret) {
 		close(pidfd);
@@ -385,17 +384,6 @@ int xfer_sh_reap_dead(xfer_engine *e, uint32_t *dead, int max)
 		if (ev[i].data.u32 < XFER_MAX_PEERS)
 			dead[k++] = ev[i].data.u32;
 	return k;
-}
-
-bool xfer_sh_peer_stopped(xfer_engine *e, uint32_t peer)
-{
-	struct xfer_sh_peer *p = e->sh && peer < XFER_MAX_PEERS ? &e->sh->peer[peer] : NULL;
-	char state = 0;
-
-	if (!p || !p->page)
-		return false;
-	proc_start_time(p->page->pid, &state);
-	return state == 'T' || state == 't';
 }
 
 /* ---- the doorbell ----------------------------------------------------- */
