@@ -26,6 +26,7 @@
 
 #define FAB_VERSION FI_VERSION(1, 14)
 #define FAB_CQ_SIZE 4096
+#define SHM_INJECT_SIZE 4096    /* shm 1.17's SMR_INJECT_SIZE */
 
 /* Per posted write: the fi_context2 libfabric needs plus our context. */
 struct fab_slot {
@@ -44,6 +45,7 @@ struct xfer_rail {
 	bool virt_addr, prov_key, mr_endpoint;
 	bool delivery_ok;       /* the provider accepts FI_DELIVERY_COMPLETE */
 	bool shm;               /* libfabric's shm provider (its quirks) */
+	bool small_in_order;    /* see fab_post: small writes need no delivery-complete */
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
@@ -207,6 +209,7 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		bool shm = strncmp(r->info->fabric_attr->prov_name, "shm", 3) == 0;
 
 		r->shm = shm;
+		r->small_in_order = shm && a->num_rails == 1;
 
 		cqa.wait_obj = shm ? FI_WAIT_NONE : FI_WAIT_FD;
 		ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
@@ -360,7 +363,15 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 		if (!s)
 			break;
 		s->user = w->ctx;
-		if (w->delivery && r->delivery_ok) {
+		/* Delivery-complete makes shm (1.17) send even a 4 KiB page by
+		 * its SAR protocol: rounds of both sides' progress and a response
+		 * per page, 5-10x slower with an idle receiver (issue 12). It is
+		 * not needed for order there when one rail carries everything:
+		 * writes up to SMR_INJECT_SIZE go inline or by inject, which the
+		 * target copies while it takes the commands in order, so the
+		 * immediate posted after them is seen after the data. Larger
+		 * writes keep it (without CMA they would go by SAR, unordered). */
+		if (w->delivery && r->delivery_ok && !(r->small_in_order && w->len <= SHM_INJECT_SIZE)) {
 			struct iovec iov = { .iov_base = (void *)w->laddr, .iov_len = w->len };
 			void *desc = w->ldesc;
 			struct fi_rma_iov riov = { .addr = w->raddr, .len = w->len, .key = w->rkey };
