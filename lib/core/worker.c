@@ -789,9 +789,10 @@ void *xfer_worker_main(void *arg)
 		/* One clock read per loop: deadlines need no better precision. */
 		e->now_ns = xfer_now_ns();
 		act = drain_queue(e);
-		/* Before posting (what was just drained may target a peer that
-		 * died), and every timeout scan. */
-		if (e->post_head || e->imm_ready_n || e->now_ns >= e->next_timeout_scan)
+		/* Once per drained batch (what was just submitted may target a
+		 * peer that died: nothing may land in its memory or report
+		 * success) and every timeout scan (1 ms). */
+		if (act || e->now_ns >= e->next_timeout_scan)
 			reap_dead_peers(e);
 
 		act |= poll_rails(e);
