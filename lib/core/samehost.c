@@ -15,7 +15,7 @@
  *    piece against it before posting (xfer_sh_piece_ok).
  * The peer's pidfd tells the worker that the peer died without a system
  * call per post: every pidfd sits in one epoll set, read once per timeout
- * scan and once per posting round (xfer_sh_reap_dead).
+ * scan (1 ms) and once per batch of submissions (xfer_sh_reap_dead).
  *
  * Only the worker thread touches struct xfer_samehost after creation,
  * except the doorbell of our own page (xfer_sh_wake, any thread).
