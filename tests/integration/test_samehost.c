@@ -12,7 +12,9 @@
  *    straddling it) fails with -EACCES and the guard bytes past the region
  *    stay unchanged; after the target deregisters the region a write through
  *    the stale descriptor fails with -EACCES and nothing lands; both sides
- *    stay up (an immediate still arrives).
+ *    stay up (an immediate still arrives);
+ *  - the table's capacity: on shm and local one remote-write region more
+ *    than it holds is refused with -ENOSPC, and a deregistration frees a slot.
  * Every byte the target holds is checked by the target itself.
  */
 #include <fcntl.h>
@@ -329,6 +331,66 @@ TEST_F(samehost, region_table)
 	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_IMM, 0, 0, 77)) TH_LOG("the immediate did not arrive");
 	xfer_rmr_free(grown);
 	xfer_rmr_free(dst);
+}
+
+/* ---- the table's capacity ---------------------------------------------------- */
+
+#define TABLE_REGIONS 2048   /* samehost.c's SH_REGIONS */
+
+FIXTURE(capacity) {
+	xfer_engine *e;
+	uint8_t *buf;
+	xfer_mr *mr[TABLE_REGIONS + 1];
+};
+FIXTURE_VARIANT(capacity) { XT_TRANSPORT; };
+XT_TRANSPORT_VARIANTS(capacity);
+
+FIXTURE_SETUP(capacity)
+{
+	XT_REQUIRE_TRANSPORT();
+	self->buf = xt_alloc((TABLE_REGIONS + 1) * 4096ul);
+	ASSERT_TRUE(self->buf != NULL);
+	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, 1500, &self->e));
+}
+
+FIXTURE_TEARDOWN(capacity)
+{
+	for (int i = 0; i <= TABLE_REGIONS; i++)
+		if (self->mr[i])
+			xfer_mr_dereg(self->mr[i]);
+	xfer_engine_destroy(self->e);
+	free(self->buf);
+}
+
+/* Where peers check the table (shm, local), one remote-write region more
+ * than it holds is refused loudly (-ENOSPC), a local-only one is not, and a
+ * deregistration frees a slot; elsewhere there is no such limit. */
+TEST_F(capacity, full_table_refuses_loudly)
+{
+	bool checked = strcmp(variant->provider, "shm") == 0 ||
+		       strcmp(variant->provider, "local") == 0;
+	xfer_mr *extra = NULL, *local_only = NULL;
+	int ret;
+
+	for (int i = 0; i < TABLE_REGIONS; i++)
+		XT_ASSERT_OK(xfer_mr_reg(self->e, self->buf + i * 4096ul, 4096, NULL,
+					 XFER_MR_REMOTE_WRITE, &self->mr[i]));
+	ret = xfer_mr_reg(self->e, self->buf + TABLE_REGIONS * 4096ul, 4096, NULL,
+			  XFER_MR_REMOTE_WRITE, &extra);
+	if (checked) {
+		EXPECT_EQ(-ENOSPC, ret) TH_LOG("region %d of a full table", TABLE_REGIONS + 1);
+		EXPECT_TRUE(extra == NULL);
+	} else {
+		XT_EXPECT_OK(ret);
+	}
+	xfer_mr_dereg(extra);
+	XT_EXPECT_OK(xfer_mr_reg(self->e, self->buf + TABLE_REGIONS * 4096ul, 4096, NULL, 0,
+				 &local_only));
+	xfer_mr_dereg(local_only);
+	xfer_mr_dereg(self->mr[7]);
+	self->mr[7] = NULL;
+	XT_EXPECT_OK(xfer_mr_reg(self->e, self->buf + TABLE_REGIONS * 4096ul, 4096, NULL,
+				 XFER_MR_REMOTE_WRITE, &self->mr[TABLE_REGIONS]));
 }
 
 TEST_HARNESS_MAIN
