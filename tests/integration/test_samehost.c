@@ -71,7 +71,7 @@ enum { CMD_CHECK = 1, CMD_DEREG, CMD_IMM, CMD_QUIT };
 
 struct cmd {
 	uint32_t kind;
-	uint32_t imm;
+	uint32_t imm;        /* CMD_CHECK: wait for it first (0: none); CMD_IMM: wait for it */
 	uint64_t off, len;   /* CMD_CHECK: the written range (len 0: none) */
 };
 
@@ -138,8 +138,14 @@ static int target_main(int fd, void *argp)
 			return 6;
 		if (c.kind == CMD_QUIT)
 			break;
-		if (c.kind == CMD_CHECK)
-			verdict = check_region(buf, &c);
+		if (c.kind == CMD_CHECK) {
+			/* a completion at the initiator need not mean the bytes
+			 * are here (tcp, shm's inject): its immediate does */
+			if (c.imm)
+				verdict = xfer_imm_wait(e, c.imm, 1, 5000);
+			if (!verdict)
+				verdict = check_region(buf, &c);
+		}
 		else if (c.kind == CMD_DEREG)
 			verdict = xfer_mr_dereg(mr);   /* the memory stays, unregistered */
 		else if (c.kind == CMD_IMM)
@@ -266,10 +272,10 @@ TEST_F(samehost, forged_addresses_refused)
 	/* the genuine one, and a write through it that the target verifies */
 	XT_ASSERT_OK(xfer_engine_add_peer(self->e, self->addr, self->alen, &peer));
 	XT_ASSERT_OK(xfer_rmr_import(self->e, peer, self->desc, (size_t)self->dlen, &dst));
-	XT_ASSERT_OK(xfer_write(self->e, self->src, 4096, dst, 4096, 8192, 0, 0, NULL, &op));
+	XT_ASSERT_OK(xfer_write(self->e, self->src, 4096, dst, 4096, 8192, XFER_OP_IMM, 31, NULL, &op));
 	EXPECT_EQ(0, xfer_op_wait(op, 10000));
 	xfer_op_release(op);
-	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_CHECK, 4096, 8192, 0));
+	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_CHECK, 4096, 8192, 31));
 	xfer_rmr_free(dst);
 }
 
@@ -309,8 +315,8 @@ TEST_F(samehost, region_table)
 	EXPECT_EQ(REG + 4096, xfer_rmr_len(grown));
 
 	/* inside the region: fine through either */
-	EXPECT_EQ(0, write_status(self->e, self->src, grown, 0, 4096, 0, 0));
-	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_CHECK, 0, 4096, 0));
+	EXPECT_EQ(0, write_status(self->e, self->src, grown, 0, 4096, XFER_OP_IMM, 32));
+	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_CHECK, 0, 4096, 32));
 	/* at the old end, and straddling it (with an immediate): refused whole */
 	EXPECT_EQ(-EACCES, write_status(self->e, self->src, grown, REG, 4096, 0, 0));
 	EXPECT_EQ(-EACCES, write_status(self->e, self->src, grown, REG - 2048, 4096, XFER_OP_IMM, 9));
@@ -329,6 +335,8 @@ TEST_F(samehost, region_table)
 	EXPECT_EQ(0, xfer_peer_status(self->e, peer));
 	XT_EXPECT_OK(xfer_imm(self->e, peer, 77, NULL, NULL));
 	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_IMM, 0, 0, 77)) TH_LOG("the immediate did not arrive");
+	/* and nothing of the refused writes arrived meanwhile */
+	EXPECT_EQ(0, target_cmd(self->t.fd, CMD_CHECK, 0, 4096, 0));
 	xfer_rmr_free(grown);
 	xfer_rmr_free(dst);
 }
