@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -185,27 +186,27 @@ int xfer_sh_create(xfer_engine *e)
 		ret = -errno;
 		goto err;
 	}
-	ret = read_boot_id(s->boot_id);
-	if (ret)
-		goto err;
-	if (stat("/proc/self/ns/pid", &st)) {
-		ret = -errno;
-		goto err;
-	}
-	s->pidns = (uint64_t)st.st_ino;
 	for (uint32_t i = 0; i < XFER_MAX_PEERS; i++)
 		s->peer[i].pidfd = -1;
 
 	struct xfer_sh_page *pg = s->self;
+	bool known = read_boot_id(s->boot_id) == 0 && stat("/proc/self/ns/pid", &st) == 0;
 
 	pg->nonce = e->id ? e->id : 1;
 	pg->pid = (int32_t)getpid();
 	pg->size = (uint32_t)SH_SIZE;
-	pg->start_time = proc_start_time(pg->pid, NULL);
+	pg->start_time = known ? proc_start_time(pg->pid, NULL) : 0;
 	if (!pg->start_time) {
-		ret = -EIO;
-		goto err;
+		/* No /proc to say who we are: an identity no peer shares, so
+		 * every peer is remote to us and we to it (no same-host help;
+		 * the local backend needs /proc anyway). */
+		if (getrandom(s->boot_id, sizeof(s->boot_id), 0) != sizeof(s->boot_id))
+			memset(s->boot_id, 0x5a, sizeof(s->boot_id));
+		s->boot_id[0] |= 1;
+		st.st_ino = 1;
+		pg->start_time = 1;
 	}
+	s->pidns = (uint64_t)st.st_ino;
 	pg->version = SH_VERSION;
 	atomic_thread_fence(memory_order_release);
 	pg->magic = SH_MAGIC;
