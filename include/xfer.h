@@ -51,7 +51,7 @@ typedef struct xfer_watch xfer_watch;
 /* Engine                                                              */
 
 #define XFER_MAX_RAILS 8
-#define XFER_ADDR_MAX 1024   /* upper bound of a serialised engine address */
+#define XFER_ADDR_MAX 1152   /* upper bound of a serialised engine address */
 #define XFER_DESC_MAX 512    /* upper bound of a serialised region descriptor */
 
 struct xfer_engine_attr {

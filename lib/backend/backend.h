@@ -130,6 +130,10 @@ struct xfer_backend_ops {
 	/* Optional: 0 when it is safe to sleep on wait_fd now, -EAGAIN when
 	 * there is work to poll first (fi_trywait). */
 	int (*trywait)(struct xfer_rail *r);
+	/* Optional: whether a NIC (or the provider) refuses a write outside the
+	 * region an rkey names. Where not (shm, local; absent = not), the
+	 * engine checks each piece against a same-host peer's region table. */
+	bool (*checks_rkeys)(const char *provider);
 };
 
 /* Whether a backend's table has an entry (it may predate it). */

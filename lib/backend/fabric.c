@@ -27,6 +27,7 @@
 
 #define FAB_VERSION FI_VERSION(1, 14)
 #define FAB_CQ_SIZE 4096
+#define SHM_INJECT_SIZE 4096    /* shm 1.17's SMR_INJECT_SIZE */
 
 /* Per posted write: the fi_context2 libfabric needs plus our context. */
 struct fab_slot {
@@ -57,6 +58,8 @@ struct xfer_rail {
 	/* ... also on a zero-byte write: libfabric 1.17's shm never completes
 	 * one (an immediate alone) with that flag, so there it goes without */
 	bool delivery_zero_ok;
+	bool shm;               /* libfabric's shm provider (its quirks) */
+	bool small_in_order;    /* see fab_post: small writes need no delivery-complete */
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
@@ -225,6 +228,9 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		 * on every such write. Providers without wait fds are polled. */
 		bool shm = strncmp(r->info->fabric_attr->prov_name, "shm", 3) == 0;
 
+		r->shm = shm;
+		r->small_in_order = shm && a->num_rails == 1;
+
 		cqa.wait_obj = shm ? FI_WAIT_NONE : FI_WAIT_FD;
 		ret = fi_cq_open(r->domain, &cqa, &r->cq, NULL);
 		if (ret && !shm) {
@@ -332,7 +338,13 @@ static int fab_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, si
 static void fab_remove_peer(struct xfer_rail *r, uint32_t peer)
 {
 	if (peer < XFER_MAX_PEERS && r->peers[peer] != FI_ADDR_NOTAVAIL) {
-		fi_av_remove(r->av, &r->peers[peer], 1, 0);
+		/* shm 1.17 unmaps the peer's region on fi_av_remove while its
+		 * progress still reaches into it for commands and responses in
+		 * flight (a SIGSEGV in fi_cq_read once a peer that died with work
+		 * in flight is removed): there the entry stays, unused, until the
+		 * rail closes. */
+		if (!r->shm)
+			fi_av_remove(r->av, &r->peers[peer], 1, 0);
 		r->peers[peer] = FI_ADDR_NOTAVAIL;
 	}
 }
@@ -419,7 +431,16 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 		if (!s)
 			return i ? i : -ENOMEM;
 		s->user = w->ctx;
-		if (w->delivery && r->delivery_ok && (w->len || r->delivery_zero_ok)) {
+		/* Delivery-complete makes shm (1.17) send even a 4 KiB page by
+		 * its SAR protocol: rounds of both sides' progress and a response
+		 * per page, 5-10x slower with an idle receiver (issue 12). It is
+		 * not needed for order there when one rail carries everything:
+		 * writes up to SMR_INJECT_SIZE go inline or by inject, which the
+		 * target copies while it takes the commands in order, so the
+		 * immediate posted after them is seen after the data. Larger
+		 * writes keep it (without CMA they would go by SAR, unordered). */
+		if (w->delivery && r->delivery_ok && (w->len || r->delivery_zero_ok) &&
+		    !(r->small_in_order && w->len <= SHM_INJECT_SIZE)) {
 			struct iovec iov = { .iov_base = (void *)w->laddr, .iov_len = w->len };
 			void *desc = w->ldesc;
 			struct fi_rma_iov riov = { .addr = w->raddr, .len = w->len, .key = w->rkey };
@@ -532,6 +553,13 @@ static bool fab_loopback(const char *prov)
 	       strstr(prov, "udp");
 }
 
+/* shm 1.17 writes through a forged or stale key's range (issue 12); the
+ * others check keys and ranges in the provider or the NIC. */
+static bool fab_checks_rkeys(const char *prov)
+{
+	return strcmp(prov, "shm") != 0;
+}
+
 const struct xfer_backend_ops xfer_fabric_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "fabric",
@@ -549,4 +577,5 @@ const struct xfer_backend_ops xfer_fabric_ops = {
 	.poll = fab_poll,
 	.wait_fd = fab_wait_fd,
 	.trywait = fab_trywait,
+	.checks_rkeys = fab_checks_rkeys,
 };

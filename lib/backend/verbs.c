@@ -336,6 +336,13 @@ static void vb_mr_dereg(struct xfer_rail *r, struct xfer_rail_mr *mr)
 	mr->desc = NULL;
 }
 
+/* The HCA checks every rkey and range. */
+static bool vb_checks_rkeys(const char *prov)
+{
+	(void)prov;
+	return true;
+}
+
 const struct xfer_backend_ops xfer_verbs_ops = {
 	.size = sizeof(struct xfer_backend_ops),
 	.name = "verbs",
@@ -354,4 +361,5 @@ const struct xfer_backend_ops xfer_verbs_ops = {
 	.poll = vb_poll,
 	.wait_fd = vb_wait_fd,
 	.trywait = vb_trywait,
+	.checks_rkeys = vb_checks_rkeys,
 };

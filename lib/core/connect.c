@@ -186,6 +186,7 @@ static int drive(xfer_engine *e, uint32_t peer, struct conn_peer *cp)
 		int got = e->ops->post_write(rs->r, peer, &wr, 1);
 
 		if (got == 1) {
+			xfer_sh_ring(e, peer, &wr, 1);   /* an idle target must progress it */
 			pr->posted = true;
 			pr->ok = false;
 			pr->round = cp->round;

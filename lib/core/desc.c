@@ -15,10 +15,15 @@
 
 #define DESC_MAGIC 0x44524658u  /* "XFRD" */
 #define ADDR_MAGIC 0x41524658u  /* "XFRA" */
-#define WIRE_VERSION 1
+#define DESC_VERSION 1
+#define ADDR_VERSION 2          /* 2: the same-host section */
 #define DESC_HDR 56
 #define ADDR_HDR 56
 #define ADDR_RAIL_HDR 24
+#define ADDR_HOST 64            /* the same-host section, after the rails */
+
+_Static_assert(ADDR_HDR + XFER_MAX_RAILS * (ADDR_RAIL_HDR + XFER_RAIL_ADDR_MAX) + ADDR_HOST <=
+	       XFER_ADDR_MAX, "the largest address fits XFER_ADDR_MAX");
 
 /* CRC32C of a blob whose crc field (bytes 12..15) counts as zero. */
 static uint32_t blob_crc(const uint8_t *p, size_t len)
@@ -30,11 +35,12 @@ static uint32_t blob_crc(const uint8_t *p, size_t len)
 	return ~xfer_crc32c_update(c, p + 16, len - 16);
 }
 
-static int check_header(const uint8_t *p, size_t len, uint32_t magic, uint16_t hdr_len)
+static int check_header(const uint8_t *p, size_t len, uint32_t magic, uint16_t version,
+			uint16_t hdr_len)
 {
 	if (!p || len < hdr_len)
 		return -EINVAL;
-	if (xfer_get_le32(p) != magic || xfer_get_le16(p + 4) != WIRE_VERSION ||
+	if (xfer_get_le32(p) != magic || xfer_get_le16(p + 4) != version ||
 	    xfer_get_le16(p + 6) != hdr_len)
 		return -EINVAL;
 	if (xfer_get_le32(p + 8) != len)
@@ -44,10 +50,11 @@ static int check_header(const uint8_t *p, size_t len, uint32_t magic, uint16_t h
 	return 0;
 }
 
-static void finish_header(uint8_t *p, size_t len, uint32_t magic, uint16_t hdr_len)
+static void finish_header(uint8_t *p, size_t len, uint32_t magic, uint16_t version,
+			  uint16_t hdr_len)
 {
 	xfer_put_le32(p, magic);
-	xfer_put_le16(p + 4, WIRE_VERSION);
+	xfer_put_le16(p + 4, version);
 	xfer_put_le16(p + 6, hdr_len);
 	xfer_put_le32(p + 8, (uint32_t)len);
 	xfer_put_le32(p + 12, 0);
@@ -76,7 +83,7 @@ int xfer_desc_encode(const struct xfer_desc *d, void *buf, size_t *len)
 		xfer_put_le64(p + DESC_HDR + 16 * i, d->rail[i].rkey);
 		xfer_put_le64(p + DESC_HDR + 16 * i + 8, d->rail[i].raddr);
 	}
-	finish_header(p, need, DESC_MAGIC, DESC_HDR);
+	finish_header(p, need, DESC_MAGIC, DESC_VERSION, DESC_HDR);
 	*len = need;
 	return 0;
 }
@@ -87,7 +94,7 @@ int xfer_desc_decode(const void *buf, size_t len, struct xfer_desc *d)
 	uint32_t n;
 	int ret;
 
-	ret = check_header(p, len, DESC_MAGIC, DESC_HDR);
+	ret = check_header(p, len, DESC_MAGIC, DESC_VERSION, DESC_HDR);
 	if (ret)
 		return ret;
 	n = xfer_get_le16(p + 48);
@@ -112,6 +119,17 @@ int xfer_desc_decode(const void *buf, size_t len, struct xfer_desc *d)
 	return 0;
 }
 
+/* A same-host section names a process and one of its fds: a pid and fd
+ * that cannot exist, a zero nonce, or no boot id are malformed. */
+static bool host_valid(const struct xfer_addr_host *h)
+{
+	uint8_t any = 0;
+
+	for (size_t i = 0; i < sizeof(h->boot_id); i++)
+		any |= h->boot_id[i];
+	return any && h->pidns && h->pid > 0 && h->fd >= 0 && h->start_time && h->nonce;
+}
+
 int xfer_addr_encode(const struct xfer_addr *a, void *buf, size_t *len)
 {
 	size_t need = ADDR_HDR, off;
@@ -124,6 +142,9 @@ int xfer_addr_encode(const struct xfer_addr *a, void *buf, size_t *len)
 			return -EINVAL;
 		need += ADDR_RAIL_HDR + ((a->rail[i].len + 7u) & ~7u);
 	}
+	if (!host_valid(&a->host))
+		return -EINVAL;
+	need += ADDR_HOST;
 	if (!buf || *len < need) {
 		*len = need;
 		return -ENOSPC;
@@ -141,7 +162,13 @@ int xfer_addr_encode(const struct xfer_addr *a, void *buf, size_t *len)
 		memcpy(p + off + ADDR_RAIL_HDR, a->rail[i].bytes, a->rail[i].len);
 		off += ADDR_RAIL_HDR + ((a->rail[i].len + 7u) & ~7u);
 	}
-	finish_header(p, need, ADDR_MAGIC, ADDR_HDR);
+	memcpy(p + off, a->host.boot_id, sizeof(a->host.boot_id));
+	xfer_put_le64(p + off + 16, a->host.pidns);
+	xfer_put_le32(p + off + 24, (uint32_t)a->host.pid);
+	xfer_put_le32(p + off + 28, (uint32_t)a->host.fd);
+	xfer_put_le64(p + off + 32, a->host.start_time);
+	xfer_put_le64(p + off + 40, a->host.nonce);
+	finish_header(p, need, ADDR_MAGIC, ADDR_VERSION, ADDR_HDR);
 	*len = need;
 	return 0;
 }
@@ -152,7 +179,7 @@ int xfer_addr_decode(const void *buf, size_t len, struct xfer_addr *a)
 	size_t off = ADDR_HDR;
 	int ret;
 
-	ret = check_header(p, len, ADDR_MAGIC, ADDR_HDR);
+	ret = check_header(p, len, ADDR_MAGIC, ADDR_VERSION, ADDR_HDR);
 	if (ret)
 		return ret;
 	memset(a, 0, sizeof(*a));
@@ -182,7 +209,18 @@ int xfer_addr_decode(const void *buf, size_t len, struct xfer_addr *a)
 		memcpy(a->rail[i].bytes, p + off + ADDR_RAIL_HDR, rl);
 		off += ADDR_RAIL_HDR + ((rl + 7u) & ~7u);
 	}
-	if (off != len)
+	if (len - off != ADDR_HOST)
+		return -EINVAL;
+	for (size_t k = 48; k < ADDR_HOST; k++)   /* reserved */
+		if (p[off + k])
+			return -EINVAL;
+	memcpy(a->host.boot_id, p + off, sizeof(a->host.boot_id));
+	a->host.pidns = xfer_get_le64(p + off + 16);
+	a->host.pid = (int32_t)xfer_get_le32(p + off + 24);
+	a->host.fd = (int32_t)xfer_get_le32(p + off + 28);
+	a->host.start_time = xfer_get_le64(p + off + 32);
+	a->host.nonce = xfer_get_le64(p + off + 40);
+	if (!host_valid(&a->host))
 		return -EINVAL;
 	return 0;
 }

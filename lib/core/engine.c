@@ -282,6 +282,8 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	if (ret)
 		goto err_sink;
 	ret = build_self_addr(e);
+	if (!ret)
+		ret = xfer_sh_create(e);   /* the address's same-host section */
 	if (ret)
 		goto err_sink;
 
@@ -299,6 +301,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	return 0;
 
 err_sink:
+	xfer_sh_destroy(e);
 	sink_release(e);
 	wait_set_close(e);
 err_rails:
@@ -336,6 +339,7 @@ XFER_EXPORT void xfer_engine_destroy(xfer_engine *e)
 /* Everything but the worker, which has stopped (joined, or is the caller). */
 void xfer_engine_free(xfer_engine *e)
 {
+	xfer_sh_destroy(e);
 	sink_release(e);
 	wait_set_close(e);
 	rails_close(e);
@@ -413,7 +417,7 @@ out:
 int xfer_worker_add_peer(xfer_engine *e, uint32_t idx, const struct xfer_addr *a)
 {
 	struct xfer_peer *p = &e->peers[idx];
-	int ret = 0;
+	int ret = xfer_sh_add_peer(e, idx, &a->host);
 
 	for (uint32_t k = 0; k < e->num_rails && !ret; k++) {
 		uint32_t pr = k % a->num_rails;

@@ -45,6 +45,19 @@ struct xfer_desc {
 #define XFER_RAIL_ADDR_MAX 96
 #define XFER_PROV_NAME_MAX 24
 
+/* Who made an address, for peers on the same host (samehost.c): the host
+ * (boot id and pid namespace), the process (pid and its start time, which
+ * a reused pid does not share) and its same-host page (memfd number, the
+ * nonce the page must hold). */
+struct xfer_addr_host {
+	uint8_t boot_id[16];
+	uint64_t pidns;              /* inode of /proc/self/ns/pid */
+	int32_t pid;
+	int32_t fd;
+	uint64_t start_time;         /* /proc/PID/stat field 22, clock ticks */
+	uint64_t nonce;
+};
+
 struct xfer_addr {
 	uint64_t engine_id;
 	uint32_t backend;            /* enum xfer_wire_backend */
@@ -55,6 +68,7 @@ struct xfer_addr {
 		uint8_t bytes[XFER_RAIL_ADDR_MAX];
 		struct xfer_rail_key sink;
 	} rail[XFER_MAX_RAILS];
+	struct xfer_addr_host host;
 };
 
 int xfer_desc_encode(const struct xfer_desc *d, void *buf, size_t *len);
@@ -357,6 +371,8 @@ struct xfer_engine {
 	struct xfer_ctable *_Atomic counters_more;   /* the chain beyond `counters` */
 	_Atomic uint64_t counters_lost;         /* arrivals no table could take */
 
+	struct xfer_samehost *sh;              /* samehost.c: our page, same-host peers */
+
 	struct xfer_kmod *kmod;
 	struct xfer_ctx_stats *stats;          /* kmod page, or stats_local */
 	struct xfer_ctx_stats stats_local;
@@ -391,6 +407,31 @@ void xfer_live_drop(xfer_engine *e, struct xfer_op *op);
 void xfer_op_unhold(struct xfer_op *op);   /* drop its use of src, once */
 struct xfer_op *xfer_live_first(xfer_engine *e);
 struct xfer_op *xfer_live_next(struct xfer_op *op);
+
+/* samehost.c: peers on this host (identity, liveness, doorbell, region
+ * table). All but xfer_sh_create/destroy and xfer_sh_wake run on the worker. */
+struct xfer_samehost;
+int xfer_sh_create(xfer_engine *e);          /* fills e->self.host */
+void xfer_sh_destroy(xfer_engine *e);
+/* 0 also for a peer on another host; -ECONNREFUSED / -EPROTO for a page
+ * that fails validation. */
+int xfer_sh_add_peer(xfer_engine *e, uint32_t peer, const struct xfer_addr_host *h);
+void xfer_sh_remove_peer(xfer_engine *e, uint32_t peer);
+void xfer_sh_peer_down(xfer_engine *e, uint32_t peer);
+/* Same-host peers that died since the last call (their pidfds), at most max. */
+int xfer_sh_reap_dead(xfer_engine *e, uint32_t *dead, int max);
+/* After posting n wrs to peer: wake it if it sleeps and needs to progress them. */
+void xfer_sh_ring(xfer_engine *e, uint32_t peer, const struct xfer_wr *wrs, int n);
+bool xfer_sh_uses_bell(const xfer_engine *e);
+uint32_t xfer_sh_sleep_begin(xfer_engine *e);
+bool xfer_sh_sleep(xfer_engine *e, uint32_t seen, uint64_t ns);   /* true: rung */
+void xfer_sh_wake(xfer_engine *e);                                /* any thread */
+int xfer_sh_region_add(xfer_engine *e, const struct xfer_mr *mr);
+void xfer_sh_region_del(xfer_engine *e, const struct xfer_mr *mr);
+/* 0, or -EACCES when wr's target range is not inside the peer's live region
+ * dst names (checked only where no NIC checks rkeys). */
+int xfer_sh_piece_ok(xfer_engine *e, uint32_t peer, const struct xfer_rmr *dst,
+		     const struct xfer_wr *wr);
 
 /* topo.c: placement from hwloc. Each call takes a cache the topology is
  * loaded into on first need (a load walks sysfs: tens of ms on a GPU node),

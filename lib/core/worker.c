@@ -238,6 +238,7 @@ static void peer_down(xfer_engine *e, uint32_t peer, int status)
 
 	if (!atomic_compare_exchange_strong(&e->peers[peer].status, &expected, status))
 		return;
+	xfer_sh_peer_down(e, peer);
 	for (uint32_t k = 0; k < e->num_rails; k++)
 		e->ops->rail_remove_peer(e->rail[k].r, peer);
 	xfer_fail_peer_ops(e, peer, status);
@@ -261,6 +262,17 @@ static bool refused_retry_ok(xfer_engine *e, uint32_t peer)
 void xfer_peer_down(xfer_engine *e, uint32_t peer, int status)
 {
 	peer_down(e, peer, status);
+}
+
+/* Same-host peers whose process exited (samehost.c's pidfds): down now, so
+ * that nothing more is posted into a dead process's memory. */
+static void reap_dead_peers(xfer_engine *e)
+{
+	uint32_t dead[16];
+	int n = xfer_sh_reap_dead(e, dead, 16);
+
+	for (int i = 0; i < n; i++)
+		peer_down(e, dead[i], -ECONNRESET);
 }
 
 /* ---- expansion: piece k of an op -------------------------------------- */
@@ -385,6 +397,8 @@ static int post_batch(xfer_engine *e, uint32_t rail, uint32_t peer, struct xfer_
 	}
 	if (got < n)
 		rs->blocked[peer / 64] |= 1ull << (peer % 64);
+	if (got > 0)
+		xfer_sh_ring(e, peer, wrs, got);
 	for (int i = 0; i < got; i++) {
 		account_post(e, rail, wrs[i].len);
 		piece_track(e, pcs[i]);
@@ -486,6 +500,12 @@ static bool post_op(xfer_engine *e, struct xfer_op *op, uint64_t *held, int *act
 			}
 			if (!peer_is_up(e, g.peer)) {
 				op->status = atomic_load(&e->peers[g.peer].status);
+				stop = true;
+				break;
+			}
+			int denied = xfer_sh_piece_ok(e, g.peer, op->targets[g.target].dst, &g.wr);
+			if (denied) {
+				op->status = denied;
 				stop = true;
 				break;
 			}
@@ -915,6 +935,8 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
 			ret = e->ops->mr_reg(e->rail[i].r, mr->addr, mr->len, mr->kind,
 					     c->u.mr.dmabuf_fd, c->u.mr.dmabuf_off,
 					     !!(mr->flags & XFER_MR_REMOTE_WRITE), &mr->rail[i]);
+		if (!ret)
+			ret = xfer_sh_region_add(e, mr);   /* same-host peers check it */
 		if (ret)
 			while (i-- > 0)
 				if (mr->rail[i].handle)
@@ -922,6 +944,7 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
 		break;
 	}
 	case CMD_MR_DEREG:
+		xfer_sh_region_del(e, c->u.mr.mr);   /* revoked before the memory can go */
 		for (uint32_t i = 0; i < e->num_rails; i++)
 			if (c->u.mr.mr->rail[i].handle)
 				e->ops->mr_dereg(e->rail[i].r, &c->u.mr.mr->rail[i]);
@@ -993,6 +1016,8 @@ void xfer_engine_kick(xfer_engine *e)
 
 			if (write(e->evfd, &one, sizeof(one)) < 0)
 				(void)0;   /* already signalled: the counter is non-zero */
+		} else if (xfer_sh_uses_bell(e)) {
+			xfer_sh_wake(e);
 		} else {
 			atomic_fetch_add(&e->wake, 1);
 			xfer_futex_wake(&e->wake);
@@ -1014,12 +1039,19 @@ static bool rails_busy(const xfer_engine *e)
  * no completion here (plain RMA writes into us), so keep polling. */
 static bool idle_sleep(xfer_engine *e, uint64_t sleep_ns)
 {
-	bool traffic = false;
-	uint32_t seen = atomic_load(&e->wake);
+	bool traffic = false, bell = xfer_sh_uses_bell(e);
+	uint32_t seen = bell ? xfer_sh_sleep_begin(e) : atomic_load(&e->wake);
 
 	atomic_store(&e->sleeping, 1);
 	if (!xfer_mpsc_empty(&e->q)) {
 		/* a submission raced with going to sleep */
+		if (bell)
+			xfer_sh_sleep(e, seen, 0);   /* only clears the flag */
+	} else if (bell) {
+		/* On our doorbell: peers ring it when they posted work that needs
+		 * us (shm's small messages, local's immediates). A ring that
+		 * raced with our last poll is caught by the timeout. */
+		traffic = xfer_sh_sleep(e, seen, sleep_ns);
 	} else if (e->epfd >= 0) {
 		struct epoll_event ev[8];
 		bool can = true;
@@ -1099,6 +1131,11 @@ void *xfer_worker_main(void *arg)
 		if ((idle_loops & 7) == 0)
 			e->now_ns = xfer_now_ns();
 		act = drain_queue(e);
+		/* Once per drained batch (what was just submitted may target a
+		 * peer that died: nothing may land in its memory or report
+		 * success) and every timeout scan (1 ms). */
+		if (act || e->now_ns >= e->next_timeout_scan)
+			reap_dead_peers(e);
 
 		act |= poll_rails(e);
 		if (e->retry)

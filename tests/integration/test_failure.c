@@ -4,8 +4,8 @@
  * behaviour:
  *  - a peer killed with SIGKILL while a stream of writes to it is in
  *    flight: every op completes (none hangs) within 3x the engine's peer
- *    timeout, at least one with an error, every op submitted after the peer
- *    was reaped with an error; xfer_peer_status reports the error; new ops
+ *    timeout, those in flight at the death with an error, every op
+ *    submitted after the peer was reaped with an error; xfer_peer_status reports the error; new ops
  *    to it fail at submit; a second, live peer still gets verified bytes;
  *  - destroying an engine with work in flight completes every op exactly
  *    once, with 0 or -ECANCELED (some with -ECANCELED), and returns;
@@ -221,12 +221,17 @@ TEST_F(descriptors, foreign_and_local_only)
 	xfer_mr_dereg(local);
 }
 
-/* libfabric 1.17's shm: small writes into a dead process's shared region
- * complete as if delivered; a larger write's missing answer blocks the
- * endpoint's one completion FIFO for every peer (smr_progress_resp); a peer
- * killed holding its region lock makes fi_writedata spin forever. Checked
- * on tcp;ofi_rxm instead. */
-#define SHM_KILL_SKIP "shm 1.17 cannot report a killed peer (see test_failure.c); checked on tcp;ofi_rxm"
+/* libfabric 1.17's shm cannot report a killed peer; the engine learns it
+ * from the peer's pidfd (samehost.c) and fails its ops at once. What it
+ * cannot undo: a write of more than 4 KiB (shm's iov protocol) leaves a
+ * response slot in the initiator's own response queue that only the target
+ * fills, and smr_progress_resp stops at the first unfilled slot. A target
+ * killed before it answered such a write blocks every later completion on
+ * that rail, the live peer's too (about 4 runs in 10 here). So on shm the
+ * live peer is not checked after a kill. */
+#define SHM_KILL_SKIP "shm 1.17: a target killed owing a response to a write > 4 KiB blocks the " \
+		      "rail's response queue (smr_progress_resp) for every peer; checked on " \
+		      "tcp;ofi_rxm and local"
 
 FIXTURE(killed) { struct pair c; };
 FIXTURE_VARIANT(killed) { XT_TRANSPORT; };
@@ -235,7 +240,7 @@ XT_TRANSPORT_VARIANTS(killed);
 FIXTURE_SETUP(killed)
 {
 	XT_REQUIRE_TRANSPORT();
-	if (strcmp(variant->provider, "shm") == 0)
+	if (strcmp(variant->provider, "shm") == 0 && strcmp(_metadata->name, "live_peer_works") == 0)
 		XT_SETUP_SKIP(SHM_KILL_SKIP);
 	pair_setup(_metadata, &self->c, variant->provider, variant->rails, VREGION);
 	pair_import(_metadata, &self->c);
@@ -327,7 +332,12 @@ TEST_F(killed, every_op_completes)
 		       (unsigned long long)atomic_load(&completed), (unsigned long long)s.n,
 		       3u * TIMEOUT_MS);
 	EXPECT_EQ(0, s.dup);
-	EXPECT_TRUE(s.failed > 0) TH_LOG("no op failed (%llu ops)", (unsigned long long)s.n);
+	/* An op fails unless none was in flight when the peer died: a peer on
+	 * this host is known dead from its pidfd (samehost.c) as it exits, and
+	 * then what follows is refused at submit (below). */
+	if (!s.failed)
+		TH_LOG("no op failed (%llu ops): the death was noticed with none in flight",
+		       (unsigned long long)s.n);
 	int st = xfer_peer_status(c->e, c->vpeer);
 	EXPECT_TRUE(st != 0) TH_LOG("peer status %d", st);
 	/* new work for the dead peer is refused at submit */
@@ -492,11 +502,6 @@ XT_TRANSPORT_VARIANTS(stopped);
 FIXTURE_SETUP(stopped)
 {
 	XT_REQUIRE_TRANSPORT();
-	/* a stopped peer's missing answers block shm's one completion FIFO
-	 * too, and with it the live peer's completions */
-	if (strcmp(variant->provider, "shm") == 0)
-		XT_SETUP_SKIP("shm 1.17: a stalled peer blocks the endpoint's completion FIFO for all "
-			      "peers; checked on tcp;ofi_rxm");
 	pair_setup(_metadata, &self->c, variant->provider, variant->rails, LREGION);
 	pair_import(_metadata, &self->c);
 }

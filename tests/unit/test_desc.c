@@ -19,6 +19,7 @@
 
 #define DESC_HDR 56
 #define ADDR_HDR 56
+#define ADDR_HOST 64   /* the same-host section, after the rails (address version 2) */
 #define FUZZ_TIMEOUT_S 30   /* 1.3 s here, 1.5 s under ASan+UBSan */
 
 
@@ -78,6 +79,13 @@ static void make_addr(struct xfer_addr *a, uint32_t rails, uint32_t backend)
 		a->rail[i].sink.rkey = rnd();
 		a->rail[i].sink.raddr = rnd();
 	}
+	for (size_t k = 0; k < sizeof(a->host.boot_id); k++)
+		a->host.boot_id[k] = (uint8_t)rnd();
+	a->host.pidns = rnd() | 1;
+	a->host.pid = (int32_t)(1 + rnd() % 4000000);
+	a->host.fd = (int32_t)(rnd() % 65536);
+	a->host.start_time = rnd() | 1;
+	a->host.nonce = rnd() | 1;
 }
 
 static bool desc_equal(const struct xfer_desc *x, const struct xfer_desc *y)
@@ -102,7 +110,7 @@ static bool addr_equal(const struct xfer_addr *x, const struct xfer_addr *y)
 		    x->rail[i].sink.rkey != y->rail[i].sink.rkey ||
 		    x->rail[i].sink.raddr != y->rail[i].sink.raddr)
 			return false;
-	return true;
+	return memcmp(&x->host, &y->host, sizeof(x->host)) == 0;
 }
 
 /* ---- round trips --------------------------------------------------------- */
@@ -170,6 +178,33 @@ TEST(encoder_refuses_invalid)
 	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
 	a.rail[1].len = XFER_RAIL_ADDR_MAX + 1;
 	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
+	/* a same-host section that names no process */
+	make_addr(&a, 2, 1);
+	a.host.pid = 0;
+	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
+	make_addr(&a, 2, 1);
+	a.host.fd = -1;
+	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
+	make_addr(&a, 2, 1);
+	a.host.nonce = 0;
+	EXPECT_EQ(-EINVAL, xfer_addr_encode(&a, buf, &len));
+}
+
+/* The largest address (every rail's address at its longest) fits
+ * XFER_ADDR_MAX with its same-host section. */
+TEST(largest_address_fits)
+{
+	uint8_t buf[XFER_ADDR_MAX];
+	size_t len = sizeof(buf);
+	struct xfer_addr a, a2;
+
+	make_addr(&a, XFER_MAX_RAILS, 1);
+	for (uint32_t i = 0; i < XFER_MAX_RAILS; i++)
+		a.rail[i].len = XFER_RAIL_ADDR_MAX;
+	XT_ASSERT_OK(xfer_addr_encode(&a, buf, &len));
+	EXPECT_EQ(ADDR_HDR + XFER_MAX_RAILS * (24 + XFER_RAIL_ADDR_MAX) + ADDR_HOST, len);
+	XT_EXPECT_OK(addr_dec(buf, len, &a2));
+	EXPECT_TRUE(addr_equal(&a, &a2));
 }
 
 /* ---- each malformed field --------------------------------------------- */
@@ -179,7 +214,7 @@ typedef void (*mutate_fn)(uint8_t *p, size_t *len);
 
 static void m_magic(uint8_t *p, size_t *l) { (void)l; p[0] ^= 1; }
 static void m_version0(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 4, 0); }
-static void m_version2(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 4, 2); }
+static void m_version2(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 4, xfer_get_le16(p + 4) + 1); }
 static void m_hdrlen(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 6, 64); }
 static void m_hdrlen_small(uint8_t *p, size_t *l) { (void)l; xfer_put_le16(p + 6, 16); }
 static void m_total_big(uint8_t *p, size_t *l) { xfer_put_le32(p + 8, (uint32_t)*l + 16); }
@@ -221,6 +256,21 @@ static void a_rlen_short(uint8_t *p, size_t *l)   /* rail 0 shorter: bytes left 
 }
 static void a_rail_rsv2(uint8_t *p, size_t *l) { (void)l; p[ADDR_HDR + 2] = 1; }
 static void a_rail_rsv4(uint8_t *p, size_t *l) { (void)l; p[ADDR_HDR + 7] = 1; }
+/* the same-host section: the last ADDR_HOST bytes */
+#define HOST(p, l) ((p) + *(l) - ADDR_HOST)
+static void a_v1(uint8_t *p, size_t *l) { xfer_put_le16(p + 4, 1); }   /* a version 1 address has none */
+static void a_v1_cut(uint8_t *p, size_t *l) { xfer_put_le16(p + 4, 1); *l -= ADDR_HOST; xfer_put_le32(p + 8, (uint32_t)*l); }
+static void a_host_cut(uint8_t *p, size_t *l) { *l -= ADDR_HOST; xfer_put_le32(p + 8, (uint32_t)*l); }
+static void a_host_short(uint8_t *p, size_t *l) { *l -= 8; xfer_put_le32(p + 8, (uint32_t)*l); }
+static void a_boot0(uint8_t *p, size_t *l) { memset(HOST(p, l), 0, 16); }
+static void a_pidns0(uint8_t *p, size_t *l) { xfer_put_le64(HOST(p, l) + 16, 0); }
+static void a_pid0(uint8_t *p, size_t *l) { xfer_put_le32(HOST(p, l) + 24, 0); }
+static void a_pid_neg(uint8_t *p, size_t *l) { xfer_put_le32(HOST(p, l) + 24, 0x80000001u); }
+static void a_fd_neg(uint8_t *p, size_t *l) { xfer_put_le32(HOST(p, l) + 28, 0xffffffffu); }
+static void a_start0(uint8_t *p, size_t *l) { xfer_put_le64(HOST(p, l) + 32, 0); }
+static void a_nonce0(uint8_t *p, size_t *l) { xfer_put_le64(HOST(p, l) + 40, 0); }
+static void a_host_rsv(uint8_t *p, size_t *l) { HOST(p, l)[63] = 1; }
+static void a_host_rsv48(uint8_t *p, size_t *l) { HOST(p, l)[48] = 0x80; }
 static void a_trailing(uint8_t *p, size_t *l) { memset(p + *l, 0, 8); *l += 8; xfer_put_le32(p + 8, (uint32_t)*l); }
 static void a_trailing1(uint8_t *p, size_t *l) { p[*l] = 7; *l += 1; xfer_put_le32(p + 8, (uint32_t)*l); }
 
@@ -253,7 +303,7 @@ static void check_mutations(struct __test_metadata *_metadata, bool addr, const 
 }
 
 static const struct mcase common[] = {
-	{ "bad magic", m_magic }, { "version 0", m_version0 }, { "version 2", m_version2 },
+	{ "bad magic", m_magic }, { "version 0", m_version0 }, { "next version", m_version2 },
 	{ "header length", m_hdrlen }, { "small header length", m_hdrlen_small },
 	{ "total length too big", m_total_big }, { "total length too small", m_total_small },
 	{ "total length huge", m_total_huge },
@@ -277,6 +327,12 @@ static const struct mcase acases[] = {
 	{ "rail 0 short (bytes left over)", a_rlen_short },
 	{ "rail reserved 2..3", a_rail_rsv2 }, { "rail reserved 4..7", a_rail_rsv4 },
 	{ "trailing bytes", a_trailing }, { "a trailing byte", a_trailing1 },
+	{ "version 1 with a same-host section", a_v1 }, { "version 1 without one", a_v1_cut },
+	{ "same-host section missing", a_host_cut }, { "same-host section short", a_host_short },
+	{ "boot id zero", a_boot0 }, { "pid namespace zero", a_pidns0 }, { "pid 0", a_pid0 },
+	{ "pid negative", a_pid_neg }, { "fd negative", a_fd_neg }, { "start time 0", a_start0 },
+	{ "nonce 0", a_nonce0 }, { "same-host reserved 63", a_host_rsv },
+	{ "same-host reserved 48", a_host_rsv48 },
 };
 
 /* A good descriptor (2 rails) and a good address (2 rails: 96 and 40 bytes),
@@ -298,7 +354,7 @@ FIXTURE_SETUP(blobs)
 	make_addr(&a, 2, 1);
 	a.rail[1].len = 40;
 	XT_ASSERT_OK(xfer_addr_encode(&a, self->agood, &self->alen));
-	ASSERT_EQ(ADDR_HDR + 24 + 96 + 24 + 40, self->alen);
+	ASSERT_EQ(ADDR_HDR + 24 + 96 + 24 + 40 + ADDR_HOST, self->alen);
 	fix_crc(self->dgood, self->dlen);
 	fix_crc(self->agood, self->alen);
 }
