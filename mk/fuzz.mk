@@ -3,8 +3,7 @@
 # tests/fuzz/run.sh; `make fuzz` runs the long one, a million mutations
 # per provider under ASan+UBSan, FUZZ_JOBS fuzzers at once (most of a
 # mutation's time is waiting on timeouts and connections, not CPU); FUZZ_N,
-# FUZZ_SEED, FUZZ_JOBS, FUZZ_ARGS change it (FUZZ_ARGS=--samehost adds the
-# local and shm landing checks).
+# FUZZ_SEED, FUZZ_JOBS, FUZZ_ARGS change it.
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
 TESTS       += $(FUZZ_BINS)

@@ -20,14 +20,12 @@
  *   fuzz_wire -n 1000000 -s 7     the long run (make fuzz, under ASan)
  *   options: -n mutations, -s seed, -t seconds (a time bound; 0 none),
  *            -p provider (repeatable), -j jobs (fuzzers at once, seeds
- *            seed*1000+k, the mutations shared out), --samehost
+ *            seed*1000+k, the mutations shared out)
  *
  * Providers: tcp;ofi_rxm, where the NIC side (libfabric) checks keys and
- * ranges. On local and shm nothing checks them yet (the samehost branch
- * adds a region table); their landing check is a variant that skips until
- * enabled with --samehost or XFER_FUZZ_SAMEHOST=1, never a weaker check.
+ * ranges; local and shm, where no NIC does and the initiator checks every
+ * piece against the target's published region table (lib/core/samehost.c).
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -540,7 +538,7 @@ static void directed(struct fuzz *f)
 }
 
 static int run_provider(const char *prov, uint64_t seed, uint64_t iters, double seconds,
-			int tap, bool samehost)
+			int tap)
 {
 	struct fuzz *f = calloc(1, sizeof(*f));
 	const char *why = xt_transport_skip(prov);
@@ -549,9 +547,6 @@ static int run_provider(const char *prov, uint64_t seed, uint64_t iters, double 
 
 	if (!f)
 		return 1;
-	if (!why && !samehost && strcmp(prov, "tcp;ofi_rxm") != 0)
-		why = "no NIC checks keys on one host yet: the landing check runs here once the "
-		      "samehost region table is merged (--samehost, XFER_FUZZ_SAMEHOST=1)";
 	if (why) {
 		printf("ok %d fuzz_wire.%s # SKIP %s\n", tap, prov, why);
 		free(f);
@@ -612,21 +607,21 @@ static int run_provider(const char *prov, uint64_t seed, uint64_t iters, double 
 /* jobs fuzzers at once, each with its own target and seed: most of a
  * mutation's time is waiting (timeouts, connections), not CPU. */
 static int run_jobs(const char *prov, uint64_t seed, uint64_t iters, double seconds, int tap,
-		    bool samehost, int jobs)
+		    int jobs)
 {
 	const char *why = xt_transport_skip(prov);
 	pid_t pids[64];
 	int bad = 0;
 
-	if (why || (!samehost && strcmp(prov, "tcp;ofi_rxm") != 0))
-		return run_provider(prov, seed, iters, seconds, tap, samehost);   /* its SKIP */
+	if (why)
+		return run_provider(prov, seed, iters, seconds, tap);   /* its SKIP */
 	fflush(stdout);
 	for (int k = 0; k < jobs; k++) {
 		pids[k] = fork();
 		if (pids[k] == 0)
 			_exit(run_provider(prov, seed * 1000 + (uint64_t)k,
 					   iters / (uint64_t)jobs + ((uint64_t)k < iters % (uint64_t)jobs),
-					   seconds, -k, samehost));
+					   seconds, -k));
 	}
 	for (int k = 0; k < jobs; k++) {
 		int status = 1;
@@ -644,26 +639,22 @@ static int run_jobs(const char *prov, uint64_t seed, uint64_t iters, double seco
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = { { "samehost", no_argument, NULL, 'S' }, { 0 } };
 	const char *provs[8];
 	int np = 0, c, fails = 0, jobs = 1;
 	uint64_t seed = 1, iters = UINT64_MAX;
 	double seconds = -1;
 	bool by_count = false;
-	const char *env = getenv("XFER_FUZZ_SAMEHOST");
-	bool samehost = env && *env == '1';
 
-	while ((c = getopt_long(argc, argv, "n:s:t:p:j:", lo, NULL)) != -1) {
+	while ((c = getopt(argc, argv, "n:s:t:p:j:")) != -1) {
 		switch (c) {
 		case 'n': iters = strtoull(optarg, NULL, 0); by_count = true; break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 't': seconds = strtod(optarg, NULL); break;
 		case 'p': if (np < 8) provs[np++] = optarg; break;
-		case 'S': samehost = true; break;
 		case 'j': jobs = atoi(optarg); jobs = jobs < 1 ? 1 : jobs > 64 ? 64 : jobs; break;
 		default:
 			fprintf(stderr, "usage: %s [-n mutations] [-s seed] [-t seconds] "
-				"[-p provider]... [-j jobs] [--samehost]\n", argv[0]);
+				"[-p provider]... [-j jobs]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -677,7 +668,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	printf("TAP version 13\n1..%d\n# seed %llu\n", np, (unsigned long long)seed);
 	for (int i = 0; i < np; i++)
-		fails += jobs > 1 ? run_jobs(provs[i], seed, iters, seconds, i + 1, samehost, jobs)
-				  : run_provider(provs[i], seed, iters, seconds, i + 1, samehost);
+		fails += jobs > 1 ? run_jobs(provs[i], seed, iters, seconds, i + 1, jobs)
+				  : run_provider(provs[i], seed, iters, seconds, i + 1);
 	return fails ? 1 : 0;
 }
