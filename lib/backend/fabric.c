@@ -63,6 +63,7 @@ struct xfer_rail {
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
+	bool posted[XFER_MAX_PEERS];   /* work was ever posted to the peer (shm: see remove) */
 	struct fab_chunk *chunks;
 	struct fab_slot *free_slots;
 	uint64_t max_msg;
@@ -342,10 +343,13 @@ static void fab_remove_peer(struct xfer_rail *r, uint32_t peer)
 		 * progress still reaches into it for commands and responses in
 		 * flight (a SIGSEGV in fi_cq_read once a peer that died with work
 		 * in flight is removed): there the entry stays, unused, until the
-		 * rail closes. */
-		if (!r->shm)
+		 * rail closes. A peer never posted to (an add undone because a
+		 * later rail refused it) has nothing in flight: its entry goes, or
+		 * failed adds would fill shm's 256-entry AV. */
+		if (!r->shm || !r->posted[peer])
 			fi_av_remove(r->av, &r->peers[peer], 1, 0);
 		r->peers[peer] = FI_ADDR_NOTAVAIL;
+		r->posted[peer] = false;
 	}
 }
 
@@ -423,6 +427,7 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 
 	if (peer >= XFER_MAX_PEERS || (dest = r->peers[peer]) == FI_ADDR_NOTAVAIL)
 		return -ENOTCONN;
+	r->posted[peer] = true;
 	for (i = 0; i < n; i++) {
 		const struct xfer_wr *w = &wrs[i];
 		struct fab_slot *s = slot_get(r);
