@@ -169,7 +169,7 @@ test-unit: tests
 	tests/run.sh --build $(BUILD)
 
 bench: all
-	$(BUILD)/bin/xfer-bench --raw --reps 5
+	$(BUILD)/bin/xfer-bench -p shm --raw --reps 5
 
 # The pkg-config file is written here, for the PREFIX of this install.
 install: all

@@ -18,8 +18,10 @@ static void usage(FILE *f)
 		"usage: xfer-bench [options]                 loopback (forks its peers)\n"
 		"       xfer-bench --server [options]        wait for a client\n"
 		"       xfer-bench --client HOST [options]   run against a server\n"
-		"  -p, --provider P     shm (default), tcp;ofi_rxm, efa, verbs;ofi_rxm (libfabric),\n"
-		"                       verbs, local (xfer's own; local: processes on one host)\n"
+		"  -p, --provider P     local (xfer's own: processes on one host; the default),\n"
+		"                       verbs (xfer's own), shm, tcp;ofi_rxm, efa, verbs;ofi_rxm\n"
+		"                       (libfabric); default with --raw: shm, with --server or\n"
+		"                       --client: tcp;ofi_rxm\n"
 		"      --rails N        NICs per engine (default 1)\n"
 		"      --devices LIST   NIC names, one per rail, e.g. mlx5_0,mlx5_1\n"
 		"      --gpu N          CUDA device index: with no --devices, the NICs nearest it\n"
@@ -164,6 +166,12 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 		out_error(out, "unexpected argument '%s' (see --help)", argv[optind]);
 		rc = -1;
 	}
+	/* No provider named: on one host xfer's own "local" (libfabric 1.17's
+	 * shm cannot be protected from a peer that dies in the middle of its
+	 * exchange: docs/concepts.md); --raw compares with libfabric, so shm;
+	 * across hosts tcp;ofi_rxm, which any IP network carries. */
+	if (!o->provider)
+		o->provider = o->server || o->client ? "tcp;ofi_rxm" : o->raw ? "shm" : "local";
 	if (!rc && o->raw && (!strcmp(o->provider, "verbs") || !strcmp(o->provider, "local"))) {
 		out_error(out, "--raw compares with libfabric; provider '%s' has no libfabric "
 			  "counterpart (verbs: use perftest)", o->provider);

@@ -101,7 +101,7 @@ static void initiator(struct opts *o, int *fds, int nfds, const char *node)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .provider = "shm", .rails = 1, .gpu = -1, .scatter_peers = 3, .reps = 1 };
+	struct opts o = { .provider = NULL, .rails = 1, .gpu = -1, .scatter_peers = 3, .reps = 1 };
 	char local_ip[64];
 	bool exit_now;
 	int rc;
