@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "xt.h"
+#include "xt_wire.h"
 
 #define GUARD (64u << 10)
 #define REGION (64u << 10)
@@ -48,45 +49,6 @@
  * this long; a loaded machine's real peer answers well within it. */
 #define INIT_TIMEOUT_MS 500
 #define ADD_BUDGET 256   /* peer adds per initiator engine (slots are 1024) */
-
-/* ---- CRC32C (Castagnoli, reflected 0x82f63b78), as the wire formats use ---- */
-
-static uint32_t crc32c(const uint8_t *p, size_t len)
-{
-	uint32_t c = ~0u;
-
-	for (size_t i = 0; i < len; i++) {
-		c ^= p[i];
-		for (int k = 0; k < 8; k++)
-			c = (c >> 1) ^ (0x82f63b78u & -(c & 1));
-	}
-	return ~c;
-}
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = n - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* The header (lib/core/desc.c): magic 0, version 4, header length 6, total
- * length 8, CRC 12 (over the blob with these 4 bytes zero). */
-static void fix_crc(uint8_t *b, size_t len)
-{
-	if (len < 16)
-		return;
-	put_le(b + 12, 0, 4);
-	put_le(b + 12, crc32c(b, len), 4);
-}
 
 /* ---- the target process ------------------------------------------------ */
 
@@ -156,7 +118,7 @@ static int target_main(int fd, void *argp)
 			&smr) || xt_send_mr(fd, smr) || xfer_mr_dereg(smr))
 		return 5;
 	while ((n = xt_recv(fd, msg, sizeof(msg))) >= 8) {
-		uint64_t cmd = get_le(msg, 8), r[2] = { 0, 0 };
+		uint64_t cmd = xt_get_le(msg, 8), r[2] = { 0, 0 };
 
 		if (cmd == T_QUIT)
 			break;
@@ -235,7 +197,7 @@ static int target_cmd(struct fuzz *f, uint64_t cmd, const void *arg, size_t len,
 {
 	uint8_t msg[XFER_ADDR_MAX + 8];
 
-	put_le(msg, cmd, 8);
+	xt_put_le(msg, cmd, 8);
 	if (len)
 		memcpy(msg + 8, arg, len);
 	if (xt_send(f->t.fd, msg, 8 + len) || xt_recv(f->t.fd, r, 2 * sizeof(uint64_t)) != 16)
@@ -358,7 +320,7 @@ static void mutate(struct fuzz *f, uint8_t *b, size_t *len, size_t cap, bool is_
 			else if (*len + 64 <= cap)
 				*len += 8 * (1 + rnd(f, 8));
 			if (rnd(f, 4))
-				put_le(b + 8, *len, 4);
+				xt_put_le(b + 8, *len, 4);
 			break;
 		default:   /* a 64-bit field grown or shrunk */
 			if (is_desc) {
@@ -376,15 +338,15 @@ static void mutate(struct fuzz *f, uint8_t *b, size_t *len, size_t cap, bool is_
 			if (at + 8 > *len)
 				break;
 			if (at == 56 && !is_desc) {   /* the rail address length, 16 bits */
-				put_le(b + at, rnd(f, 2) ? rnd(f, 200) : get_le(b + at, 2) + 8, 2);
+				xt_put_le(b + at, rnd(f, 2) ? rnd(f, 200) : xt_get_le(b + at, 2) + 8, 2);
 				break;
 			}
-			put_le(b + at, rnd(f, 2) ? get_le(b + at, 8) + delta : get_le(b + at, 8) - delta, 8);
+			xt_put_le(b + at, rnd(f, 2) ? xt_get_le(b + at, 8) + delta : xt_get_le(b + at, 8) - delta, 8);
 			break;
 		}
 	}
 	if (rnd(f, 10))   /* mostly past the checksum, into the validation */
-		fix_crc(b, *len);
+		xt_wire_reseal(b, *len);
 }
 
 static void check_target(struct fuzz *f, bool strict)
@@ -518,12 +480,12 @@ static void directed(struct fuzz *f)
 		len = k == 2 ? f->sdesc_len : f->desc_len;
 		memcpy(b, from, len);
 		if (k == 0) {
-			put_le(b + 40, get_le(b + 40, 8) + 4096, 8);
+			xt_put_le(b + 40, xt_get_le(b + 40, 8) + 4096, 8);
 		} else if (k == 1) {
-			put_le(b + 32, get_le(b + 32, 8) - 4096, 8);
-			put_le(b + 64, get_le(b + 64, 8) - 4096, 8);   /* rail 0's raddr */
+			xt_put_le(b + 32, xt_get_le(b + 32, 8) - 4096, 8);
+			xt_put_le(b + 64, xt_get_le(b + 64, 8) - 4096, 8);   /* rail 0's raddr */
 		}
-		fix_crc(b, len);
+		xt_wire_reseal(b, len);
 		f->st.mutations++;
 		r = NULL;
 		if (!clear_ret(f, xfer_rmr_import(f->e, f->peer, b, len, &r), "xfer_rmr_import") || !r)

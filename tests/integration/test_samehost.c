@@ -24,46 +24,13 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "xt_wire.h"
 
 #define REG (64u << 10)     /* the target's region */
 #define GUARD (8u << 10)    /* bytes right after it, never registered */
 #define GUARD_BYTE 0xab
 #define SEED 5150
 #define ADDR_HOST 64        /* the address's same-host section: its last 64 bytes */
-
-/* CRC32C as desc.c computes a blob's: over the blob with its crc field
- * (bytes 12..15) as zero. Bitwise: the test needs no table. */
-static uint32_t crc32c(const uint8_t *p, size_t len)
-{
-	uint32_t c = ~0u;
-
-	for (size_t i = 0; i < len; i++) {
-		c ^= (i >= 12 && i < 16) ? 0 : p[i];
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-	}
-	return ~c;
-}
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = n - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void fix_crc(uint8_t *p, size_t len)
-{
-	put_le(p + 12, crc32c(p, len), 4);
-}
 
 /* ---- the target process ------------------------------------------------ */
 
@@ -212,7 +179,7 @@ FIXTURE_SETUP(samehost)
 	char path[64];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)get_le(h + 24, 4), (int)get_le(h + 28, 4));
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)xt_get_le(h + 24, 4), (int)xt_get_le(h + 28, 4));
 	ASSERT_EQ(0, stat(path, &st)) TH_LOG("%s: %s", path, strerror(errno));
 	XT_ASSERT_OK(xt_send_u64(self->t.fd, (uint64_t)st.st_size));
 	XT_ASSERT_OK(xt_recv_u64(self->t.fd, &v));
@@ -243,13 +210,13 @@ static int add_forged(FIXTURE_DATA(samehost) *self, void (*fn)(uint8_t *h, int v
 
 	memcpy(a, self->addr, self->alen);
 	fn(a + self->alen - ADDR_HOST, v);
-	fix_crc(a, self->alen);
+	xt_wire_reseal(a, self->alen);
 	return xfer_engine_add_peer(self->e, a, self->alen, peer);
 }
 
-static void set_fd(uint8_t *h, int v) { put_le(h + 28, (uint32_t)v, 4); }
+static void set_fd(uint8_t *h, int v) { xt_put_le(h + 28, (uint32_t)v, 4); }
 static void flip_nonce(uint8_t *h, int v) { h[40] ^= (uint8_t)v; }
-static void bump_start(uint8_t *h, int v) { put_le(h + 32, get_le(h + 32, 8) + (uint64_t)v, 8); }
+static void bump_start(uint8_t *h, int v) { xt_put_le(h + 32, xt_get_le(h + 32, 8) + (uint64_t)v, 8); }
 
 /* Forged same-host sections are refused cleanly; the genuine address works. */
 TEST_F(samehost, forged_addresses_refused)
@@ -308,9 +275,9 @@ TEST_F(samehost, region_table)
 	XT_ASSERT_OK(xfer_rmr_import(self->e, peer, self->desc, (size_t)self->dlen, &dst));
 	/* grown by 4 KiB (the length at bytes 40..47), CRC fixed: it imports */
 	memcpy(d, self->desc, (size_t)self->dlen);
-	ASSERT_EQ(REG, get_le(d + 40, 8));
-	put_le(d + 40, REG + 4096, 8);
-	fix_crc(d, (size_t)self->dlen);
+	ASSERT_EQ(REG, xt_get_le(d + 40, 8));
+	xt_put_le(d + 40, REG + 4096, 8);
+	xt_wire_reseal(d, (size_t)self->dlen);
 	XT_ASSERT_OK(xfer_rmr_import(self->e, peer, d, (size_t)self->dlen, &grown));
 	EXPECT_EQ(REG + 4096, xfer_rmr_len(grown));
 
