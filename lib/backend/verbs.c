@@ -124,6 +124,7 @@ static void vb_close(struct xfer_rail *r)
 
 		if (!p)
 			continue;
+		vb_cm_drop_pconns(p);
 		if (p->qp)
 			ibv_destroy_qp(p->qp);
 		if (p->ah)

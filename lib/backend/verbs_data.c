@@ -185,6 +185,7 @@ void vb_peer_drop(struct xfer_rail *r, struct vb_peer *p)
 		pop_done(r, p, status);
 	if (p->qp)
 		vb_qp_destroy(p->qp);
+	vb_cm_drop_pconns(p);
 	if (p->ah)
 		ibv_destroy_ah(p->ah);
 	p->qp = NULL;

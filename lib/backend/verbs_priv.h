@@ -77,6 +77,13 @@ struct vb_peer {
 	uint32_t sig_tail;      /* seq after the newest signalled WR */
 	bool uncovered;         /* WRs after the newest signalled one are outstanding */
 	uint64_t bytes_out;     /* payload of the outstanding WRs */
+	/* Connections the peer opened to us beyond this one (it added us again
+	 * under another index): accepted here, receive-only (verbs_cm.c). */
+	struct vb_pconn {
+		struct ibv_qp *qp;
+		uint32_t psn, rqpn;
+	} *pc;
+	uint32_t npc, pc_cap;
 };
 
 struct vb_req {                 /* a connect message from a peer not yet added */
@@ -140,6 +147,7 @@ int vb_cm_open(struct xfer_rail *r);
 void vb_cm_close(struct xfer_rail *r);
 int vb_cm_add_peer(struct xfer_rail *r, uint32_t peer, const struct vw_addr *a);
 void vb_cm_progress(struct xfer_rail *r);
+void vb_cm_drop_pconns(struct vb_peer *p);
 
 /* verbs_data.c */
 int vb_fifo_push(struct xfer_rail *r, const struct xfer_cqe *c);
