@@ -32,7 +32,14 @@
  * writes (where the budget, not the ring, limits what is in flight) never
  * let the QP run dry waiting for one completion that covers everything. */
 #define VB_SIGNAL_BYTES (VB_QP_MAX_BYTES / 4)
-#define VB_SRQ_DEPTH 1024       /* zero-length receives for immediates */
+#define VB_SRQ_DEPTH 1024       /* zero-length receives for immediates: the SRQ's size */
+/* ... of which this many are posted at first: a stopped process's device
+ * still takes writes with immediates while it has receives posted, so what
+ * is posted bounds the time a stalled target keeps completing writes before
+ * RNR leaves them waiting and the engine's peer timeout runs (8 MiB of
+ * 64 KiB writes: over a second on a soft device). The level doubles, up to
+ * the SRQ's size, when the worker finds half of it consumed at one poll. */
+#define VB_SRQ_START 128
 #define VB_SRQ_REFILL 32        /* repost once this many were consumed */
 #define VB_QKEY 0x58464552u     /* "XFER" */
 #define VB_CTL_RECV 32          /* UD receive slots */
@@ -113,6 +120,8 @@ struct xfer_rail {
 	uint64_t max_msg;
 	uint32_t cq_depth;
 	uint32_t srq_missing;   /* receives consumed, not yet reposted */
+	uint32_t srq_level;     /* receives kept posted (VB_SRQ_START doubling) */
+	uint32_t srq_max;       /* the SRQ's size */
 	struct vw_addr self;
 
 	/* connection set-up (verbs_cm.c) */
