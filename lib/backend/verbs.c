@@ -124,6 +124,7 @@ static void vb_close(struct xfer_rail *r)
 
 		if (!p)
 			continue;
+		vb_cm_drop_pconns(p);
 		if (p->qp)
 			ibv_destroy_qp(p->qp);
 		if (p->ah)
@@ -213,7 +214,9 @@ static int vb_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		ret = err_of(errno, -ENOMEM);
 		goto err;
 	}
-	ret = vb_srq_fill(r, sa.attr.max_wr);
+	r->srq_max = sa.attr.max_wr;
+	r->srq_level = VB_SRQ_START < r->srq_max ? VB_SRQ_START : r->srq_max;
+	ret = vb_srq_fill(r, r->srq_level);
 	if (ret)
 		goto err;
 	r->fifo_cap = a->max_inflight + 256;

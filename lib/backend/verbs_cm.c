@@ -8,10 +8,13 @@
  *   add_peer: create the RC QP (INIT), send {my nonce, your nonce, my QPN,
  *             my PSN, the QPN of yours I know or 0, NEED_REPLY}; resend with
  *             backoff from poll() until the peer acknowledges our QPN.
- *   receive:  a message naming a rail nonce we have not been given yet is
- *             kept (the peer was added there first) and used on add_peer;
- *             otherwise record the peer's QPN/PSN and move our QP to RTR and
- *             RTS, note whether it acknowledges ours, and answer if it asked.
+ *   receive:  a message is routed by the QPN of ours it acknowledges, else
+ *             by the sender's QPN; one from a QP we do not know is paired
+ *             with our oldest QP to that rail that has no peer QP yet; then
+ *             record the peer's QPN/PSN and move our QP to RTR and RTS,
+ *             note whether it acknowledges ours, and answer if it asked.
+ *             A message naming a rail nonce we have not been given yet is
+ *             kept (the peer was added there first) and used on add_peer.
  *
  * A side posts only once it has the peer's QPN AND the peer has
  * acknowledged ours: the peer's QP then is at RTR already (it moves there
@@ -20,6 +23,21 @@
  * never ask once acknowledged, so the exchange stops. Lost messages are
  * covered by the resends; a peer that never answers is timed out by the
  * engine (peer_timeout_ms), which removes it.
+ *
+ * Connections are keyed by (nonce, QPN), not by nonce alone: an engine may
+ * add the same remote engine again under a new peer index (or add it twice
+ * before hearing from it), opening a second RC QP to a rail that already
+ * has one. Pairing a new QP with one of ours that has no peer QP yet is
+ * decided by the side with the lower rail nonce only (both sides choosing
+ * could cross-pair when one side has two such QPs); the higher side waits
+ * for the choice, which arrives acknowledging its QPN. A new QP for which
+ * the receiving side has no unpaired QP of its own (it added the sender
+ * once, and that connection is up) is accepted there as a receive-only
+ * connection (struct vb_pconn, kept with the peer for that nonce): an RC QP
+ * moved to RTR and RTS before the answer that acknowledges the sender's
+ * QPN, so the guarantee above holds for it too. It carries the sender's
+ * writes and immediates (the SRQ takes them as from any QP) and is torn
+ * down with that peer.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -116,16 +134,17 @@ void vb_cm_close(struct xfer_rail *r)
 	r->ctl_buf = NULL;
 }
 
-static int send_msg(struct xfer_rail *r, struct vb_peer *p)
+static int send_raw(struct xfer_rail *r, struct ibv_ah *ah, const struct vw_addr *to,
+		    uint32_t flags, uint32_t qpn, uint32_t psn, uint32_t ack_qpn)
 {
 	struct vw_msg m = {
-		.flags = p->acked ? 0 : VW_F_NEED_REPLY,
+		.flags = flags,
 		.mtu = r->self.mtu,
 		.src_nonce = r->self.nonce,
-		.dst_nonce = p->addr.nonce,
-		.qpn = p->qp->qp_num,
-		.psn = p->psn,
-		.ack_qpn = p->have_remote ? p->rqpn : 0,
+		.dst_nonce = to->nonce,
+		.qpn = qpn,
+		.psn = psn,
+		.ack_qpn = ack_qpn,
 	};
 	uint32_t slot;
 	int ret;
@@ -148,9 +167,9 @@ static int send_msg(struct xfer_rail *r, struct vb_peer *p)
 		.send_flags = IBV_SEND_SIGNALED,
 	}, *bad;
 
-	wr.wr.ud.ah = p->ah;
-	wr.wr.ud.remote_qpn = p->addr.ud_qpn;
-	wr.wr.ud.remote_qkey = p->addr.qkey;
+	wr.wr.ud.ah = ah;
+	wr.wr.ud.remote_qpn = to->ud_qpn;
+	wr.wr.ud.remote_qkey = to->qkey;
 	ret = ibv_post_send(r->ud, &wr, &bad);
 	if (ret)
 		return -ret;
@@ -158,8 +177,15 @@ static int send_msg(struct xfer_rail *r, struct vb_peer *p)
 	return 0;
 }
 
+static int send_msg(struct xfer_rail *r, struct vb_peer *p)
+{
+	return send_raw(r, p->ah, &p->addr, p->acked ? 0 : VW_F_NEED_REPLY, p->qp->qp_num,
+			p->psn, p->have_remote ? p->rqpn : 0);
+}
+
 /* INIT -> RTR -> RTS once the peer's QPN and PSN are known. */
-static int connect_qp(struct xfer_rail *r, struct vb_peer *p, uint8_t peer_mtu)
+static int connect_qp(struct xfer_rail *r, struct ibv_qp *qp, const struct vw_addr *to,
+		      uint32_t rqpn, uint32_t rpsn, uint32_t psn, uint8_t peer_mtu)
 {
 	struct ibv_qp_attr at;
 	int ret;
@@ -167,12 +193,12 @@ static int connect_qp(struct xfer_rail *r, struct vb_peer *p, uint8_t peer_mtu)
 	memset(&at, 0, sizeof(at));
 	at.qp_state = IBV_QPS_RTR;
 	at.path_mtu = (enum ibv_mtu)(peer_mtu < r->self.mtu ? peer_mtu : r->self.mtu);
-	at.dest_qp_num = p->rqpn;
-	at.rq_psn = p->rpsn;
+	at.dest_qp_num = rqpn;
+	at.rq_psn = rpsn;
 	at.max_dest_rd_atomic = 1;
 	at.min_rnr_timer = 12;            /* 0.64 ms */
-	vb_fill_ah(r, &p->addr, &at.ah_attr);
-	ret = ibv_modify_qp(p->qp, &at, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
+	vb_fill_ah(r, to, &at.ah_attr);
+	ret = ibv_modify_qp(qp, &at, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
 			    IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
 			    IBV_QP_MIN_RNR_TIMER);
 	if (ret)
@@ -182,11 +208,51 @@ static int connect_qp(struct xfer_rail *r, struct vb_peer *p, uint8_t peer_mtu)
 	at.timeout = 14;                  /* 4.096 us * 2^14 = 67 ms per try */
 	at.retry_cnt = 7;
 	at.rnr_retry = 7;                 /* receiver short of receives: wait */
-	at.sq_psn = p->psn;
+	at.sq_psn = psn;
 	at.max_rd_atomic = 1;
-	ret = ibv_modify_qp(p->qp, &at, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+	ret = ibv_modify_qp(qp, &at, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
 			    IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
 	return -ret;
+}
+
+/* An RC QP of this rail in INIT, writable by the peer. */
+static struct ibv_qp *create_qp(struct xfer_rail *r, int *err)
+{
+	struct ibv_qp_init_attr qa = {
+		.send_cq = r->cq,
+		.recv_cq = r->cq,
+		.srq = r->srq,
+		.qp_type = IBV_QPT_RC,
+		.cap = { .max_send_wr = VB_SQ_DEPTH, .max_send_sge = 1 },
+	};
+	struct ibv_qp_attr at;
+	struct ibv_qp *qp = ibv_create_qp(r->pd, &qa);
+
+	if (!qp) {
+		*err = errno ? -errno : -ENOMEM;
+		return NULL;
+	}
+	memset(&at, 0, sizeof(at));
+	at.qp_state = IBV_QPS_INIT;
+	at.pkey_index = 0;
+	at.port_num = r->port;
+	at.qp_access_flags = IBV_ACCESS_REMOTE_WRITE;
+	*err = -ibv_modify_qp(qp, &at, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
+			      IBV_QP_ACCESS_FLAGS);
+	if (*err) {
+		ibv_destroy_qp(qp);
+		return NULL;
+	}
+	return qp;
+}
+
+static uint32_t new_psn(void)
+{
+	uint32_t psn;
+
+	if (getrandom(&psn, sizeof(psn), 0) != sizeof(psn))
+		psn = (uint32_t)xfer_now_ns();
+	return psn & 0xffffff;
 }
 
 static void handle_msg(struct xfer_rail *r, struct vb_peer *p, const struct vw_msg *m)
@@ -198,7 +264,7 @@ static void handle_msg(struct xfer_rail *r, struct vb_peer *p, const struct vw_m
 	if (!p->have_remote) {
 		p->rqpn = m->qpn;
 		p->rpsn = m->psn;
-		ret = connect_qp(r, p, m->mtu);
+		ret = connect_qp(r, p->qp, &p->addr, p->rqpn, p->rpsn, p->psn, m->mtu);
 		if (ret) {
 			vb_peer_fail(r, p, ret);
 			return;
@@ -217,13 +283,9 @@ static void handle_msg(struct xfer_rail *r, struct vb_peer *p, const struct vw_m
 		send_msg(r, p);
 }
 
-static struct vb_peer *peer_by_nonce(struct xfer_rail *r, uint64_t nonce)
+static bool is_live(const struct vb_peer *p, uint64_t nonce)
 {
-	for (uint32_t i = 0; i < r->peers_hi; i++)
-		if (r->peers[i] && r->peers[i]->addr.nonce == nonce &&
-		    r->peers[i]->state != VB_CLOSED)
-			return r->peers[i];
-	return NULL;
+	return p && p->addr.nonce == nonce && p->state != VB_CLOSED && p->qp;
 }
 
 /* Keep a request from a rail we were not given yet (latest per nonce). */
@@ -246,32 +308,95 @@ static void stash_req(struct xfer_rail *r, const struct vw_msg *m)
 	slot->when_ns = xfer_now_ns();
 }
 
+/* A new QP of the peer's, and we have no QP of ours waiting for one: accept
+ * it as a receive-only connection kept with owner (a peer of that nonce). */
+static void accept_pconn(struct xfer_rail *r, struct vb_peer *owner, const struct vw_msg *m)
+{
+	struct vb_pconn c = { .psn = new_psn(), .rqpn = m->qpn };
+	int err;
+
+	if (owner->npc == owner->pc_cap) {
+		uint32_t cap = owner->pc_cap ? owner->pc_cap * 2 : 2;
+		struct vb_pconn *n = realloc(owner->pc, cap * sizeof(*n));
+
+		if (!n)
+			return;   /* the peer resends: tried again then */
+		owner->pc = n;
+		owner->pc_cap = cap;
+	}
+	c.qp = create_qp(r, &err);
+	if (!c.qp)
+		return;
+	if (connect_qp(r, c.qp, &owner->addr, m->qpn, m->psn, c.psn, m->mtu)) {
+		ibv_destroy_qp(c.qp);
+		return;
+	}
+	owner->pc[owner->npc++] = c;
+	send_raw(r, owner->ah, &owner->addr, 0, c.qp->qp_num, c.psn, m->qpn);
+}
+
 static void recv_msg(struct xfer_rail *r, const uint8_t *buf, uint32_t len)
 {
+	struct vb_peer *owner = NULL, *fresh = NULL;
 	struct vw_msg m;
-	struct vb_peer *p;
 
 	if (len < VB_GRH || vw_msg_decode(buf + VB_GRH, len - VB_GRH, &m) != 0)
 		return;   /* malformed: dropped */
 	if (m.dst_nonce != r->self.nonce)
 		return;   /* for an earlier incarnation of this UD QPN */
-	p = peer_by_nonce(r, m.src_nonce);
-	if (p)
-		handle_msg(r, p, &m);
-	else
-		stash_req(r, &m);
+	for (uint32_t i = 0; i < r->peers_hi; i++) {
+		struct vb_peer *p = r->peers[i];
+
+		if (!is_live(p, m.src_nonce))
+			continue;
+		/* one of our QPs it names (acknowledges), or the QP it comes
+		 * from is one we connected to */
+		if (m.ack_qpn ? p->qp->qp_num == m.ack_qpn : p->have_remote && p->rqpn == m.qpn) {
+			handle_msg(r, p, &m);   /* drops it if it does not match */
+			return;
+		}
+		for (uint32_t k = 0; k < p->npc; k++) {
+			struct vb_pconn *c = &p->pc[k];
+
+			if (m.ack_qpn ? c->qp->qp_num == m.ack_qpn : c->rqpn == m.qpn) {
+				if (c->rqpn == m.qpn && (m.flags & VW_F_NEED_REPLY))
+					send_raw(r, p->ah, &p->addr, 0, c->qp->qp_num, c->psn,
+						 c->rqpn);
+				return;
+			}
+		}
+		if (!owner)
+			owner = p;
+		if (!fresh && p->state == VB_CONNECTING && !p->have_remote)
+			fresh = p;
+	}
+	if (m.ack_qpn)
+		return;   /* names a QP of ours that is gone: a stray */
+	if (!owner) {
+		stash_req(r, &m);   /* not added here yet */
+		return;
+	}
+	if (fresh) {
+		/* the lower nonce pairs; the higher one's QP waits for that */
+		if (r->self.nonce <= m.src_nonce)
+			handle_msg(r, fresh, &m);
+		return;
+	}
+	accept_pconn(r, owner, &m);
+}
+
+/* The receive-only connections kept with p (peer removal, rail close). */
+void vb_cm_drop_pconns(struct vb_peer *p)
+{
+	for (uint32_t k = 0; k < p->npc; k++)
+		vb_qp_destroy(p->pc[k].qp);
+	free(p->pc);
+	p->pc = NULL;
+	p->npc = p->pc_cap = 0;
 }
 
 int vb_cm_add_peer(struct xfer_rail *r, uint32_t peer, const struct vw_addr *a)
 {
-	struct ibv_qp_init_attr qa = {
-		.send_cq = r->cq,
-		.recv_cq = r->cq,
-		.srq = r->srq,
-		.qp_type = IBV_QPT_RC,
-		.cap = { .max_send_wr = VB_SQ_DEPTH, .max_send_sge = 1 },
-	};
-	struct ibv_qp_attr at;
 	struct ibv_ah_attr aha;
 	struct vb_peer *p;
 	int ret;
@@ -287,23 +412,10 @@ int vb_cm_add_peer(struct xfer_rail *r, uint32_t peer, const struct vw_addr *a)
 		ret = errno ? -errno : -EHOSTUNREACH;
 		goto err;
 	}
-	p->qp = ibv_create_qp(r->pd, &qa);
-	if (!p->qp) {
-		ret = errno ? -errno : -ENOMEM;
+	p->qp = create_qp(r, &ret);
+	if (!p->qp)
 		goto err;
-	}
-	memset(&at, 0, sizeof(at));
-	at.qp_state = IBV_QPS_INIT;
-	at.pkey_index = 0;
-	at.port_num = r->port;
-	at.qp_access_flags = IBV_ACCESS_REMOTE_WRITE;
-	ret = -ibv_modify_qp(p->qp, &at, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
-			     IBV_QP_ACCESS_FLAGS);
-	if (ret)
-		goto err;
-	if (getrandom(&p->psn, sizeof(p->psn), 0) != sizeof(p->psn))
-		p->psn = (uint32_t)xfer_now_ns();
-	p->psn &= 0xffffff;
+	p->psn = new_psn();
 	p->state = VB_CONNECTING;
 	p->backoff_ns = VB_RESEND_MIN_NS;
 	p->next_send_ns = xfer_now_ns() + p->backoff_ns;
@@ -312,13 +424,16 @@ int vb_cm_add_peer(struct xfer_rail *r, uint32_t peer, const struct vw_addr *a)
 		r->peers_hi = peer + 1;
 	r->connecting++;
 
-	/* The peer may have added us first. */
+	/* The peer may have added us first: its request pairs with this QP
+	 * where we choose (the lower nonce); otherwise its side pairs when
+	 * our request arrives. */
 	for (uint32_t i = 0; i < VB_PENDING_MAX; i++) {
 		struct vb_req *q = &r->reqs[i];
 
 		if (q->used && q->m.src_nonce == a->nonce) {
 			q->used = false;
-			handle_msg(r, p, &q->m);
+			if (r->self.nonce <= a->nonce && !q->m.ack_qpn)
+				handle_msg(r, p, &q->m);
 		}
 	}
 	if (p->state == VB_CONNECTING)

@@ -185,6 +185,7 @@ void vb_peer_drop(struct xfer_rail *r, struct vb_peer *p)
 		pop_done(r, p, status);
 	if (p->qp)
 		vb_qp_destroy(p->qp);
+	vb_cm_drop_pconns(p);
 	if (p->ah)
 		ibv_destroy_ah(p->ah);
 	p->qp = NULL;
@@ -479,10 +480,17 @@ int vb_poll(struct xfer_rail *r, struct xfer_cqe *out, int n)
 	if (r->dead_mrs)
 		vb_dead_mrs_reap(r, false);
 	if (r->srq_missing >= VB_SRQ_REFILL) {
-		uint32_t want = r->srq_missing;
+		uint32_t want = r->srq_missing, grow = 0;
 
-		if (vb_srq_fill(r, want) == 0)
+		/* half the posted receives consumed between two refills: the
+		 * arrival rate outruns the level, post more */
+		if (r->srq_missing >= r->srq_level / 2 && r->srq_level < r->srq_max)
+			grow = r->srq_level < r->srq_max - r->srq_level ? r->srq_level
+									 : r->srq_max - r->srq_level;
+		if (vb_srq_fill(r, want + grow) == 0) {
 			r->srq_missing = 0;
+			r->srq_level += grow;
+		}
 	}
 	return got;
 }

@@ -32,7 +32,14 @@
  * writes (where the budget, not the ring, limits what is in flight) never
  * let the QP run dry waiting for one completion that covers everything. */
 #define VB_SIGNAL_BYTES (VB_QP_MAX_BYTES / 4)
-#define VB_SRQ_DEPTH 1024       /* zero-length receives for immediates */
+#define VB_SRQ_DEPTH 1024       /* zero-length receives for immediates: the SRQ's size */
+/* ... of which this many are posted at first: a stopped process's device
+ * still takes writes with immediates while it has receives posted, so what
+ * is posted bounds the time a stalled target keeps completing writes before
+ * RNR leaves them waiting and the engine's peer timeout runs (8 MiB of
+ * 64 KiB writes: over a second on a soft device). The level doubles, up to
+ * the SRQ's size, when the worker finds half of it consumed at one poll. */
+#define VB_SRQ_START 128
 #define VB_SRQ_REFILL 32        /* repost once this many were consumed */
 #define VB_QKEY 0x58464552u     /* "XFER" */
 #define VB_CTL_RECV 32          /* UD receive slots */
@@ -77,6 +84,13 @@ struct vb_peer {
 	uint32_t sig_tail;      /* seq after the newest signalled WR */
 	bool uncovered;         /* WRs after the newest signalled one are outstanding */
 	uint64_t bytes_out;     /* payload of the outstanding WRs */
+	/* Connections the peer opened to us beyond this one (it added us again
+	 * under another index): accepted here, receive-only (verbs_cm.c). */
+	struct vb_pconn {
+		struct ibv_qp *qp;
+		uint32_t psn, rqpn;
+	} *pc;
+	uint32_t npc, pc_cap;
 };
 
 struct vb_req {                 /* a connect message from a peer not yet added */
@@ -106,6 +120,8 @@ struct xfer_rail {
 	uint64_t max_msg;
 	uint32_t cq_depth;
 	uint32_t srq_missing;   /* receives consumed, not yet reposted */
+	uint32_t srq_level;     /* receives kept posted (VB_SRQ_START doubling) */
+	uint32_t srq_max;       /* the SRQ's size */
 	struct vw_addr self;
 
 	/* connection set-up (verbs_cm.c) */
@@ -140,6 +156,7 @@ int vb_cm_open(struct xfer_rail *r);
 void vb_cm_close(struct xfer_rail *r);
 int vb_cm_add_peer(struct xfer_rail *r, uint32_t peer, const struct vw_addr *a);
 void vb_cm_progress(struct xfer_rail *r);
+void vb_cm_drop_pconns(struct vb_peer *p);
 
 /* verbs_data.c */
 int vb_fifo_push(struct xfer_rail *r, const struct xfer_cqe *c);
