@@ -7,10 +7,12 @@
  *
  * All calls come from the engine's worker thread (FI_THREAD_DOMAIN).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include <rdma/fabric.h>
@@ -185,7 +187,7 @@ static void fab_close(struct xfer_rail *r)
 	free(r);
 }
 
-static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
+static int fab_open_once(const struct xfer_rail_attr *a, struct xfer_rail **out)
 {
 	static const char *const auto_order[] = { "efa", "verbs;ofi_rxm", "tcp;ofi_rxm", "shm" };
 	struct xfer_rail *r;
@@ -263,6 +265,65 @@ static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
 	return 0;
 err:
 	fab_close(r);
+	return ret;
+}
+
+/* Whether /proc/self/maps shows /dev/shm/<name> mapped in this process. */
+static bool shm_mapped_here(const char *name)
+{
+	char line[512], want[300];
+	FILE *f = fopen("/proc/self/maps", "r");
+	bool found = false;
+
+	if (!f)
+		return true;   /* cannot tell: treat it as ours */
+	snprintf(want, sizeof(want), "/dev/shm/%s\n", name);
+	while (!found && fgets(line, sizeof(line), f)) {
+		size_t n = strlen(line), w = strlen(want);
+
+		found = n >= w && strcmp(line + n - w, want) == 0;
+	}
+	fclose(f);
+	return found;
+}
+
+/* shm (1.17) names an endpoint's region /dev/shm/<pid>:<n>:<m>. A process
+ * killed with SIGKILL leaves its files behind, and a later process that gets
+ * the same pid cannot create its first endpoint (-EBUSY). Files named for
+ * our pid that this process does not map were left by a dead process with
+ * our pid: remove them. (Only on that error: a file another thread of ours
+ * has just created and not yet mapped would go too.) */
+static void shm_remove_stale(void)
+{
+	char prefix[32];
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	snprintf(prefix, sizeof(prefix), "%d:", (int)getpid());
+	while ((de = readdir(d))) {
+		char path[300];
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 || shm_mapped_here(de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "/dev/shm/%s", de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+}
+
+static int fab_open(const struct xfer_rail_attr *a, struct xfer_rail **out)
+{
+	int ret = fab_open_once(a, out);
+
+	/* shm's own error path removes the file it found in use (1.17), so
+	 * one more try needs no removal here; other stale files of ours go
+	 * first all the same. */
+	if (ret == -EBUSY) {
+		shm_remove_stale();
+		ret = fab_open_once(a, out);
+	}
 	return ret;
 }
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -563,6 +564,33 @@ TEST_F(stopped, immediates_complete_live_peer_works)
 	int ret = xfer_write(e, c->src, 999, c->ldst, 100, 300000, XFER_OP_IMM, 55, NULL, &op);
 	live_verified(_metadata, c, ret, op, req, "live peer's write");
 	free(req);
+}
+
+/* ---- a dead process's shm files ----------------------------------------- */
+
+/* shm 1.17 names a process's first endpoint /dev/shm/<pid>:0:0 and a process
+ * killed with SIGKILL leaves it behind; a later process with the same pid
+ * must still create an engine (the suite's many killed peers made this a
+ * flake: -EBUSY). The file is forged here for this process's own pid. */
+TEST(stale_shm_file_of_our_pid)
+{
+	struct xfer_engine_attr a;
+	xfer_engine *e = NULL;
+	char path[64];
+	int fd;
+
+	if (xt_transport_skip("shm"))
+		SKIP(return, "%s", xt_transport_skip("shm"));
+	snprintf(path, sizeof(path), "/dev/shm/%d:0:0", (int)getpid());
+	fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
+	ASSERT_LE(0, fd) TH_LOG("%s exists already", path);
+	ASSERT_EQ(0, ftruncate(fd, 4096));
+	close(fd);
+	xfer_engine_attr_init(&a);
+	a.provider = "shm";
+	EXPECT_EQ(0, xfer_engine_create(&a, &e));
+	xfer_engine_destroy(e);
+	unlink(path);   /* gone already, if the engine took its place */
 }
 
 TEST_HARNESS_MAIN
