@@ -162,6 +162,12 @@ TEST_F_TIMEOUT(imm_distinct, n5000, 120)
 
 TEST_F_TIMEOUT(imm_distinct, n100000, 300)
 {
+	/* The tables are the engine's, whatever carries the immediates: 5,000
+	 * cover the wire on verbs, where 100,000 under the suite's emulated
+	 * guest (qemu TCG) take two minutes of its time budget. */
+	if (strcmp(variant->provider, "verbs") == 0)
+		SKIP(return, "verbs: the counter tables are checked on shm, tcp and local; 5,000 "
+		     "distinct immediates cover verbs");
 	distinct(_metadata, self, 100000);
 }
 
