@@ -14,7 +14,7 @@ build=${XFER_BUILD:-build}
 case $build in /*) ;; *) build=$root/$build ;; esac
 bench=$build/bin/xfer-bench
 prov='tcp;ofi_rxm'
-n=0 fail=0
+. tests/tap.sh
 
 if [ ! -x "$bench" ]; then
 	echo "1..0 # SKIP $bench not built"
@@ -58,17 +58,6 @@ if ! { ip netns add "$nsb" &&
 	echo "1..0 # SKIP cannot join two namespaces by a veth pair: $(head -1 "$tmp/err")"
 	exit 0
 fi
-
-tap() { # ok|not-ok name [detail]
-	n=$((n + 1))
-	if [ "$1" = ok ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		[ -n "${3:-}" ] && printf '%s\n' "$3" | head -8 | sed 's/^/# /'
-		fail=1
-	fi
-}
 
 # pair NAME SERVER_ARGS -- CLIENT_ARGS: runs the server in A and the client in
 # B (-j -v), a timeout of 120 s each; sets src, crc and the files srv.err,

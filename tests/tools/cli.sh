@@ -12,20 +12,9 @@ case $build in /*) ;; *) build=$root/$build ;; esac
 bench=$build/bin/xfer-bench
 ws=$build/bin/xfer-weightsync
 small="--model $root/models/qwen2.5-0.5b.json --trainer fsdp=3"
-n=0 fail=0
+. tests/tap.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-tap() { # ok|not-ok name [detail]
-	n=$((n + 1))
-	if [ "$1" = ok ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		[ -n "${3:-}" ] && printf '%s\n' "$3" | head -5 | sed 's/^/# /'
-		fail=1
-	fi
-}
 
 for t in "$bench" "$ws"; do
 	if [ ! -x "$t" ]; then

@@ -153,6 +153,19 @@ static uint64_t slice_of(const struct opts *o, uint64_t size, int n)
 	return o->region / (uint64_t)n / size * size;
 }
 
+/* A peers row's figures: medians over the repetitions (none for the
+ * warm-up, which has no row). */
+static void peers_row(json_object *row, const double *gbps, const double *p50, const double *p99,
+		      uint32_t reps)
+{
+	if (!row)
+		return;
+	json_object_object_add(row, "GBps", json_object_new_double(median_of(gbps, (int)reps)));
+	json_object_object_add(row, "GBps_range", range_of(gbps, (int)reps));
+	json_object_object_add(row, "p50_us", json_object_new_double(median_of(p50, (int)reps)));
+	json_object_object_add(row, "p99_us", json_object_new_double(median_of(p99, (int)reps)));
+}
+
 static void one_to_n(struct bench *b, uint64_t size, uint64_t count, uint32_t mode,
 		     uint32_t reps, json_object *row)
 {
@@ -188,12 +201,7 @@ static void one_to_n(struct bench *b, uint64_t size, uint64_t count, uint32_t mo
 
 		check_landed(b, k, 0, soff[k], span);
 	}
-	if (!row)
-		return;   /* the warm-up */
-	json_object_object_add(row, "GBps", json_object_new_double(median_of(gbps, (int)reps)));
-	json_object_object_add(row, "GBps_range", range_of(gbps, (int)reps));
-	json_object_object_add(row, "p50_us", json_object_new_double(median_of(p50, (int)reps)));
-	json_object_object_add(row, "p99_us", json_object_new_double(median_of(p99, (int)reps)));
+	peers_row(row, gbps, p50, p99, reps);
 }
 
 static void n_to_one(struct bench *b, uint64_t size, uint64_t count, uint32_t mode,
@@ -260,12 +268,7 @@ static void n_to_one(struct bench *b, uint64_t size, uint64_t count, uint32_t mo
 		}
 		pattern_fill(b->s.buf, b->salt, off, span);
 	}
-	if (!row)
-		return;   /* the warm-up */
-	json_object_object_add(row, "GBps", json_object_new_double(median_of(gbps, (int)reps)));
-	json_object_object_add(row, "GBps_range", range_of(gbps, (int)reps));
-	json_object_object_add(row, "p50_us", json_object_new_double(median_of(p50, (int)reps)));
-	json_object_object_add(row, "p99_us", json_object_new_double(median_of(p99, (int)reps)));
+	peers_row(row, gbps, p50, p99, reps);
 }
 
 void test_peers(struct bench *b)
