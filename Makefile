@@ -42,6 +42,7 @@ endif
 #   lib/backend/      NIC backends behind one ops table
 #   lib/core/         the engine: queue, worker, operations, counters, regions
 #   lib/weightsync/   weight-update planning and execution, over the public API
+#   lib/moe/          MoE dispatch/combine, its C reference kernels and simulator, over the public API
 #   tools/common/     what every tool shares (output, options, out-of-band)
 #   tools/NAME/       one folder per tool, linked against libxfer.so
 #   tests/harness/    the one test harness
@@ -53,6 +54,7 @@ INC_kmod       := -Iinclude -Ilib/util $(UAPI)
 INC_backend    := -Iinclude -Ilib/util $(PKG_CFLAGS)
 INC_core       := -Iinclude -Ilib/util -Ilib/backend -Ilib/kmod $(UAPI) $(PKG_CFLAGS)
 INC_weightsync := -Iinclude -Ilib/util
+INC_moe        := -Iinclude -Ilib/util
 INC_tools      := -Iinclude -Ilib/util -Itools/common $(PKG_CFLAGS)
 # unit tests see the internals they test; every other test sees what a user does.
 # Both see the kernel's kselftest harness (scripts/deps.sh kselftest puts it there).
@@ -60,7 +62,7 @@ INC_tools      := -Iinclude -Ilib/util -Itools/common $(PKG_CFLAGS)
 # build without -Wsign-compare, and so do ours.
 KSELFTEST      ?= /var/cache/xfer/kselftest
 TEST_CFLAGS    := -Wno-sign-compare
-INC_unit       := $(INC_core) -Ilib/core -Ilib/weightsync -Itests/harness -I$(KSELFTEST)
+INC_unit       := $(INC_core) -Ilib/core -Ilib/weightsync -Ilib/moe -Itests/harness -I$(KSELFTEST)
 INC_user       := -Iinclude -Ilib/util -Itests/harness -I$(KSELFTEST)
 layer_inc    = $(INC_$(word 2,$(subst /, ,$(1))))
 

@@ -333,6 +333,55 @@ int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *attr, xfer_watc
 uint64_t xfer_watch_fired(const xfer_watch *w);
 int xfer_watch_remove(xfer_watch *w);
 
+/* A variable-length scatter triggered by a watched word: the primitive a
+ * CPU proxy needs when a GPU kernel decides how much goes where (MoE
+ * dispatch and combine). The destinations are prepared once; the lengths,
+ * offsets and immediates are read from a table in memory each time the
+ * producer (a thread, or a CUDA stream with cuStreamWriteValue64 on
+ * host-mapped memory) increases *word by one: the n-th firing (n = 0, 1,
+ * ...) reads table n % num_tables, whose row i says what goes to dsts[i],
+ * and posts one scatter of those rows. The producer writes a table before
+ * the increase that fires it (the worker loads the word with acquire
+ * order), and must not rewrite it before that firing is finished
+ * (*done_word, done). */
+struct xfer_vscatter_row {
+	uint64_t src_off;       /* in the source region */
+	uint64_t dst_off;       /* in dsts[i] */
+	uint64_t len;           /* 0 with XFER_OP_IMM: the immediate alone;
+				 * 0 without: nothing goes to dsts[i] */
+	uint32_t imm;           /* with XFER_OP_IMM: counted at dsts[i]'s engine once
+				 * this row's bytes landed there */
+	uint32_t flags;         /* XFER_OP_IMM, or 0 */
+};
+struct xfer_vscatter_attr {
+	uint32_t size;          /* sizeof(struct xfer_vscatter_attr) */
+	uint32_t flags;         /* 0 */
+	const volatile uint64_t *word;
+	xfer_mr *src;
+	xfer_rmr *const *dsts;  /* num_dsts imported regions (copied at add) */
+	uint32_t num_dsts;      /* 1 .. XFER_VSCATTER_MAX_DSTS */
+	uint32_t num_tables;    /* tables in the ring; 0 = 1 */
+	const volatile struct xfer_vscatter_row *tables; /* num_tables x num_dsts rows */
+	/* default NULL: the worker stores the number of finished firings here
+	 * (release order), so a stream can wait before rewriting a table */
+	volatile uint64_t *done_word;
+	struct xfer_done done;  /* default none: runs once per firing, with the
+				 * scatter's status */
+};
+/* Through tables; done_word and done default to none. */
+#define XFER_VSCATTER_ATTR_SIZE_VER0 48u
+#define XFER_VSCATTER_MAX_DSTS 4096u
+/* Checks the attributes (-EINVAL: a NULL word, src, dsts or tables, a
+ * region of another engine, num_dsts out of bounds; -ENOMEM) and returns a
+ * watch: xfer_watch_fired counts firings posted, xfer_watch_remove ends it.
+ * A firing whose table is bad (a row past its region: -ERANGE; unknown row
+ * flags: -EINVAL) posts nothing, runs done with the error, counts as
+ * finished in *done_word, sets the stats page's last_error and leaves the
+ * watch armed for the next firing. A table with nothing to send (every
+ * row len 0 without XFER_OP_IMM) finishes at once with status 0. An increase of more than
+ * XFER_WATCH_MAX_STEP stops the watch as for xfer_watch_add. */
+int xfer_vscatter_add(xfer_engine *e, const struct xfer_vscatter_attr *attr, xfer_watch **out);
+
 /* ------------------------------------------------------------------ */
 /* Sharing through the kernel module (/dev/xfer). -ENODEV without it.  */
 
