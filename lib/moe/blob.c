@@ -190,6 +190,11 @@ XFER_EXPORT int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const si
 		moe_error("the context is already connected");
 		return -EALREADY;
 	}
+	if (m->failed) {
+		moe_error("an earlier connect failed half way (%s); destroy the context",
+			  xfer_strerror(m->failed));
+		return m->failed;
+	}
 	bl = calloc(m->R, sizeof(*bl));
 	peers = calloc(m->R, sizeof(*peers));
 	if (!bl || !peers) {
@@ -200,6 +205,12 @@ XFER_EXPORT int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const si
 	}
 	for (uint32_t r = 0; r < m->R && !ret; r++)
 		ret = blob_parse(m, r, blobs[r], lens[r], &bl[r]);
+	if (ret) {
+		/* nothing done yet: the caller may retry with good blobs */
+		free(bl);
+		free(peers);
+		return ret;
+	}
 	for (uint32_t r = 0; r < m->R && !ret; r++) {
 		if (r == m->me)
 			continue;
