@@ -70,7 +70,8 @@ struct scen {
 	enum route route;
 	enum order order;
 	int zero_rank;        /* this rank dispatches 0 tokens every layer; -1: none */
-	int kill_rank;        /* dies (SIGKILL) after its dispatch_send of kill_layer; -1: none */
+	int kill_rank;        /* gets kill_sig after its dispatch_send of kill_layer; -1: none */
+	int kill_sig;         /* SIGKILL (dies) or SIGSTOP (stalls; killed at the end) */
 	uint32_t kill_layer;
 	int bad_args;         /* rank 0 tries bad arguments before the layers */
 	uint32_t pad;         /* x rows H + pad apart, out rows H + 2 * pad (0: packed) */
@@ -542,7 +543,7 @@ static int bad_layer_calls(struct rank *c)
 	return 0;
 }
 
-static int run_layers(struct rank *c)
+static int run_layers(struct rank *c, int fd)
 {
 	const struct scen *s = c->s;
 
@@ -560,10 +561,19 @@ static int run_layers(struct rank *c)
 		if (prep(c, slot, layer))
 			return -1;
 		if (s->kill_rank >= 0 && layer == s->kill_layer) {
+			uint8_t go = 0;
+
+			/* Everyone finished the layers before (an out-of-band barrier):
+			 * the victim's last combine writes are delivered before it dies,
+			 * so only the layer it dies in can fail. */
+			if (xt_send(fd, &go, 1) || xt_recv(fd, &go, 1) != 1)
+				return fail(c, "rank %u: the barrier before the kill", c->me);
 			if ((int)c->me == s->kill_rank) {
 				if (dsend(c, slot))
 					return -1;
-				raise(SIGKILL);   /* mid-layer: blocks handed over, no combine */
+				raise(s->kill_sig);   /* mid-layer: blocks handed over, no combine */
+				for (;;)
+					pause();   /* not reached: a stopped rank is killed */
 			}
 			/* the others: this layer fails, within the timeout */
 			uint64_t t0 = xt_now_us();
@@ -745,7 +755,7 @@ static int rank_main(int fd, void *argp)
 	}
 	if (s->bad_args && c->me == 0 && bad_layer_calls(c))
 		goto report;
-	run_layers(c);
+	run_layers(c, fd);
 report:
 	xt_send(fd, &c->v, sizeof(c->v));
 	/* stay until everyone is done: others may still need our progress */
@@ -890,6 +900,18 @@ static void run_ranks(struct __test_metadata *_metadata, FIXTURE_DATA(moe) *self
 	for (uint32_t i = 0; i < s->R; i++)
 		for (uint32_t j = 0; j < 2 * s->R; j++)
 			ASSERT_EQ(0, xt_send(self->rk[i].fd, blob[j], (size_t)len[j]));
+	if (s->kill_rank >= 0) {
+		/* the barrier before the layer the victim dies in */
+		uint8_t go;
+
+		for (uint32_t i = 0; i < s->R; i++) {
+			ASSERT_EQ(1, xt_recv(self->rk[i].fd, &go, 1)) TH_LOG("rank %u: no layer %u",
+									     i, s->kill_layer);
+		}
+		for (uint32_t i = 0; i < s->R; i++) {
+			ASSERT_EQ(0, xt_send(self->rk[i].fd, &go, 1));
+		}
+	}
 	for (uint32_t i = 0; i < s->R; i++) {
 		memset(&v[i], 0, sizeof(v[i]));
 		if ((int)i == s->kill_rank)
@@ -908,12 +930,15 @@ static void run_ranks(struct __test_metadata *_metadata, FIXTURE_DATA(moe) *self
 
 		if ((int)i != s->kill_rank)
 			xt_send(self->rk[i].fd, &quit, 1);
+		else if (s->kill_sig != SIGKILL)
+			kill(self->rk[i].pid, SIGKILL);   /* the stalled one */
 	}
 	for (uint32_t i = 0; i < s->R; i++) {
 		int st = xt_reap(&self->rk[i]);
 
 		if ((int)i == s->kill_rank) {
 			EXPECT_EQ(128 + SIGKILL, st) TH_LOG("rank %u was to die of SIGKILL", i);
+			clean_stale_shm();   /* its shm files, before a later pid reuses them */
 		} else {
 			EXPECT_EQ(0, st) TH_LOG("rank %u exit status", i);
 		}
@@ -1120,6 +1145,24 @@ TEST_F_TIMEOUT(moe, rank_killed_mid_layer, 60)
 {
 	self->s = decode(variant, 4, XFER_MOE_FP8);
 	self->s.kill_rank = 2;
+	self->s.kill_sig = SIGKILL;
+	self->s.kill_layer = 1;
+	self->s.layers = 2;
+	self->s.timeout_ms = KILL_TIMEOUT_MS;
+	self->s.peer_timeout_ms = KILL_TIMEOUT_MS;
+	run_ranks(_metadata, self);
+}
+
+/* As above with rank 2 stopped (SIGSTOP) instead: on this host a dead
+ * rank is seen at once through its pidfd, a stalled one only through the
+ * timeout: every other rank's layer fails with -ETIMEDOUT (or -ENOTCONN,
+ * should the engine's peer timeout see it first) naming rank 2, within 3x
+ * the timeout. */
+TEST_F_TIMEOUT(moe, rank_stopped_mid_layer, 60)
+{
+	self->s = decode(variant, 4, XFER_MOE_BF16);
+	self->s.kill_rank = 2;
+	self->s.kill_sig = SIGSTOP;
 	self->s.kill_layer = 1;
 	self->s.layers = 2;
 	self->s.timeout_ms = KILL_TIMEOUT_MS;
