@@ -75,6 +75,7 @@ struct scen {
 	uint32_t kill_layer;
 	int bad_args;         /* rank 0 tries bad arguments before the layers */
 	uint32_t pad;         /* x rows H + pad apart, out rows H + 2 * pad (0: packed) */
+	int jitter;           /* sleep a little at random before some calls */
 	int32_t timeout_ms;   /* the context's; 0: its default */
 	uint32_t peer_timeout_ms;
 	uint64_t seed;
@@ -250,8 +251,18 @@ struct rank {
 	struct slot_in in[XFER_MOE_SLOTS];
 	uint32_t seq[XFER_MOE_SLOTS];
 	int32_t *src_topk;       /* one source's routing, for the receive checks */
+	uint64_t jit;            /* jitter's random stream */
 	struct verdict v;
 };
+
+/* Shake the order in which ranks reach their calls (slot reuse must not
+ * depend on ranks running in step): before one call in eight, sleep up to
+ * 300 us. */
+static void jitter(struct rank *c)
+{
+	if (c->s->jitter && xt_xorshift(&c->jit) % 8 == 0)
+		usleep((useconds_t)(xt_xorshift(&c->jit) % 300));
+}
 
 static int __attribute__((format(printf, 2, 3))) fail(struct rank *c, const char *fmt, ...)
 {
@@ -287,6 +298,7 @@ static int prep(struct rank *c, uint32_t slot, uint32_t layer)
 
 static int dsend(struct rank *c, uint32_t slot)
 {
+	jitter(c);
 	struct slot_in *in = &c->in[slot];
 	const struct scen *s = c->s;
 	/* no tokens: no buffers either */
@@ -311,6 +323,7 @@ static int drecv(struct rank *c, uint32_t slot)
 	uint64_t total = 0;
 	int ret;
 
+	jitter(c);
 	memset(rv, 0, sizeof(*rv));
 	ret = xfer_moe_dispatch_recv(c->m, slot, rv);
 	if (ret)
@@ -396,6 +409,7 @@ static int drecv(struct rank *c, uint32_t slot)
 
 static int csend(struct rank *c, uint32_t slot)
 {
+	jitter(c);
 	int ret = xfer_moe_combine_send(c->m, slot);
 
 	return ret ? call_failed(c, "combine_send", slot, ret) : 0;
@@ -409,6 +423,7 @@ static int crecv(struct rank *c, uint32_t slot)
 	size_t os = s->H + 2 * s->pad;
 	int ret;
 
+	jitter(c);
 	/* zero rows must be written, not left; the padding must stay */
 	memset(in->out, 0xa5, ((size_t)s->T * os + 1) * 2);
 	ret = xfer_moe_combine_recv(c->m, slot, in->n ? in->w : NULL, in->n ? in->out : NULL,
@@ -674,6 +689,7 @@ static int rank_main(int fd, void *argp)
 	c->s = s;
 	c->me = a->rank;
 	c->L = s->E / s->R;
+	c->jit = mix(s->seed, c->me, 0, 4);
 	if (alloc_slots(c)) {
 		fail(c, "out of memory");
 		goto report;
@@ -1118,6 +1134,37 @@ TEST_F_TIMEOUT(moe, thousand_layers, 170)
 	self->s.T = 4;
 	self->s.order = ORDER_ONE_SLOT;
 	self->s.layers = 1000;
+	self->s.jitter = 1;
+	run_ranks(_metadata, self);
+}
+
+/* The same with prefill's count rows (a second chain per layer) ... */
+TEST_F_TIMEOUT(moe, thousand_layers_prefill, 170)
+{
+	self->s = decode(variant, 4, XFER_MOE_FP8);
+	self->s.flags = XFER_MOE_F_PREFILL;
+	self->s.E = 8;
+	self->s.K = 2;
+	self->s.H = 128;
+	self->s.T = 8;
+	self->s.order = ORDER_ONE_SLOT;
+	self->s.layers = 1000;
+	self->s.jitter = 1;
+	run_ranks(_metadata, self);
+}
+
+/* ... and on both slots in flight (slot 0's layer l + 2 behind slot 1's
+ * l + 1). */
+TEST_F_TIMEOUT(moe, thousand_layers_both_slots, 170)
+{
+	self->s = decode(variant, 4, XFER_MOE_BF16);
+	self->s.E = 8;
+	self->s.K = 2;
+	self->s.H = 128;
+	self->s.T = 4;
+	self->s.order = ORDER_BOTH;
+	self->s.layers = 1000;
+	self->s.jitter = 1;
 	run_ranks(_metadata, self);
 }
 
