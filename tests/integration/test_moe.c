@@ -844,10 +844,10 @@ FIXTURE_SETUP(moe)
 	 * names) runs some cases by hand, $XFER_TEST_PROVIDERS some providers */
 	if (only && *only && !strstr(_metadata->name, only))
 		XT_SETUP_SKIP("not among $XFER_MOE_TESTS");
-	XT_REQUIRE_TRANSPORT();
 	if (variant->rails > 1 && !on_two_rails(_metadata->name))
 		XT_SETUP_SKIP("on 2 rails only R = 4 decode and prefill, the hot expert's prefill and "
 			      "both slots in flight run (two shared cores; every case runs on 1 rail)");
+	XT_REQUIRE_TRANSPORT();
 	clean_stale_shm();
 }
 
