@@ -78,6 +78,7 @@ struct scen {
 	int jitter;           /* sleep a little at random before some calls */
 	int32_t timeout_ms;   /* the context's; 0: its default */
 	uint32_t peer_timeout_ms;
+	uint32_t wait_s;      /* the verdicts are in by then (under the test's timeout) */
 	uint64_t seed;
 };
 
@@ -848,6 +849,15 @@ FIXTURE_SETUP(moe)
 		XT_SETUP_SKIP("on 2 rails only R = 4 decode and prefill, the hot expert's prefill and "
 			      "both slots in flight run (two shared cores; every case runs on 1 rail)");
 	XT_REQUIRE_TRANSPORT();
+	/* A rank stopped or killed while its worker holds its own shm region's
+	 * lock makes every other rank's next fi_writedata to it spin inside
+	 * libfabric: their workers stop, and with them every wait, timeouts
+	 * included (seen here: a stopped rank, 1 run in 6). test_stall.c and
+	 * docs/concepts.md ("What shm does not protect against") have the
+	 * story; local, the default on one host, and tcp run these cases. */
+	if (strcmp(variant->provider, "shm") == 0 && strstr(_metadata->name, "mid_layer"))
+		XT_SETUP_SKIP("shm 1.17: a rank stopped or killed holding its region lock makes "
+			      "fi_writedata to it spin, for every peer; see docs/concepts.md");
 	clean_stale_shm();
 }
 
@@ -869,7 +879,7 @@ static struct scen decode(const FIXTURE_VARIANT(moe) *variant, uint32_t R, uint3
 		.prov = variant->provider, .rails = variant->rails, .R = R, .E = 16, .K = 4,
 		.H = 256, .T = 16, .dtype = dtype, .layers = 4, .route = ROUTE_UNIFORM,
 		.order = ORDER_ALTERNATE, .zero_rank = -1, .kill_rank = -1,
-		.peer_timeout_ms = PEER_TIMEOUT_MS, .seed = 1300 + R * 10 + dtype,
+		.peer_timeout_ms = PEER_TIMEOUT_MS, .wait_s = 100, .seed = 1300 + R * 10 + dtype,
 	};
 }
 
@@ -883,6 +893,16 @@ static struct scen prefill(const FIXTURE_VARIANT(moe) *variant, uint32_t R, uint
 	return s;
 }
 
+/* Receives on fd give up at deadline (xt_now_us), or at once past it. */
+static void until(int fd, uint64_t deadline)
+{
+	uint64_t now = xt_now_us(), left = deadline > now ? deadline - now : 1000;
+	struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
+			      .tv_usec = (suseconds_t)(left % 1000000) };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 /* Spawn the ranks, relay the blobs, collect the verdicts (all good but the
  * killed rank's, which must have died of SIGKILL). */
 static void run_ranks(struct __test_metadata *_metadata, FIXTURE_DATA(moe) *self)
@@ -891,7 +911,6 @@ static void run_ranks(struct __test_metadata *_metadata, FIXTURE_DATA(moe) *self
 	static struct verdict v[MAX_R];
 	const struct scen *s = &self->s;
 	ssize_t len[2 * MAX_R];
-	struct timeval tv = { .tv_sec = 150 };
 	uint64_t t0 = xt_now_us();
 	int bad = 0;
 
@@ -899,8 +918,7 @@ static void run_ranks(struct __test_metadata *_metadata, FIXTURE_DATA(moe) *self
 	for (uint32_t i = 0; i < s->R; i++) {
 		self->arg[i] = (struct rank_arg){ s, i };
 		XT_ASSERT_OK(xt_spawn(&self->rk[i], rank_main, &self->arg[i]));
-		/* a rank that hangs fails the test here, not at the harness's kill */
-		setsockopt(self->rk[i].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		until(self->rk[i].fd, t0 + (uint64_t)s->wait_s * 1000000);
 	}
 	for (uint32_t i = 0; i < s->R; i++) {
 		len[i] = xt_recv(self->rk[i].fd, blob[i], BLOB_MAX);
@@ -932,7 +950,12 @@ static void run_ranks(struct __test_metadata *_metadata, FIXTURE_DATA(moe) *self
 		memset(&v[i], 0, sizeof(v[i]));
 		if ((int)i == s->kill_rank)
 			continue;
-		ssize_t n = xt_recv(self->rk[i].fd, &v[i], sizeof(v[i]));
+		ssize_t n;
+
+		/* a rank that hangs fails the test here, named, before the
+		 * harness's timeout kills the whole test */
+		until(self->rk[i].fd, t0 + (uint64_t)s->wait_s * 1000000);
+		n = xt_recv(self->rk[i].fd, &v[i], sizeof(v[i]));
 
 		EXPECT_EQ((ssize_t)sizeof(v[i]), n) TH_LOG("rank %u gave no verdict", i);
 		EXPECT_EQ(0, v[i].bad) TH_LOG("%s", v[i].why);
@@ -1135,6 +1158,7 @@ TEST_F_TIMEOUT(moe, thousand_layers, 170)
 	self->s.order = ORDER_ONE_SLOT;
 	self->s.layers = 1000;
 	self->s.jitter = 1;
+	self->s.wait_s = 150;
 	run_ranks(_metadata, self);
 }
 
@@ -1150,6 +1174,7 @@ TEST_F_TIMEOUT(moe, thousand_layers_prefill, 170)
 	self->s.order = ORDER_ONE_SLOT;
 	self->s.layers = 1000;
 	self->s.jitter = 1;
+	self->s.wait_s = 150;
 	run_ranks(_metadata, self);
 }
 
@@ -1165,6 +1190,7 @@ TEST_F_TIMEOUT(moe, thousand_layers_both_slots, 170)
 	self->s.order = ORDER_BOTH;
 	self->s.layers = 1000;
 	self->s.jitter = 1;
+	self->s.wait_s = 150;
 	run_ranks(_metadata, self);
 }
 
@@ -1197,6 +1223,7 @@ TEST_F_TIMEOUT(moe, rank_killed_mid_layer, 60)
 	self->s.layers = 2;
 	self->s.timeout_ms = KILL_TIMEOUT_MS;
 	self->s.peer_timeout_ms = KILL_TIMEOUT_MS;
+	self->s.wait_s = 40;
 	run_ranks(_metadata, self);
 }
 
@@ -1214,6 +1241,7 @@ TEST_F_TIMEOUT(moe, rank_stopped_mid_layer, 60)
 	self->s.layers = 2;
 	self->s.timeout_ms = KILL_TIMEOUT_MS;
 	self->s.peer_timeout_ms = KILL_TIMEOUT_MS;
+	self->s.wait_s = 40;
 	run_ranks(_metadata, self);
 }
 
