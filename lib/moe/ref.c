@@ -184,11 +184,18 @@ __attribute__((target("avx2"))) static void quant_token_x8(const uint16_t *x, ui
 }
 #endif
 
+static int force_scalar;
+
+void moe_ref_force_scalar(int on)
+{
+	force_scalar = on;
+}
+
 /* 1 when the CPU runs the AVX2 (and, for the combine, FMA) paths. */
 static int have_avx2(void)
 {
 #ifdef XFER_HAVE_X8
-	return __builtin_cpu_supports("avx2");
+	return !force_scalar && __builtin_cpu_supports("avx2");
 #else
 	return 0;
 #endif
@@ -197,7 +204,7 @@ static int have_avx2(void)
 static int have_avx2_fma(void)
 {
 #ifdef XFER_HAVE_X8
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	return have_avx2() && __builtin_cpu_supports("fma");
 #else
 	return 0;
 #endif
