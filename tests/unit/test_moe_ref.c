@@ -256,6 +256,22 @@ TEST(layout_largest_attributes)
 	EXPECT_EQ(16 + 65536 + 2048, l.record_bytes);
 }
 
+/* Past the limits (moe_layout_from_attr does not validate): a product that
+ * would wrap is -EOVERFLOW with a reason, not a small size. */
+TEST(layout_overflow_refused)
+{
+	struct xfer_moe_attr a = attr_of(1, 0, 64, 32, 0xffffff80u, 0xffffffffu, XFER_MOE_BF16);
+	struct xfer_moe_layout l;
+
+	memset(&l, 0xa5, sizeof(l));
+	EXPECT_EQ(-EOVERFLOW, moe_layout_from_attr(&a, &l));
+	EXPECT_NE(NULL, strstr(xfer_moe_last_error(), "overflow")) TH_LOG("%s", xfer_moe_last_error());
+	EXPECT_EQ(0xa5a5a5a5a5a5a5a5ull, l.block_bytes);
+	/* each of the limits alone keeps well inside 64 bits */
+	a = attr_of(1, 0, 64, 32, XFER_MOE_MAX_HIDDEN, XFER_MOE_MAX_TOKENS, XFER_MOE_BF16);
+	XT_ASSERT_OK(moe_layout_from_attr(&a, &l));
+}
+
 TEST(attr_defaults_and_struct_size)
 {
 	struct xfer_moe_attr a = attr_of(2, 1, 8, 2, 128, 4, XFER_MOE_FP8), r;
