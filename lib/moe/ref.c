@@ -390,6 +390,7 @@ XFER_EXPORT void xfer_moe_combine_reduce(const struct xfer_moe_layout *l, const 
 	float w[XFER_MOE_MAX_TOPK];
 	int x8 = have_avx2_fma();
 
+	(void)x8; /* without AVX2 in the build */
 	if (!out_stride)
 		out_stride = H;
 	for (uint32_t t = 0; t < num_tokens; t++) {
@@ -472,6 +473,7 @@ XFER_EXPORT int xfer_moe_reference(const struct xfer_moe_layout *l, const uint16
 	float *acc = malloc((size_t)H * sizeof(*acc));
 	int x8 = have_avx2(), fma8 = have_avx2_fma();
 
+	(void)fma8; /* without AVX2 in the build */
 	if (!tok || !sc || !yrow || !acc) {
 		moe_error("xfer_moe_reference: out of memory for hidden %u", H);
 		ret = -ENOMEM;
