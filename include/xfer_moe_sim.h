@@ -23,10 +23,11 @@
  *    rank d on NIC (s + d) mod nics_per_gpu, landing on d's NIC of the
  *    same index, so that both the writes a rank sends and those it gets
  *    spread evenly over its NICs. (xfer's scatter puts row i on rail
- *    i mod rails: rows in rank order would bring every write from another
- *    node to one NIC of the receiver; the context orders its rows so that
- *    they do not.) The fabric between NICs is not a bottleneck (full
- *    bisection, no congestion beyond the NICs).
+ *    i mod rails, so the context's row order decides this: rows in rank
+ *    order bring a receiver's writes to one or two of its NICs, rows
+ *    rotated by rank (rank + 1 first) spread them as modelled here.) The
+ *    fabric between NICs is not a bottleneck (full bisection, no
+ *    congestion beyond the NICs).
  *  - Sharing: writes in flight share every link (a rank's NVLink or NIC,
  *    out and in) max-min fairly, recomputed whenever a write starts or
  *    ends (a fluid model, as RDMA flows under congestion control share).
