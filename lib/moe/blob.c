@@ -155,9 +155,12 @@ static int vs_add(struct xfer_moe *m, struct moe_vs *vs, xfer_mr *src, xfer_rmr 
 	uint32_t n = 0;
 	int ret;
 
-	for (uint32_t r = 0; r < m->R; r++)
-		if (r != m->me)
-			dsts[n++] = dst[r];
+	/* Row i is rank me + 1 + i (mod R): the worker posts in row order,
+	 * and if every rank started with rank 0, all of them would queue on
+	 * rank 0's NIC first (the simulator's --rank-order shows the cost). */
+	for (uint32_t i = 1; i < m->R; i++)
+		dsts[n++] = dst[(m->me + i) % m->R];
+	a.flags = XFER_VSCATTER_F_KICK;   /* this thread plays the GPU: it can kick */
 	a.word = &vs->word;
 	a.src = src;
 	a.dsts = dsts;
@@ -190,11 +193,6 @@ XFER_EXPORT int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const si
 		moe_error("the context is already connected");
 		return -EALREADY;
 	}
-	if (m->failed) {
-		moe_error("an earlier connect failed half way (%s); destroy the context",
-			  xfer_strerror(m->failed));
-		return m->failed;
-	}
 	bl = calloc(m->R, sizeof(*bl));
 	peers = calloc(m->R, sizeof(*peers));
 	if (!bl || !peers) {
@@ -203,10 +201,11 @@ XFER_EXPORT int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const si
 		moe_error("out of memory");
 		return -ENOMEM;
 	}
+	/* Every blob is checked before anything is done with any: a bad one
+	 * leaves the context as it was, to be connected again. */
 	for (uint32_t r = 0; r < m->R && !ret; r++)
 		ret = blob_parse(m, r, blobs[r], lens[r], &bl[r]);
 	if (ret) {
-		/* nothing done yet: the caller may retry with good blobs */
 		free(bl);
 		free(peers);
 		return ret;

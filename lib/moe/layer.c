@@ -35,10 +35,11 @@ static uint32_t imm_of(const struct xfer_moe *m, uint32_t kind, uint32_t slot)
 	return m->a.imm_base + kind + slot;
 }
 
-/* A destination's row in a scatter's table. */
+/* A destination's row in a scatter's table: rank me + 1 + i is row i
+ * (blob.c orders the destinations so). */
 static struct xfer_vscatter_row *row_of(const struct xfer_moe *m, struct moe_vs *vs, uint32_t r)
 {
-	return &vs->rows[r - (r > m->me)];
+	return &vs->rows[(r + m->R - m->me - 1) % m->R];
 }
 
 static uint32_t sum(const uint32_t *v, uint32_t n)
@@ -79,9 +80,13 @@ static int enter(struct xfer_moe *m, uint32_t slot, enum moe_phase need, const c
 	return 0;
 }
 
+/* The GPU's cuStreamWriteValue64 on the watched word, done by the thread
+ * that plays it here; it can also wake a sleeping worker (a stream cannot:
+ * on a GPU machine the worker polls). */
 static void vs_post(struct moe_vs *vs)
 {
-	__atomic_store_n(&vs->word, vs->word + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&vs->word, vs->word + 1, __ATOMIC_SEQ_CST);
+	xfer_watch_kick(vs->w);
 }
 
 /* Before a table (and the bytes it names) is rewritten, the worker must
