@@ -596,4 +596,61 @@ TEST_F(vscatter, remove_waits_for_firings)
 	verify_all(_metadata, self, "after the removal");
 }
 
+/* Removed from its own done callback (on the worker, where the removal
+ * cannot wait): no firing is taken after it, the firings in flight still
+ * finish, and the watch lets go of its source once they have. */
+struct self_remover {
+	xfer_watch *_Atomic w;
+	_Atomic int calls, removed;
+};
+
+static void remove_in_done(void *ctx, int status)
+{
+	struct self_remover *r = ctx;
+
+	(void)status;
+	if (atomic_fetch_add(&r->calls, 1) == 0)
+		atomic_store(&r->removed, xfer_watch_remove(atomic_load(&r->w)) == 0);
+}
+
+TEST_F(vscatter, remove_in_callback)
+{
+	void *buf2 = xt_alloc(SRC_LEN);
+	struct xfer_vscatter_attr a = attr_of(self, MAX_TABLES);
+	struct self_remover r = { 0 };
+	xfer_watch *w = NULL;
+	xfer_mr *src2;
+	int ret = -EBUSY;
+
+	ASSERT_TRUE(buf2 != NULL);
+	memcpy(buf2, self->srcbuf, SRC_LEN);
+	XT_ASSERT_OK(xfer_mr_reg(self->e, buf2, SRC_LEN, NULL, 0, &src2));
+	a.src = src2;
+	a.done = (struct xfer_done){ remove_in_done, &r };
+	XT_ASSERT_OK(xfer_vscatter_add(self->e, &a, &w));
+	atomic_store(&r.w, w);
+	reqs_reset(self);
+	for (uint32_t t = 0; t < MAX_TABLES; t++)
+		fill_table(self, t, t, t == 0);
+	__atomic_store_n(&self->word, MAX_TABLES, __ATOMIC_RELEASE);
+	uint64_t t0 = xt_now_us();
+	while ((ret = xfer_mr_dereg(src2)) == -EBUSY && xt_now_us() - t0 < 10000000)
+		usleep(1000);
+	EXPECT_EQ(0, ret) TH_LOG("the source is still held after the removal");
+	EXPECT_EQ(1, atomic_load(&r.removed));
+	int calls = atomic_load(&r.calls);
+
+	EXPECT_LE(1, calls);
+	EXPECT_EQ((uint64_t)calls, __atomic_load_n(&self->done_word, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&self->word, 2 * MAX_TABLES, __ATOMIC_RELEASE);
+	usleep(50000);
+	EXPECT_EQ(calls, atomic_load(&r.calls)) TH_LOG("a removed watch fired");
+	reqs_reset(self);
+	for (int f = 0; f < MAX_TABLES; f++)
+		for (int d = 0; d < ND; d++)
+			expect_row(self, d, &self->tables[f * ND + d], f < calls);
+	verify_all(_metadata, self, "after the removal in a callback");
+	free(buf2);
+}
+
 TEST_HARNESS_MAIN
