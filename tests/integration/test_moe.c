@@ -80,6 +80,8 @@ struct scen {
 	int kill_sig;         /* SIGKILL (dies) or SIGSTOP (stalls; killed at the end) */
 	uint32_t kill_layer;
 	int bad_args;         /* rank 0 tries bad arguments before the layers */
+	int two_ctx;          /* a second context on the same engine, layers interleaved */
+	uint32_t imm_base;    /* the context's (0: the default) */
 	uint32_t pad;         /* x rows H + pad apart, out rows H + 2 * pad (0: packed) */
 	int jitter;           /* sleep a little at random before some calls */
 	int32_t timeout_ms;   /* the context's; 0: its default */
@@ -473,6 +475,7 @@ static int make_attr(const struct scen *s, uint32_t rank, struct xfer_moe_attr *
 	a->dispatch_dtype = s->dtype;
 	a->combine_dtype = XFER_MOE_BF16;
 	a->timeout_ms = s->timeout_ms;
+	a->imm_base = s->imm_base;
 	return 0;
 }
 
@@ -654,6 +657,21 @@ static int run_layers(struct rank *c, int fd)
 	return 0;
 }
 
+/* Two contexts on one engine (two EP groups, or two models), their layers
+ * interleaved: every call of one between the calls of the other. */
+static int run_two(struct rank *c, struct rank *c2)
+{
+	for (uint32_t layer = 0; layer < c->s->layers; layer++) {
+		uint32_t slot = layer % 2;
+
+		if (prep(c, slot, layer) || prep(c2, slot, layer) || dsend(c, slot) ||
+		    dsend(c2, slot) || drecv(c2, slot) || drecv(c, slot) || csend(c2, slot) ||
+		    csend(c, slot) || crecv(c, slot) || crecv(c2, slot))
+			return -1;
+	}
+	return 0;
+}
+
 static int alloc_slots(struct rank *c)
 {
 	const struct scen *s = c->s;
@@ -690,7 +708,8 @@ static int rank_main(int fd, void *argp)
 {
 	const struct rank_arg *a = argp;
 	const struct scen *s = a->s;
-	struct rank *c = calloc(1, sizeof(*c));
+	struct rank *c = calloc(1, sizeof(*c)), *c2 = NULL;
+	static struct scen s2;   /* the second context's (two_ctx) */
 	struct xfer_moe_attr at;
 	xfer_moe *other = NULL;
 	uint8_t *blob = malloc(BLOB_MAX), *all = malloc((size_t)2 * MAX_R * BLOB_MAX);
@@ -739,9 +758,41 @@ static int rank_main(int fd, void *argp)
 		fail(c, "rank %u: blob: %s (%s)", c->me, xfer_strerror(ret), xfer_moe_last_error());
 		goto report;
 	}
-	/* the extra blob: rank 1's of a context with another hidden size */
+	/* the extra blob: rank 1's of a context with another hidden size, or
+	 * the second context's */
 	len = 1;
 	blob[0] = 0;
+	if (s->two_ctx) {
+		/* other shape, other dtype, other routing, its own immediates */
+		s2 = *s;
+		s2.H = s->H * 2;
+		s2.K = 2;
+		s2.dtype = s->dtype == XFER_MOE_FP8 ? XFER_MOE_BF16 : XFER_MOE_FP8;
+		s2.seed = s->seed + 77;
+		s2.imm_base = 0x12340000;
+		c2 = calloc(1, sizeof(*c2));
+		if (!c2) {
+			fail(c, "out of memory");
+			goto report;
+		}
+		c2->s = &s2;
+		c2->me = c->me;
+		c2->L = s2.E / s2.R;
+		c2->jit = mix(s2.seed, c->me, 0, 4);
+		c2->e = c->e;
+		make_attr(&s2, c->me, &at);
+		len = BLOB_MAX;
+		ret = alloc_slots(c2) ? -ENOMEM : xfer_moe_create(c->e, &at, &c2->m);
+		if (!ret)
+			ret = xfer_moe_layout_of(c2->m, &c2->lay);
+		if (!ret)
+			ret = xfer_moe_blob(c2->m, blob, &len);
+		if (ret) {
+			fail(c, "rank %u: the second context: %s (%s)", c->me, xfer_strerror(ret),
+			     xfer_moe_last_error());
+			len = 1;
+		}
+	}
 	if (s->bad_args && c->me == 1) {
 		struct xfer_moe_attr o = at;
 
@@ -787,13 +838,33 @@ static int rank_main(int fd, void *argp)
 	}
 	if (s->bad_args && c->me == 0 && bad_layer_calls(c))
 		goto report;
-	run_layers(c, fd);
+	if (c2) {
+		ret = xfer_moe_connect(c2->m, extras, elens, CONNECT_MS);
+		if (ret) {
+			fail(c, "rank %u: connect of the second context: %s (%s)", c->me,
+			     xfer_strerror(ret), xfer_moe_last_error());
+			goto report;
+		}
+		run_two(c, c2);
+		if (c2->v.bad && !c->v.bad)
+			fail(c, "second context: %s", c2->v.why);
+		else if (!c->v.bad && c2->v.layers_ok != s->layers)
+			fail(c, "rank %u: the second context checked %u layers of %u", c->me,
+			     c2->v.layers_ok, s->layers);
+	} else {
+		run_layers(c, fd);
+	}
 report:
 	xt_send(fd, &c->v, sizeof(c->v));
 	/* stay until everyone is done: others may still need our progress */
 	xt_recv(fd, blob, 1);
 	ret = c->v.bad;
 	xfer_moe_destroy(other);
+	if (c2) {
+		xfer_moe_destroy(c2->m);
+		free_slots(c2);
+		free(c2);
+	}
 	xfer_moe_destroy(c->m);
 	xfer_engine_destroy(c->e);
 	free_slots(c);
@@ -1134,6 +1205,26 @@ TEST_F_TIMEOUT(moe, minus_one_slots_prefill, 120)
 {
 	self->s = prefill(variant, 2, XFER_MOE_BF16);
 	self->s.route = ROUTE_MINUS;
+	run_ranks(_metadata, self);
+}
+
+/* ---- two contexts on one engine ---------------------------------------- */
+
+/* Every rank has two contexts on its engine (R = 4: E 16, K 4, H 256 fp8
+ * and H 512 bf16 K 2, imm_base apart), their calls interleaved layer by
+ * layer: neither takes the other's immediates, regions or slots. */
+TEST_F_TIMEOUT(moe, two_contexts, 120)
+{
+	self->s = decode(variant, 4, XFER_MOE_FP8);
+	self->s.two_ctx = 1;
+	run_ranks(_metadata, self);
+}
+
+TEST_F_TIMEOUT(moe, two_contexts_prefill, 120)
+{
+	self->s = prefill(variant, 4, XFER_MOE_BF16);
+	self->s.two_ctx = 1;
+	self->s.layers = 4;
 	run_ranks(_metadata, self);
 }
 
