@@ -75,7 +75,7 @@ struct scen {
 	uint32_t layers;
 	enum route route;
 	enum order order;
-	int zero_rank;        /* this rank dispatches 0 tokens every layer; -1: none */
+	int zero_rank;        /* this rank dispatches 0 tokens every layer; -1: none, -2: all */
 	int kill_rank;        /* gets kill_sig after its dispatch_send of kill_layer; -1: none */
 	int kill_sig;         /* SIGKILL (dies) or SIGSTOP (stalls; killed at the end) */
 	uint32_t kill_layer;
@@ -126,7 +126,7 @@ static uint16_t to_bf16(float f)
 
 static uint32_t gen_tokens(const struct scen *s, uint32_t rank, uint32_t layer)
 {
-	if ((int)rank == s->zero_rank)
+	if ((int)rank == s->zero_rank || s->zero_rank == -2)
 		return 0;
 	if (s->T < 3 || s->route == ROUTE_ONE_RANK)
 		return s->T;   /* full blocks */
@@ -1189,6 +1189,22 @@ TEST_F_TIMEOUT(moe, rank_with_zero_tokens_prefill, 120)
 {
 	self->s = prefill(variant, 4, XFER_MOE_FP8);
 	self->s.zero_rank = 1;
+	run_ranks(_metadata, self);
+}
+
+/* No rank has a token: every block is a header alone (decode), every
+ * record write is of length 0 with its immediate (prefill). */
+TEST_F_TIMEOUT(moe, no_tokens_anywhere, 120)
+{
+	self->s = decode(variant, 4, XFER_MOE_FP8);
+	self->s.zero_rank = -2;
+	run_ranks(_metadata, self);
+}
+
+TEST_F_TIMEOUT(moe, no_tokens_anywhere_prefill, 120)
+{
+	self->s = prefill(variant, 4, XFER_MOE_BF16);
+	self->s.zero_rank = -2;
 	run_ranks(_metadata, self);
 }
 
