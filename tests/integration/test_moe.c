@@ -447,6 +447,13 @@ static int crecv(struct rank *c, uint32_t slot)
 		size_t t = i / os, h = i % os;
 
 		if (t < in->n && h < s->H) {
+			int none = 1;   /* a token with no expert: zeros, whatever the reference says */
+
+			for (uint32_t k = 0; k < s->K && none; k++)
+				none = in->topk[t * s->K + k] < 0;
+			if (none && in->out[i] != 0)
+				return fail(c, "rank %u layer %u slot %u: token %zu has no expert, out[%zu][%zu] = 0x%04x",
+					    c->me, in->layer, slot, t, t, h, in->out[i]);
 			if (in->out[i] != in->ref[t * s->H + h])
 				return fail(c, "rank %u layer %u slot %u: out[%zu][%zu] = 0x%04x, reference 0x%04x (token routed to %d %d ...)",
 					    c->me, in->layer, slot, t, h, in->out[i],
