@@ -41,6 +41,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "fp8_e4m3.h"
 #include "harness.h"
 #include "xfer_moe.h"
@@ -110,18 +111,6 @@ static uint64_t mix(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
 	x *= 0xd6e8feb86659fd93ull;
 	x ^= x >> 29;
 	return x ? x : 1;
-}
-
-/* float -> bf16, rounded to nearest even (NaN stays NaN). */
-static uint16_t to_bf16(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, 4);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40u);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
 }
 
 static uint32_t gen_tokens(const struct scen *s, uint32_t rank, uint32_t layer)
@@ -199,7 +188,9 @@ static void gen_x(const struct scen *s, uint32_t rank, uint32_t layer, uint32_t 
 			for (uint32_t h = b; h < b + 128 && h < s->H; h++) {
 				int32_t v = (int32_t)(xt_xorshift(&st) % 2001) - 1000;
 
-				x[(size_t)t * stride + h] = to_bf16(zero ? 0.0f : (float)v / 1000.0f * mag);
+				float f = zero ? 0.0f : (float)v / 1000.0f * mag;
+
+				x[(size_t)t * stride + h] = xfer_bf16_from_f32(f);
 			}
 		}
 	}
@@ -229,9 +220,9 @@ static void expert_fn(void *ctx, uint32_t expert, const uint8_t *x, const float 
 			uint16_t b;
 
 			memcpy(&b, x + 2 * h, 2);
-			v = xfer_fp8_bf16_to_f32(b);
+			v = xfer_bf16_to_f32(b);
 		}
-		y[h] = to_bf16(v * f + (float)h * 1e-3f);
+		y[h] = xfer_bf16_from_f32(v * f + (float)h * 1e-3f);
 	}
 }
 
