@@ -1,6 +1,8 @@
-# CUDA kernels (optional; never part of `make` or `make test`).
-#   make kernels    builds kernels/*.cu into $(BUILD)/kernels/libxfer_kernels.a when nvcc exists
-#   make test-gpu   builds and runs tests/gpu (kernel vs its C reference); skips without a GPU
+# CUDA kernels (optional; never part of `make`; `make test` only compiles them, see below).
+#   make kernels       builds kernels/*.cu into $(BUILD)/kernels/libxfer_kernels.a when nvcc exists
+#   make test-gpu      builds and runs tests/gpu (kernel vs its C reference); skips without a GPU
+#   make test-gpu-emu  runs the MoE kernels against their references on the CPU (no GPU, no nvcc):
+#                      tests/gpu/emu.sh, about a minute of CPU
 # Each kernel has a C reference of the same buffer layout in lib/ (they share lib/util/fp8_e4m3.h and
 # lib/util/bf16.h) that the CPU tests cover; tests/gpu compares the two bit for bit.
 
@@ -29,6 +31,14 @@ else
 kernels:
 	@echo "kernels: nvcc not found; the C references in lib/ are built and tested instead"
 endif
+
+# make test compiles everything test-gpu would run (about 15 s of CPU; a skip without nvcc),
+# so that a kernel that no longer compiles fails CI, which has no GPU.
+TEST_SUITES += tests/gpu/build.sh
+
+.PHONY: test-gpu-emu
+test-gpu-emu:
+	@BUILD="$(BUILD)" tests/gpu/emu.sh
 
 # exit 77 (no nvcc or no GPU) is a skip, not a failure
 test-gpu:
