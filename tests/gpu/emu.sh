@@ -12,6 +12,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${XFER_BUILD:-${BUILD:-build}}
 CXX=${CXX:-g++}
 CC=${CC:-cc}
+flags=${EMU_CFLAGS:-} # e.g. -fsanitize=undefined (ASan and fibers do not mix)
 out=$BUILD/tests/gpu-emu
 mkdir -p "$out"
 inc="-Itests/gpu/emu -Ikernels -Iinclude -Ilib/util -Ilib/moe"
@@ -22,14 +23,14 @@ if grep -q '<<<' "$out/moe.cpp"; then
 	echo "not ok 1 - emu: a kernel launch in kernels/moe.cu was not rewritten"
 	exit 1
 fi
-$CXX -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-function $inc -c "$out/moe.cpp" -o "$out/moe.o" ||
+$CXX -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-function $flags $inc -c "$out/moe.cpp" -o "$out/moe.o" ||
 	{ echo "not ok 1 - emu: build kernels/moe.cu"; exit 1; }
 objs+=("$out/moe.o")
 for c in lib/moe/ref.c lib/moe/layout.c lib/moe/error.c; do
 	o=$out/ref_$(basename "$c" .c).o
-	$CC -std=gnu11 -O2 -Wall -Wextra -Werror $inc -c "$c" -o "$o" || { echo "not ok 1 - emu: build $c"; exit 1; }
+	$CC -std=gnu11 -O2 -Wall -Wextra -Werror $flags $inc -c "$c" -o "$o" || { echo "not ok 1 - emu: build $c"; exit 1; }
 	objs+=("$o")
 done
-$CXX -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-function $inc -x c++ tests/gpu/test_moe.cu -x none \
+$CXX -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-function $flags $inc -x c++ tests/gpu/test_moe.cu -x none \
 	"${objs[@]}" -lm -o "$out/test_moe" || { echo "not ok 1 - emu: build tests/gpu/test_moe.cu"; exit 1; }
 exec "$out/test_moe" "$@"

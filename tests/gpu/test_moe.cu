@@ -372,6 +372,28 @@ static void reduce(const struct shape &c, struct source &src, double *us)
 	}
 	for (auto &v : w)
 		v = (float)(rnd() % 100000) / 100000.0f;
+	/* Every other token's outputs cancel: y(t, 1) = -y(t, 0), w1 within
+	 * 2^-10 of w0, the other weights 0. The sum is then small against
+	 * its terms and its fp32 rounding reaches the bf16 result, so a sum
+	 * that is not fmaf in k order (a separate multiply and add) gives
+	 * other bits in many values, not one in 10^5. */
+	for (uint32_t t = 0; t < src.nt && c.K > 1; t += 2) {
+		const size_t i0 = (size_t)t * c.K, i1 = i0 + 1;
+
+		if (src.topk[i0] < 0 || src.topk[i1] < 0)
+			continue;
+
+		const uint8_t *y0 = &back[back_off[src.topk[i0] / L] + src.pos[i0] * l->combine_bytes];
+		uint8_t *y1 = &back[back_off[src.topk[i1] / L] + src.pos[i1] * l->combine_bytes];
+
+		for (uint32_t h = 0; h < H; h++) {
+			y1[2 * h] = y0[2 * h];
+			y1[2 * h + 1] = y0[2 * h + 1] ^ 0x80; /* the sign */
+		}
+		w[i1] = w[i0] * (1.0f + (float)(rnd() % 1024 + 1) / 1048576.0f);
+		for (uint32_t k = 2; k < c.K; k++)
+			w[i0 + k] = 0.0f;
+	}
 
 	uint8_t *dback = up(back);
 	uint64_t *dback_off = up(back_off);

@@ -112,6 +112,16 @@ inline void die(const char *why, unsigned i)
 	abort();
 }
 
+inline void shuffle(std::vector<unsigned> &v)
+{
+	block_state &b = bs();
+
+	for (size_t j = v.size(); j > 1; j--) {
+		b.seed = b.seed * 6364136223846793005ull + 1442695040888963407ull;
+		std::swap(v[j - 1], v[(b.seed >> 33) % j]);
+	}
+}
+
 /* getcontext returns twice in principle (never here: makecontext replaces
  * where it resumes), so it lives apart from the scheduler's locals. */
 __attribute__((noinline)) inline void fiber_init(fiber &f, char *stack)
@@ -136,12 +146,17 @@ inline void run_block(unsigned nthreads)
 	std::vector<unsigned> &runnable = b.order;
 	unsigned nwarps = (nthreads + 31) / 32, done = 0, at_block = 0;
 	std::vector<unsigned> at_warp(nwarps, 0), done_warp(nwarps, 0);
+	bool ahead;
+
+	b.seed = b.seed * 6364136223846793005ull + 1442695040888963407ull;
+	ahead = (b.seed >> 40) % 3 != 0;
 
 	runnable.resize(nthreads);
 	for (unsigned i = 0; i < nthreads; i++) {
 		fiber_init(b.f[i], &b.stacks[(size_t)i * STACK]);
 		runnable[i] = i;
 	}
+	shuffle(runnable);
 	while (done < nthreads) {
 		unsigned pick, i, w, lanes;
 
@@ -149,12 +164,11 @@ inline void run_block(unsigned nthreads)
 			for (unsigned j = 0; j < nthreads; j++)
 				if (b.f[j].state == WAIT_WARP)
 					die("a warp waits at a vote or shuffle while other threads wait at __syncthreads", j);
-		/* mostly the fiber released last, so that one warp runs
-		 * ahead of the others through its votes (warps do drift
-		 * apart on a GPU); else any */
+		/* in two blocks of three the fiber released last, so that a
+		 * warp runs ahead of the others through its votes (warps do
+		 * drift apart on a GPU); else any */
 		b.seed = b.seed * 6364136223846793005ull + 1442695040888963407ull;
-		pick = (b.seed >> 60) & 3 ? (unsigned)runnable.size() - 1
-					   : (unsigned)((b.seed >> 33) % runnable.size());
+		pick = ahead ? (unsigned)runnable.size() - 1 : (unsigned)((b.seed >> 33) % runnable.size());
 		i = runnable[pick];
 		runnable[pick] = runnable.back();
 		runnable.pop_back();
@@ -193,12 +207,7 @@ inline void run_block(unsigned nthreads)
 					b.f[j].state = RUN;
 					runnable.push_back(j);
 				}
-			/* in a random order, so that any warp may be the one
-			 * that runs ahead */
-			for (unsigned j = (unsigned)runnable.size(); j > 1; j--) {
-				b.seed = b.seed * 6364136223846793005ull + 1442695040888963407ull;
-				std::swap(runnable[j - 1], runnable[(b.seed >> 33) % j]);
-			}
+			shuffle(runnable); /* any warp may be the one ahead */
 		}
 	}
 }
