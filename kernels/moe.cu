@@ -251,6 +251,8 @@ extern "C" int xfer_moe_route_cuda(const struct xfer_moe_layout *l, const int32_
 
 	if (rc)
 		return rc;
+	if (num_tokens > l->max_tokens) /* also keeps t * K + k within 32 bits */
+		return -(int)cudaErrorInvalidValue;
 	n = num_tokens * d.K;
 	if ((e = cudaMemsetAsync(counts, 0, (size_t)d.E * 4, s)) != cudaSuccess ||
 	    (bad && (e = cudaMemsetAsync(bad, 0xff, 4, s)) != cudaSuccess))
@@ -377,6 +379,8 @@ extern "C" int xfer_moe_pack_cuda(const struct xfer_moe_layout *l, uint32_t seq,
 
 	if (rc)
 		return rc;
+	if (num_tokens > l->max_tokens)
+		return -(int)cudaErrorInvalidValue;
 	if (!num_tokens)
 		return 0;
 	if (!x_stride)
@@ -577,6 +581,8 @@ extern "C" int xfer_moe_combine_reduce_cuda(const struct xfer_moe_layout *l, con
 
 	if (rc)
 		return rc;
+	if (num_tokens > l->max_tokens)
+		return -(int)cudaErrorInvalidValue;
 	if (!num_tokens)
 		return 0;
 	if (!out_stride)

@@ -8,7 +8,9 @@
  * l is a host pointer (read when the kernel is queued); every other pointer
  * is device memory, arrays of offsets and of source pointers included.
  * Each call returns 0 once its kernels are queued on stream (a cudaStream_t;
- * NULL is the default stream), or -(cudaError_t).
+ * NULL is the default stream), or -(cudaError_t): -cudaErrorInvalidValue
+ * for a layout whose sizes disagree (E != R * L, H not whole scale groups)
+ * or num_tokens over max_tokens, where the reference says -EINVAL.
  */
 #ifndef XFER_MOE_KERNELS_H
 #define XFER_MOE_KERNELS_H

@@ -479,6 +479,9 @@ static void bad_ids(void)
 	CK(cudaMemcpy(dtopk, topk.data(), topk.size() * 4, cudaMemcpyHostToDevice));
 	rc = xfer_moe_route_cuda(&l, dtopk, c.T, dcounts, dpos, dbad, NULL);
 	ok(rc == 0 && down(dbad, 1)[0] == UINT32_MAX, "bad is UINT32_MAX when every id is valid", c.name);
+	ok(xfer_moe_route_cuda(&l, dtopk, c.T + 1, dcounts, dpos, dbad, NULL) == -(int)cudaErrorInvalidValue &&
+		   xfer_moe_route(&l, topk.data(), c.T + 1, counts.data(), pos.data()) == -EINVAL,
+	   "more tokens than max_tokens: refused, nothing queued", c.name);
 	cudaFree(dtopk), cudaFree(dcounts), cudaFree(dpos), cudaFree(dbad);
 }
 
