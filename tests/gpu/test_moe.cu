@@ -242,16 +242,16 @@ static void dispatch_one(const struct shape &c, uint32_t s, struct source &src, 
 		 s, src.nt);
 	ok(rc == 0 && bad == UINT32_MAX && down(dcounts, c.E) == src.counts && down(dpos, n) == src.pos,
 	   what, c.name);
+	if (us)
+		us[0] = time_us([&] { xfer_moe_route_cuda(l, dtopk, src.nt, dcounts, dpos, dbad, NULL); });
 	/* pack from the reference's positions: a wrong route must not make
 	 * pack write outside the buffer */
 	CK(cudaMemcpy(dpos, src.pos.data(), n * 4, cudaMemcpyHostToDevice));
 	rc = xfer_moe_pack_cuda(l, 7, dx, src.x_stride, src.nt, dtopk, dpos, dsend, doff, NULL);
 	snprintf(what, sizeof(what), "rank %u: pack's send buffer equals the reference's", s);
 	ok(rc == 0 && down(dsend, at) == src.send, what, c.name);
-	if (us) {
-		us[0] = time_us([&] { xfer_moe_route_cuda(l, dtopk, src.nt, dcounts, dpos, dbad, NULL); });
+	if (us)
 		us[1] = time_us([&] { xfer_moe_pack_cuda(l, 7, dx, src.x_stride, src.nt, dtopk, dpos, dsend, doff, NULL); });
-	}
 	cudaFree(dtopk), cudaFree(dx), cudaFree(dcounts), cudaFree(dpos), cudaFree(dbad);
 	cudaFree(doff), cudaFree(dsend);
 }
