@@ -35,6 +35,9 @@ endif
 # make test compiles everything test-gpu would run (about 15 s of CPU; a skip without nvcc),
 # so that a kernel that no longer compiles fails CI, which has no GPU.
 TEST_SUITES += tests/gpu/build.sh
+# ... and runs the MoE kernels' logic on the CPU against their C references
+# (kernels compiled as C++ over an emulated CUDA runtime; about 45 s of CPU).
+TEST_SUITES += tests/gpu/emu.sh
 
 .PHONY: test-gpu-emu
 test-gpu-emu:
