@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The loopback bound: the least time a layer can take on this machine if
+ * copying bytes were all it did. On one host every byte the design moves
+ * is copied by a CPU, and with the `local` provider by the process that
+ * owns the data (process_vm_writev from the sender's worker). So per rank,
+ * per layer, its process copies:
+ *   dispatch: pack        its records into the send blocks (selections x record)
+ *             transfer    the records and block headers it writes into the
+ *                         other ranks (prefill: the count rows instead of headers)
+ *             unpack      the rows it received: token, scales, source header
+ *   combine:  pack        y's rows into combine records (received x 2H)
+ *             transfer    the combine records it writes back into other ranks
+ *             reduce      the combine records it reads (selections x 2H)
+ * and the bound of a phase is the busiest rank's bytes over the rate one
+ * process copies at while R processes copy at once (moe_copy_rate(R)).
+ * A record a rank sends itself is packed, unpacked and reduced, but does
+ * not cross processes: it counts in every term but transfer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "moe.h"
+
+void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk,
+		     struct moe_bytes *per_rank)
+{
+	uint32_t R = l->world_size, L = l->local_experts, K = l->top_k;
+	uint64_t *to = calloc((size_t)R * R, sizeof(*to));   /* to[s * R + d]: records s -> d */
+	uint64_t row = l->token_bytes + 4ull * l->scales + sizeof(struct xfer_moe_rec_hdr);
+	uint64_t hdr = (l->flags & XFER_MOE_F_PREFILL) ? 4ull * l->num_experts : l->block_hdr_bytes;
+
+	memset(per_rank, 0, (size_t)R * sizeof(*per_rank));
+	if (!to)
+		return;
+	for (uint32_t s = 0; s < R; s++)
+		for (uint64_t i = 0; i < (uint64_t)l->max_tokens * K; i++)
+			if (topk[s][i] >= 0)
+				to[(uint64_t)s * R + (uint32_t)topk[s][i] / L]++;
+	for (uint32_t r = 0; r < R; r++) {
+		struct moe_bytes *b = &per_rank[r];
+		uint64_t out_recs = 0, in_recs = 0, back = 0;
+
+		for (uint32_t d = 0; d < R; d++) {
+			b->selections += to[(uint64_t)r * R + d];
+			b->received += to[(uint64_t)d * R + r];
+			if (d != r) {
+				out_recs += to[(uint64_t)r * R + d];
+				in_recs += to[(uint64_t)d * R + r];
+			}
+		}
+		back = in_recs;   /* combine records go back to where records came from */
+		b->pack = b->selections * l->record_bytes;
+		b->dispatch_tx = out_recs * l->record_bytes + (R - 1ull) * hdr;
+		b->unpack = b->received * row;
+		b->combine_pack = b->received * l->combine_bytes;
+		b->combine_tx = back * l->combine_bytes;
+		b->reduce = b->selections * l->combine_bytes;
+	}
+	free(to);
+}
+
+#define RATE_BYTES (64ull << 20)
+#define RATE_PASSES 4
+
+/* One copier: a warm-up copy (pages faulted in, not counted), then
+ * RATE_PASSES copies once the gate opens; reports its start and end. */
+static void copier(int ready, int gate, int res)
+{
+	uint8_t *src = malloc(RATE_BYTES), *dst = malloc(RATE_BYTES);
+	double t[2] = { 0, 0 };
+	char go;
+
+	if (src && dst) {
+		memset(src, 0x5a, RATE_BYTES);
+		memcpy(dst, src, RATE_BYTES);
+	}
+	if (write(ready, "r", 1) != 1 || read(gate, &go, 1) != 1 || !src || !dst)
+		_exit(1);
+	t[0] = xfer_now_s();
+	for (int p = 0; p < RATE_PASSES; p++) {
+		src[p] = (uint8_t)p;   /* each pass copies a buffer that changed */
+		memcpy(dst, src, RATE_BYTES);
+	}
+	t[1] = xfer_now_s();
+	_exit(dst[1] == 1 && write(res, t, sizeof(t)) == sizeof(t) ? 0 : 1);
+}
+
+/* k processes copy at once; the per-process rate is all their bytes over
+ * the time from the first start to the last end, divided by k: on a host
+ * with fewer cores than k, the processes take turns, and a rank of a run
+ * then gets the same share. */
+double moe_copy_rate(uint32_t k)
+{
+	int ready[2], gate[2], res[2];
+	pid_t pids[MOE_MAX_EP];
+	uint32_t started = 0, got = 0, nready = 0;
+	double first = 0, last = 0, t[2];
+	char c;
+
+	if (k == 0 || k > MOE_MAX_EP || pipe(ready))
+		return 0;
+	if (pipe(gate)) {
+		close(ready[0]), close(ready[1]);
+		return 0;
+	}
+	if (pipe(res)) {
+		close(ready[0]), close(ready[1]), close(gate[0]), close(gate[1]);
+		return 0;
+	}
+	fflush(NULL);
+	for (; started < k; started++) {
+		pids[started] = fork();
+		if (pids[started] == 0) {
+			close(ready[0]), close(gate[1]), close(res[0]);
+			copier(ready[1], gate[0], res[1]);
+		}
+		if (pids[started] < 0)
+			break;
+	}
+	close(ready[1]), close(gate[0]), close(res[1]);
+	while (nready < started && read(ready[0], &c, 1) == 1)
+		nready++;
+	for (uint32_t i = 0; i < started; i++)
+		if (write(gate[1], "g", 1) != 1)
+			break;
+	close(gate[1]);
+	for (; got < started && read(res[0], t, sizeof(t)) == sizeof(t); got++) {
+		if (!got || t[0] < first)
+			first = t[0];
+		if (t[1] > last)
+			last = t[1];
+	}
+	close(ready[0]), close(res[0]);
+	for (uint32_t i = 0; i < started; i++)
+		waitpid(pids[i], NULL, 0);
+	if (got != k || last <= first)
+		return 0;
+	return (double)RATE_BYTES * RATE_PASSES / (last - first) / 1e9;
+}
