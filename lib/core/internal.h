@@ -127,6 +127,7 @@ struct xfer_target {
 	uint8_t imm_queued;          /* its immediate is due (queued or in flight) */
 	uint8_t imm_posted;          /* ... and was handed to the NIC */
 	uint8_t pad;
+	uint32_t imm;                /* its immediate (imm_mode != IMM_NONE) */
 	/* this destination's region (a copy owned by the op) and range */
 	const struct xfer_rmr *dst;
 	uint64_t src_off, dst_off, len;
@@ -147,7 +148,6 @@ struct xfer_op {
 	bool live;                   /* worker: in the live list */
 	bool src_held;               /* holds a use of src (src->users) */
 	uint32_t rail0;              /* first rail of an unstriped op */
-	uint32_t imm_value;
 	_Atomic uint32_t state;      /* 0 running, 1 done, 2 running and waited on (futex word) */
 	_Atomic int refs;            /* worker's + caller's */
 	int status;
@@ -220,6 +220,7 @@ struct xfer_watch {
 	_Atomic uint64_t fired;
 	uint64_t pending;            /* writes owed but not yet submitted */
 	bool failed;                 /* jumped past XFER_WATCH_MAX_STEP: stopped */
+	struct xfer_vscatter *vs;    /* xfer_vscatter_add's state (watch.c); NULL: a write */
 };
 
 void xfer_watches_poll(xfer_engine *e);
@@ -405,6 +406,11 @@ void xfer_op_put(struct xfer_op *op);
 void xfer_live_add(xfer_engine *e, struct xfer_op *op);
 void xfer_live_drop(xfer_engine *e, struct xfer_op *op);
 void xfer_op_unhold(struct xfer_op *op);   /* drop its use of src, once */
+/* xfer_scatter whose destinations each carry their own immediate or none
+ * (flags[i] & XFER_OP_IMM, imms[i]): the variable-length scatter's firings */
+int xfer_scatter_each(xfer_engine *e, xfer_mr *src, const struct xfer_scatter_dst *dsts,
+		      uint32_t num_dsts, const uint32_t *flags, const uint32_t *imms,
+		      const struct xfer_done *done, xfer_op **user);
 struct xfer_op *xfer_live_first(xfer_engine *e);
 struct xfer_op *xfer_live_next(struct xfer_op *op);
 

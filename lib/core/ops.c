@@ -169,12 +169,13 @@ static int check_rmr(xfer_engine *e, const xfer_rmr *r)
 
 /* Pieces and immediate mode for one destination of `len` bytes. */
 static void plan_target(xfer_engine *e, struct xfer_target *t, uint64_t len, uint64_t chunk,
-			bool imm)
+			bool imm, uint32_t imm_value)
 {
 	uint64_t n = len ? (len + chunk - 1) / chunk : 0;
 
 	t->num_pieces = (uint32_t)n;
 	t->data_left = (uint32_t)n;
+	t->imm = imm_value;
 	if (!imm)
 		t->imm_mode = IMM_NONE;
 	else
@@ -210,7 +211,6 @@ XFER_EXPORT int xfer_write(xfer_engine *e, xfer_mr *src, uint64_t src_off, xfer_
 	op->dst_off = dst_off;
 	op->len = len;
 	op->imm = flags & XFER_OP_IMM;
-	op->imm_value = imm;
 	/* Striping: one piece per rail for large writes, rounded to 4 KiB. */
 	chunk = len;
 	if (len >= e->stripe_threshold && e->num_rails > 1)
@@ -222,7 +222,7 @@ XFER_EXPORT int xfer_write(xfer_engine *e, xfer_mr *src, uint64_t src_off, xfer_
 	op->chunk = chunk;
 	*(struct xfer_rmr *)op->targets[0].dst = *dst;
 	op->targets[0].peer = dst->peer;
-	plan_target(e, &op->targets[0], len, chunk, op->imm);
+	plan_target(e, &op->targets[0], len, chunk, op->imm, imm);
 	op->pieces_total = op->targets[0].num_pieces;
 	return submit(e, op, done, user);
 }
@@ -253,9 +253,9 @@ XFER_EXPORT int xfer_barrier(xfer_engine *e, const uint32_t *peers, uint32_t num
 		return -ENOMEM;
 	op->kind = OP_IMM;
 	op->imm = true;
-	op->imm_value = imm;
 	for (uint32_t i = 0; i < num_peers; i++) {
 		op->targets[i].peer = peers[i];
+		op->targets[i].imm = imm;
 		op->targets[i].imm_mode = IMM_AFTER;   /* no data: due at once */
 	}
 	return submit(e, op, done, user);
@@ -303,7 +303,6 @@ XFER_EXPORT int xfer_write_paged(xfer_engine *e, const struct xfer_paged *pin,
 	op->kind = OP_PAGED;
 	op->src = p.src;
 	op->imm = p.flags & XFER_OP_IMM;
-	op->imm_value = p.imm;
 	memcpy(op->pages, p.src_pages, p.num_pages * sizeof(uint32_t));
 	memcpy(op->pages + p.num_pages, p.dst_pages, p.num_pages * sizeof(uint32_t));
 	p.src_pages = p.dst_pages = NULL;
@@ -311,29 +310,37 @@ XFER_EXPORT int xfer_write_paged(xfer_engine *e, const struct xfer_paged *pin,
 	*(struct xfer_rmr *)op->targets[0].dst = *p.dst;
 	op->paged.dst = NULL;
 	op->targets[0].peer = p.dst->peer;
-	plan_target(e, &op->targets[0], (uint64_t)p.num_pages, 1, op->imm);
+	plan_target(e, &op->targets[0], (uint64_t)p.num_pages, 1, op->imm, p.imm);
 	op->pieces_total = p.num_pages;
 	return submit(e, op, done, user);
 }
 
-XFER_EXPORT int xfer_scatter(xfer_engine *e, xfer_mr *src, const struct xfer_scatter_dst *dsts,
-			     uint32_t num_dsts, uint32_t flags, uint32_t imm,
-			     const struct xfer_done *done, xfer_op **user)
+/* A scatter; each destination's flags and immediate are flags[i] and
+ * imms[i] when the arrays are given, else `flag` and `imm` for all. */
+static int scatter(xfer_engine *e, xfer_mr *src, const struct xfer_scatter_dst *dsts,
+		   uint32_t num_dsts, uint32_t flag, uint32_t imm, const uint32_t *flags,
+		   const uint32_t *imms, const struct xfer_done *done, xfer_op **user)
 {
 	struct xfer_op *op;
 	uint64_t total = 0;
+	uint32_t any = 0;
 	int ret;
 
 	if (user)
 		*user = NULL;
 	if (!e || !src || src->e != e || !dsts || !num_dsts || num_dsts > (1u << 20) ||
-	    (flags & ~XFER_OP_IMM))
+	    (!flags && (flag & ~XFER_OP_IMM)))
 		return -EINVAL;
 	for (uint32_t i = 0; i < num_dsts; i++) {
+		uint32_t f = flags ? flags[i] : flag;
+
+		if (f & ~XFER_OP_IMM)
+			return -EINVAL;
+		any |= f;
 		ret = check_rmr(e, dsts[i].dst);
 		if (ret)
 			return ret;
-		if (!dsts[i].len && !(flags & XFER_OP_IMM))
+		if (!dsts[i].len && !(f & XFER_OP_IMM))
 			return -EINVAL;
 		if (!range_ok(dsts[i].src_off, dsts[i].len, src->len) ||
 		    !range_ok(dsts[i].dst_off, dsts[i].len, dsts[i].dst->d.len))
@@ -344,8 +351,7 @@ XFER_EXPORT int xfer_scatter(xfer_engine *e, xfer_mr *src, const struct xfer_sca
 		return -ENOMEM;
 	op->kind = OP_SCATTER;
 	op->src = src;
-	op->imm = flags & XFER_OP_IMM;
-	op->imm_value = imm;
+	op->imm = any & XFER_OP_IMM;
 	for (uint32_t i = 0; i < num_dsts; i++) {
 		struct xfer_target *t = &op->targets[i];
 
@@ -355,11 +361,31 @@ XFER_EXPORT int xfer_scatter(xfer_engine *e, xfer_mr *src, const struct xfer_sca
 		t->dst_off = dsts[i].dst_off;
 		t->len = dsts[i].len;
 		t->first_piece = (uint32_t)total;
-		plan_target(e, t, t->len, e->max_msg, op->imm);
+		plan_target(e, t, t->len, e->max_msg, (flags ? flags[i] : flag) & XFER_OP_IMM,
+			    imms ? imms[i] : imm);
 		total += t->num_pieces;
 	}
 	op->pieces_total = total;
 	return submit(e, op, done, user);
+}
+
+XFER_EXPORT int xfer_scatter(xfer_engine *e, xfer_mr *src, const struct xfer_scatter_dst *dsts,
+			     uint32_t num_dsts, uint32_t flags, uint32_t imm,
+			     const struct xfer_done *done, xfer_op **user)
+{
+	return scatter(e, src, dsts, num_dsts, flags, imm, NULL, NULL, done, user);
+}
+
+int xfer_scatter_each(xfer_engine *e, xfer_mr *src, const struct xfer_scatter_dst *dsts,
+		      uint32_t num_dsts, const uint32_t *flags, const uint32_t *imms,
+		      const struct xfer_done *done, xfer_op **user)
+{
+	if (!flags || !imms) {
+		if (user)
+			*user = NULL;
+		return -EINVAL;
+	}
+	return scatter(e, src, dsts, num_dsts, 0, 0, flags, imms, done, user);
 }
 
 /* ---- handles ------------------------------------------------------------ */

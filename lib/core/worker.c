@@ -356,7 +356,7 @@ static void op_piece(xfer_engine *e, struct xfer_op *op, uint64_t k, struct gen 
 	 * would report success for bytes a stopped or dead peer never got). */
 	if (t->imm_mode == IMM_ATTACHED) {
 		g->wr.has_imm = 1;
-		g->wr.imm = op->imm_value;
+		g->wr.imm = t->imm;
 		g->wr.delivery = 1;
 	} else if (t->imm_mode == IMM_AFTER) {
 		g->wr.delivery = 1;
@@ -677,7 +677,7 @@ static int post_imm_ready(xfer_engine *e)
 		pc->len = 0;
 		wr.has_imm = 1;
 		wr.delivery = 1;   /* counted by the receiver: see op_piece */
-		wr.imm = op->imm_value;
+		wr.imm = t->imm;
 		wr.rkey = p->sink[rail % p->num_rails].rkey;
 		wr.raddr = p->sink[rail % p->num_rails].raddr;
 		wr.ctx = pc;

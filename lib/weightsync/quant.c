@@ -23,70 +23,17 @@ XFER_EXPORT float xfer_ws_e4m3_to_f32(uint8_t v)
 
 /* ---- AVX2: 8 values at a time, the same bits ------------------------------
  *
- * The scalar code above rounds with branches on each value; these are the
- * same integer steps as selects on 8 lanes. _mm256_div_ps is an IEEE
+ * lib/util/fp8_e4m3_x8.h has the lanes' conversions. _mm256_div_ps is an IEEE
  * division per lane (what XFER_FP8_DIV and the kernel's __fdiv_rn give).
  * test_ws_quant checks xfer_ws_e4m3_x8 against xfer_fp8_e4m3_from_f32 for
  * every float, and the quantisation against its own reference. */
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "fp8_e4m3_x8.h"
+#ifdef XFER_HAVE_X8
 #define WS_HAVE_X8 1
-
-__attribute__((target("avx2"))) static __m256i e4m3_x8(__m256 x)
-{
-	const __m256i one = _mm256_set1_epi32(1);
-	__m256i u = _mm256_castps_si256(x);
-	__m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
-	__m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
-	__m256i e = _mm256_srli_epi32(a, 23);
-	__m256i normal = _mm256_cmpgt_epi32(e, _mm256_set1_epi32(120));   /* |x| >= 2^-6 */
-	/* normal: keep 3 mantissa bits, ties to even, rebias 127 -> 7, cap 0x7e */
-	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, 20), one);
-	__m256i rn = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(a, _mm256_set1_epi32(0x7ffff)), odd), 20);
-
-	rn = _mm256_min_epu32(_mm256_sub_epi32(rn, _mm256_set1_epi32(120 << 3)), _mm256_set1_epi32(0x7e));
-	/* subnormal: m >> s in units of 2^-9, ties to even; s capped at 31 */
-	__m256i s = _mm256_min_epu32(_mm256_sub_epi32(_mm256_set1_epi32(141), e), _mm256_set1_epi32(31));
-
-	s = _mm256_blendv_epi8(s, _mm256_set1_epi32(21), normal);
-	__m256i m = _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0x7fffff)),
-				    _mm256_set1_epi32(0x800000));
-	__m256i q = _mm256_srlv_epi32(m, s);
-	__m256i rem = _mm256_and_si256(m, _mm256_sub_epi32(_mm256_sllv_epi32(one, s), one));
-	__m256i half = _mm256_sllv_epi32(one, _mm256_sub_epi32(s, one));
-	__m256i up = _mm256_or_si256(_mm256_cmpgt_epi32(rem, half),
-				     _mm256_and_si256(_mm256_cmpeq_epi32(rem, half),
-						      _mm256_cmpeq_epi32(_mm256_and_si256(q, one), one)));
-
-	q = _mm256_sub_epi32(q, up);   /* up is -1 where rounding up */
-	__m256i r = _mm256_blendv_epi8(q, rn, normal);
-
-	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7e),
-			       _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x43dfffff)));   /* >= 448 */
-	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7f),
-			       _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000)));   /* NaN */
-	return _mm256_or_si256(r, sign);
-}
-
-/* Eight 32-bit lanes (each < 256) to eight bytes. */
-__attribute__((target("avx2"))) static void store8(uint8_t *out, __m256i v)
-{
-	__m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-	__m128i w = _mm_packus_epi32(lo, hi);                 /* 8 x u16 */
-
-	_mm_storel_epi64((__m128i *)(void *)out, _mm_packus_epi16(w, w));
-}
-
-__attribute__((target("avx2"))) static __m256 bf16_x8(const uint16_t *in)
-{
-	__m128i h = _mm_loadu_si128((const __m128i *)(const void *)in);
-
-	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
 
 __attribute__((target("avx2"))) void xfer_ws_e4m3_x8(const float *in, uint8_t *out)
 {
-	store8(out, e4m3_x8(_mm256_loadu_ps(in)));
+	xfer_store8_x8(out, xfer_e4m3_x8(_mm256_loadu_ps(in)));
 }
 
 /* One block (rows bi..ri, columns bj..cj): amax, scale, codes. */
@@ -105,7 +52,7 @@ __attribute__((target("avx2"))) static float block_x8(const uint16_t *src, size_
 		size_t j = 0;
 
 		for (; j < w8; j += 8) {
-			__m256i a = _mm256_and_si256(_mm256_castps_si256(bf16_x8(in + j)), absm);
+			__m256i a = _mm256_and_si256(_mm256_castps_si256(xfer_bf16_x8(in + j)), absm);
 
 			a = _mm256_andnot_si256(_mm256_cmpgt_epi32(a, _mm256_sub_epi32(inf, _mm256_set1_epi32(1))), a);
 			vmax = _mm256_max_epu32(vmax, a);
@@ -131,7 +78,7 @@ __attribute__((target("avx2"))) static float block_x8(const uint16_t *src, size_
 		size_t j = 0;
 
 		for (; j < w8; j += 8)
-			store8(out + j, e4m3_x8(_mm256_div_ps(bf16_x8(in + j), vs)));
+			xfer_store8_x8(out + j, xfer_e4m3_x8(_mm256_div_ps(xfer_bf16_x8(in + j), vs)));
 		for (; j < w; j++)
 			out[j] = xfer_fp8_e4m3_from_f32(XFER_FP8_DIV(xfer_fp8_bf16_to_f32(in[j]), scale));
 	}
