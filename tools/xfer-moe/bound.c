@@ -12,8 +12,14 @@
  *   combine:  pack        y's rows into combine records (received x 2H)
  *             transfer    the combine records it writes back into other ranks
  *             reduce      the combine records it reads (selections x 2H)
- * and the bound of a phase is the busiest rank's bytes over the rate one
- * process copies at while R processes copy at once (moe_copy_rate(R)).
+ * The bound of a phase is a rank's bytes, averaged over the ranks, over the
+ * rate one process copies at while R processes copy at once
+ * (moe_copy_rate(R)): that is all the phase's bytes over what the machine
+ * copies when every rank copies, the least time the phase can take when
+ * the ranks share the cores (every rank's phase spans the whole phase:
+ * each waits for all the others). The busiest rank's bytes over the same
+ * rate are reported beside it (bound_busiest_*): with uniform routing the
+ * two are close.
  * A record a rank sends itself is packed, unpacked and reduced, but does
  * not cross processes: it counts in every term but transfer.
  */
@@ -66,6 +72,7 @@ void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk
 
 #define RATE_BYTES (64ull << 20)
 #define RATE_PASSES 4
+#define RATE_ROUNDS 3   /* the fastest round: a bound takes the best the machine showed */
 
 /* One copier: a warm-up copy (pages faulted in, not counted), then
  * RATE_PASSES copies once the gate opens; reports its start and end. */
@@ -94,7 +101,7 @@ static void copier(int ready, int gate, int res)
  * the time from the first start to the last end, divided by k: on a host
  * with fewer cores than k, the processes take turns, and a rank of a run
  * then gets the same share. */
-double moe_copy_rate(uint32_t k)
+static double copy_round(uint32_t k)
 {
 	int ready[2], gate[2], res[2];
 	pid_t pids[MOE_MAX_EP];
@@ -141,4 +148,17 @@ double moe_copy_rate(uint32_t k)
 	if (got != k || last <= first)
 		return 0;
 	return (double)RATE_BYTES * RATE_PASSES / (last - first) / 1e9;
+}
+
+double moe_copy_rate(uint32_t k)
+{
+	double best = 0;
+
+	for (int i = 0; i < RATE_ROUNDS; i++) {
+		double r = copy_round(k);
+
+		if (r > best)
+			best = r;
+	}
+	return best;
 }

@@ -325,7 +325,7 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	struct moe_bytes *b = calloc(ep, sizeof(*b));
 	int32_t **topk = calloc(ep, sizeof(*topk));
 	float *w = NULL;
-	uint64_t sel = 0, maxd = 0, maxc = 0, maxt = 0, maxx = 0;
+	uint64_t sel = 0, maxd = 0, maxc = 0, maxt = 0, sumd = 0, sumc = 0, sumx = 0;
 	double *d, *cb, *tot;
 	size_t n;
 	int rc;
@@ -346,20 +346,26 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 			break;
 		moe_gen_routing(&ro, k, 0, topk[k], w);
 	}
-	for (uint32_t k = 0; k < ep; k++)
-		if (!topk[k])
-			rc = -ENOMEM;
-	if (w && topk[ep - 1])
-		moe_count_bytes(&l, (const int32_t *const *)topk, b);
+	if (!w || !topk[ep - 1]) {
+		for (uint32_t k = 0; k < ep; k++)
+			free(topk[k]);
+		free(topk);
+		free(w);
+		free(b);
+		return out_fail(o, -ENOMEM, "%s at EP %u: the routing", c->name, ep);
+	}
+	moe_count_bytes(&l, (const int32_t *const *)topk, b);
 	for (uint32_t k = 0; k < ep; k++) {
 		uint64_t disp = b[k].pack + b[k].dispatch_tx + b[k].unpack;
 		uint64_t comb = b[k].combine_pack + b[k].combine_tx + b[k].reduce;
 
 		sel += b[k].selections;
+		sumd += disp;
+		sumc += comb;
+		sumx += b[k].dispatch_tx + b[k].combine_tx;
 		maxd = disp > maxd ? disp : maxd;
 		maxc = comb > maxc ? comb : maxc;
 		maxt = disp + comb > maxt ? disp + comb : maxt;
-		maxx = b[k].dispatch_tx + b[k].combine_tx > maxx ? b[k].dispatch_tx + b[k].combine_tx : maxx;
 		free(topk[k]);
 	}
 	free(topk);
@@ -387,10 +393,10 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 
 	double dp50 = quantile(d, n, 0.5), cp50 = quantile(cb, n, 0.5), tp50 = quantile(tot, n, 0.5);
 	double per_rank_sel = (double)sel / ep;
-	double bd = rate > 0 ? (double)maxd / (rate * 1e9) * 1e6 : 0;
-	double bc = rate > 0 ? (double)maxc / (rate * 1e9) * 1e6 : 0;
-	double bt = rate > 0 ? (double)maxt / (rate * 1e9) * 1e6 : 0;
-	double bx = rate > 0 ? (double)maxx / (rate * 1e9) * 1e6 : 0;
+	/* bytes per rank (the mean: bound.c says why) over the per-process rate, in us */
+	double us_per_byte = rate > 0 ? 1e6 / (rate * 1e9) : 0;
+	double bd = (double)sumd / ep * us_per_byte, bc = (double)sumc / ep * us_per_byte;
+	double bt = bd + bc, bx = (double)sumx / ep * us_per_byte;
 	json_object *row = json_object_new_object();
 
 #define F(k, v) json_object_object_add(row, k, json_object_new_double(v))
@@ -421,14 +427,18 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	F("dispatch_gbs", dp50 > 0 ? per_rank_sel * (double)l.record_bytes / dp50 / 1e3 : 0);
 	F("combine_gbs", cp50 > 0 ? per_rank_sel * (double)l.combine_bytes / cp50 / 1e3 : 0);
 	F("copy_gbs", rate);
-	U("dispatch_copy_bytes", maxd);
-	U("combine_copy_bytes", maxc);
-	U("transfer_bytes", maxx);
+	/* per rank per layer, the mean over ranks */
+	U("dispatch_copy_bytes", sumd / ep);
+	U("combine_copy_bytes", sumc / ep);
+	U("transfer_bytes", sumx / ep);
 	if (rate > 0) {
 		F("bound_dispatch_us", bd);
 		F("bound_combine_us", bc);
 		F("bound_us", bt);
 		F("bound_transfer_us", bx);
+		F("bound_busiest_dispatch_us", (double)maxd * us_per_byte);
+		F("bound_busiest_combine_us", (double)maxc * us_per_byte);
+		F("bound_busiest_us", (double)maxt * us_per_byte);
 		F("ratio_dispatch", dp50 / bd);
 		F("ratio_combine", cp50 / bc);
 		F("ratio", tp50 / bt);
