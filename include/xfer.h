@@ -353,9 +353,14 @@ struct xfer_vscatter_row {
 				 * this row's bytes landed there */
 	uint32_t flags;         /* XFER_OP_IMM, or 0 */
 };
+/* The producer is a thread that calls xfer_watch_kick after each increase:
+ * the worker may then sleep while idle instead of polling the word (a GPU
+ * stream cannot kick: without this flag the worker polls, as for every
+ * watch, and spends its core on it). */
+#define XFER_VSCATTER_F_KICK (1u << 0)
 struct xfer_vscatter_attr {
 	uint32_t size;          /* sizeof(struct xfer_vscatter_attr) */
-	uint32_t flags;         /* 0 */
+	uint32_t flags;         /* XFER_VSCATTER_F_*; unknown bits: -EINVAL */
 	const volatile uint64_t *word;
 	xfer_mr *src;
 	xfer_rmr *const *dsts;  /* num_dsts imported regions (copied at add) */
@@ -381,6 +386,9 @@ struct xfer_vscatter_attr {
  * row len 0 without XFER_OP_IMM) finishes at once with status 0. An increase of more than
  * XFER_WATCH_MAX_STEP stops the watch as for xfer_watch_add. */
 int xfer_vscatter_add(xfer_engine *e, const struct xfer_vscatter_attr *attr, xfer_watch **out);
+/* After increasing the word of a watch added with XFER_VSCATTER_F_KICK:
+ * wakes the worker if it sleeps (else one load). -EINVAL for NULL. */
+int xfer_watch_kick(xfer_watch *w);
 
 /* ------------------------------------------------------------------ */
 /* Sharing through the kernel module (/dev/xfer). -ENODEV without it.  */

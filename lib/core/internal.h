@@ -220,10 +220,13 @@ struct xfer_watch {
 	_Atomic uint64_t fired;
 	uint64_t pending;            /* writes owed but not yet submitted */
 	bool failed;                 /* jumped past XFER_WATCH_MAX_STEP: stopped */
+	bool kicked;                 /* the producer kicks (XFER_VSCATTER_F_KICK): no polling while idle */
 	struct xfer_vscatter *vs;    /* xfer_vscatter_add's state (watch.c); NULL: a write */
 };
 
 void xfer_watches_poll(xfer_engine *e);
+/* A kicked watch's word moved, or firings are owed: not a time to sleep. */
+bool xfer_watches_moved(const xfer_engine *e);
 
 /* ---- control commands to the worker -------------------------------- */
 
@@ -361,6 +364,7 @@ struct xfer_engine {
 	struct xfer_op **imm_ready_op;
 	uint32_t imm_ready_n, imm_ready_cap;
 	struct xfer_watch *watches;
+	uint32_t watches_polled;                /* of them, not kicked: the worker never sleeps */
 	uint64_t next_timeout_scan;
 	uint64_t now_ns;                        /* clock at the top of this loop */
 	uint64_t timeout_ns;

@@ -175,6 +175,23 @@ static void vs_poll(xfer_engine *e, struct xfer_watch *w)
 	}
 }
 
+bool xfer_watches_moved(const xfer_engine *e)
+{
+	for (const struct xfer_watch *w = e->watches; w; w = w->next)
+		if (w->pending || (!w->failed && __atomic_load_n(w->a.word, __ATOMIC_SEQ_CST) != w->last))
+			return true;
+	return false;
+}
+
+XFER_EXPORT int xfer_watch_kick(xfer_watch *w)
+{
+	if (!w)
+		return -EINVAL;
+	atomic_thread_fence(memory_order_seq_cst);   /* the word's store before reading `sleeping` */
+	xfer_engine_kick(w->e);
+	return 0;
+}
+
 void xfer_watches_poll(xfer_engine *e)
 {
 	struct xfer_watch **pp = &e->watches, *w;
@@ -186,6 +203,7 @@ void xfer_watches_poll(xfer_engine *e)
 			/* removed from a callback: gone once nothing of it is in flight */
 			if (!atomic_load_explicit(&w->vs->busy, memory_order_acquire)) {
 				*pp = w->next;
+				e->watches_polled -= !w->kicked;
 				vs_free(w);
 				w = NULL;
 			}
@@ -281,7 +299,8 @@ XFER_EXPORT int xfer_vscatter_add(xfer_engine *e, const struct xfer_vscatter_att
 	ret = xfer_struct_copy_in(&a, sizeof(a), ua, XFER_VSCATTER_ATTR_SIZE_VER0);
 	if (ret)
 		return ret;
-	if (!a.word || !a.src || !a.dsts || !a.tables || a.flags || a.src->e != e ||
+	if (!a.word || !a.src || !a.dsts || !a.tables || (a.flags & ~XFER_VSCATTER_F_KICK) ||
+	    a.src->e != e ||
 	    !a.num_dsts || a.num_dsts > XFER_VSCATTER_MAX_DSTS)
 		return -EINVAL;
 	for (uint32_t i = 0; i < a.num_dsts; i++)
@@ -314,6 +333,7 @@ XFER_EXPORT int xfer_vscatter_add(xfer_engine *e, const struct xfer_vscatter_att
 	w->a.word = a.word;
 	w->a.src = a.src;
 	w->a.done = a.done;
+	w->kicked = a.flags & XFER_VSCATTER_F_KICK;
 	atomic_fetch_add_explicit(&a.src->users, 1, memory_order_relaxed);   /* until removed */
 	if (!vs->dsts || !vs->rows || !vs->sd || !vs->flags || !vs->imms || !vs->slots) {
 		vs_free(w);

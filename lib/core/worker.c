@@ -958,11 +958,13 @@ int xfer_worker_exec_cmd(xfer_engine *e, struct xfer_cmd *c)
 	case CMD_WATCH_ADD:
 		c->u.watch.w->next = e->watches;
 		e->watches = c->u.watch.w;
+		e->watches_polled += !c->u.watch.w->kicked;
 		break;
 	case CMD_WATCH_REMOVE:
 		for (struct xfer_watch **pp = &e->watches; *pp; pp = &(*pp)->next) {
 			if (*pp == c->u.watch.w) {
 				*pp = c->u.watch.w->next;
+				e->watches_polled -= !c->u.watch.w->kicked;
 				break;
 			}
 		}
@@ -1043,8 +1045,10 @@ static bool idle_sleep(xfer_engine *e, uint64_t sleep_ns)
 	uint32_t seen = bell ? xfer_sh_sleep_begin(e) : atomic_load(&e->wake);
 
 	atomic_store(&e->sleeping, 1);
-	if (!xfer_mpsc_empty(&e->q)) {
-		/* a submission raced with going to sleep */
+	/* A kicker stores its word, then reads `sleeping` (both sequentially
+	 * consistent): it wakes us, or we see its word here. */
+	if (!xfer_mpsc_empty(&e->q) || (e->watches && xfer_watches_moved(e))) {
+		/* a submission or an increase raced with going to sleep */
 		if (bell)
 			xfer_sh_sleep(e, seen, 0);   /* only clears the flag */
 	} else if (bell) {
@@ -1169,8 +1173,9 @@ void *xfer_worker_main(void *arg)
 			continue;
 		/* Idle: sleep, but wake for submissions and arrivals (progress is
 		 * manual on shm and tcp). Watched words are plain memory: no event
-		 * tells us they changed, so with watches we only yield. */
-		if (e->watches)
+		 * tells us they changed, so with watches we only yield, unless
+		 * every producer kicks us (xfer_watch_kick). */
+		if (e->watches_polled)
 			sched_yield();
 		else if (idle_sleep(e, sleep_ns))
 			last_activity = xfer_now_ns();

@@ -158,6 +158,7 @@ static int vs_add(struct xfer_moe *m, struct moe_vs *vs, xfer_mr *src, xfer_rmr 
 	for (uint32_t r = 0; r < m->R; r++)
 		if (r != m->me)
 			dsts[n++] = dst[r];
+	a.flags = XFER_VSCATTER_F_KICK;   /* this thread plays the GPU: it can kick */
 	a.word = &vs->word;
 	a.src = src;
 	a.dsts = dsts;
@@ -198,8 +199,15 @@ XFER_EXPORT int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const si
 		moe_error("out of memory");
 		return -ENOMEM;
 	}
+	/* Every blob is checked before anything is done with any: a bad one
+	 * leaves the context as it was, to be connected again. */
 	for (uint32_t r = 0; r < m->R && !ret; r++)
 		ret = blob_parse(m, r, blobs[r], lens[r], &bl[r]);
+	if (ret) {
+		free(bl);
+		free(peers);
+		return ret;
+	}
 	for (uint32_t r = 0; r < m->R && !ret; r++) {
 		if (r == m->me)
 			continue;

@@ -79,9 +79,13 @@ static int enter(struct xfer_moe *m, uint32_t slot, enum moe_phase need, const c
 	return 0;
 }
 
+/* The GPU's cuStreamWriteValue64 on the watched word, done by the thread
+ * that plays it here; it can also wake a sleeping worker (a stream cannot:
+ * on a GPU machine the worker polls). */
 static void vs_post(struct moe_vs *vs)
 {
-	__atomic_store_n(&vs->word, vs->word + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&vs->word, vs->word + 1, __ATOMIC_SEQ_CST);
+	xfer_watch_kick(vs->w);
 }
 
 /* Before a table (and the bytes it names) is rewritten, the worker must
