@@ -63,7 +63,7 @@ static void usage(void)
 	       "  --check               new tokens and routing every layer, the experts a\n"
 	       "                        function of row and expert, every output compared bit\n"
 	       "                        for bit with xfer_moe_reference (exit 1 on a mismatch)\n"
-	       "  --timeout-ms N        the contexts' receive timeout (10000)\n"
+	       "  --timeout-ms N        the contexts' receive timeout (10000; prefill 60000)\n"
 	       "  --kill-rank R         failure drill: rank R dies by SIGKILL mid-layer\n"
 	       "  --no-bound            skip measuring the copy rate (no bound, no ratios)\n"
 	       "  -j, --json  --pretty  JSON (one object per row in \"moe\"; errors too)\n"
@@ -372,6 +372,9 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	free(w);
 	free(b);
 
+	/* a prefill layer moves a few GB per rank: seconds on a shared host */
+	if (!ro.timeout_ms && (c->flags & XFER_MOE_F_PREFILL))
+		ro.timeout_ms = 60000;
 	rc = moe_run(&ro, &r);
 	if (rc) {
 		moe_run_free(&r);
@@ -449,6 +452,7 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 		json_object_object_add(row, "ratio_combine", NULL);
 		json_object_object_add(row, "ratio", NULL);
 	}
+	U("timeout_ms", ro.timeout_ms ? ro.timeout_ms : 10000);
 	U("rows_checked", r.rows_checked);
 	F("setup_s", r.setup_s);
 #undef F
