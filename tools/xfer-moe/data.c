@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "bf16.h"
 #include "fp8_e4m3.h"
 #include "moe.h"
 
@@ -95,16 +96,6 @@ void moe_gen_tokens(const struct moe_run_opts *o, uint32_t rank, uint64_t varian
 	}
 }
 
-/* float -> bf16, round to nearest even (NaN stays NaN) */
-static uint16_t bf16_rne(float f)
-{
-	uint32_t u = xfer_fp8_f32_bits(f);
-
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40);
-	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 void moe_expert(void *ctx, uint32_t expert, const uint8_t *x, const float *scales, uint16_t *y)
 {
 	const struct xfer_moe_layout *l = ctx;
@@ -119,8 +110,8 @@ void moe_expert(void *ctx, uint32_t expert, const uint8_t *x, const float *scale
 			uint16_t bits;
 
 			memcpy(&bits, x + 2ull * h, 2);
-			v = xfer_fp8_bf16_to_f32(bits);
+			v = xfer_bf16_to_f32(bits);
 		}
-		y[h] = bf16_rne(v * a + b);
+		y[h] = xfer_bf16_from_f32(v * a + b);
 	}
 }
