@@ -27,12 +27,7 @@
 #include "args.h"
 #include "out.h"
 #include "moe.h"
-/* sim.c (the simulator) is written beside this on its own branch: until
- * it is merged, `xfer-moe sim` says so rather than the build failing */
-#if __has_include("sim.h")
 #include "sim.h"
-#define HAVE_SIM 1
-#endif
 
 #define MAX_LIST 16
 
@@ -572,11 +567,7 @@ int main(int argc, char **argv)
 				av[ac++] = argv[i];
 			for (int i = first + 1; i < argc; i++)
 				av[ac++] = argv[i];
-#ifdef HAVE_SIM
 			rc = moe_cmd_sim(ac, av);
-#else
-			rc = out_fail(&o, 0, "sim: the simulator is not built in (tools/xfer-moe/sim.c)");
-#endif
 			free(av);
 			return rc;
 		}
