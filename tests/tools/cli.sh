@@ -162,6 +162,8 @@ refused "--seed: 'x'" "$moe" --seed x
 refused "'frobnicate'" "$moe" frobnicate
 refused "--frobnicate" "$moe" --frobnicate
 refused "--ep needs a value" "$moe" --ep
+# more than this host's memory holds: refused before a rank is forked, not left to the OOM killer
+refused "GB resident" "$moe" -c v3-prefill --tokens 1048576 --ep 2 --no-bound
 
 run "$moe" -j list
 python3 -c '

@@ -11,10 +11,11 @@
  *             unpack      the rows it received: token, scales, source header
  *   combine:  pack        y's rows into combine records (received x 2H)
  *             transfer    the combine records it writes back into other ranks
- *             reduce      the combine records it reads (selections x 2H)
+ *             reduce      the combine records it reads (selections x 2H): read,
+ *                         not copied, so at the rate one process reads at
  * The bound of a phase is a rank's bytes, averaged over the ranks, over the
- * rate one process copies at while R processes copy at once
- * (moe_copy_rate(R)): that is all the phase's bytes over what the machine
+ * rate one process copies at while R processes copy at once (moe_rates(R);
+ * the reduce's bytes at the rate they read at): that is all the phase's bytes over what the machine
  * copies when every rank copies, the least time the phase can take when
  * the ranks share the cores (every rank's phase spans the whole phase:
  * each waits for all the others). The busiest rank's bytes over the same
@@ -23,6 +24,8 @@
  * A record a rank sends itself is packed, unpacked and reduced, but does
  * not cross processes: it counts in every term but transfer.
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,11 +77,42 @@ void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk
 #define RATE_PASSES 4
 #define RATE_ROUNDS 3   /* the fastest round: a bound takes the best the machine showed */
 
-/* One copier: a warm-up copy (pages faulted in, not counted), then
- * RATE_PASSES copies once the gate opens; reports its start and end. */
-static void copier(int ready, int gate, int res)
+/* A copier moves a 64 MiB buffer per pass, as two threads of 32 MiB
+ * halves: a rank has two threads that copy (the caller packs, unpacks and
+ * reduces; the engine's worker writes into the peers), and on a host
+ * whose cores other work shares, two threads get twice one's share. */
+struct half {
+	uint8_t *src, *dst;
+	bool reads;
+	uint64_t sum;
+};
+
+static void *half_passes(void *arg)
+{
+	struct half *h = arg;
+
+	for (int p = 0; p < RATE_PASSES; p++) {
+		h->src[p] = (uint8_t)p;   /* each pass moves a buffer that changed */
+		if (h->reads) {
+			const uint64_t *w = (const uint64_t *)h->src;
+
+			for (size_t i = 0; i < RATE_BYTES / 2 / 8; i++)
+				h->sum += w[i];
+		} else {
+			memcpy(h->dst, h->src, RATE_BYTES / 2);
+		}
+	}
+	return NULL;
+}
+
+/* One copier process: a warm-up copy (pages faulted in, not counted),
+ * then RATE_PASSES copies (or reads of the source alone) once the gate
+ * opens; reports its start and end. */
+static void copier(int ready, int gate, int res, bool reads)
 {
 	uint8_t *src = malloc(RATE_BYTES), *dst = malloc(RATE_BYTES);
+	struct half h[2];
+	pthread_t th;
 	double t[2] = { 0, 0 };
 	char go;
 
@@ -88,20 +122,24 @@ static void copier(int ready, int gate, int res)
 	}
 	if (write(ready, "r", 1) != 1 || read(gate, &go, 1) != 1 || !src || !dst)
 		_exit(1);
+	for (int i = 0; i < 2; i++)
+		h[i] = (struct half){ src + i * (RATE_BYTES / 2), dst + i * (RATE_BYTES / 2), reads, 0 };
 	t[0] = xfer_now_s();
-	for (int p = 0; p < RATE_PASSES; p++) {
-		src[p] = (uint8_t)p;   /* each pass copies a buffer that changed */
-		memcpy(dst, src, RATE_BYTES);
-	}
+	if (pthread_create(&th, NULL, half_passes, &h[1]))
+		_exit(1);
+	half_passes(&h[0]);
+	pthread_join(th, NULL);
 	t[1] = xfer_now_s();
-	_exit(dst[1] == 1 && write(res, t, sizeof(t)) == sizeof(t) ? 0 : 1);
+	/* the sums are used, so the reads are not optimised away */
+	_exit((reads ? h[0].sum + h[1].sum != 0 : dst[1] == 1) &&
+	      write(res, t, sizeof(t)) == sizeof(t) ? 0 : 1);
 }
 
-/* k processes copy at once; the per-process rate is all their bytes over
- * the time from the first start to the last end, divided by k: on a host
- * with fewer cores than k, the processes take turns, and a rank of a run
- * then gets the same share. */
-static double copy_round(uint32_t k)
+/* k processes copy (or read) at once; the per-process rate is all their
+ * bytes over the time from the first start to the last end, divided by k:
+ * on a host with fewer cores than k, the processes take turns, and a rank
+ * of a run then gets the same share. */
+static double copy_round(uint32_t k, bool reads)
 {
 	int ready[2], gate[2], res[2];
 	pid_t pids[MOE_MAX_EP];
@@ -124,7 +162,7 @@ static double copy_round(uint32_t k)
 		pids[started] = fork();
 		if (pids[started] == 0) {
 			close(ready[0]), close(gate[1]), close(res[0]);
-			copier(ready[1], gate[0], res[1]);
+			copier(ready[1], gate[0], res[1], reads);
 		}
 		if (pids[started] < 0)
 			break;
@@ -150,15 +188,13 @@ static double copy_round(uint32_t k)
 	return (double)RATE_BYTES * RATE_PASSES / (last - first) / 1e9;
 }
 
-double moe_copy_rate(uint32_t k)
+void moe_rates(uint32_t k, double *copy_gbs, double *read_gbs)
 {
-	double best = 0;
-
+	*copy_gbs = *read_gbs = 0;
 	for (int i = 0; i < RATE_ROUNDS; i++) {
-		double r = copy_round(k);
+		double c = copy_round(k, false), r = copy_round(k, true);
 
-		if (r > best)
-			best = r;
+		*copy_gbs = c > *copy_gbs ? c : *copy_gbs;
+		*read_gbs = r > *read_gbs ? r : *read_gbs;
 	}
-	return best;
 }

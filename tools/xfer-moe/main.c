@@ -65,7 +65,7 @@ static void usage(void)
 	       "                        for bit with xfer_moe_reference (exit 1 on a mismatch)\n"
 	       "  --timeout-ms N        the contexts' receive timeout (10000; prefill 60000)\n"
 	       "  --kill-rank R         failure drill: rank R dies by SIGKILL mid-layer\n"
-	       "  --no-bound            skip measuring the copy rate (no bound, no ratios)\n"
+	       "  --no-bound            skip measuring the copy and read rates (no bound, no ratios)\n"
 	       "  -j, --json  --pretty  JSON (one object per row in \"moe\"; errors too)\n"
 	       "  list: the configurations; sim: see `xfer-moe sim --help`\n",
 	       moe_config_names(), MOE_MAX_EP);
@@ -289,6 +289,36 @@ static int resolve(struct out *o, const struct opts *op, const struct moe_config
 	return 0;
 }
 
+/* MemAvailable of /proc/meminfo in bytes, 0 if unknown. */
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long kb = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+/* What a rank holds resident, roughly: its tokens and outputs, and per
+ * slot it uses the pages records reach (the context maps its worst-case
+ * buffers lazily): records packed and received, the rows unpacked, y, the
+ * combine records sent and those that came back. */
+static uint64_t resident_bytes(const struct xfer_moe_layout *l, const struct moe_bytes *b,
+			       uint32_t slots, bool check)
+{
+	uint64_t tokens = (uint64_t)l->max_tokens * l->hidden * 2;
+	uint64_t row = l->token_bytes + 4ull * l->scales + sizeof(struct xfer_moe_rec_hdr);
+	uint64_t slot = b->selections * (l->record_bytes + l->combine_bytes) +
+			b->received * (l->record_bytes + row + 2 * l->combine_bytes);
+
+	return (check ? 3 : 2) * tokens + slots * slot;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -316,7 +346,7 @@ static const char *const text_cols[] = {
 
 /* One configuration at one EP size: run it and print its row. */
 static int run_one(struct out *o, const struct opts *op, const struct moe_config *c, uint32_t ep,
-		   double rate)
+		   double copy_gbs, double read_gbs)
 {
 	struct moe_run_opts ro = op->run;
 	struct moe_run_result r;
@@ -325,8 +355,12 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	struct moe_bytes *b = calloc(ep, sizeof(*b));
 	int32_t **topk = calloc(ep, sizeof(*topk));
 	float *w = NULL;
-	uint64_t sel = 0, maxd = 0, maxc = 0, maxt = 0, sumd = 0, sumc = 0, sumx = 0;
-	double *d, *cb, *tot;
+	uint64_t sel = 0, sumd = 0, sumc = 0, sumx = 0;
+	/* us per byte copied and per byte read; 0 without the rates */
+	double cpb = copy_gbs > 0 && read_gbs > 0 ? 1e-3 / copy_gbs : 0;
+	double rpb = copy_gbs > 0 && read_gbs > 0 ? 1e-3 / read_gbs : 0;
+	double bd = 0, bc = 0, bx = 0, maxd = 0, maxc = 0, maxt = 0;
+	double *d, *cb, *tot, *lay;
 	size_t n;
 	int rc;
 
@@ -355,17 +389,39 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 		return out_fail(o, -ENOMEM, "%s at EP %u: the routing", c->name, ep);
 	}
 	moe_count_bytes(&l, (const int32_t *const *)topk, b);
+	/* refuse what this host cannot hold rather than meet its OOM killer
+	 * (which may pick any process on the host) */
+	uint64_t need = 0, avail = mem_available();
+
+	for (uint32_t k = 0; k < ep; k++)
+		need += resident_bytes(&l, &b[k], ro.slots, ro.check);
+	if (avail && need > avail) {
+		for (uint32_t k = 0; k < ep; k++)
+			free(topk[k]);
+		free(topk);
+		free(w);
+		free(b);
+		return out_fail(o, 0, "%s at --ep %u: the ranks would hold about %.1f GB resident, "
+				"this host has %.1f GB available (use --slots 1, fewer --tokens or a "
+				"smaller --ep)", c->name, ep, need / 1e9, avail / 1e9);
+	}
+	/* per rank: its bytes over the rates (bound.c); the bound is the mean rank's */
 	for (uint32_t k = 0; k < ep; k++) {
 		uint64_t disp = b[k].pack + b[k].dispatch_tx + b[k].unpack;
 		uint64_t comb = b[k].combine_pack + b[k].combine_tx + b[k].reduce;
+		double dus = (double)disp * cpb;
+		double cus = (double)(b[k].combine_pack + b[k].combine_tx) * cpb + (double)b[k].reduce * rpb;
 
 		sel += b[k].selections;
 		sumd += disp;
 		sumc += comb;
 		sumx += b[k].dispatch_tx + b[k].combine_tx;
-		maxd = disp > maxd ? disp : maxd;
-		maxc = comb > maxc ? comb : maxc;
-		maxt = disp + comb > maxt ? disp + comb : maxt;
+		bd += dus / ep;
+		bc += cus / ep;
+		bx += (double)(b[k].dispatch_tx + b[k].combine_tx) * cpb / ep;
+		maxd = dus > maxd ? dus : maxd;
+		maxc = cus > maxc ? cus : maxc;
+		maxt = dus + cus > maxt ? dus + cus : maxt;
 		free(topk[k]);
 	}
 	free(topk);
@@ -383,6 +439,7 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	n = (size_t)r.ranks * r.iters;
 	d = r.dispatch_us;
 	cb = r.combine_us;
+	lay = r.layer_us;
 	tot = malloc(n * sizeof(double));
 	if (!tot) {
 		moe_run_free(&r);
@@ -393,13 +450,11 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	qsort(d, n, sizeof(double), cmp_double);
 	qsort(cb, n, sizeof(double), cmp_double);
 	qsort(tot, n, sizeof(double), cmp_double);
+	qsort(lay, n, sizeof(double), cmp_double);
 
 	double dp50 = quantile(d, n, 0.5), cp50 = quantile(cb, n, 0.5), tp50 = quantile(tot, n, 0.5);
 	double per_rank_sel = (double)sel / ep;
-	/* bytes per rank (the mean: bound.c says why) over the per-process rate, in us */
-	double us_per_byte = rate > 0 ? 1e6 / (rate * 1e9) : 0;
-	double bd = (double)sumd / ep * us_per_byte, bc = (double)sumc / ep * us_per_byte;
-	double bt = bd + bc, bx = (double)sumx / ep * us_per_byte;
+	double bt = bd + bc;
 	json_object *row = json_object_new_object();
 
 #define F(k, v) json_object_object_add(row, k, json_object_new_double(v))
@@ -426,26 +481,30 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	F("combine_p99_us", quantile(cb, n, 0.99));
 	F("total_p50_us", tp50);
 	F("total_p99_us", quantile(tot, n, 0.99));
+	F("layer_p50_us", quantile(lay, n, 0.5));
+	F("layer_p99_us", quantile(lay, n, 0.99));
 	/* DeepEP's accounting: a rank's selections times a record, over its time */
 	F("dispatch_gbs", dp50 > 0 ? per_rank_sel * (double)l.record_bytes / dp50 / 1e3 : 0);
 	F("combine_gbs", cp50 > 0 ? per_rank_sel * (double)l.combine_bytes / cp50 / 1e3 : 0);
-	F("copy_gbs", rate);
+	F("copy_gbs", copy_gbs);
+	F("read_gbs", read_gbs);
 	/* per rank per layer, the mean over ranks */
 	U("dispatch_copy_bytes", sumd / ep);
-	U("combine_copy_bytes", sumc / ep);
+	U("combine_copy_bytes", sumc / ep);   /* the reduce's reads included */
 	U("transfer_bytes", sumx / ep);
-	if (rate > 0) {
+	if (cpb > 0) {
 		F("bound_dispatch_us", bd);
 		F("bound_combine_us", bc);
 		F("bound_us", bt);
 		F("bound_transfer_us", bx);
-		F("bound_busiest_dispatch_us", (double)maxd * us_per_byte);
-		F("bound_busiest_combine_us", (double)maxc * us_per_byte);
-		F("bound_busiest_us", (double)maxt * us_per_byte);
+		F("bound_busiest_dispatch_us", maxd);
+		F("bound_busiest_combine_us", maxc);
+		F("bound_busiest_us", maxt);
 		F("ratio_dispatch", dp50 / bd);
 		F("ratio_combine", cp50 / bc);
 		F("ratio", tp50 / bt);
 		F("ratio_transfer", tp50 / bx);
+		F("ratio_layer", quantile(lay, n, 0.5) / bt);
 	} else {   /* --no-bound, or the rate could not be measured */
 		json_object_object_add(row, "bound_us", NULL);
 		json_object_object_add(row, "ratio_dispatch", NULL);
@@ -467,7 +526,7 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 static int cmd_run(struct opts *op, struct out *o)
 {
 	struct moe_config cfgs[MAX_LIST];
-	double rates[MAX_LIST] = { 0 };
+	double copy[MAX_LIST] = { 0 }, rd[MAX_LIST] = { 0 };
 	char err[1024], date[32];
 	time_t now = time(NULL);
 	int rc;
@@ -483,18 +542,20 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_str(o, "date", date);
 	out_str(o, "provider", op->run.provider);
 	out_u64(o, "cores", (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
-	/* the copy rate once per EP size, before any run: R copying at once */
+	/* the rates once per EP size, before any run: R copying (reading) at once */
 	for (unsigned i = 0; i < op->neps && !op->no_bound; i++) {
 		char key[32];
 
-		rates[i] = moe_copy_rate(op->eps[i]);
+		moe_rates(op->eps[i], &copy[i], &rd[i]);
 		snprintf(key, sizeof(key), "copy_gbs_%u", op->eps[i]);
-		out_f64(o, key, rates[i]);
+		out_f64(o, key, copy[i]);
+		snprintf(key, sizeof(key), "read_gbs_%u", op->eps[i]);
+		out_f64(o, key, rd[i]);
 	}
 	out_table(o, "moe", text_cols, (int)(sizeof(text_cols) / sizeof(text_cols[0])));
 	for (unsigned i = 0; i < op->ncfgs; i++)
 		for (unsigned k = 0; k < op->neps; k++)
-			if (run_one(o, op, &cfgs[i], op->eps[k], rates[k]))
+			if (run_one(o, op, &cfgs[i], op->eps[k], copy[k], rd[k]))
 				return 1;
 	out_finish(o);
 	return 0;

@@ -72,17 +72,19 @@ struct moe_bytes {
 	uint64_t selections;       /* this rank's (t, k) pairs that are not -1 */
 	uint64_t received;         /* records it receives, all sources */
 	uint64_t pack, dispatch_tx, unpack;     /* dispatch */
-	uint64_t combine_pack, combine_tx, reduce;   /* combine */
+	uint64_t combine_pack, combine_tx, reduce;   /* combine (reduce: bytes read) */
 };
 void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk,
 		     struct moe_bytes *per_rank);
 /* GB/s per process while k processes copy 64 MiB buffers at once
- * (memcpy, each its own): 0 if it could not measure. */
-double moe_copy_rate(uint32_t k);
+ * (memcpy, each its own), and while they read them (a sum of their
+ * words): the best of a few rounds; 0 if it could not measure. */
+void moe_rates(uint32_t k, double *copy_gbs, double *read_gbs);
 
 /* ---- run.c ------------------------------------------------------------ */
 struct moe_run_result {
 	double *dispatch_us, *combine_us;   /* [ranks][iters], rank-major; freed by moe_run_free */
+	double *layer_us;          /* the same: one dispatch_send to the next */
 	uint32_t ranks, iters;
 	uint64_t rows_checked;     /* outputs compared with the reference, all ranks */
 	double setup_s;            /* fork to every rank connected */

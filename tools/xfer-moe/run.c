@@ -172,7 +172,7 @@ static int layers(struct rank *k, xfer_moe *m, const struct xfer_moe_layout *l, 
 {
 	const struct moe_run_opts *o = k->o;
 	uint32_t T = l->max_tokens, H = l->hidden, total = o->warmup + o->iters;
-	uint64_t cmd;
+	uint64_t cmd, prev = 0;
 	int ret;
 
 	/* start together: every rank is connected */
@@ -227,6 +227,13 @@ static int layers(struct rank *k, xfer_moe *m, const struct xfer_moe_layout *l, 
 			times[it - o->warmup] = (double)(t1 - t0) / 1e3;
 			times[o->iters + it - o->warmup] = (double)(t3 - t2) / 1e3;
 		}
+		/* the layer: from one dispatch_send to the next (the last: to
+		 * its combine's end), whichever rank waited in which phase */
+		if (it > o->warmup)
+			times[2 * o->iters + it - 1 - o->warmup] = (double)(t0 - prev) / 1e3;
+		if (it + 1 == total)
+			times[3 * o->iters - 1] = (double)(t3 - t0) / 1e3;
+		prev = t0;
 		beat(k, it);
 	}
 	return 0;
@@ -241,7 +248,7 @@ static int rank_main(const struct moe_run_opts *o, uint32_t rank, int fd)
 	xfer_engine *e = NULL;
 	xfer_moe *m = NULL;
 	uint64_t checked = 0, cmd, T, H, K;
-	size_t rlen = 8 + 2 * sizeof(double) * o->iters;
+	size_t rlen = 8 + 3 * sizeof(double) * o->iters;
 	uint8_t *res = calloc(1, rlen);
 	int ret;
 
@@ -402,7 +409,7 @@ static void on_message(struct coord *c, uint32_t r, int want, uint8_t **blobs, u
 		if (blobs[r])
 			memcpy(blobs[r], c->msg + 4, (size_t)n - 4);
 		lens[r] = (uint32_t)n - 4;
-	} else if (type == M_RESULT && (size_t)n == 4 + 8 + 2 * sizeof(double) * c->o->iters) {
+	} else if (type == M_RESULT && (size_t)n == 4 + 8 + 3 * sizeof(double) * c->o->iters) {
 		uint64_t checked;
 
 		memcpy(&checked, c->msg + 4, 8);
@@ -411,6 +418,8 @@ static void on_message(struct coord *c, uint32_t r, int want, uint8_t **blobs, u
 		       sizeof(double) * c->o->iters);
 		memcpy(c->r->combine_us + (size_t)r * c->o->iters,
 		       c->msg + 12 + sizeof(double) * c->o->iters, sizeof(double) * c->o->iters);
+		memcpy(c->r->layer_us + (size_t)r * c->o->iters,
+		       c->msg + 12 + 2 * sizeof(double) * c->o->iters, sizeof(double) * c->o->iters);
 	} else if (type == M_RESULT) {
 		c->got[r] = false;
 		rank_failed(c, r, 1, "sent results of %d bytes", n);
@@ -558,15 +567,16 @@ int moe_run(const struct moe_run_opts *o, struct moe_run_result *r)
 	r->iters = o->iters;
 	r->dispatch_us = calloc((size_t)R * o->iters, sizeof(double));
 	r->combine_us = calloc((size_t)R * o->iters, sizeof(double));
+	r->layer_us = calloc((size_t)R * o->iters, sizeof(double));
 	c.fds = calloc(R, sizeof(int));
 	c.pids = calloc(R, sizeof(pid_t));
 	c.deadline = calloc(R, sizeof(double));
 	c.failed = calloc(R, sizeof(bool));
 	c.got = calloc(R, sizeof(bool));
 	c.why = calloc(R, ERR_MAX);
-	c.msg_cap = 4 + 8 + 2 * sizeof(double) * o->iters + BLOB_MAX;
+	c.msg_cap = 4 + 8 + 3 * sizeof(double) * o->iters + BLOB_MAX;
 	c.msg = malloc(c.msg_cap);
-	if (!blobs || !lens || !r->dispatch_us || !r->combine_us || !c.fds || !c.pids ||
+	if (!blobs || !lens || !r->dispatch_us || !r->combine_us || !r->layer_us || !c.fds || !c.pids ||
 	    !c.deadline || !c.failed || !c.got || !c.why || !c.msg) {
 		snprintf(r->error, sizeof(r->error), "out of memory");
 		ret = -ENOMEM;
@@ -620,6 +630,11 @@ int moe_run(const struct moe_run_opts *o, struct moe_run_result *r)
 out:
 	if (ret && c.failed)
 		compose_error(&c);
+	/* the run is over: a rank still waiting for the next step of a run
+	 * that failed has nothing left to do */
+	for (uint32_t k = 0; ret && c.pids && k < R; k++)
+		if (c.pids[k] > 0)
+			kill(c.pids[k], SIGKILL);
 	for (uint32_t k = 0; k < R; k++) {
 		if (c.fds && c.fds[k] > 0)
 			close(c.fds[k]);
@@ -659,5 +674,6 @@ void moe_run_free(struct moe_run_result *r)
 {
 	free(r->dispatch_us);
 	free(r->combine_us);
-	r->dispatch_us = r->combine_us = NULL;
+	free(r->layer_us);
+	r->dispatch_us = r->combine_us = r->layer_us = NULL;
 }
