@@ -33,6 +33,11 @@ int moe_attr_read(const struct xfer_moe_attr *ua, struct xfer_moe_attr *out);
  * after moe_attr_read). 0 or -EOVERFLOW with moe_error's reason. */
 int moe_layout_from_attr(const struct xfer_moe_attr *a, struct xfer_moe_layout *out);
 
+/* ref.c: 1 makes the references take their scalar paths even where the CPU
+ * has AVX2 / FMA, so that the tests compare both (not exported: the unit
+ * tests link the static library). Not thread-safe: set before use. */
+void moe_ref_force_scalar(int on);
+
 static inline uint64_t moe_round_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;

@@ -184,11 +184,18 @@ __attribute__((target("avx2"))) static void quant_token_x8(const uint16_t *x, ui
 }
 #endif
 
+static int force_scalar;
+
+void moe_ref_force_scalar(int on)
+{
+	force_scalar = on;
+}
+
 /* 1 when the CPU runs the AVX2 (and, for the combine, FMA) paths. */
 static int have_avx2(void)
 {
 #ifdef XFER_HAVE_X8
-	return __builtin_cpu_supports("avx2");
+	return !force_scalar && __builtin_cpu_supports("avx2");
 #else
 	return 0;
 #endif
@@ -197,7 +204,7 @@ static int have_avx2(void)
 static int have_avx2_fma(void)
 {
 #ifdef XFER_HAVE_X8
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	return have_avx2() && __builtin_cpu_supports("fma");
 #else
 	return 0;
 #endif
@@ -383,6 +390,7 @@ XFER_EXPORT void xfer_moe_combine_reduce(const struct xfer_moe_layout *l, const 
 	float w[XFER_MOE_MAX_TOPK];
 	int x8 = have_avx2_fma();
 
+	(void)x8; /* without AVX2 in the build */
 	if (!out_stride)
 		out_stride = H;
 	for (uint32_t t = 0; t < num_tokens; t++) {
@@ -406,6 +414,25 @@ XFER_EXPORT void xfer_moe_combine_reduce(const struct xfer_moe_layout *l, const 
 }
 
 /* ---- a whole layer without communication ------------------------------- */
+
+/* acc[h] = fmaf(w, y[h], acc[h]) for h < H: the reference's step, k by k. */
+static void axpy_scalar(float *acc, float w, const uint16_t *y, uint32_t H)
+{
+	for (uint32_t h = 0; h < H; h++)
+		acc[h] = fmaf(w, xfer_bf16_to_f32(y[h]), acc[h]);
+}
+
+#ifdef XFER_HAVE_X8
+__attribute__((target("avx2,fma"))) static void axpy_x8(float *acc, float w, const uint16_t *y,
+						       uint32_t H)
+{
+	__m256 vw = _mm256_set1_ps(w);
+
+	for (uint32_t h = 0; h < H; h += 8)
+		_mm256_storeu_ps(acc + h, _mm256_fmadd_ps(vw, xfer_bf16_x8(y + h),
+							   _mm256_loadu_ps(acc + h)));
+}
+#endif
 
 XFER_EXPORT int xfer_moe_reference(const struct xfer_moe_layout *l, const uint16_t *x,
 				   size_t x_stride, uint32_t num_tokens, const int32_t *topk,
@@ -444,8 +471,9 @@ XFER_EXPORT int xfer_moe_reference(const struct xfer_moe_layout *l, const uint16
 	float *sc = malloc((l->scales ? l->scales : 1) * sizeof(float));
 	uint16_t *yrow = malloc((size_t)H * sizeof(*yrow));
 	float *acc = malloc((size_t)H * sizeof(*acc));
-	int x8 = have_avx2();
+	int x8 = have_avx2(), fma8 = have_avx2_fma();
 
+	(void)fma8; /* without AVX2 in the build */
 	if (!tok || !sc || !yrow || !acc) {
 		moe_error("xfer_moe_reference: out of memory for hidden %u", H);
 		ret = -ENOMEM;
@@ -467,8 +495,12 @@ XFER_EXPORT int xfer_moe_reference(const struct xfer_moe_layout *l, const uint16
 				packed = 1;
 			}
 			fn(ctx, (uint32_t)topk[i], tok, l->scales ? sc : NULL, yrow);
-			for (uint32_t h = 0; h < H; h++)
-				acc[h] = fmaf(weights[i], xfer_bf16_to_f32(yrow[h]), acc[h]);
+#ifdef XFER_HAVE_X8
+			if (fma8)
+				axpy_x8(acc, weights[i], yrow, H);
+			else
+#endif
+				axpy_scalar(acc, weights[i], yrow, H);
 		}
 		for (uint32_t h = 0; h < H; h++)
 			out[t * out_stride + h] = xfer_bf16_from_f32(acc[h]);

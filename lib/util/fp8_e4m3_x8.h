@@ -17,36 +17,28 @@
 #define XFER_HAVE_X8 1
 #define XFER_X8_FN static inline __attribute__((target("avx2"), always_inline))
 
-/* The scalar code rounds with branches on each value; these are the same
- * integer steps as selects on 8 lanes. */
+/* xfer_fp8_e4m3_from_f32 on 8 lanes, the same bits (test_ws_quant checks
+ * every float). Normal results: the scalar code's integer rounding to 3
+ * mantissa bits. Subnormal ones: the code is |x| in units of 2^-9 rounded
+ * to nearest even, which |x| * 512 (exact: a power of two) rounded by
+ * _mm256_round_ps with an explicit mode (the FPU's mode does not matter)
+ * gives; 8 there is 2^-6's code, as the scalar code's carry gives too.
+ * Saturation (>= 448, Inf) and NaN are selects over both. */
 XFER_X8_FN __m256i xfer_e4m3_x8(__m256 x)
 {
-	const __m256i one = _mm256_set1_epi32(1);
 	__m256i u = _mm256_castps_si256(x);
 	__m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
 	__m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
-	__m256i e = _mm256_srli_epi32(a, 23);
-	__m256i normal = _mm256_cmpgt_epi32(e, _mm256_set1_epi32(120));   /* |x| >= 2^-6 */
-	/* normal: keep 3 mantissa bits, ties to even, rebias 127 -> 7, cap 0x7e */
-	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, 20), one);
+	__m256i normal = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x3c7fffff));   /* |x| >= 2^-6 */
+	/* normal: keep 3 mantissa bits, ties to even, rebias 127 -> 7 (a
+	 * result past 0x7e needs |x| >= 448, saturated below) */
+	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
 	__m256i rn = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(a, _mm256_set1_epi32(0x7ffff)), odd), 20);
 
-	rn = _mm256_min_epu32(_mm256_sub_epi32(rn, _mm256_set1_epi32(120 << 3)), _mm256_set1_epi32(0x7e));
-	/* subnormal: m >> s in units of 2^-9, ties to even; s capped at 31 */
-	__m256i s = _mm256_min_epu32(_mm256_sub_epi32(_mm256_set1_epi32(141), e), _mm256_set1_epi32(31));
-
-	s = _mm256_blendv_epi8(s, _mm256_set1_epi32(21), normal);
-	__m256i m = _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0x7fffff)),
-				    _mm256_set1_epi32(0x800000));
-	__m256i q = _mm256_srlv_epi32(m, s);
-	__m256i rem = _mm256_and_si256(m, _mm256_sub_epi32(_mm256_sllv_epi32(one, s), one));
-	__m256i half = _mm256_sllv_epi32(one, _mm256_sub_epi32(s, one));
-	__m256i up = _mm256_or_si256(_mm256_cmpgt_epi32(rem, half),
-				     _mm256_and_si256(_mm256_cmpeq_epi32(rem, half),
-						      _mm256_cmpeq_epi32(_mm256_and_si256(q, one), one)));
-
-	q = _mm256_sub_epi32(q, up);   /* up is -1 where rounding up */
-	__m256i r = _mm256_blendv_epi8(q, rn, normal);
+	rn = _mm256_sub_epi32(rn, _mm256_set1_epi32(120 << 3));
+	__m256 sub = _mm256_round_ps(_mm256_mul_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(512.0f)),
+				     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256i r = _mm256_blendv_epi8(_mm256_cvttps_epi32(sub), rn, normal);
 
 	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7e),
 			       _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x43dfffff)));   /* >= 448 */
