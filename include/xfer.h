@@ -343,7 +343,8 @@ int xfer_watch_remove(xfer_watch *w);
  * and posts one scatter of those rows. The producer writes a table before
  * the increase that fires it (the worker loads the word with acquire
  * order), and must not rewrite it before that firing is finished
- * (*done_word, done). */
+ * (*done_word, done). Firing n goes only once firing n - num_tables (or
+ * n - 1024, the most in flight) is finished. */
 struct xfer_vscatter_row {
 	uint64_t src_off;       /* in the source region */
 	uint64_t dst_off;       /* in dsts[i] */
@@ -368,7 +369,8 @@ struct xfer_vscatter_attr {
 	uint32_t num_tables;    /* tables in the ring; 0 = 1 */
 	const volatile struct xfer_vscatter_row *tables; /* num_tables x num_dsts rows */
 	/* default NULL: the worker stores the number of finished firings here
-	 * (release order), so a stream can wait before rewriting a table */
+	 * (release order), so a stream can wait before rewriting a table; in
+	 * order: n says firings 0 .. n-1 are all finished */
 	volatile uint64_t *done_word;
 	struct xfer_done done;  /* default none: runs once per firing, with the
 				 * scatter's status */
@@ -378,7 +380,9 @@ struct xfer_vscatter_attr {
 #define XFER_VSCATTER_MAX_DSTS 4096u
 /* Checks the attributes (-EINVAL: a NULL word, src, dsts or tables, a
  * region of another engine, num_dsts out of bounds; -ENOMEM) and returns a
- * watch: xfer_watch_fired counts firings posted, xfer_watch_remove ends it.
+ * watch: xfer_watch_fired counts firings taken (refused ones too),
+ * xfer_watch_remove ends it once the firings taken are finished (called in
+ * a callback on the worker it cannot wait: they finish after it returned).
  * A firing whose table is bad (a row past its region: -ERANGE; unknown row
  * flags: -EINVAL) posts nothing, runs done with the error, counts as
  * finished in *done_word, sets the stats page's last_error and leaves the

@@ -494,6 +494,54 @@ static void watch_call(struct __test_metadata *_metadata, fix_t *f, enum shape s
 }
 
 /* ------------------------------------------------------------------ */
+/* xfer_vscatter_attr -> xfer_vscatter_add                             */
+
+static struct rec vrec;
+static volatile uint64_t vword, vdone;
+static struct xfer_vscatter_row vrow;
+
+static void vscatter_build(fix_t *f, enum shape sh)
+{
+	/* an older caller's done_word and done lie past its size: never used */
+	static xfer_rmr *dsts[1];
+	struct xfer_vscatter_attr a = { .size = sizeof(a), .word = &vword, .src = f->smr,
+					.dsts = dsts, .num_dsts = 1, .tables = &vrow,
+					.done_word = &vdone, .done = { on_done, &vrec } };
+
+	dsts[0] = f->drmr;
+	vrow = (struct xfer_vscatter_row){ .len = PG };
+	memcpy(ubuf.b, &a, sizeof(a));
+}
+
+static void vscatter_call(struct __test_metadata *_metadata, fix_t *f, enum shape sh, int want,
+			  const char *what)
+{
+	xfer_watch *w = (xfer_watch *)&w;
+	uint64_t fired = 0;
+	int r;
+
+	atomic_store(&vrec.calls, 0);
+	vword = vdone = 0;
+	EXPECT_EQ(want, xfer_vscatter_add(f->eng, (const struct xfer_vscatter_attr *)ubuf.b, &w))
+		TH_LOG("%s: xfer_vscatter_add", what);
+	if (want) {
+		EXPECT_TRUE(w == NULL) TH_LOG("%s: handle set on error", what);
+		return;
+	}
+	if (!w)
+		return;
+	__atomic_store_n(&vword, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 5000 && (fired = xfer_watch_fired(w)) < 1; i++)
+		usleep(1000);
+	EXPECT_EQ(1, fired) TH_LOG("%s: fired", what);
+	/* the removal waits for the firing: done and done_word are final */
+	r = xfer_watch_remove(w);
+	EXPECT_EQ(0, r) TH_LOG("%s: xfer_watch_remove: %s", what, xfer_strerror(r));
+	EXPECT_EQ(sh == OLDER ? 0 : 1, atomic_load(&vrec.calls)) TH_LOG("%s: done called", what);
+	EXPECT_EQ(sh == OLDER ? 0 : 1, vdone) TH_LOG("%s: done_word", what);
+}
+
+/* ------------------------------------------------------------------ */
 /* Weight sync: layouts and attrs -> xfer_ws_plan, cluster -> simulate  */
 
 static void tl_build(fix_t *f, enum shape sh)
@@ -677,6 +725,10 @@ static const struct subject watch = {
 	"xfer_watch_attr (xfer_watch_add)", sizeof(struct xfer_watch_attr),
 	XFER_WATCH_ATTR_SIZE_VER0, XFER_WATCH_ATTR_SIZE_VER0, watch_build, watch_call,
 };
+static const struct subject vscatter = {
+	"xfer_vscatter_attr (xfer_vscatter_add)", sizeof(struct xfer_vscatter_attr),
+	XFER_VSCATTER_ATTR_SIZE_VER0, XFER_VSCATTER_ATTR_SIZE_VER0, vscatter_build, vscatter_call,
+};
 static const struct subject trainer_layout = {
 	"xfer_ws_trainer_layout (xfer_ws_plan)", sizeof(struct xfer_ws_trainer_layout),
 	XFER_WS_TRAINER_LAYOUT_SIZE_VER0, 0, tl_build, tl_call,
@@ -725,6 +777,7 @@ TEST_F(structs, mem) { run_subject(_metadata, self, &mem); }
 TEST_F(structs, paged) { run_subject(_metadata, self, &paged); }
 TEST_F(structs, notify) { run_subject(_metadata, self, &notify); }
 TEST_F(structs, watch) { run_subject(_metadata, self, &watch); }
+TEST_F(structs, vscatter) { run_subject(_metadata, self, &vscatter); }
 TEST_F(structs, trainer_layout) { run_subject(_metadata, self, &trainer_layout); }
 TEST_F(structs, infer_layout) { run_subject(_metadata, self, &infer_layout); }
 TEST_F(structs, plan_attr) { run_subject(_metadata, self, &plan_attr); }
