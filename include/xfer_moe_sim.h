@@ -97,7 +97,7 @@ struct xfer_moe_cluster {
 	uint32_t nics_per_gpu;   /* 0 = 1 */
 	double nic_gbps;         /* per GPU, its NICs together, Gbit/s line rate; 0 = 400 */
 	double nic_goodput;      /* fraction of the line rate a write's payload gets
-				  * (headers per MTU packet); 0 = 0.97, at most 1 */
+				  * (headers, flow control); 0 = 0.97, at most 1 */
 	double link_us;          /* last byte sent to landed, NIC to NIC; 0 = 2 */
 	double nic_mpps;         /* million writes started per second per NIC; 0 = 50 */
 	double nvlink_gbs;       /* per GPU and direction, GB/s; 0 = 380 */

@@ -27,7 +27,8 @@ _Static_assert(XFER_MOE_CLUSTER_SIZE_VER0 == offsetof(struct xfer_moe_cluster, n
 /*
  * The defaults are one ConnectX-7 per H100/H200-class GPU:
  *  - 400 Gbit/s line rate, of which RDMA writes carry about 97% as payload
- *    (IB headers on 4 KiB MTU packets);
+ *    (what write benchmarks reach: IB headers are 26 B of a 4 KiB packet,
+ *    flow control and gaps take the rest);
  *  - 2 us last byte sent to landed NIC to NIC, through a switch or two;
  *  - 100 M writes/s a NIC starts (ConnectX-7 is specified well above that;
  *    never the limit here, where the worker posts at 2 M writes/s);

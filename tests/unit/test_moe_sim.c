@@ -328,6 +328,24 @@ TEST(bad_inputs_refused)
 	EXPECT_EQ(-EINVAL, xfer_moe_cluster_resolve(NULL));
 	EXPECT_EQ(-EINVAL, xfer_moe_cluster_preset(NULL, "cx7"));
 	EXPECT_EQ(0, memcmp(&r, &keep, sizeof(r))) TH_LOG("a refused call wrote the result");
+	/* a newer caller's struct: a zero tail is accepted, a set byte there
+	 * (a field this library does not know) is -E2BIG, and so is a size
+	 * past the maximum */
+	{
+		static union {
+			struct xfer_moe_cluster c;
+			uint8_t b[sizeof(struct xfer_moe_cluster) + 16];
+		} u;
+
+		xfer_moe_cluster_defaults(&u.c);
+		u.c.size = sizeof(u);
+		EXPECT_EQ(0, xfer_moe_simulate(&a, &u.c, 1, &r)) TH_LOG("%s", xfer_moe_last_error());
+		u.b[sizeof(u) - 1] = 1;
+		EXPECT_EQ(-E2BIG, xfer_moe_simulate(&a, &u.c, 1, &r));
+		EXPECT_EQ(-E2BIG, xfer_moe_cluster_resolve(&u.c));
+		u.c.size = 1u << 20;
+		EXPECT_EQ(-E2BIG, xfer_moe_cluster_preset(&u.c, "cx7"));
+	}
 	/* an older caller's struct (the floor only) takes the defaults */
 	c = (struct xfer_moe_cluster){ .size = XFER_MOE_CLUSTER_SIZE_VER0, .nic_gbps = -1 };
 	EXPECT_EQ(0, xfer_moe_simulate(&a, &c, 1, &r)) TH_LOG("%s", xfer_moe_last_error());
