@@ -73,8 +73,7 @@ void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk
 	free(to);
 }
 
-#define RATE_BYTES (64ull << 20)
-#define RATE_PASSES 4
+#define RATE_MOVED (256ull << 20)   /* at least this much per process per round */
 #define RATE_ROUNDS 3   /* the fastest round: a bound takes the best the machine showed */
 
 /* A copier moves a 64 MiB buffer per pass, as two threads of 32 MiB
@@ -83,6 +82,8 @@ void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk
  * whose cores other work shares, two threads get twice one's share. */
 struct half {
 	uint8_t *src, *dst;
+	size_t len;
+	uint64_t passes;
 	bool reads;
 	uint64_t sum;
 };
@@ -91,39 +92,42 @@ static void *half_passes(void *arg)
 {
 	struct half *h = arg;
 
-	for (int p = 0; p < RATE_PASSES; p++) {
-		h->src[p] = (uint8_t)p;   /* each pass moves a buffer that changed */
+	for (uint64_t p = 0; p < h->passes; p++) {
+		h->src[p % h->len] = (uint8_t)p;   /* each pass moves a buffer that changed */
 		if (h->reads) {
 			const uint64_t *w = (const uint64_t *)h->src;
 
-			for (size_t i = 0; i < RATE_BYTES / 2 / 8; i++)
+			for (size_t i = 0; i < h->len / 8; i++)
 				h->sum += w[i];
 		} else {
-			memcpy(h->dst, h->src, RATE_BYTES / 2);
+			memcpy(h->dst, h->src, h->len);
+			/* the copy is seen: never dropped as a dead store */
+			__asm__ volatile("" : : "r"(h->dst) : "memory");
 		}
 	}
 	return NULL;
 }
 
 /* One copier process: a warm-up copy (pages faulted in, not counted),
- * then RATE_PASSES copies (or reads of the source alone) once the gate
- * opens; reports its start and end. */
-static void copier(int ready, int gate, int res, bool reads)
+ * then passes over its buffer (copies, or reads of the source alone) once
+ * the gate opens; reports its start and end. */
+static void copier(int ready, int gate, int res, size_t bytes, uint64_t passes, bool reads)
 {
-	uint8_t *src = malloc(RATE_BYTES), *dst = malloc(RATE_BYTES);
+	uint8_t *src = malloc(bytes), *dst = malloc(bytes);
 	struct half h[2];
 	pthread_t th;
 	double t[2] = { 0, 0 };
 	char go;
 
 	if (src && dst) {
-		memset(src, 0x5a, RATE_BYTES);
-		memcpy(dst, src, RATE_BYTES);
+		memset(src, 0x5a, bytes);
+		memcpy(dst, src, bytes);
 	}
 	if (write(ready, "r", 1) != 1 || read(gate, &go, 1) != 1 || !src || !dst)
 		_exit(1);
 	for (int i = 0; i < 2; i++)
-		h[i] = (struct half){ src + i * (RATE_BYTES / 2), dst + i * (RATE_BYTES / 2), reads, 0 };
+		h[i] = (struct half){ src + i * (bytes / 2), dst + i * (bytes / 2), bytes / 2, passes,
+				      reads, 0 };
 	t[0] = xfer_now_s();
 	if (pthread_create(&th, NULL, half_passes, &h[1]))
 		_exit(1);
@@ -131,7 +135,7 @@ static void copier(int ready, int gate, int res, bool reads)
 	pthread_join(th, NULL);
 	t[1] = xfer_now_s();
 	/* the sums are used, so the reads are not optimised away */
-	_exit((reads ? h[0].sum + h[1].sum != 0 : dst[1] == 1) &&
+	_exit((!reads || h[0].sum + h[1].sum != 0) &&
 	      write(res, t, sizeof(t)) == sizeof(t) ? 0 : 1);
 }
 
@@ -139,8 +143,9 @@ static void copier(int ready, int gate, int res, bool reads)
  * bytes over the time from the first start to the last end, divided by k:
  * on a host with fewer cores than k, the processes take turns, and a rank
  * of a run then gets the same share. */
-static double copy_round(uint32_t k, bool reads)
+static double copy_round(uint32_t k, size_t bytes, bool reads)
 {
+	uint64_t passes = RATE_MOVED / bytes > 4 ? RATE_MOVED / bytes : 4;
 	int ready[2], gate[2], res[2];
 	pid_t pids[MOE_MAX_EP];
 	uint32_t started = 0, got = 0, nready = 0;
@@ -162,7 +167,7 @@ static double copy_round(uint32_t k, bool reads)
 		pids[started] = fork();
 		if (pids[started] == 0) {
 			close(ready[0]), close(gate[1]), close(res[0]);
-			copier(ready[1], gate[0], res[1], reads);
+			copier(ready[1], gate[0], res[1], bytes, passes, reads);
 		}
 		if (pids[started] < 0)
 			break;
@@ -185,14 +190,14 @@ static double copy_round(uint32_t k, bool reads)
 		waitpid(pids[i], NULL, 0);
 	if (got != k || last <= first)
 		return 0;
-	return (double)RATE_BYTES * RATE_PASSES / (last - first) / 1e9;
+	return (double)bytes * passes / (last - first) / 1e9;
 }
 
-void moe_rates(uint32_t k, double *copy_gbs, double *read_gbs)
+void moe_rates(uint32_t k, size_t bytes, double *copy_gbs, double *read_gbs)
 {
 	*copy_gbs = *read_gbs = 0;
 	for (int i = 0; i < RATE_ROUNDS; i++) {
-		double c = copy_round(k, false), r = copy_round(k, true);
+		double c = copy_round(k, bytes, false), r = copy_round(k, bytes, true);
 
 		*copy_gbs = c > *copy_gbs ? c : *copy_gbs;
 		*read_gbs = r > *read_gbs ? r : *read_gbs;

@@ -41,6 +41,7 @@ struct opts {
 	int prefill;
 	struct moe_run_opts run;   /* cfg and ep filled per run */
 	bool no_bound;
+	uint64_t copy_bytes;       /* the calibration's buffer per process */
 };
 
 static void usage(void)
@@ -66,6 +67,7 @@ static void usage(void)
 	       "  --timeout-ms N        the contexts' receive timeout (10000; prefill 60000)\n"
 	       "  --kill-rank R         failure drill: rank R dies by SIGKILL mid-layer\n"
 	       "  --no-bound            skip measuring the copy and read rates (no bound, no ratios)\n"
+	       "  --copy-size N[K|M|G]  the buffer each process copies to measure them (64M)\n"
 	       "  -j, --json  --pretty  JSON (one object per row in \"moe\"; errors too)\n"
 	       "  list: the configurations; sim: see `xfer-moe sim --help`\n",
 	       moe_config_names(), MOE_MAX_EP);
@@ -139,7 +141,7 @@ static int parse_frac(struct out *o, const char *s, double *v)
 static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, bool *help)
 {
 	enum { O_EP = 1001, O_SLOTS, O_TOKENS, O_HIDDEN, O_EXPERTS, O_TOPK, O_DTYPE, O_PREFILL,
-	       O_SEED, O_NONE, O_CHECK, O_TIMEOUT, O_KILL, O_NO_BOUND, O_PRETTY };
+	       O_SEED, O_NONE, O_CHECK, O_TIMEOUT, O_KILL, O_NO_BOUND, O_COPY, O_PRETTY };
 	static const struct option lo[] = {
 		{ "config", required_argument, 0, 'c' },
 		{ "ep", required_argument, 0, O_EP },
@@ -159,6 +161,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 		{ "timeout-ms", required_argument, 0, O_TIMEOUT },
 		{ "kill-rank", required_argument, 0, O_KILL },
 		{ "no-bound", no_argument, 0, O_NO_BOUND },
+		{ "copy-size", required_argument, 0, O_COPY },
 		{ "json", no_argument, 0, 'j' },
 		{ "pretty", no_argument, 0, O_PRETTY },
 		{ "help", no_argument, 0, 'h' },
@@ -210,6 +213,9 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 			rc = arg_int(o, "--kill-rank", optarg, 0, MOE_MAX_EP - 1, &op->run.kill_rank);
 			break;
 		case O_NO_BOUND: op->no_bound = true; break;
+		case O_COPY:
+			rc = arg_size(o, "--copy-size", optarg, 64 << 10, 1ull << 30, &op->copy_bytes);
+			break;
 		case 'j': o->json = true; break;
 		case O_PRETTY: o->json = o->pretty = true; break;
 		case 'h': *help = true; break;
@@ -542,11 +548,13 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_str(o, "date", date);
 	out_str(o, "provider", op->run.provider);
 	out_u64(o, "cores", (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+	if (!op->no_bound)
+		out_u64(o, "copy_size", op->copy_bytes);
 	/* the rates once per EP size, before any run: R copying (reading) at once */
 	for (unsigned i = 0; i < op->neps && !op->no_bound; i++) {
 		char key[32];
 
-		moe_rates(op->eps[i], &copy[i], &rd[i]);
+		moe_rates(op->eps[i], op->copy_bytes, &copy[i], &rd[i]);
 		snprintf(key, sizeof(key), "copy_gbs_%u", op->eps[i]);
 		out_f64(o, key, copy[i]);
 		snprintf(key, sizeof(key), "read_gbs_%u", op->eps[i]);
@@ -600,7 +608,7 @@ int main(int argc, char **argv)
 {
 	struct out o;
 	struct opts op = { .run = { .provider = "local", .warmup = 20, .iters = 200, .slots = 2,
-				    .seed = 1, .kill_rank = -1 } };
+				    .seed = 1, .kill_rank = -1 }, .copy_bytes = 64ull << 20 };
 	int first = 1, rc;
 	bool help = false;
 	const char *cmd = "run";

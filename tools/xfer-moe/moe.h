@@ -76,10 +76,10 @@ struct moe_bytes {
 };
 void moe_count_bytes(const struct xfer_moe_layout *l, const int32_t *const *topk,
 		     struct moe_bytes *per_rank);
-/* GB/s per process while k processes copy 64 MiB buffers at once
+/* GB/s per process while k processes copy buffers of `bytes` at once
  * (memcpy, each its own), and while they read them (a sum of their
  * words): the best of a few rounds; 0 if it could not measure. */
-void moe_rates(uint32_t k, double *copy_gbs, double *read_gbs);
+void moe_rates(uint32_t k, size_t bytes, double *copy_gbs, double *read_gbs);
 
 /* ---- run.c ------------------------------------------------------------ */
 struct moe_run_result {

@@ -318,6 +318,7 @@ struct coord {
 	int first;                 /* the rank whose failure came first, -1 */
 	int first_class;           /* 0 died, 1 an error, 2 silent, 3 a timeout of its own */
 	double grace;              /* after a failure: when the rest are killed */
+	double grace_s;            /* how long after: what the ranks wait on in this phase */
 	struct moe_run_result *r;
 	uint8_t *msg;
 	size_t msg_cap;
@@ -349,7 +350,7 @@ static void rank_failed(struct coord *c, uint32_t r, int cls, const char *fmt, .
 		c->first_class = cls;
 	}
 	if (c->grace == 0)
-		c->grace = xfer_now_s() + ctx_timeout_ms(c->o) / 1000.0 + 3.0;
+		c->grace = xfer_now_s() + c->grace_s;
 }
 
 /* EOF from rank r: how it ended. */
@@ -455,8 +456,11 @@ static int collect(struct coord *c, int want, uint8_t **blobs, uint32_t *lens)
 			}
 			if (c->grace > 0 && now > c->grace) {
 				kill(c->pids[r], SIGKILL);
-				rank_failed(c, r, 3, "still running %.0f s after rank %d failed: killed",
-					    ctx_timeout_ms(c->o) / 1000.0 + 3.0, c->first);
+				if (c->grace_s > 0)
+					rank_failed(c, r, 3, "still running %.0f s after rank %d failed: "
+						    "killed", c->grace_s, c->first);
+				else
+					rank_failed(c, r, 3, "stopped: rank %d failed in set-up", c->first);
 				continue;
 			}
 			if (c->deadline[r] < next)
@@ -612,7 +616,12 @@ int moe_run(const struct moe_run_opts *o, struct moe_run_result *r)
 			goto out;
 		}
 	}
+	/* while blobs are gathered the ranks wait on us alone: one that fails
+	 * leaves the others nothing to notice, they are stopped at once */
+	c.grace_s = 0;
 	ret = collect(&c, M_BLOB, blobs, lens);
+	/* from here on they wait in the library, which sees a peer go */
+	c.grace_s = ctx_timeout_ms(o) / 1000.0 + 3.0;
 	for (uint32_t k = 0; !ret && k < R; k++)
 		for (uint32_t i = 0; i < R && !ret; i++)
 			if (oob_send(c.fds[k], blobs[i], lens[i]))
