@@ -163,6 +163,7 @@ refused "'frobnicate'" "$moe" frobnicate
 refused "--frobnicate" "$moe" --frobnicate
 refused "--ep needs a value" "$moe" --ep
 # more than this host's memory holds: refused before a rank is forked, not left to the OOM killer
+refused "--copy-size: '1K'" "$moe" --copy-size 1K
 refused "GB resident" "$moe" -c v3-prefill --tokens 1048576 --ep 2 --no-bound
 
 run "$moe" -j list
