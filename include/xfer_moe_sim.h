@@ -85,6 +85,11 @@ extern "C" {
 /* Intra-node peers over the NICs as well (xfer as built today: it has no
  * NVLink path; the write loops back through the NIC). */
 #define XFER_MOE_SIM_F_NIC_ONLY (1u << 0)
+/* The worker posts its writes in rank order (0, 1, ..., itself skipped)
+ * and the i-th goes on NIC i mod nics_per_gpu, as a scatter whose rows are
+ * in rank order does (lib/moe's today), instead of the order and NICs
+ * described above. */
+#define XFER_MOE_SIM_F_RANK_ORDER (1u << 1)
 
 /* The most ranks a simulation takes (R * (R - 1) writes a phase: EP64
  * takes about a second, EP128 about fifteen). */

@@ -155,9 +155,11 @@ static int vs_add(struct xfer_moe *m, struct moe_vs *vs, xfer_mr *src, xfer_rmr 
 	uint32_t n = 0;
 	int ret;
 
-	for (uint32_t r = 0; r < m->R; r++)
-		if (r != m->me)
-			dsts[n++] = dst[r];
+	/* Row i is rank me + 1 + i (mod R): the worker posts in row order,
+	 * and if every rank started with rank 0, all of them would queue on
+	 * rank 0's NIC first (the simulator's --rank-order shows the cost). */
+	for (uint32_t i = 1; i < m->R; i++)
+		dsts[n++] = dst[(m->me + i) % m->R];
 	a.flags = XFER_VSCATTER_F_KICK;   /* this thread plays the GPU: it can kick */
 	a.word = &vs->word;
 	a.src = src;

@@ -53,7 +53,7 @@ struct moe_vs {
 	xfer_watch *w;
 	volatile uint64_t word;         /* firings asked for */
 	volatile uint64_t done_word;    /* firings finished (the worker stores it) */
-	struct xfer_vscatter_row *rows; /* R - 1 rows: rank r is row r - (r > rank) */
+	struct xfer_vscatter_row *rows; /* R - 1 rows: rank me + 1 + i is row i */
 	_Atomic int err;                /* first failed firing's status */
 };
 

@@ -35,10 +35,11 @@ static uint32_t imm_of(const struct xfer_moe *m, uint32_t kind, uint32_t slot)
 	return m->a.imm_base + kind + slot;
 }
 
-/* A destination's row in a scatter's table. */
+/* A destination's row in a scatter's table: rank me + 1 + i is row i
+ * (blob.c orders the destinations so). */
 static struct xfer_vscatter_row *row_of(const struct xfer_moe *m, struct moe_vs *vs, uint32_t r)
 {
-	return &vs->rows[r - (r > m->me)];
+	return &vs->rows[(r + m->R - m->me - 1) % m->R];
 }
 
 static uint32_t sum(const uint32_t *v, uint32_t n)

@@ -272,14 +272,15 @@ XFER_EXPORT void xfer_moe_pack(const struct xfer_moe_layout *l, uint32_t seq, co
 
 /* Both walk (expert, source): the rows of expert e from source s are one
  * run in x / y, and one run in s's records (records are sorted by expert,
- * so run[s] is where s's next expert starts). */
+ * so run[s] is where s's next expert starts). Unpack skips hdrs, and fp8
+ * scales, when NULL (a caller that keeps neither). */
 XFER_EXPORT void xfer_moe_unpack(const struct xfer_moe_layout *l, const uint8_t *const *src_recs,
 				 const uint32_t *counts, const uint64_t *offset, uint8_t *x,
 				 float *scales, struct xfer_moe_rec_hdr *hdrs)
 {
 	uint32_t R = l->world_size, L = l->local_experts, S = l->scales;
 	uint64_t run[XFER_MOE_MAX_RANKS] = { 0 }, tb = l->token_bytes, rb = l->record_bytes;
-	int fp8 = l->dispatch_dtype == XFER_MOE_FP8;
+	int fp8 = l->dispatch_dtype == XFER_MOE_FP8 && scales;
 
 	for (uint32_t e = 0; e < L; e++) {
 		uint64_t row = offset[e];

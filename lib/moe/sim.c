@@ -159,9 +159,9 @@ static int cluster_read(const struct xfer_moe_cluster *uc, struct xfer_moe_clust
 			return ret;
 		}
 	}
-	if (k->flags & ~XFER_MOE_SIM_F_NIC_ONLY) {
+	if (k->flags & ~(XFER_MOE_SIM_F_NIC_ONLY | XFER_MOE_SIM_F_RANK_ORDER)) {
 		moe_error("cluster.flags 0x%x: unknown bits 0x%x", k->flags,
-			  k->flags & ~XFER_MOE_SIM_F_NIC_ONLY);
+			  k->flags & ~(XFER_MOE_SIM_F_NIC_ONLY | XFER_MOE_SIM_F_RANK_ORDER));
 		return -EINVAL;
 	}
 	if (k->gpus_per_node > 1024 || k->nics_per_gpu > 64) {
@@ -412,7 +412,8 @@ static void fluid(struct sim *sm, uint32_t nf)
 /*
  * One exchange: every rank s's worker, from ready[s], posts a write of
  * bytes[s * R + d] to every peer d (0: an immediate alone), inter-node
- * peers first, each group from rank s + 1 up. Out: per rank, when its
+ * peers first, each group from rank s + 1 up (XFER_MOE_SIM_F_RANK_ORDER:
+ * rank 0 first, in rank order). Out: per rank, when its
  * worker had posted the last write, when its last arrival landed and when
  * it had counted them all. Link bytes are added to sm->link_bytes.
  */
@@ -421,6 +422,7 @@ static void exchange(struct sim *sm, const double *ready, const uint64_t *bytes,
 {
 	uint32_t R = sm->R, nf = 0;
 	double slot = 1e-6 / sm->c.nic_mpps;
+	int rank_order = !!(sm->c.flags & XFER_MOE_SIM_F_RANK_ORDER);
 
 	for (uint32_t s = 0; s < R; s++) {
 		double t = ready[s], nic_free[64];
@@ -429,11 +431,12 @@ static void exchange(struct sim *sm, const double *ready, const uint64_t *bytes,
 			nic_free[i] = 0;
 		for (int pass = 0; pass < 2; pass++) {
 			for (uint32_t j = 1; j < R; j++) {
-				uint32_t d = (s + j) % R;
+				uint32_t d = rank_order ? j - (j <= s) : (s + j) % R;
 				int nvl = on_nvlink(sm, s, d);
 				struct flow *f;
 
-				if (nvl != pass)
+				/* rank order: one pass, every row where it lies */
+				if (rank_order ? pass : nvl != pass)
 					continue;
 				f = &sm->f[nf++];
 				t += sm->c.post_us * 1e-6;
@@ -445,7 +448,8 @@ static void exchange(struct sim *sm, const double *ready, const uint64_t *bytes,
 					f->lat = sm->c.nvlink_us * 1e-6;
 					f->start = t;
 				} else {
-					uint32_t nic = (s + d) % sm->N;
+					/* rank order: row d - (d > s) on rail row mod rails */
+					uint32_t nic = rank_order ? (d - (d > s)) % sm->N : (s + d) % sm->N;
 
 					f->out = s * sm->LS + L_NIC(nic, 0);
 					f->in = d * sm->LS + L_NIC(nic, 1);

@@ -188,6 +188,30 @@ TEST(nic_only)
 	EXPECT_GT(nic.combine.us, nvl.combine.us);
 }
 
+/* Scatter rows in rank order put row i on NIC i mod nics at every rank:
+ * every rank's write to rank 0 goes on NIC 0, so rank 0's NIC 0 takes all
+ * it gets from the other node (2 NICs, EP16: twice the busiest NIC's
+ * bytes of the spread (s + d) mod nics), and the phase is slower. */
+TEST(rank_order_unbalances_nics)
+{
+	struct xfer_moe_attr a = v3(16);
+	struct xfer_moe_cluster c = { .size = sizeof(c) };
+	struct xfer_moe_sim_result spread, ranked;
+
+	ASSERT_EQ(0, xfer_moe_cluster_preset(&c, "efa"));
+	ASSERT_EQ(2u, c.nics_per_gpu);
+	ASSERT_EQ(0, xfer_moe_simulate(&a, &c, 1, &spread));
+	c.flags = XFER_MOE_SIM_F_RANK_ORDER;
+	ASSERT_EQ(0, xfer_moe_simulate(&a, &c, 1, &ranked));
+	EXPECT_GT(ranked.dispatch.nic_bytes_max, spread.dispatch.nic_bytes_max * 3 / 2);
+	EXPECT_GT(ranked.combine.nic_bytes_max, spread.combine.nic_bytes_max * 3 / 2);
+	EXPECT_GT(ranked.dispatch.us, spread.dispatch.us);
+	EXPECT_GT(ranked.combine.us, spread.combine.us);
+	/* the same bytes leave every rank, whatever the order */
+	EXPECT_EQ(spread.dispatch.wire_bytes_max, ranked.dispatch.wire_bytes_max);
+	EXPECT_EQ(spread.combine.wire_bytes_max, ranked.combine.wire_bytes_max);
+}
+
 TEST(same_seed_same_figures)
 {
 	struct xfer_moe_attr a = v3(16);

@@ -160,7 +160,7 @@ TEST_F(tool, bad_options_refused)
 	static const char *const bad[] = {
 		"--ep 0", "--ep 3", "--ep 256", "--ep 8,x", "--config nope", "--dtype fp9",
 		"--hidden 100", "--topk 300", "--tokens 0", "--goodput 1.5", "--nic-gbps -1",
-		"--nic-gbps abc", "--link-us nan", "--nics 0", "--cluster ib", "--seeds 0",
+		"--nic-gbps abc", "--link-us nan", "--nics 0", "--cluster ib", "--seeds 0", "--seeds 100",
 		"--seed", "--bogus", "extra", "--experts 100",
 	};
 	char args[256];

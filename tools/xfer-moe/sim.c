@@ -86,6 +86,8 @@ static void usage(void)
 	       "  --goodput F (0..1] --link-us X --nic-mpps X --nvlink-gbs X --nvlink-us X\n"
 	       "  --post-us X --cqe-us X --trigger-us X --flag-us X --kernel-us X --hbm-gbs X\n"
 	       "  --nic-only             intra-node peers over the NICs too (xfer as built)\n"
+	       "  --rank-order           post in rank order, write i on NIC i mod nics (the\n"
+	       "                         scatter rows of lib/moe today)\n"
 	       "  --detail               per phase: when the slowest rank's kernel, posting,\n"
 	       "                         last landing and counting ended\n",
 	       XFER_MOE_SIM_MAX_RANKS, MAX_SEEDS);
@@ -102,7 +104,7 @@ struct sim_opts {
 	bool detail, help;
 	/* overrides: set fields are non-zero (0 is "the preset's") */
 	struct xfer_moe_cluster over;
-	bool nic_only;
+	bool nic_only, rank_order;
 };
 
 static const struct sim_config *config_find(const char *name)
@@ -117,7 +119,7 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 {
 	enum { O_TOKENS = 1000, O_HIDDEN, O_EXPERTS, O_TOPK, O_DTYPE, O_PREFILL, O_EP, O_CLUSTER,
 	       O_SEED, O_SEEDS, O_GPN, O_NICS, O_NIC_GBPS, O_GOODPUT, O_LINK_US, O_MPPS, O_NVL_GBS, O_NVL_US,
-	       O_POST_US, O_CQE_US, O_TRIG_US, O_FLAG_US, O_KERN_US, O_HBM_GBS, O_NIC_ONLY, O_DETAIL,
+	       O_POST_US, O_CQE_US, O_TRIG_US, O_FLAG_US, O_KERN_US, O_HBM_GBS, O_NIC_ONLY, O_RANK_ORDER, O_DETAIL,
 	       O_PRETTY };
 	static const struct option lo[] = {
 		{ "json", no_argument, 0, 'j' },
@@ -149,6 +151,7 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 		{ "kernel-us", required_argument, 0, O_KERN_US },
 		{ "hbm-gbs", required_argument, 0, O_HBM_GBS },
 		{ "nic-only", no_argument, 0, O_NIC_ONLY },
+		{ "rank-order", no_argument, 0, O_RANK_ORDER },
 		{ "detail", no_argument, 0, O_DETAIL },
 		{ 0, 0, 0, 0 },
 	};
@@ -225,6 +228,7 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 		case O_KERN_US: rc = arg_pos_double(o, "--kernel-us", optarg, big, &op->over.kernel_us); break;
 		case O_HBM_GBS: rc = arg_pos_double(o, "--hbm-gbs", optarg, big, &op->over.hbm_gbs); break;
 		case O_NIC_ONLY: op->nic_only = true; break;
+		case O_RANK_ORDER: op->rank_order = true; break;
 		case O_DETAIL: op->detail = true; break;
 		case ':':
 			out_error(o, "%s: needs a value", argv[optind - 1]);
@@ -271,6 +275,8 @@ static int cluster_of(const char *name, const struct sim_opts *op, struct xfer_m
 #undef OVER
 	if (op->nic_only)
 		c->flags |= XFER_MOE_SIM_F_NIC_ONLY;
+	if (op->rank_order)
+		c->flags |= XFER_MOE_SIM_F_RANK_ORDER;
 	return xfer_moe_cluster_resolve(c);
 }
 
@@ -310,7 +316,7 @@ int moe_cmd_sim(int argc, char **argv)
 	static const char *const ccols[] = {
 		"cluster", "gpus_node", "nics", "nic_gbps", "goodput", "link_us", "nic_mpps",
 		"nvlink_gbs", "nvlink_us", "post_us", "cqe_us", "trigger_us", "flag_us", "kernel_us",
-		"hbm_gbs", "nic_only",
+		"hbm_gbs", "nic_only", "rank_order",
 	};
 	static const char *const scols[] = {
 		"cluster", "ep", "nodes", "nic_peers", "dispatch_us", "combine_us", "disp_worst",
@@ -422,6 +428,7 @@ int moe_cmd_sim(int argc, char **argv)
 		add(row, "kernel_us", json_object_new_double(c->kernel_us));
 		add(row, "hbm_gbs", json_object_new_double(c->hbm_gbs));
 		add(row, "nic_only", json_object_new_boolean(!!(c->flags & XFER_MOE_SIM_F_NIC_ONLY)));
+		add(row, "rank_order", json_object_new_boolean(!!(c->flags & XFER_MOE_SIM_F_RANK_ORDER)));
 		out_row(&o, row);
 	}
 
