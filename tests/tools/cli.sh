@@ -2,7 +2,8 @@
 # The tools as a user runs them: every bad input is refused with a message
 # naming it and a non-zero exit (never a signal), in -j mode as a JSON
 # {"error": ...} on stdout; --help exits 0; short real xfer-bench runs give
-# the rows asked for; xfer-weightsync finds its models from any directory.
+# the rows asked for; xfer-weightsync finds its models from any directory;
+# xfer-moe --check matches the reference and names a rank that dies.
 # Uses $XFER_BUILD (default build). Prints TAP.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,12 +12,13 @@ build=${XFER_BUILD:-build}
 case $build in /*) ;; *) build=$root/$build ;; esac
 bench=$build/bin/xfer-bench
 ws=$build/bin/xfer-weightsync
+moe=$build/bin/xfer-moe
 small="--model $root/models/qwen2.5-0.5b.json --trainer fsdp=3"
 . tests/tap.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-for t in "$bench" "$ws"; do
+for t in "$bench" "$ws" "$moe"; do
 	if [ ! -x "$t" ]; then
 		echo "1..0 # SKIP $t not built"
 		exit 0
@@ -137,6 +139,66 @@ refused "not valid JSON" "$ws" plan --model "$tmp/broken.json"
 echo 'not a schedule' > "$tmp/junk.sched"
 refused "not a schedule file" "$ws" simulate --schedule "$tmp/junk.sched"
 
+# ---- xfer-moe: bad values ----------------------------------------------------
+refused "'nosuch': no such configuration" "$moe" -c nosuch
+refused "'nosuch'" "$moe" -c v2-lite,nosuch
+refused "--ep: '0'" "$moe" --ep 0
+refused "--ep: 3: the 256 experts of v3-decode are not a multiple" "$moe" --ep 3
+refused "--ep: 3" "$moe" -c v2-lite --ep 2,3
+refused "--ep: '1000'" "$moe" --ep 1000
+refused "--tokens: '2000000'" "$moe" --tokens 2000000
+refused "--topk: 9: more than the 8 experts" "$moe" --experts 8 --topk 9
+refused "--topk: '33'" "$moe" --topk 33
+refused "--dtype: 'bad'" "$moe" --dtype bad
+refused "--hidden: 200: fp8 dispatch needs a multiple of 128" "$moe" --hidden 200
+refused "--hidden: 204: bf16" "$moe" --hidden 204 --dtype bf16   # bf16: a multiple of 8
+refused "--experts: '0'" "$moe" --experts 0
+refused "nosuchprov" "$moe" -p nosuchprov
+refused "--none-frac: '1.5'" "$moe" --none-frac 1.5
+refused "--slots: '3'" "$moe" --slots 3
+refused "--iters: '0'" "$moe" -i 0
+refused "--kill-rank: 4" "$moe" --kill-rank 4
+refused "--seed: 'x'" "$moe" --seed x
+refused "'frobnicate'" "$moe" frobnicate
+refused "--frobnicate" "$moe" --frobnicate
+refused "--ep needs a value" "$moe" --ep
+# more than this host's memory holds: refused before a rank is forked, not left to the OOM killer
+refused "--copy-size: '1K'" "$moe" --copy-size 1K
+refused "GB resident" "$moe" -c v3-prefill --tokens 1048576 --ep 2 --no-bound
+
+run "$moe" -j list
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = {r["name"]: r for r in d["configs"]}
+assert sorted(c) == ["kimi-k2-decode", "v2-lite", "v3-decode", "v3-prefill"], c
+assert c["v3-decode"]["record_bytes"] == 7408 and c["v3-decode"]["combine_bytes"] == 14336
+assert c["v3-prefill"]["mode"] == "prefill" and c["kimi-k2-decode"]["experts"] == 384
+assert c["v2-lite"]["hidden"] == 2048 and c["v2-lite"]["topk"] == 6' "$tmp/out" 2>/dev/null &&
+	tap ok "xfer-moe list: the four configurations, 7,408 B dispatch and 14,336 B combine records" ||
+	tap not-ok "xfer-moe list: the four configurations" "status $rc: $out $err"
+
+# a small layer checked bit for bit: every output of both ranks, every layer
+run "$moe" -j --check -c v2-lite --tokens 8 --hidden 256 --ep 2 -i 3 -w 1 --no-bound
+[ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["moe"]
+assert len(r) == 1 and r[0]["config"] == "v2-lite" and r[0]["ep"] == 2, r
+assert r[0]["rows_checked"] == 2 * 8 * 4, r[0]["rows_checked"]  # 2 ranks, 8 tokens, 4 layers
+assert r[0]["dispatch_p50_us"] > 0 and r[0]["combine_p50_us"] > 0' "$tmp/out" 2>/dev/null &&
+	tap ok "xfer-moe --check (v2-lite, 8 tokens, H 256, EP2): every output matches the reference" ||
+	tap not-ok "xfer-moe --check (v2-lite, 8 tokens, H 256, EP2)" "status $rc: $out $err"
+
+# a rank SIGKILLed mid-layer: named with its signal, status 1, no hang
+start=$(date +%s)
+run "$moe" -c v2-lite --tokens 8 --hidden 256 --ep 4 -i 4 -w 0 --no-bound --kill-rank 1 --timeout-ms 2000
+secs=$(( $(date +%s) - start ))
+[ "$rc" -eq 1 ] && echo "$err" | grep -q "rank 1 of 4: killed by signal 9" && [ "$secs" -le 30 ] &&
+	tap ok "xfer-moe --kill-rank 1: 'rank 1 of 4: killed by signal 9', status 1, in ${secs} s" ||
+	tap not-ok "xfer-moe --kill-rank 1: the dead rank named, status 1, within 30 s" \
+		"status $rc after ${secs} s: $err"
+
 # run --provider bogus: said at once, not after a calibration
 start=$(date +%s)
 run "$ws" run $small --inference tp=2 --provider bogus
@@ -146,7 +208,7 @@ run "$ws" run $small --inference tp=2 --provider bogus
 
 # ---- --help everywhere ---------------------------------------------------------
 for args in "$bench --help" "$bench -h" "$ws --help" "$ws -h" "$ws help" "$ws simulate --help" \
-	    "$ws -j --help"; do
+	    "$ws -j --help" "$moe --help" "$moe help" "$moe run -h" "$moe -j --help"; do
 	run $args
 	[ "$rc" -eq 0 ] && grep -q "^usage:" "$tmp/out" &&
 		tap ok "$(basename "${args%% *}") ${args#* }: usage on stdout, status 0" ||
