@@ -87,7 +87,9 @@ struct xfer_moe_attr {
 	uint32_t dispatch_dtype; /* XFER_MOE_BF16 or XFER_MOE_FP8 */
 	uint32_t combine_dtype;  /* XFER_MOE_BF16 (the only one) */
 	int32_t timeout_ms;      /* receive waits; 0 = 10000; < 0: -EINVAL */
-	uint32_t imm_base;       /* immediates used: imm_base + 0 .. 15; 0 = 0x4d6f0000 */
+	uint32_t imm_base;       /* immediates used: imm_base + 0 .. 15; 0 = 0x4d6f0000.
+				  * Contexts on one engine need disjoint ranges: a
+				  * shared range mixes their arrivals (-EPROTO) */
 };
 /* Through combine_dtype; timeout_ms and imm_base default as noted. */
 #define XFER_MOE_ATTR_SIZE_VER0 40u
@@ -155,8 +157,9 @@ int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const size_t *lens, 
 
 /* Dispatch num_tokens (<= T) tokens: x is [num_tokens][H] bf16 (as
  * uint16_t bits, rows x_stride elements apart, 0 = H), topk is
- * [num_tokens][K] expert ids, -1 for none (any other value outside 0..E-1:
- * -EINVAL naming the token and k; nothing sent). x and topk may be reused
+ * [num_tokens][K] expert ids, -1 for none (any other value outside 0..E-1,
+ * or an expert twice in one token: -EINVAL naming the token and k; nothing
+ * sent). With num_tokens 0, x and topk may be NULL. x and topk may be reused
  * when the call returns; topk is kept until combine_recv. Returns once the
  * blocks are handed to the proxy. */
 int xfer_moe_dispatch_send(xfer_moe *m, uint32_t slot, const uint16_t *x, size_t x_stride,
@@ -186,7 +189,8 @@ int xfer_moe_dispatch_recv(xfer_moe *m, uint32_t slot, struct xfer_moe_recv *out
 /* Send the rows of recv.y back to their sources (one write per source). */
 int xfer_moe_combine_send(xfer_moe *m, uint32_t slot);
 
-/* Wait for every rank's outputs for this slot's tokens, then
+/* Wait for every rank's outputs for this slot's tokens (weights and out
+ * may be NULL when the dispatch had no tokens), then
  * out[t][h] = bf16(sum over k (in order, skipping -1) of
  * weights[t][k] * y(t, k)[h]), accumulated in fp32 with fmaf from 0.
  * weights is [num_tokens][K] float (num_tokens of the dispatch); out is

@@ -193,6 +193,11 @@ XFER_EXPORT int xfer_moe_connect(xfer_moe *m, const void *const *blobs, const si
 		moe_error("the context is already connected");
 		return -EALREADY;
 	}
+	if (m->failed) {
+		moe_error("an earlier connect failed half way (%s); destroy the context",
+			  xfer_strerror(m->failed));
+		return m->failed;
+	}
 	bl = calloc(m->R, sizeof(*bl));
 	peers = calloc(m->R, sizeof(*peers));
 	if (!bl || !peers) {

@@ -190,10 +190,13 @@ static int wait_arrivals(struct xfer_moe *m, uint32_t slot, uint32_t kind, arriv
 				if (r != m->me && !arrived(m, slot, r))
 					at += (size_t)snprintf(miss + at, sizeof(miss) - at, "%s%u",
 							       at ? ", " : "", r);
+			/* every header in yet the count short: a block landed and
+			 * its immediate did not (its sender stopped in between) */
 			moe_error("slot %u layer %llu: %s: %llu of %u arrived in %d ms%s%s", slot,
 				  (unsigned long long)s->seq, what,
 				  (unsigned long long)xfer_imm_count(m->e, imm), want, m->a.timeout_ms,
-				  at ? "; missing ranks " : "", miss);
+				  at ? "; missing ranks " : arrived ? "; every block is in, an immediate "
+				  "is late" : "", miss);
 			m->failed = -ETIMEDOUT;
 			return -ETIMEDOUT;
 		}
