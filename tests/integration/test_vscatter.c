@@ -459,6 +459,31 @@ TEST_F_TIMEOUT(vscatter, many_bumps, 120)
 }
 
 /* (e): bad attributes are refused with -EINVAL and hold nothing. */
+/* A kicked scatter (XFER_VSCATTER_F_KICK): the worker may sleep between
+ * firings, so each one must be woken by the producer's kick. Every firing
+ * is waited for before the next, leaving the worker idle in between. */
+TEST_F_TIMEOUT(vscatter, kicked, 120)
+{
+	struct xfer_vscatter_attr a = attr_of(self, 1);
+	xfer_watch *w = NULL;
+
+	a.flags = XFER_VSCATTER_F_KICK;
+	EXPECT_EQ(-EINVAL, xfer_watch_kick(NULL));
+	XT_ASSERT_OK(xfer_vscatter_add(self->e, &a, &w));
+	for (uint64_t n = 1; n <= 8; n++) {
+		reqs_reset(self);
+		fill_table(self, 0, (uint32_t)(n % 2), n == 1);
+		usleep(2000);   /* let the worker go to sleep */
+		__atomic_store_n(&self->word, n, __ATOMIC_SEQ_CST);
+		XT_ASSERT_OK(xfer_watch_kick(w));
+		ASSERT_TRUE(wait_done_word(&self->done_word, n));
+		verify_all(_metadata, self, "a kicked firing");
+	}
+	EXPECT_EQ(8, xfer_watch_fired(w));
+	EXPECT_EQ(0, atomic_load(&self->rec.errors));
+	XT_EXPECT_OK(xfer_watch_remove(w));
+}
+
 TEST_F(vscatter, bad_attributes)
 {
 	struct xfer_vscatter_attr a;
@@ -497,7 +522,7 @@ TEST_F(vscatter, bad_attributes)
 	REFUSED("NULL tables", a.tables = NULL);
 	REFUSED("num_dsts 0", a.num_dsts = 0);
 	REFUSED("num_dsts over the maximum", a.num_dsts = XFER_VSCATTER_MAX_DSTS + 1);
-	REFUSED("nonzero flags", a.flags = 1);
+	REFUSED("unknown flags", a.flags = XFER_VSCATTER_F_KICK << 1);
 	REFUSED("size below the floor", a.size = XFER_VSCATTER_ATTR_SIZE_VER0 - 1);
 	REFUSED("a source of another engine", a.src = mr2);
 	dsts[ND] = other;
