@@ -26,6 +26,7 @@
 #include "xfer.h"
 #include "args.h"
 #include "out.h"
+#include "provider.h"
 #include "moe.h"
 #include "sim.h"
 
@@ -542,7 +543,7 @@ static int cmd_run(struct opts *op, struct out *o)
 			out_finish(o);
 			return 1;
 		}
-	if ((rc = moe_probe_provider(op->run.provider, err, sizeof(err))))
+	if ((rc = provider_probe(op->run.provider, 0, err, sizeof(err))))
 		return out_fail(o, 0, "-p: %s", err);
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	out_str(o, "date", date);
