@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "oob.h"
 #include "provider.h"
+#include "rng.h"
 #include "run.h"
 
 #define BLOB_MAX 1024
@@ -38,19 +39,10 @@ struct report {
 
 /* ---- the seeded pattern --------------------------------------------------- */
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	return x ^ (x >> 33);
-}
-
 /* Finite values of moderate range, every bit of the mantissa in use. */
 static uint16_t pattern_bf16(uint64_t seed, uint32_t param, uint64_t row, uint64_t col)
 {
-	uint64_t h = mix(seed ^ mix(((uint64_t)param << 40) ^ (row << 20) ^ col));
+	uint64_t h = rng_mix(seed ^ rng_mix(((uint64_t)param << 40) ^ (row << 20) ^ col));
 	uint16_t sign = (uint16_t)(h & 1) << 15;
 	uint16_t exp = (uint16_t)(112 + (h >> 1) % 24) << 7;   /* 2^-15 .. 2^8 */
 
@@ -59,7 +51,7 @@ static uint16_t pattern_bf16(uint64_t seed, uint32_t param, uint64_t row, uint64
 
 static uint32_t pattern_f32(uint64_t seed, uint32_t param, uint64_t row, uint64_t col)
 {
-	uint64_t h = mix(seed ^ mix(((uint64_t)param << 40) ^ (row << 20) ^ col ^ 0x5a5a));
+	uint64_t h = rng_mix(seed ^ rng_mix(((uint64_t)param << 40) ^ (row << 20) ^ col ^ 0x5a5a));
 
 	return (uint32_t)(h & 1) << 31 | (uint32_t)(120 + (h >> 1) % 12) << 23 |
 	       (uint32_t)((h >> 8) & 0x7fffff);
