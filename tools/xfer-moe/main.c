@@ -220,19 +220,11 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 		case 'j': o->json = true; break;
 		case O_PRETTY: o->json = o->pretty = true; break;
 		case 'h': *help = true; break;
-		case ':':
-			out_error(o, "%s needs a value (see --help)", argv[optind - 1]);
-			rc = -EINVAL;
-			break;
-		default:
-			out_error(o, "unknown option '%s' (see --help)", argv[optind - 1]);
-			rc = -EINVAL;
+		default: rc = args_getopt_error(o, c, argv, "see --help");
 		}
 	}
-	if (!rc && optind < argc) {
-		out_error(o, "unexpected argument '%s' (see --help)", argv[optind]);
-		rc = -EINVAL;
-	}
+	if (!rc)
+		rc = args_leftover(o, argc, argv, "see --help");
 	return rc;
 }
 

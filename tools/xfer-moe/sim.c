@@ -230,20 +230,12 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 		case O_NIC_ONLY: op->nic_only = true; break;
 		case O_RANK_ORDER: op->rank_order = true; break;
 		case O_DETAIL: op->detail = true; break;
-		case ':':
-			out_error(o, "%s: needs a value", argv[optind - 1]);
-			rc = -EINVAL;
-			break;
-		default:
-			out_error(o, "unknown option '%s' (xfer-moe sim --help)", argv[optind - 1]);
-			rc = -EINVAL;
+		default: rc = args_getopt_error(o, c, argv, "xfer-moe sim --help");
 		}
 	}
 	/* argv[0] is the command word; anything left over is a mistake */
-	if (!rc && optind < argc) {
-		out_error(o, "unexpected argument '%s' (xfer-moe sim --help)", argv[optind]);
-		rc = -EINVAL;
-	}
+	if (!rc)
+		rc = args_leftover(o, argc, argv, "xfer-moe sim --help");
 	return rc;
 }
 
