@@ -61,6 +61,19 @@ static int dims_of(const struct xfer_moe_layout *l, struct dims *d)
 	return 0;
 }
 
+/* dims_of for an entry point that takes num_tokens rows: also refuses more
+ * than the layout was sized for (which keeps t * K + k within 32 bits). */
+static int token_dims(const struct xfer_moe_layout *l, uint32_t num_tokens, struct dims *d)
+{
+	int rc = dims_of(l, d);
+
+	if (rc)
+		return rc;
+	if (num_tokens > l->max_tokens)
+		return -(int)cudaErrorInvalidValue;
+	return 0;
+}
+
 static int launched(void)
 {
 	cudaError_t e = cudaGetLastError();
@@ -247,12 +260,10 @@ extern "C" int xfer_moe_route_cuda(const struct xfer_moe_layout *l, const int32_
 	struct dims d;
 	cudaError_t e;
 	uint32_t n, blocks;
-	int rc = dims_of(l, &d);
+	int rc = token_dims(l, num_tokens, &d);
 
 	if (rc)
 		return rc;
-	if (num_tokens > l->max_tokens) /* also keeps t * K + k within 32 bits */
-		return -(int)cudaErrorInvalidValue;
 	n = num_tokens * d.K;
 	if ((e = cudaMemsetAsync(counts, 0, (size_t)d.E * 4, s)) != cudaSuccess ||
 	    (bad && (e = cudaMemsetAsync(bad, 0xff, 4, s)) != cudaSuccess))
@@ -374,13 +385,11 @@ extern "C" int xfer_moe_pack_cuda(const struct xfer_moe_layout *l, uint32_t seq,
 {
 	cudaStream_t s = (cudaStream_t)stream;
 	struct dims d;
-	int rc = dims_of(l, &d);
+	int rc = token_dims(l, num_tokens, &d);
 	bool vec;
 
 	if (rc)
 		return rc;
-	if (num_tokens > l->max_tokens)
-		return -(int)cudaErrorInvalidValue;
 	if (!num_tokens)
 		return 0;
 	if (!x_stride)
@@ -576,13 +585,11 @@ extern "C" int xfer_moe_combine_reduce_cuda(const struct xfer_moe_layout *l, con
 {
 	cudaStream_t s = (cudaStream_t)stream;
 	struct dims d;
-	int rc = dims_of(l, &d);
+	int rc = token_dims(l, num_tokens, &d);
 	dim3 grid;
 
 	if (rc)
 		return rc;
-	if (num_tokens > l->max_tokens)
-		return -(int)cudaErrorInvalidValue;
 	if (!num_tokens)
 		return 0;
 	if (!out_stride)

@@ -244,19 +244,40 @@ void xfer_watches_poll(xfer_engine *e)
 	}
 }
 
-XFER_EXPORT int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *ua, xfer_watch **out)
+/* The opening both adds share: *out cleared before anything can fail, so a
+ * refusal leaves no stale handle, then the caller's attr copied in at the
+ * size it was built with. */
+static int add_begin(xfer_engine *e, const void *ua, void *k, size_t ksize, size_t ver0,
+		     xfer_watch **out)
 {
-	struct xfer_watch_attr k = { .size = sizeof(k) }, *a = &k;   /* done: none */
-	struct xfer_cmd c = { .kind = CMD_WATCH_ADD };
-	struct xfer_watch *w;
-	int ret;
-
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (!e || !ua)
 		return -EINVAL;
-	ret = xfer_struct_copy_in(&k, sizeof(k), ua, XFER_WATCH_ATTR_SIZE_VER0);
+	return xfer_struct_copy_in(k, ksize, ua, ver0);
+}
+
+/* Hand a built watch to the worker, which polls it from here on: counting
+ * starts from the word's value now. */
+static int add_finish(xfer_engine *e, struct xfer_watch *w, xfer_watch **out)
+{
+	struct xfer_cmd c = { .kind = CMD_WATCH_ADD };
+
+	w->last = __atomic_load_n(w->a.word, __ATOMIC_ACQUIRE);
+	c.u.watch.w = w;
+	xfer_cmd_run(e, &c);
+	*out = w;
+	return 0;
+}
+
+XFER_EXPORT int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *ua, xfer_watch **out)
+{
+	struct xfer_watch_attr k = { .size = sizeof(k) }, *a = &k;   /* done: none */
+	struct xfer_watch *w;
+	int ret;
+
+	ret = add_begin(e, ua, &k, sizeof(k), XFER_WATCH_ATTR_SIZE_VER0, out);
 	if (ret)
 		return ret;
 	if (!a->word || !a->src || !a->dst || a->reserved ||
@@ -274,29 +295,19 @@ XFER_EXPORT int xfer_watch_add(xfer_engine *e, const struct xfer_watch_attr *ua,
 	w->a = *a;
 	w->dst = *a->dst;
 	w->a.dst = &w->dst;
-	w->last = __atomic_load_n(a->word, __ATOMIC_ACQUIRE);
 	atomic_fetch_add_explicit(&a->src->users, 1, memory_order_relaxed);   /* until removed */
-	c.u.watch.w = w;
-	xfer_cmd_run(e, &c);
-	*out = w;
-	return 0;
+	return add_finish(e, w, out);
 }
 
 XFER_EXPORT int xfer_vscatter_add(xfer_engine *e, const struct xfer_vscatter_attr *ua,
 				  xfer_watch **out)
 {
 	struct xfer_vscatter_attr a = { .size = sizeof(a) };   /* done_word, done: none */
-	struct xfer_cmd c = { .kind = CMD_WATCH_ADD };
 	struct xfer_vscatter *vs;
 	struct xfer_watch *w;
 	int ret;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!e || !ua)
-		return -EINVAL;
-	ret = xfer_struct_copy_in(&a, sizeof(a), ua, XFER_VSCATTER_ATTR_SIZE_VER0);
+	ret = add_begin(e, ua, &a, sizeof(a), XFER_VSCATTER_ATTR_SIZE_VER0, out);
 	if (ret)
 		return ret;
 	if (!a.word || !a.src || !a.dsts || !a.tables || (a.flags & ~XFER_VSCATTER_F_KICK) ||
@@ -341,11 +352,7 @@ XFER_EXPORT int xfer_vscatter_add(xfer_engine *e, const struct xfer_vscatter_att
 	}
 	for (uint32_t i = 0; i < a.num_dsts; i++)
 		vs->dsts[i] = *a.dsts[i];
-	w->last = __atomic_load_n(a.word, __ATOMIC_ACQUIRE);
-	c.u.watch.w = w;
-	xfer_cmd_run(e, &c);
-	*out = w;
-	return 0;
+	return add_finish(e, w, out);
 }
 
 XFER_EXPORT uint64_t xfer_watch_fired(const xfer_watch *w)

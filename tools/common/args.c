@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,4 +191,22 @@ int arg_word_list(struct out *o, const char *opt, const char *s, const char *con
 			return 0;
 		p = comma + 1;
 	}
+}
+
+int args_getopt_error(struct out *o, int c, char **argv, const char *hint)
+{
+	/* getopt has stepped past the option it refused */
+	if (c == ':')
+		out_error(o, "%s needs a value (%s)", argv[optind - 1], hint);
+	else
+		out_error(o, "unknown option '%s' (%s)", argv[optind - 1], hint);
+	return -EINVAL;
+}
+
+int args_leftover(struct out *o, int argc, char **argv, const char *hint)
+{
+	if (optind >= argc)
+		return 0;
+	out_error(o, "unexpected argument '%s' (%s)", argv[optind], hint);
+	return -EINVAL;
 }

@@ -32,4 +32,14 @@ int arg_size_list(struct out *o, const char *opt, const char *s, uint64_t min, u
 int arg_word_list(struct out *o, const char *opt, const char *s, const char *const *names,
 		  uint32_t *mask);
 
+/* The end of a getopt_long loop (optstring starting with ':'): c is ':'
+ * for an option missing its value, anything else for one the loop does
+ * not know. Prints "OPT needs a value (HINT)" or "unknown option 'OPT'
+ * (HINT)", HINT saying where the options are listed (e.g. "see --help"),
+ * and returns -EINVAL. */
+int args_getopt_error(struct out *o, int c, char **argv, const char *hint);
+/* After the loop: an argument getopt left over is a mistake. 0 if there
+ * is none, else "unexpected argument 'ARG' (HINT)" and -EINVAL. */
+int args_leftover(struct out *o, int argc, char **argv, const char *hint);
+
 #endif

@@ -3,6 +3,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <rdma/fabric.h>
 
 #include "xfer.h"
@@ -68,4 +70,51 @@ void provider_explain(const char *prov, int err, char *buf, size_t len)
 		append(buf, len, own[i]);
 	}
 	append(buf, len, ")");
+}
+
+int provider_probe(const char *prov, uint32_t rails, char *err, size_t len)
+{
+	int fd[2], st = 0;
+	ssize_t n, got = 0;
+	pid_t pid;
+
+	err[0] = 0;
+	if (pipe(fd))
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		struct xfer_engine_attr a;
+		xfer_engine *e;
+		char msg[512] = "";
+		int ret;
+
+		close(fd[0]);
+		xfer_engine_attr_init(&a);
+		a.provider = prov;
+		if (rails)
+			a.num_rails = rails;
+		a.node = "127.0.0.1";
+		ret = xfer_engine_create(&a, &e);
+		if (ret)
+			provider_explain(prov, ret, msg, sizeof(msg));
+		else
+			xfer_engine_destroy(e);
+		if (write(fd[1], msg, strlen(msg)) < 0)
+			_exit(2);
+		_exit(ret ? 1 : 0);
+	}
+	close(fd[1]);
+	while (pid > 0 && (size_t)got < len - 1 && (n = read(fd[0], err + got, len - 1 - (size_t)got)) > 0)
+		got += n;
+	err[got] = 0;
+	close(fd[0]);
+	if (pid < 0)
+		return -errno;
+	waitpid(pid, &st, 0);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (!err[0])
+		snprintf(err, len, "provider '%s': opening an engine failed (status %d)", prov, st);
+	return -EINVAL;
 }

@@ -12,15 +12,7 @@
 #include "bf16.h"
 #include "fp8_e4m3.h"
 #include "moe.h"
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	return x ^ (x >> 33);
-}
+#include "rng.h"
 
 /* splitmix64 */
 static uint64_t next(uint64_t *s)
@@ -35,7 +27,7 @@ static uint64_t next(uint64_t *s)
 static uint64_t stream(const struct moe_run_opts *o, uint32_t rank, uint64_t variant, uint64_t what,
 		       uint64_t t)
 {
-	return mix(o->seed ^ mix(((uint64_t)rank << 48) ^ (what << 40) ^ mix(variant) ^ t));
+	return rng_mix(o->seed ^ rng_mix(((uint64_t)rank << 48) ^ (what << 40) ^ rng_mix(variant) ^ t));
 }
 
 void moe_gen_routing(const struct moe_run_opts *o, uint32_t rank, uint64_t variant, int32_t *topk,

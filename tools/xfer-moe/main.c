@@ -26,6 +26,7 @@
 #include "xfer.h"
 #include "args.h"
 #include "out.h"
+#include "provider.h"
 #include "moe.h"
 #include "sim.h"
 
@@ -219,19 +220,11 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 		case 'j': o->json = true; break;
 		case O_PRETTY: o->json = o->pretty = true; break;
 		case 'h': *help = true; break;
-		case ':':
-			out_error(o, "%s needs a value (see --help)", argv[optind - 1]);
-			rc = -EINVAL;
-			break;
-		default:
-			out_error(o, "unknown option '%s' (see --help)", argv[optind - 1]);
-			rc = -EINVAL;
+		default: rc = args_getopt_error(o, c, argv, "see --help");
 		}
 	}
-	if (!rc && optind < argc) {
-		out_error(o, "unexpected argument '%s' (see --help)", argv[optind]);
-		rc = -EINVAL;
-	}
+	if (!rc)
+		rc = args_leftover(o, argc, argv, "see --help");
 	return rc;
 }
 
@@ -542,7 +535,7 @@ static int cmd_run(struct opts *op, struct out *o)
 			out_finish(o);
 			return 1;
 		}
-	if ((rc = moe_probe_provider(op->run.provider, err, sizeof(err))))
+	if ((rc = provider_probe(op->run.provider, 0, err, sizeof(err))))
 		return out_fail(o, 0, "-p: %s", err);
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	out_str(o, "date", date);

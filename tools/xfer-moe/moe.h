@@ -93,8 +93,5 @@ struct moe_run_result {
 /* Fork the ranks, run, gather. 0, or non-zero with r->error set. */
 int moe_run(const struct moe_run_opts *o, struct moe_run_result *r);
 void moe_run_free(struct moe_run_result *r);
-/* Open an engine on the provider in a child: 0, or -errno with a message
- * naming the provider (and the ones there are) in err. */
-int moe_probe_provider(const char *provider, char *err, size_t len);
 
 #endif

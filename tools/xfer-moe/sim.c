@@ -17,18 +17,8 @@
 #include "xfer_moe_sim.h"
 #include "args.h"
 #include "out.h"
+#include "moe.h"
 #include "sim.h"
-
-/* The configurations of issue 13 (the same as `xfer-moe list`). */
-static const struct sim_config {
-	const char *name;
-	uint32_t tokens, hidden, experts, topk, dtype, flags;
-} configs[] = {
-	{ "v3-decode", 128, 7168, 256, 8, XFER_MOE_FP8, 0 },
-	{ "v3-prefill", 4096, 7168, 256, 8, XFER_MOE_FP8, XFER_MOE_F_PREFILL },
-	{ "kimi-k2-decode", 128, 7168, 384, 8, XFER_MOE_FP8, 0 },
-	{ "v2-lite", 128, 2048, 64, 6, XFER_MOE_FP8, 0 },
-};
 
 /* Published decode figures, microseconds (issue 13's table: 128 tokens a
  * rank, H 7168, top-8 of 256, fp8 dispatch, bf16 combine). */
@@ -94,7 +84,7 @@ static void usage(void)
 }
 
 struct sim_opts {
-	const struct sim_config *cfg;
+	const struct moe_config *cfg;   /* one of moe_configs (configs.c) */
 	struct xfer_moe_attr attr;
 	uint32_t eps[MAX_EPS];
 	int neps;
@@ -106,14 +96,6 @@ struct sim_opts {
 	struct xfer_moe_cluster over;
 	bool nic_only, rank_order;
 };
-
-static const struct sim_config *config_find(const char *name)
-{
-	for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++)
-		if (!strcmp(configs[i].name, name))
-			return &configs[i];
-	return NULL;
-}
 
 static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 {
@@ -169,10 +151,9 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 		case O_PRETTY: o->json = o->pretty = true; break;
 		case 'h': op->help = true; break;
 		case 'c':
-			op->cfg = config_find(optarg);
+			op->cfg = moe_config_find(optarg);
 			if (!op->cfg) {
-				out_error(o, "--config: '%s': unknown (v3-decode, v3-prefill, kimi-k2-decode, v2-lite)",
-					  optarg);
+				out_error(o, "--config: '%s': unknown (%s)", optarg, moe_config_names());
 				rc = -EINVAL;
 				break;
 			}
@@ -180,7 +161,7 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 			a->hidden = op->cfg->hidden;
 			a->num_experts = op->cfg->experts;
 			a->top_k = op->cfg->topk;
-			a->dispatch_dtype = op->cfg->dtype;
+			a->dispatch_dtype = op->cfg->dispatch_dtype;
 			a->flags = op->cfg->flags;
 			break;
 		case O_TOKENS: rc = arg_u32(o, "--tokens", optarg, 1, XFER_MOE_MAX_TOKENS, &a->max_tokens); break;
@@ -230,20 +211,12 @@ static int parse(int argc, char **argv, struct sim_opts *op, struct out *o)
 		case O_NIC_ONLY: op->nic_only = true; break;
 		case O_RANK_ORDER: op->rank_order = true; break;
 		case O_DETAIL: op->detail = true; break;
-		case ':':
-			out_error(o, "%s: needs a value", argv[optind - 1]);
-			rc = -EINVAL;
-			break;
-		default:
-			out_error(o, "unknown option '%s' (xfer-moe sim --help)", argv[optind - 1]);
-			rc = -EINVAL;
+		default: rc = args_getopt_error(o, c, argv, "xfer-moe sim --help");
 		}
 	}
 	/* argv[0] is the command word; anything left over is a mistake */
-	if (!rc && optind < argc) {
-		out_error(o, "unexpected argument '%s' (xfer-moe sim --help)", argv[optind]);
-		rc = -EINVAL;
-	}
+	if (!rc)
+		rc = args_leftover(o, argc, argv, "xfer-moe sim --help");
 	return rc;
 }
 
@@ -340,7 +313,7 @@ int moe_cmd_sim(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json") || !strcmp(argv[i], "--pretty"))
 			o.json = true;
-	op.cfg = &configs[0];
+	op.cfg = &moe_configs[0];
 	op.attr = (struct xfer_moe_attr){
 		.size = sizeof(op.attr),
 		.world_size = 8,
@@ -348,7 +321,7 @@ int moe_cmd_sim(int argc, char **argv)
 		.hidden = op.cfg->hidden,
 		.num_experts = op.cfg->experts,
 		.top_k = op.cfg->topk,
-		.dispatch_dtype = op.cfg->dtype,
+		.dispatch_dtype = op.cfg->dispatch_dtype,
 		.combine_dtype = XFER_MOE_BF16,
 		.flags = op.cfg->flags,
 	};

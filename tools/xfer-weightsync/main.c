@@ -169,19 +169,11 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 			case 'b': op->pa.max_chunk = (uint64_t)(v * (1 << 20)); break;
 			}
 			break;
-		case ':':
-			out_error(o, "%s needs a value (see --help)", argv[optind - 1]);
-			rc = -EINVAL;
-			break;
-		default:
-			out_error(o, "unknown option '%s' (see --help)", argv[optind - 1]);
-			rc = -EINVAL;
+		default: rc = args_getopt_error(o, c, argv, "see --help");
 		}
 	}
-	if (!rc && optind < argc) {
-		out_error(o, "unexpected argument '%s' (see --help)", argv[optind]);
-		rc = -EINVAL;
-	}
+	if (!rc)
+		rc = args_leftover(o, argc, argv, "see --help");
 	if (rc)
 		out_finish(o);
 	return rc ? 1 : 0;

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "oob.h"
 #include "provider.h"
+#include "rng.h"
 #include "run.h"
 
 #define BLOB_MAX 1024
@@ -38,19 +39,10 @@ struct report {
 
 /* ---- the seeded pattern --------------------------------------------------- */
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	return x ^ (x >> 33);
-}
-
 /* Finite values of moderate range, every bit of the mantissa in use. */
 static uint16_t pattern_bf16(uint64_t seed, uint32_t param, uint64_t row, uint64_t col)
 {
-	uint64_t h = mix(seed ^ mix(((uint64_t)param << 40) ^ (row << 20) ^ col));
+	uint64_t h = rng_mix(seed ^ rng_mix(((uint64_t)param << 40) ^ (row << 20) ^ col));
 	uint16_t sign = (uint16_t)(h & 1) << 15;
 	uint16_t exp = (uint16_t)(112 + (h >> 1) % 24) << 7;   /* 2^-15 .. 2^8 */
 
@@ -59,7 +51,7 @@ static uint16_t pattern_bf16(uint64_t seed, uint32_t param, uint64_t row, uint64
 
 static uint32_t pattern_f32(uint64_t seed, uint32_t param, uint64_t row, uint64_t col)
 {
-	uint64_t h = mix(seed ^ mix(((uint64_t)param << 40) ^ (row << 20) ^ col ^ 0x5a5a));
+	uint64_t h = rng_mix(seed ^ rng_mix(((uint64_t)param << 40) ^ (row << 20) ^ col ^ 0x5a5a));
 
 	return (uint32_t)(h & 1) << 31 | (uint32_t)(120 + (h >> 1) % 12) << 23 |
 	       (uint32_t)((h >> 8) & 0x7fffff);
@@ -538,57 +530,6 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	}
 }
 
-/* Open an engine on the provider in a child, as every rank will: a
- * provider that cannot open then fails the run at once with its name and
- * the reason (the list of providers if it does not exist), rather than
- * after the calibration, as a relay finding every child gone. A child,
- * because the coordinator opens no endpoint itself (see calib.c). */
-static int probe_provider(const struct wsrun_opts *o, char *err, size_t len)
-{
-	int fd[2], st = 0;
-	ssize_t n, got = 0;
-	pid_t pid;
-
-	err[0] = 0;
-	if (pipe(fd))
-		return -errno;
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		struct xfer_engine_attr a;
-		xfer_engine *e;
-		char msg[512] = "";
-		int ret;
-
-		close(fd[0]);
-		xfer_engine_attr_init(&a);
-		a.provider = o->provider;
-		a.num_rails = o->rails;
-		a.node = "127.0.0.1";
-		ret = xfer_engine_create(&a, &e);
-		if (ret)
-			provider_explain(o->provider, ret, msg, sizeof(msg));
-		else
-			xfer_engine_destroy(e);
-		if (write(fd[1], msg, strlen(msg)) < 0)
-			_exit(2);
-		_exit(ret ? 1 : 0);
-	}
-	close(fd[1]);
-	while (pid > 0 && (size_t)got < len - 1 && (n = read(fd[0], err + got, len - 1 - (size_t)got)) > 0)
-		got += n;
-	err[got] = 0;
-	close(fd[0]);
-	if (pid < 0)
-		return -errno;
-	waitpid(pid, &st, 0);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		return 0;
-	if (!err[0])
-		snprintf(err, len, "provider '%s': opening an engine failed (status %d)", o->provider, st);
-	return -EINVAL;
-}
-
 int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct wsrun_result *r)
 {
 	uint32_t n = s->ntrainers + s->ninfer;
@@ -605,7 +546,7 @@ int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct w
 	long ncores = sysconf(_SC_NPROCESSORS_ONLN);
 	struct wsrun_opts eff = *o;
 
-	if ((ret = probe_provider(o, r->error, sizeof(r->error)))) {
+	if ((ret = provider_probe(o->provider, o->rails, r->error, sizeof(r->error)))) {
 		free(fds);
 		free(pids);
 		free(blobs);
