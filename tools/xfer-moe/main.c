@@ -629,6 +629,8 @@ int main(int argc, char **argv)
 				av[ac++] = argv[i];
 			for (int i = first + 1; i < argc; i++)
 				av[ac++] = argv[i];
+			json_object_put(o.doc);   /* the simulator prints its own document */
+			o.doc = NULL;
 			rc = moe_cmd_sim(ac, av);
 			free(av);
 			return rc;
