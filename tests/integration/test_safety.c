@@ -13,6 +13,7 @@
  *    write storm, nothing lands.
  */
 #include <dirent.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,7 @@ struct in_cb {
 	_Atomic int second_status;   /* 1: not yet */
 	_Atomic int destroyed;       /* the destroy call returned */
 	_Atomic int cancelled;       /* other callbacks that heard -ECANCELED */
+	_Atomic int hold;            /* 1: the destroying callback waits for 0 */
 };
 
 static void on_second(void *ctx, int status)
@@ -280,10 +282,18 @@ static void on_cancelled(void *ctx, int status)
 		atomic_fetch_add(&c->cancelled, 1);
 }
 
-/* Destroys the engine from its own worker, after deregistering src. */
+/* Destroys the engine from its own worker, after deregistering src. With
+ * `hold`, first waits (at most 10 s) until the test has submitted all it
+ * means to: the engine is gone once this returns, and a submission racing
+ * with the destroy would use freed memory. Holding the worker here also
+ * keeps the others in flight. */
 static void on_first_destroy(void *ctx, int status)
 {
 	struct in_cb *c = ctx;
+	uint64_t t0 = xt_now_us();
+
+	while (atomic_load(&c->hold) && xt_now_us() - t0 < 10000000)
+		sched_yield();
 
 	atomic_store(&c->dereg_in_cb, xfer_mr_dereg(c->l->src));
 	xfer_engine_destroy(c->l->e);
@@ -346,7 +356,7 @@ TEST_F(lifetime, destroy_from_callback)
  * those hear -ECANCELED (or complete), exactly once each. */
 TEST_F(lifetime, destroy_from_callback_with_others_in_flight)
 {
-	struct in_cb c = { .l = &self->l };
+	struct in_cb c = { .l = &self->l, .hold = 1 };
 	const struct xfer_done d = { on_first_destroy, &c }, other = { on_cancelled, &c };
 	enum { N = 64 };
 	uint64_t t0;
@@ -357,6 +367,7 @@ TEST_F(lifetime, destroy_from_callback_with_others_in_flight)
 		if (xfer_write(self->l.e, self->l.src, 0, self->l.dst, 4096, 65536, 0, 0, &other,
 			       NULL))
 			break;
+	atomic_store(&c.hold, 0);   /* from here on the test does not touch the engine */
 	t0 = xt_now_us();
 	while (workers_alive() > 0 && xt_now_us() - t0 < 10000000)
 		usleep(1000);
