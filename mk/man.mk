@@ -2,4 +2,3 @@
 # tests/man.sh checks they render cleanly and name every public function
 # and every tool option.
 TEST_SUITES += tests/man.sh
-MAN_PAGES := $(wildcard man/*.[137])
