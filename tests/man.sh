@@ -3,7 +3,8 @@
 # The man pages (man/): each renders with groff -ww (and man --warnings
 # where man-db is installed) without a word of warning; its .TH names the
 # file; the xfer pages its SEE ALSO names exist; every function the public
-# headers declare is named in some page's NAME or SYNOPSIS; every --option
+# headers declare is named in some page's NAME or SYNOPSIS, with the
+# header's types (tests/man/protos.py); every --option
 # a tool's --help prints is in that tool's page. Uses $XFER_BUILD (default
 # build) for the tools. Prints TAP.
 set -uo pipefail
@@ -73,6 +74,12 @@ if cc -std=gnu11 -Iinclude $(pkg-config --cflags libfabric 2>/dev/null) -fsyntax
 	[ -n "$declared" ] && [ -z "$missing" ] &&
 		tap ok "every function of include/*.h ($(echo "$declared" | wc -l)) is named in a page's NAME or SYNOPSIS" ||
 		tap not-ok "every function of include/*.h is named in a page's NAME or SYNOPSIS" "missing: $missing"
+	# ... and with the header's types: a page must not drift from the API.
+	if d=$(python3 tests/man/protos.py "$tmp/aux" man/*.3 2>&1); then
+		tap ok "every SYNOPSIS prototype has the header's return and parameter types"
+	else
+		tap not-ok "every SYNOPSIS prototype has the header's return and parameter types" "$d"
+	fi
 else
 	tap not-ok "public headers compile" "$(cat "$tmp/err")"
 fi
