@@ -69,6 +69,9 @@ if command -v man >/dev/null; then
 	check "man finds xfer(7) and xfer_write(3) in the installed tree" \
 		sh -c "MANPATH='$tmp/share/man' man -w 7 xfer >/dev/null 2>&1 &&
 		       MANPATH='$tmp/share/man' man -w xfer_write >/dev/null 2>&1"
+	# every other name of a family leads to its page (a .so link page)
+	out=$(MANPATH=$tmp/share/man MANWIDTH=80 man xfer_op_wait 2>/dev/null | head -1)
+	check "man xfer_op_wait shows xfer_write(3)" sh -c "echo '$out' | grep -q '^XFER_WRITE(3)'"
 fi
 
 pc=$tmp/lib/pkgconfig/xfer.pc
