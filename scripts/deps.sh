@@ -46,7 +46,7 @@ fi
 pkgs=(build-essential pkg-config libfabric-dev libfabric-bin libhwloc-dev libjson-c-dev
       libibverbs-dev ibverbs-providers rdma-core)
 if [ "$what" = test ]; then
-	pkgs+=(qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest
+	pkgs+=(qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest groff-base man-db
 	       linux-image-amd64 linux-headers-amd64 linux-image-6.12-amd64 linux-headers-6.12-amd64)
 fi
 
