@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what a step needs, only when it is missing (Debian 12, as root).
 #   deps.sh build   compiler and libraries for the library and the tools
-#   deps.sh test    also qemu, Debian kernels and headers, busybox (kmod/verbs guests)
+#   deps.sh test    also qemu, Debian kernels and headers, busybox (kmod/verbs guests),
+#                   groff and man-db (tests/man.sh)
 #                   and the kernel's kselftest harness headers
 #   deps.sh kselftest  only the harness headers
 set -euo pipefail
