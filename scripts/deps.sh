@@ -2,8 +2,7 @@
 # Install what a step needs, only when it is missing (Debian 12, as root).
 #   deps.sh build   compiler and libraries for the library and the tools
 #   deps.sh test    also qemu, Debian kernels and headers, busybox (kmod/verbs guests),
-#                   groff and man-db (tests/man.sh)
-#                   and the kernel's kselftest harness headers
+#                   the kernel's kselftest harness headers, groff and man-db (tests/man.sh)
 #   deps.sh kselftest  only the harness headers
 set -euo pipefail
 what=${1:-build}
