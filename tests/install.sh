@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # `make install` as a user of the library sees it: installs into a temporary
-# PREFIX, checks the files and xfer.pc, builds a small program outside the
-# repository with pkg-config alone, runs it and an installed tool, and checks
-# that a build that was complete stays complete. Prints TAP.
+# PREFIX, checks the files (man pages too) and xfer.pc, builds a small
+# program outside the repository with pkg-config alone, runs it and an
+# installed tool, and checks that a build that was complete stays complete. Prints TAP.
 #
 # XFER_BUILD names the build directory (default build); run `make all` first.
 set -uo pipefail
@@ -58,6 +58,21 @@ for m in models/*.json; do
 done
 [ -z "$missing" ] || echo "# missing models:$missing"
 check "models installed under share/xfer/models" test -z "$missing"
+
+missing=""
+for m in man/*.[137]; do
+	cmp -s "$m" "$tmp/share/man/man${m##*.}/$(basename "$m")" || missing+=" $m"
+done
+[ -z "$missing" ] || echo "# missing man pages:$missing"
+check "man pages installed under share/man/man{1,3,7}" test -z "$missing" -a -n "$(ls man 2>/dev/null)"
+if command -v man >/dev/null; then
+	check "man finds xfer(7) and xfer_write(3) in the installed tree" \
+		sh -c "MANPATH='$tmp/share/man' man -w 7 xfer >/dev/null 2>&1 &&
+		       MANPATH='$tmp/share/man' man -w xfer_write >/dev/null 2>&1"
+	# every other name of a family leads to its page (a .so link page)
+	out=$(MANPATH=$tmp/share/man MANWIDTH=80 man xfer_op_wait 2>/dev/null | head -1)
+	check "man xfer_op_wait shows xfer_write(3)" sh -c "echo '$out' | grep -q '^XFER_WRITE(3)'"
+fi
 
 pc=$tmp/lib/pkgconfig/xfer.pc
 check "xfer.pc names the install prefix" grep -qx "prefix=$tmp" "$pc"
