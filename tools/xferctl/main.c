@@ -52,6 +52,15 @@ static void usage(FILE *f)
 		"XFER_KMOD_DEV (/dev/xfer) move where the module's files are read.\n");
 }
 
+/* Help is not a result: the document is dropped unprinted. */
+static int help(struct ctl *c)
+{
+	usage(stdout);
+	json_object_put(c->o.doc);
+	c->o.doc = NULL;
+	return 0;
+}
+
 static const char *env_or(const char *name, const char *def)
 {
 	const char *v = getenv(name);
@@ -89,8 +98,7 @@ int main(int argc, char **argv)
 			c.details = true;
 			break;
 		case 'h':
-			usage(stdout);
-			return 0;
+			return help(&c);
 		default:
 			args_getopt_error(&c.o, opt, argv, "see xferctl --help");
 			out_finish(&c.o);
@@ -106,10 +114,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return out_fail(&c.o, 0, "no object given (see xferctl --help)");
 	}
-	if (!strcmp(argv[0], "help")) {
-		usage(stdout);
-		return 0;
-	}
+	if (!strcmp(argv[0], "help"))
+		return help(&c);
 	for (int i = 0; i < NOBJ; i++)
 		if (!strcmp(argv[0], objects[i].name))
 			ob = &objects[i];
@@ -121,10 +127,8 @@ int main(int argc, char **argv)
 	if (argc > 0) {
 		bool known = false;
 
-		if (!strcmp(argv[0], "help")) {
-			usage(stdout);
-			return 0;
-		}
+		if (!strcmp(argv[0], "help"))
+			return help(&c);
 		for (int i = 0; ob->cmds[i]; i++)
 			if (!strcmp(argv[0], ob->cmds[i]))
 				known = true;
