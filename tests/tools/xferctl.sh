@@ -164,6 +164,13 @@ else
 	tap not-ok "topo of a two-socket node" "rc $rc: $out"
 fi
 
+HWLOC_XMLFILE=$fix/topo-2socket.xml run -j -d topo
+[ "$rc" -eq 0 ] && jq_ok "h = {r['device']: r for r in d['hops']}
+h['GPU0']['GPU0'] == 0 and h['GPU0']['rxe1'] < h['GPU0']['rxe0'] and h['GPU2']['rxe0'] < h['GPU2']['rxe1']" &&
+	tap ok "-d topo: hop counts, nearest NIC fewest" || tap not-ok "-d topo" "rc $rc: $out"
+run module help
+[ "$rc" -eq 0 ] && echo "$out" | grep -q usage && tap ok "OBJECT help exits 0" || tap not-ok "OBJECT help" "rc $rc"
+
 # ---- the module's files: good samples ------------------------------------------------
 export XFERCTL_SYSFS=$fix/good/sys XFERCTL_DEBUGFS=$fix/good/debug
 run -j module
@@ -219,6 +226,18 @@ not any('region 1:' in x for x in p) and any(x.startswith('device:') for x in p)
 else
 	tap not-ok "health on samples" "rc $rc: $out $err"
 fi
+# a /dev/xfer of the wrong mode: module shows it, health names it
+: >"$tmp/dev"; chmod 0644 "$tmp/dev"
+XFER_KMOD_DEV=$tmp/dev run -j module
+[ "$rc" -eq 0 ] && jq_ok "d['device_mode'] == '0644' and d['features'].startswith('unknown')" &&
+	tap ok "module: device mode shown; features unknown when the device does not answer" ||
+	tap not-ok "module: device mode" "rc $rc: $out"
+XFER_KMOD_DEV=$tmp/dev run health
+[ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: device: $tmp/dev is mode 0644 group .*, expected 0660 group xfer" &&
+	tap ok "health: /dev/xfer mode and group named" || tap not-ok "health: device mode" "rc $rc: $out"
+run -j -d health
+[ "$rc" -eq 1 ] && jq_ok "'an engine on local' in d['passed'] and 'RLIMIT_MEMLOCK' in d['passed'] and 'orphaned regions' not in d['passed']" &&
+	tap ok "-d health: the checks that passed listed, failed ones not" || tap not-ok "-d health" "rc $rc: $out"
 # RLIMIT_MEMLOCK under the module's limit
 cp -r "$fix/good" "$tmp/big"
 echo 1099511627776 > "$tmp/big/sys/class/misc/xfer/max_pinned_bytes"

@@ -23,7 +23,21 @@
 #include "provider.h"
 #include "xferctl.h"
 
-static json_object *problems;
+static json_object *problems, *passed;
+static int nproblems_before;
+
+/* -d: the checks that passed, too (a probe's log shows what was looked at). */
+static void check_done(struct ctl *c, const char *what, bool checked)
+{
+	int now = (int)json_object_array_length(problems);
+
+	if (c->details && now == nproblems_before && checked) {
+		if (!c->o.json)
+			printf("ok: %s\n", what);
+		json_object_array_add(passed, json_object_new_string(what));
+	}
+	nproblems_before = now;
+}
 
 static void __attribute__((format(printf, 2, 3))) problem(struct ctl *c, const char *fmt, ...)
 {
@@ -76,37 +90,41 @@ static void check_module(struct ctl *c, uint64_t *max_pinned)
 			strerror(errno));
 }
 
-static void check_memlock(struct ctl *c, uint64_t max_pinned)
+/* true when something was compared */
+static bool check_memlock(struct ctl *c, uint64_t max_pinned)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
-		return;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return false;
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return true;
 	out_u64(&c->o, "memlock_bytes", rl.rlim_cur);
 	/* Verbs registrations count against RLIMIT_MEMLOCK, the module's
 	 * pins against max_pinned_bytes: a lower rlimit is the real cap. */
 	if (max_pinned && rl.rlim_cur < max_pinned)
 		problem(c, "memlock: RLIMIT_MEMLOCK %llu bytes is below the module's max_pinned_bytes %llu (raise it: ulimit -l, LimitMEMLOCK=)",
 			(unsigned long long)rl.rlim_cur, (unsigned long long)max_pinned);
+	return max_pinned != 0;
 }
 
-static void check_orphans(struct ctl *c)
+static bool check_orphans(struct ctl *c)
 {
 	char path[4096];
 	json_object *rows;
 	int ret;
 
 	if (!module_loaded(c))
-		return;
+		return false;
 	path_debugfs(c, "regions", path, sizeof(path));
 	ret = read_table(c, path, regions_cols, regions_ncols, &rows);
 	if (ret == -ENOENT) {
 		out_str(&c->o, "orphans", "not checked (debugfs not readable)");
-		return;
+		return false;
 	}
 	if (ret) {
 		problem(c, "regions: %s is malformed (see the message above)", path);
-		return;
+		return true;
 	}
 	for (size_t i = 0; i < json_object_array_length(rows); i++) {
 		json_object *r = json_object_array_get_idx(rows, i);
@@ -123,6 +141,7 @@ static void check_orphans(struct ctl *c)
 				(long long)json_object_get_int64(json_object_object_get(r, "bytes")));
 	}
 	json_object_put(rows);
+	return true;
 }
 
 /* libfabric's providers (each named once), for the report. */
@@ -167,14 +186,22 @@ int obj_health(struct ctl *c, const char *cmd, int argc, char **argv)
 		return out_fail(&c->o, 0, "health: unexpected '%s' (health takes no filters)",
 				argv[0]);
 	problems = json_object_new_array();
+	passed = json_object_new_array();
+	nproblems_before = 0;
 	check_module(c, &max_pinned);
-	check_memlock(c, max_pinned);
-	check_orphans(c);
+	check_done(c, "module and /dev/xfer", true);
+	check_done(c, "RLIMIT_MEMLOCK", check_memlock(c, max_pinned));
+	check_done(c, "orphaned regions", check_orphans(c));
 	/* Before libfabric is initialised here: the probe forks. */
 	if (provider_probe("local", 0, why, sizeof(why)))
 		problem(c, "provider: no engine opens on 'local': %s", why);
+	check_done(c, "an engine on local", true);
 	list_providers(c);
 	n = (int)json_object_array_length(problems);
+	if (c->o.json && c->details)
+		json_object_object_add(c->o.doc, "passed", passed);
+	else
+		json_object_put(passed);
 	if (c->o.json)
 		json_object_object_add(c->o.doc, "problems", problems);
 	else

@@ -6,14 +6,53 @@
  * exit 0 (a question answered, not a failure; `health` fails on it).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include <linux/xfer.h>
 
 #include "xferctl.h"
+
+/* Features are only told through the device (XFER_IOC_QUERY); opening it
+ * makes a context for the moment this takes. */
+static void features(struct ctl *c)
+{
+	static const struct {
+		uint32_t bit;
+		const char *name;
+	} names[] = {
+		{ XFER_FEATURE_DMABUF_IMPORT, "dmabuf_import" },
+		{ XFER_FEATURE_DMABUF_EXPORT, "dmabuf_export" },
+		{ XFER_FEATURE_NV_P2P, "nv_p2p" },
+	};
+	struct xfer_query q = { .size = sizeof(q) };
+	char text[128] = "";
+	int fd = open(c->dev, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0 || ioctl(fd, XFER_IOC_QUERY, &q)) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "unknown (%s: %s)", c->dev, strerror(errno));
+		out_str(&c->o, "features", why);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (q.features & names[i].bit) {
+			size_t n = strlen(text);
+
+			snprintf(text + n, sizeof(text) - n, "%s%s", n ? "," : "", names[i].name);
+		}
+	out_str(&c->o, "features", text[0] ? text : "none");
+	out_u64(&c->o, "page_size", q.page_size);
+}
 
 int obj_module(struct ctl *c, const char *cmd, int argc, char **argv)
 {
@@ -86,6 +125,7 @@ int obj_module(struct ctl *c, const char *cmd, int argc, char **argv)
 			out_str(&c->o, "device_group", g->gr_name);
 		else
 			out_u64(&c->o, "device_gid", st.st_gid);
+		features(c);
 	} else {
 		out_str(&c->o, "device", "missing");
 	}

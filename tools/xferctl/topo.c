@@ -208,6 +208,20 @@ int obj_topo(struct ctl *c, const char *cmd, int argc, char **argv)
 		}
 	}
 
+	if (n && c->details) {
+		/* -d: the hop counts the engine ranks by */
+		out_table(&c->o, "hops", mcols, n + 1);
+		for (int i = 0; i < n; i++) {
+			json_object *row = json_object_new_object();
+
+			json_object_object_add(row, "device", json_object_new_string(d[i].name));
+			for (int j = 0; j < n; j++)
+				json_object_object_add(row, d[j].name,
+						       json_object_new_int(hops(d[i].obj, d[j].obj)));
+			out_row(&c->o, row);
+		}
+	}
+
 	if (ngpu && nnic) {
 		out_table(&c->o, "engines", ecols, 3);
 		for (int g = 0; g < n; g++) {
