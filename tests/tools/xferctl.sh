@@ -269,6 +269,7 @@ bad regions.kind debug/xfer/regions ":2: kind 'gpu' is not a value" region
 bad regions.header debug/xfer/regions ":1: column 5 is 'size', expected 'bytes'" region
 bad regions.empty debug/xfer/regions ":1: empty" region
 bad regions.truncated debug/xfer/regions ":3: truncated line" health
+bad shares.extra debug/xfer/shares ":2: more than 6 fields" share
 bad shares.rule debug/xfer/shares ":2: rule 'world' is not a value" share
 bad contexts.pid debug/xfer/contexts ":2: pid '-' is not a number" ctx
 bad contexts.pid debug/xfer/contexts ":2: pid '-' is not a number" stat

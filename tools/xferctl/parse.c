@@ -219,8 +219,10 @@ int parse_table(struct ctl *c, const char *name, char *text, int first_line,
 		*nl = 0;
 		n = split_tabs(line, f, ncols < 31 ? ncols : 31);
 		if (n != ncols) {
-			out_error(&c->o, "%s:%d: %d fields, expected %d", name, lineno,
-				  n > ncols ? ncols + 1 : n, ncols);
+			if (n > ncols)
+				out_error(&c->o, "%s:%d: more than %d fields", name, lineno, ncols);
+			else
+				out_error(&c->o, "%s:%d: %d fields, expected %d", name, lineno, n, ncols);
 			goto bad;
 		}
 		if (line == text || lineno == first_line) {   /* the header */
@@ -288,8 +290,13 @@ int read_stats(struct ctl *c, const char *path, json_object **doc)
 	int ret = -EINVAL;
 
 	*doc = NULL;
-	if (!text)
-		return errno == ENOENT || errno == EACCES || errno == EPERM ? -ENOENT : -errno;
+	if (!text) {
+		if (errno == ENOENT || errno == EACCES || errno == EPERM)
+			return -ENOENT;
+		ret = -errno;
+		out_errno(&c->o, ret, "%s", path);
+		return ret;
+	}
 	*doc = json_object_new_object();
 	line = text;
 	for (int i = 0; i < 4; i++) {
