@@ -277,6 +277,35 @@ bad stats.rails debug/xfer/ctx-1/stats ": 1 rail rows, num_rails says 2" stat
 bad stats.truncated debug/xfer/ctx-1/stats ":3: truncated" stat
 bad abi_version.junk sys/class/misc/xfer/abi_version ": '1x' is not an unsigned number" module
 bad abi_version.empty sys/class/misc/xfer/abi_version ": expected one number and a newline" module
+# mutated files (seeded): every one read or refused, exit 0 or 1, stdout
+# one JSON document, never a signal or a hang
+rm -rf "$tmp/m"; cp -r "$fix/good" "$tmp/m"
+bad_runs=""
+for i in $(seq 1 20); do
+	for f in regions stats; do
+		src=$fix/good/debug/xfer/regions dst=$tmp/m/debug/xfer/regions obj=region
+		[ $f = stats ] && src=$fix/good/debug/xfer/ctx-1/stats dst=$tmp/m/debug/xfer/ctx-1/stats obj=stat
+		python3 -c '
+import random, sys
+r = random.Random(int(sys.argv[1]))
+b = bytearray(open(sys.argv[2], "rb").read())
+for _ in range(r.randint(1, 4)):
+    op = r.randrange(3)
+    p = r.randrange(len(b) + 1)
+    if op == 0 and b: del b[min(p, len(b) - 1)]
+    elif op == 1: b[p:p] = bytes([r.choice(b"\t\n-09x ")])
+    else: b = b[:p]
+open(sys.argv[3], "wb").write(b)' "$i" "$src" "$dst"
+		XFERCTL_SYSFS=$tmp/m/sys XFERCTL_DEBUGFS=$tmp/m/debug run -j $obj
+		if [ "$rc" -gt 1 ] || ! jq_ok "isinstance(d, dict)"; then
+			bad_runs+=" $f#$i:rc=$rc"
+		fi
+		cp "$src" "$dst"
+	done
+done
+[ -z "$bad_runs" ] && tap ok "40 mutated regions/stats files: each read or refused, JSON, exit 0 or 1" ||
+	tap not-ok "mutated files" "$bad_runs"
+
 # a module of another ABI: module says so (exit 0), health fails on it
 rm -rf "$tmp/t"; cp -r "$fix/good" "$tmp/t"; cp "$fix/bad/abi_version.mismatch" "$tmp/t/sys/class/misc/xfer/abi_version"
 export XFERCTL_SYSFS=$tmp/t/sys XFERCTL_DEBUGFS=$tmp/t/debug
