@@ -42,7 +42,8 @@ static void usage(FILE *f)
 		"usage: xferctl [OPTIONS] OBJECT [COMMAND] [FILTERS]\n"
 		"       xferctl help\n"
 		"OPTIONS: -j|--json  JSON output (errors too)   --pretty  indented JSON (implies -j)\n"
-		"         -d|--details  more fields             -h|--help this text\n"
+		"         -d|--details  health: the checks passed too; topo: PCIe hop counts\n"
+		"         -h|--help     this text\n"
 		"OBJECTS (COMMAND: show, the default):\n");
 	for (int i = 0; i < NOBJ; i++)
 		fprintf(f, "  %-7s %s\n", objects[i].name, objects[i].help);
