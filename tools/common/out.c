@@ -52,8 +52,16 @@ static void print_cell(json_object *v, int w)
 	case json_type_null:
 		printf("%*s", w, "-");
 		break;
-	default:
-		printf("%*s", w, json_object_get_string(v));
+	default: {
+		const char *str = json_object_get_string(v);
+
+		/* a value wider than its column keeps a space before it */
+		if ((int)strlen(str) >= w)
+			printf(" %s", str);
+		else
+			printf("%*s", w, str);
+		break;
+	}
 	}
 }
 

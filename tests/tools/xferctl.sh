@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# xferctl on a host without the module: the grammar (--help, unknown
+# object/command/filter refused with a message naming it, as JSON with -j,
+# never a signal), `module` says not loaded, `health` fails naming the
+# missing module, `topo` on this machine and on a described GPU node
+# (tests/tools/fixtures/xferctl/topo-2socket.xml); and the parsers of the
+# module's sysfs and debugfs files against samples written from
+# kmod/xfer_state.c's formats (fixtures/xferctl/good), each malformed one
+# (fixtures/xferctl/bad) refused naming the file and line.
+# Uses $XFER_BUILD (default build). Prints TAP.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+build=${XFER_BUILD:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
+ctl=$build/bin/xferctl
+fix=$root/tests/tools/fixtures/xferctl
+. tests/tap.sh
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [ ! -x "$ctl" ]; then
+	echo "1..0 # SKIP $ctl not built"
+	exit 0
+fi
+
+# run ARGS...: xferctl with the environment as set; sets rc, out, err
+run() {
+	timeout 60 "$ctl" "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	out=$(cat "$tmp/out")
+	err=$(cat "$tmp/err")
+}
+
+# jq_ok CODE [ARG]: python over d (stdout parsed as JSON) and arg; the
+# value of its last line (an expression) must be true
+jq_ok() {
+	python3 -c '
+import ast, json, sys
+d = json.load(open(sys.argv[1]))
+arg = sys.argv[3] if len(sys.argv) > 3 else None
+tree = ast.parse(sys.argv[2].strip())
+last = tree.body.pop()
+exec(compile(tree, "check", "exec"))
+sys.exit(0 if eval(compile(ast.Expression(last.value), "check", "eval")) else 1)' "$tmp/out" "$1" "${2:-}" 2>/dev/null
+}
+
+# refused WHAT ARGS...: exits 1..123 with stderr naming WHAT; with -j
+# the same status and stdout a JSON object whose "error" names WHAT
+refused() {
+	local what=$1 name
+	shift
+	name="xferctl $* refused"
+	run "$@"
+	if [ "$rc" -eq 0 ] || [ "$rc" -ge 124 ] || ! grep -qF -- "$what" "$tmp/err"; then
+		tap not-ok "$name" "status $rc (0: accepted, 124: hang, >128: signal); stderr: $err"
+		return
+	fi
+	run -j "$@"
+	if [ "$rc" -eq 0 ] || [ "$rc" -ge 124 ] || ! jq_ok "arg in d['error']" "$what"; then
+		tap not-ok "$name" "-j: status $rc, stdout not a JSON error naming '$what': $out"
+		return
+	fi
+	tap ok "$name: names '$what', status $rc, JSON error with -j"
+}
+
+# ---- grammar -----------------------------------------------------------------
+# No module anywhere: an empty sysfs and debugfs (whatever this host has).
+mkdir -p "$tmp/nosys" "$tmp/nodebug"
+export XFERCTL_SYSFS=$tmp/nosys XFERCTL_DEBUGFS=$tmp/nodebug XFER_KMOD_DEV=$tmp/nodev
+
+run --help
+if [ "$rc" -eq 0 ] && for o in module region share ctx stat topo health; do
+	echo "$out" | grep -qw "$o" || exit 1; done; then
+	tap ok "--help exits 0 and lists every object"
+else
+	tap not-ok "--help exits 0 and lists every object" "rc $rc: $out"
+fi
+run help
+[ "$rc" -eq 0 ] && echo "$out" | grep -q usage && tap ok "help exits 0" || tap not-ok "help exits 0" "rc $rc"
+
+refused "no object" 
+refused "unknown object 'frob'" frob
+refused "unknown object 'mod'" mod                # no abbreviations
+refused "unknown command 'list'" region list
+refused "unknown command 'frob'" module frob
+refused "unknown filter 'region'" ctx region 1       # ctx takes pid only
+refused "unknown filter 'comm'" region show comm x
+refused "'pid' needs a value" region pid
+refused "pid 'x' is not a number" region pid x
+refused "pid '-1' is not a number" share pid -1
+refused "region '99999999999' is not a number" region region 99999999999
+refused "given twice" region pid 1 pid 2
+refused "module takes no filters" module show pid 1
+refused "topo takes no filters" topo show pid 1
+refused "unknown option '--frob'" --frob module
+refused "unknown option '-x'" -x module
+
+# ---- no module ----------------------------------------------------------------
+run module
+if [ "$rc" -eq 0 ] && echo "$out" | grep -q "not loaded"; then
+	tap ok "module without the module: 'not loaded', exit 0"
+else
+	tap not-ok "module without the module: 'not loaded', exit 0" "rc $rc: $out $err"
+fi
+run -j module
+if [ "$rc" -eq 0 ] && jq_ok "d['module'] == 'not loaded' and d['library_abi_version'] >= 1"; then
+	tap ok "-j module: module 'not loaded', library ABI given"
+else
+	tap not-ok "-j module: module 'not loaded'" "rc $rc: $out"
+fi
+run -j region
+if [ "$rc" -eq 0 ] && jq_ok "d['module'] == 'not loaded' and d['regions'] == []"; then
+	tap ok "-j region without the module: empty list, exit 0"
+else
+	tap not-ok "-j region without the module" "rc $rc: $out"
+fi
+refused "stat needs the module" stat
+run health
+if [ "$rc" -ne 0 ] && [ "$rc" -lt 124 ] && echo "$out" | grep -q "problem: module: xfer is not loaded"; then
+	tap ok "health without the module: exit $rc, names the missing module"
+else
+	tap not-ok "health without the module fails naming it" "rc $rc: $out $err"
+fi
+run -j health
+if [ "$rc" -ne 0 ] && [ "$rc" -lt 124 ] && jq_ok "d['health'] == 'unhealthy' and any('not loaded' in p for p in d['problems'])"; then
+	tap ok "-j health without the module: unhealthy, problem listed"
+else
+	tap not-ok "-j health without the module" "rc $rc: $out"
+fi
+# the host as it is (this machine has no module: the real /sys says so too)
+if [ ! -e /sys/module/xfer ]; then
+	XFERCTL_SYSFS=/sys XFERCTL_DEBUGFS=/sys/kernel/debug XFER_KMOD_DEV=/dev/xfer run health
+	if [ "$rc" -ne 0 ] && echo "$out" | grep -q "module: xfer is not loaded"; then
+		tap ok "health on this host (no module): exit $rc, names the module"
+	else
+		tap not-ok "health on this host (no module)" "rc $rc: $out $err"
+	fi
+else
+	tap ok "health on this host # SKIP the xfer module is loaded here"
+fi
+
+# ---- topo ----------------------------------------------------------------------
+run topo
+[ "$rc" -eq 0 ] && echo "$out" | grep -q "^nics" && tap ok "topo on this machine: exit 0" ||
+	tap not-ok "topo on this machine" "rc $rc: $out $err"
+run -j topo
+if [ "$rc" -eq 0 ] && jq_ok "isinstance(d['gpus'], int) and isinstance(d['nics'], int) and len(d['devices']) == d['gpus'] + d['nics'] and (d['gpus'] > 0 or 'note_gpus' in d)"; then
+	tap ok "-j topo parses (devices = GPUs + NICs; no GPU: said so)"
+else
+	tap not-ok "-j topo parses" "rc $rc: $out"
+fi
+# The described node (tests/harness/xt_topo.h): GPU0 and rxe1 share a switch
+# on socket 0; GPU1 and rxe0 one on socket 1; GPU2 hangs off socket 1's root.
+HWLOC_XMLFILE=$fix/topo-2socket.xml run -j topo
+if [ "$rc" -eq 0 ] && jq_ok "
+m = {r['device']: r for r in d['matrix']}; e = {r['gpu']: r['nics'] for r in d['engines']}
+(d['gpus'] == 3 and d['nics'] == 2 and m['GPU0']['GPU0'] == 'X' and m['GPU0']['rxe1'] == 'PIX' and
+m['GPU0']['rxe0'] == 'SYS' and m['GPU1']['rxe0'] == 'PIX' and m['GPU2']['rxe0'] == 'PHB' and
+m['GPU1']['GPU2'] == 'PHB' and m['rxe1']['GPU0'] == 'PIX' and
+e == {'GPU0': 'rxe1,rxe0', 'GPU1': 'rxe0,rxe1', 'GPU2': 'rxe0,rxe1'})"; then
+	tap ok "topo of a two-socket node: PIX/PHB/SYS as nvidia-smi says, nearest NIC first"
+else
+	tap not-ok "topo of a two-socket node" "rc $rc: $out"
+fi
+
+HWLOC_XMLFILE=$fix/topo-2socket.xml run -j -d topo
+[ "$rc" -eq 0 ] && jq_ok "h = {r['device']: r for r in d['hops']}
+h['GPU0']['GPU0'] == 0 and h['GPU0']['rxe1'] < h['GPU0']['rxe0'] and h['GPU2']['rxe0'] < h['GPU2']['rxe1']" &&
+	tap ok "-d topo: hop counts, nearest NIC fewest" || tap not-ok "-d topo" "rc $rc: $out"
+run module help
+[ "$rc" -eq 0 ] && echo "$out" | grep -q usage && tap ok "OBJECT help exits 0" || tap not-ok "OBJECT help" "rc $rc"
+
+# ---- the module's files: good samples ------------------------------------------------
+export XFERCTL_SYSFS=$fix/good/sys XFERCTL_DEBUGFS=$fix/good/debug
+run -j module
+if [ "$rc" -eq 0 ] && jq_ok "(d['module'] == 'loaded' and d['abi'] == 'match' and d['abi_version'] == 1 and
+d['pinned_bytes'] == 2097152 and d['max_pinned_bytes'] == 4194304 and d['pinned_pct'] == 50 and
+d['pins_failed'] == 1 and d['param_max_handles'] == 65536 and d['param_max_pinned_mb'] == 4 and d['device'] == 'missing')"; then
+	tap ok "-j module from sample sysfs: every value read"
+else
+	tap not-ok "-j module from sample sysfs" "rc $rc: $out $err"
+fi
+run -j region
+if [ "$rc" -eq 0 ] && jq_ok "(d['source'] == 'debugfs' and [r['id'] for r in d['regions']] == [1, 2, 3] and
+d['regions'][0] == {'id': 1, 'owner_pid': 1, 'owner': 'init worker', 'kind': 'host', 'bytes': 4194304,
+'refs': 2, 'holders': 1, 'shares': 1, 'exports': 0, 'maps': 1, 'state': 'active'} and d['regions'][2]['state'] == 'orphaned')"; then
+	tap ok "-j region from sample debugfs: every field typed"
+else
+	tap not-ok "-j region from sample debugfs" "rc $rc: $out $err"
+fi
+run -j region pid 1
+[ "$rc" -eq 0 ] && jq_ok "[r['id'] for r in d['regions']] == [1, 3]" && tap ok "region pid 1: regions 1 and 3" ||
+	tap not-ok "region pid 1" "rc $rc: $out"
+run -j region region 2
+[ "$rc" -eq 0 ] && jq_ok "[r['id'] for r in d['regions']] == [2]" && tap ok "region region 2: region 2" ||
+	tap not-ok "region region 2" "rc $rc: $out"
+run -j share show region 1
+[ "$rc" -eq 0 ] && jq_ok "d['shares'] == [{'share_id': 5, 'region': 1, 'owner_pid': 1, 'rule': 'group', 'id': 1000, 'opens': 1}]" &&
+	tap ok "share show region 1: the group share" || tap not-ok "share show region 1" "rc $rc: $out"
+run -j share region 2
+[ "$rc" -eq 0 ] && jq_ok "d['shares'] == []" && tap ok "share region 2: none" || tap not-ok "share region 2" "rc $rc: $out"
+run -j ctx pid 4194305
+[ "$rc" -eq 0 ] && jq_ok "d['contexts'] == [{'ctx': 2, 'pid': 4194305, 'comm': 'xfer-bench', 'regions': 1, 'pinned_bytes': 2097152}]" &&
+	tap ok "ctx pid 4194305: its context" || tap not-ok "ctx pid 4194305" "rc $rc: $out"
+run ctx
+[ "$rc" -eq 0 ] && echo "$out" | grep -q " init worker" && tap ok "ctx text: a long comm stays apart from the pid" ||
+	tap not-ok "ctx text" "rc $rc: $out"
+run -j stat
+if [ "$rc" -eq 0 ] && jq_ok "([(r['ctx'], r['rail']) for r in d['rails']] == [(1, 0), (1, 1), (2, 0)] and
+d['rails'][1]['bytes_posted'] == 2097152 and d['rails'][1]['ops_failed'] == 1 and d['rails'][0]['imm_received'] == 4 and
+d['rails'][0]['ops_inflight'] == 3 and d['rails'][2]['last_error'] == -110 and d['rails'][2]['comm'] == 'xfer-bench')"; then
+	tap ok "-j stat from sample stats files: per context and rail"
+else
+	tap not-ok "-j stat from sample stats files" "rc $rc: $out $err"
+fi
+run -j stat pid 1
+[ "$rc" -eq 0 ] && jq_ok "[r['rail'] for r in d['rails']] == [0, 1]" && tap ok "stat pid 1: its two rails" ||
+	tap not-ok "stat pid 1" "rc $rc: $out"
+run -j health
+if [ "$rc" -eq 1 ] && jq_ok "
+p = d['problems']
+(any('region 2: owner pid 4194305' in x for x in p) and any('region 3:' in x for x in p) and
+not any('region 1:' in x for x in p) and any(x.startswith('device:') for x in p) and not any('module:' in x for x in p))"; then
+	tap ok "health on samples: orphaned regions 2 (pid gone) and 3 (module says), missing device; not region 1"
+else
+	tap not-ok "health on samples" "rc $rc: $out $err"
+fi
+# a /dev/xfer of the wrong mode: module shows it, health names it
+: >"$tmp/dev"; chmod 0644 "$tmp/dev"
+XFER_KMOD_DEV=$tmp/dev run -j module
+[ "$rc" -eq 0 ] && jq_ok "d['device_mode'] == '0644' and d['features'].startswith('unknown')" &&
+	tap ok "module: device mode shown; features unknown when the device does not answer" ||
+	tap not-ok "module: device mode" "rc $rc: $out"
+XFER_KMOD_DEV=$tmp/dev run health
+[ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: device: $tmp/dev is mode 0644 group .*, expected 0660 group xfer" &&
+	tap ok "health: /dev/xfer mode and group named" || tap not-ok "health: device mode" "rc $rc: $out"
+run -j -d health
+[ "$rc" -eq 1 ] && jq_ok "'an engine on local' in d['passed'] and 'RLIMIT_MEMLOCK' in d['passed'] and 'orphaned regions' not in d['passed']" &&
+	tap ok "-d health: the checks that passed listed, failed ones not" || tap not-ok "-d health" "rc $rc: $out"
+# RLIMIT_MEMLOCK under the module's limit
+cp -r "$fix/good" "$tmp/big"
+echo 1099511627776 > "$tmp/big/sys/class/misc/xfer/max_pinned_bytes"
+(ulimit -l 1024; XFERCTL_SYSFS=$tmp/big/sys XFERCTL_DEBUGFS=$tmp/big/debug "$ctl" health >"$tmp/out" 2>&1)
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "problem: memlock: RLIMIT_MEMLOCK 1048576 bytes is below" "$tmp/out" &&
+	tap ok "health: RLIMIT_MEMLOCK below max_pinned_bytes named" || tap not-ok "health: memlock" "rc $rc: $(cat "$tmp/out")"
+# no debugfs for us: the sysfs totals; filters need the list
+XFERCTL_DEBUGFS=$tmp/nodebug run -j region
+[ "$rc" -eq 0 ] && jq_ok "d['source'] == 'sysfs' and d['regions'] == 3" && tap ok "region without debugfs: the sysfs total" ||
+	tap not-ok "region without debugfs" "rc $rc: $out"
+XFERCTL_DEBUGFS=$tmp/nodebug refused "filters need the list" region pid 1
+
+# ---- malformed files: each refused naming the file and line ---------------------------
+# bad FIXTURE TARGET WHAT ARGS...: the good tree with TARGET replaced by
+# bad/FIXTURE; xferctl ARGS refused, stderr naming TARGET and WHAT
+bad() {
+	local f=$1 target=$2 what=$3
+	shift 3
+	rm -rf "$tmp/t"
+	cp -r "$fix/good" "$tmp/t"
+	cp "$fix/bad/$f" "$tmp/t/$target"
+	XFERCTL_SYSFS=$tmp/t/sys XFERCTL_DEBUGFS=$tmp/t/debug refused "$tmp/t/$target$what" "$@"
+}
+bad regions.truncated debug/xfer/regions ":3: truncated line" region
+bad regions.fields debug/xfer/regions ":2: 10 fields, expected 11" region
+bad regions.number debug/xfer/regions ":2: bytes '4x194304' is not an unsigned number" region
+bad regions.kind debug/xfer/regions ":2: kind 'gpu' is not a value" region
+bad regions.header debug/xfer/regions ":1: column 5 is 'size', expected 'bytes'" region
+bad regions.empty debug/xfer/regions ":1: empty" region
+bad regions.truncated debug/xfer/regions ":3: truncated line" health
+bad shares.extra debug/xfer/shares ":2: more than 6 fields" share
+bad shares.rule debug/xfer/shares ":2: rule 'world' is not a value" share
+bad contexts.pid debug/xfer/contexts ":2: pid '-' is not a number" ctx
+bad contexts.pid debug/xfer/contexts ":2: pid '-' is not a number" stat
+bad stats.rails debug/xfer/ctx-1/stats ": 1 rail rows, num_rails says 2" stat
+bad stats.truncated debug/xfer/ctx-1/stats ":3: truncated" stat
+bad abi_version.junk sys/class/misc/xfer/abi_version ": '1x' is not an unsigned number" module
+bad abi_version.empty sys/class/misc/xfer/abi_version ": expected one number and a newline" module
+# mutated files (seeded): every one read or refused, exit 0 or 1, stdout
+# one JSON document, never a signal or a hang
+rm -rf "$tmp/m"; cp -r "$fix/good" "$tmp/m"
+bad_runs=""
+for i in $(seq 1 20); do
+	for f in regions stats; do
+		src=$fix/good/debug/xfer/regions dst=$tmp/m/debug/xfer/regions obj=region
+		[ $f = stats ] && src=$fix/good/debug/xfer/ctx-1/stats dst=$tmp/m/debug/xfer/ctx-1/stats obj=stat
+		python3 -c '
+import random, sys
+r = random.Random(int(sys.argv[1]))
+b = bytearray(open(sys.argv[2], "rb").read())
+for _ in range(r.randint(1, 4)):
+    op = r.randrange(3)
+    p = r.randrange(len(b) + 1)
+    if op == 0 and b: del b[min(p, len(b) - 1)]
+    elif op == 1: b[p:p] = bytes([r.choice(b"\t\n-09x ")])
+    else: b = b[:p]
+open(sys.argv[3], "wb").write(b)' "$i" "$src" "$dst"
+		XFERCTL_SYSFS=$tmp/m/sys XFERCTL_DEBUGFS=$tmp/m/debug run -j $obj
+		if [ "$rc" -gt 1 ] || ! jq_ok "isinstance(d, dict)"; then
+			bad_runs+=" $f#$i:rc=$rc"
+		fi
+		cp "$src" "$dst"
+	done
+done
+[ -z "$bad_runs" ] && tap ok "40 mutated regions/stats files: each read or refused, JSON, exit 0 or 1" ||
+	tap not-ok "mutated files" "$bad_runs"
+
+# a module of another ABI: module says so (exit 0), health fails on it
+rm -rf "$tmp/t"; cp -r "$fix/good" "$tmp/t"; cp "$fix/bad/abi_version.mismatch" "$tmp/t/sys/class/misc/xfer/abi_version"
+export XFERCTL_SYSFS=$tmp/t/sys XFERCTL_DEBUGFS=$tmp/t/debug
+run -j module
+[ "$rc" -eq 0 ] && jq_ok "d['abi'] == 'MISMATCH' and d['abi_version'] == 2" && tap ok "module: ABI 2 against 1 is a MISMATCH" ||
+	tap not-ok "module: ABI mismatch" "rc $rc: $out"
+run health
+[ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: module: ABI version 2, the library speaks 1" &&
+	tap ok "health: ABI mismatch named" || tap not-ok "health: ABI mismatch" "rc $rc: $out"
+
+echo "1..$n"
+exit $fail

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * xferctl health: exit 0 when this node can run xfer, else 1 with one line
+ * per problem ("problem: ..." on stdout in text mode, "problems" in JSON), fit for a
+ * Kubernetes probe. Checks: the module is loaded and speaks our ABI;
+ * /dev/xfer is 0660 group xfer and we may open it; RLIMIT_MEMLOCK is not
+ * below the module's pin limit; no region is orphaned (owner gone, pages
+ * still pinned, from debugfs when readable); an engine opens on `local`.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <rdma/fabric.h>
+
+#include <linux/xfer.h>
+
+#include "provider.h"
+#include "xferctl.h"
+
+static json_object *problems, *passed;
+static int nproblems_before;
+
+/* -d: the checks that passed, too (a probe's log shows what was looked at). */
+static void check_done(struct ctl *c, const char *what, bool checked)
+{
+	int now = (int)json_object_array_length(problems);
+
+	if (c->details && now == nproblems_before && checked) {
+		if (!c->o.json)
+			printf("ok: %s\n", what);
+		json_object_array_add(passed, json_object_new_string(what));
+	}
+	nproblems_before = now;
+}
+
+static void __attribute__((format(printf, 2, 3))) problem(struct ctl *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!c->o.json)
+		printf("problem: %s\n", msg);
+	json_object_array_add(problems, json_object_new_string(msg));
+}
+
+static void check_module(struct ctl *c, uint64_t *max_pinned)
+{
+	char path[4096];
+	uint64_t abi;
+	struct stat st;
+	int ret;
+
+	if (!module_loaded(c)) {
+		problem(c, "module: xfer is not loaded (modprobe xfer; packaged as xfer-dkms)");
+		return;
+	}
+	path_misc(c, "abi_version", path, sizeof(path));
+	ret = read_u64_file(c, path, &abi);
+	if (ret == -ENOENT)
+		problem(c, "module: loaded but %s is missing", path);
+	else if (ret)
+		problem(c, "module: %s unreadable or malformed", path);
+	else if (abi != XFER_ABI_VERSION)
+		problem(c, "module: ABI version %llu, the library speaks %u (install matching versions)",
+			(unsigned long long)abi, XFER_ABI_VERSION);
+	path_misc(c, "max_pinned_bytes", path, sizeof(path));
+	if (read_u64_file(c, path, max_pinned))
+		*max_pinned = 0;
+	if (stat(c->dev, &st)) {
+		problem(c, "device: %s: %s (udev rule 60-xfer.rules not applied?)", c->dev,
+			strerror(errno));
+		return;
+	}
+	struct group *g = getgrgid(st.st_gid);
+
+	if ((st.st_mode & 0777) != 0660 || !g || strcmp(g->gr_name, "xfer"))
+		problem(c, "device: %s is mode %04o group %s, expected 0660 group xfer", c->dev,
+			st.st_mode & 07777, g ? g->gr_name : "?");
+	if (access(c->dev, R_OK | W_OK))
+		problem(c, "device: %s: %s for this user (add it to group xfer)", c->dev,
+			strerror(errno));
+}
+
+/* true when something was compared */
+static bool check_memlock(struct ctl *c, uint64_t max_pinned)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return false;
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return true;
+	out_u64(&c->o, "memlock_bytes", rl.rlim_cur);
+	/* Verbs registrations count against RLIMIT_MEMLOCK, the module's
+	 * pins against max_pinned_bytes: a lower rlimit is the real cap. */
+	if (max_pinned && rl.rlim_cur < max_pinned)
+		problem(c, "memlock: RLIMIT_MEMLOCK %llu bytes is below the module's max_pinned_bytes %llu (raise it: ulimit -l, LimitMEMLOCK=)",
+			(unsigned long long)rl.rlim_cur, (unsigned long long)max_pinned);
+	return max_pinned != 0;
+}
+
+static bool check_orphans(struct ctl *c)
+{
+	char path[4096];
+	json_object *rows;
+	int ret;
+
+	if (!module_loaded(c))
+		return false;
+	path_debugfs(c, "regions", path, sizeof(path));
+	ret = read_table(c, path, regions_cols, regions_ncols, &rows);
+	if (ret == -ENOENT) {
+		out_str(&c->o, "orphans", "not checked (debugfs not readable)");
+		return false;
+	}
+	if (ret) {
+		problem(c, "regions: %s is malformed (see the message above)", path);
+		return true;
+	}
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		int64_t pid = json_object_get_int64(json_object_object_get(r, "owner_pid"));
+		const char *state = json_object_get_string(json_object_object_get(r, "state"));
+		bool gone = !strcmp(state, "orphaned") ||
+			    (pid > 0 && kill((pid_t)pid, 0) && errno == ESRCH);
+
+		if (gone)
+			problem(c, "region %lld: owner pid %lld (%s) is gone, %lld bytes still pinned",
+				(long long)json_object_get_int64(json_object_object_get(r, "id")),
+				(long long)pid,
+				json_object_get_string(json_object_object_get(r, "owner")),
+				(long long)json_object_get_int64(json_object_object_get(r, "bytes")));
+	}
+	json_object_put(rows);
+	return true;
+}
+
+/* libfabric's providers (each named once), for the report. */
+static void list_providers(struct ctl *c)
+{
+	json_object *arr = json_object_new_array();
+	struct fi_info *all = NULL;
+	char text[512] = "";
+
+	if (fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, NULL, &all) == 0) {
+		for (struct fi_info *i = all; i; i = i->next) {
+			const char *name = i->fabric_attr->prov_name;
+			bool seen = false;
+
+			for (struct fi_info *j = all; j != i && !seen; j = j->next)
+				seen = !strcmp(j->fabric_attr->prov_name, name);
+			if (seen)
+				continue;
+			json_object_array_add(arr, json_object_new_string(name));
+			size_t n = strlen(text);
+
+			snprintf(text + n, sizeof(text) - n, "%s%s", n ? " " : "", name);
+		}
+		fi_freeinfo(all);
+	}
+	if (c->o.json)
+		json_object_object_add(c->o.doc, "libfabric_providers", arr);
+	else {
+		printf("%-22s %s\n", "libfabric_providers", text[0] ? text : "(none)");
+		json_object_put(arr);
+	}
+}
+
+int obj_health(struct ctl *c, const char *cmd, int argc, char **argv)
+{
+	uint64_t max_pinned = 0;
+	char why[512];
+	int n;
+
+	(void)cmd;
+	if (argc)
+		return out_fail(&c->o, 0, "health: unexpected '%s' (health takes no filters)",
+				argv[0]);
+	problems = json_object_new_array();
+	passed = json_object_new_array();
+	nproblems_before = 0;
+	check_module(c, &max_pinned);
+	check_done(c, "module and /dev/xfer", true);
+	check_done(c, "RLIMIT_MEMLOCK", check_memlock(c, max_pinned));
+	check_done(c, "orphaned regions", check_orphans(c));
+	/* Before libfabric is initialised here: the probe forks. */
+	if (provider_probe("local", 0, why, sizeof(why)))
+		problem(c, "provider: no engine opens on 'local': %s", why);
+	check_done(c, "an engine on local", true);
+	list_providers(c);
+	n = (int)json_object_array_length(problems);
+	if (c->o.json && c->details)
+		json_object_object_add(c->o.doc, "passed", passed);
+	else
+		json_object_put(passed);
+	if (c->o.json)
+		json_object_object_add(c->o.doc, "problems", problems);
+	else
+		json_object_put(problems);
+	out_str(&c->o, "health", n ? "unhealthy" : "ok");
+	return n ? 1 : 0;
+}

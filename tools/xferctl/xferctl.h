@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xferctl: the node as operators see it (module, regions, shares,
+ * contexts, topology, health), grammar after iproute2's rdma:
+ *   xferctl [OPTIONS] OBJECT [COMMAND] [FILTERS]
+ * One source file per object; they share the roots below, the strict
+ * parsers of the module's sysfs and debugfs files (parse.c), the filters,
+ * and the one print path (tools/common/out.h).
+ */
+#ifndef XFERCTL_H
+#define XFERCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "out.h"
+
+struct ctl {
+	struct out o;
+	bool details;         /* -d */
+	/* Where the module's files are. The environment moves them
+	 * (XFERCTL_SYSFS, XFERCTL_DEBUGFS, XFER_KMOD_DEV) so that the tests
+	 * run the parsers against sample files. */
+	const char *sysfs, *debugfs, *dev;
+};
+
+/* Filters: `pid N`, `region N`; an object takes those in its mask. */
+enum { F_PID = 1 << 0, F_REGION = 1 << 1 };
+struct filters {
+	unsigned set;
+	int64_t pid, region;
+};
+/* Parses argv as FILTER VALUE pairs, each allowed by mask; a refusal
+ * names the word and what the object takes, and returns -EINVAL. */
+int filters_parse(struct ctl *c, const char *obj, unsigned mask, int argc, char **argv,
+		  struct filters *f);
+/* The row passes every filter set (keys "pid"/"owner_pid", "region"/"id"). */
+bool filters_match(const struct filters *f, json_object *row, const char *pid_key,
+		   const char *region_key);
+
+/* --- parse.c: the module's files, read strictly --- */
+
+/* $sysfs/class/misc/xfer/NAME and $sysfs/module/xfer/parameters/NAME. */
+void path_misc(const struct ctl *c, const char *name, char *buf, size_t len);
+void path_param(const struct ctl *c, const char *name, char *buf, size_t len);
+void path_debugfs(const struct ctl *c, const char *name, char *buf, size_t len);
+/* The module is loaded: $sysfs/module/xfer exists. */
+bool module_loaded(const struct ctl *c);
+
+/* A sysfs number: the whole file is decimal digits and one newline.
+ * 0; -ENOENT when the file is absent (no message); any other failure
+ * prints "FILE: why" through out_error and returns -EINVAL or -errno. */
+int read_u64_file(struct ctl *c, const char *path, uint64_t *v);
+
+/* A debugfs table: a header line of tab-separated names that must equal
+ * the columns' names, then rows with exactly that many fields, each of its
+ * column's type. */
+struct col {
+	const char *name;
+	char type;                  /* 'u' unsigned, 'i' signed, 's' text */
+	const char *const *words;   /* for 's': the values allowed, or NULL */
+};
+/* 0 with *rows a new array of objects (typed values); -ENOENT when the
+ * file is absent or unreadable for us (EACCES: no message, the caller
+ * falls back to sysfs); else prints "FILE:LINE: why" and returns -EINVAL. */
+int read_table(struct ctl *c, const char *path, const struct col *cols, int ncols,
+	       json_object **rows);
+/* Parse a table from memory (what read_table does once the file is read);
+ * `name` names the file in messages. */
+int parse_table(struct ctl *c, const char *name, char *text, int first_line,
+		const struct col *cols, int ncols, json_object **rows);
+
+/* A context's stats file (debugfs ctx-N/stats): "key value" lines
+ * (version, num_rails, ops_inflight, last_error), then the rail table.
+ * 0 with *doc {"version":..,"rails":[..]}; -ENOENT absent; -EINVAL bad. */
+int read_stats(struct ctl *c, const char *path, json_object **doc);
+
+/* Column sets of the debugfs files (kmod/xfer_state.c). */
+extern const struct col regions_cols[];
+extern const int regions_ncols;
+extern const struct col shares_cols[];
+extern const int shares_ncols;
+extern const struct col contexts_cols[];
+extern const int contexts_ncols;
+
+/* Prints the rows as the table `name` with the columns' names. */
+void print_rows(struct ctl *c, const char *name, const struct col *cols, int ncols,
+		json_object *rows, const struct filters *f, const char *pid_key,
+		const char *region_key);
+
+/* --- objects: each returns the exit status --- */
+int obj_module(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_region(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_share(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_ctx(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_topo(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_health(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_stat(struct ctl *c, const char *cmd, int argc, char **argv);
+
+/* region, share, ctx: one debugfs table, else the sysfs total (table.c). */
+int show_table(struct ctl *c, const char *obj, const char *file, const struct col *cols,
+	       int ncols, const char *total, unsigned fmask, const char *pid_key,
+	       const char *region_key, int argc, char **argv);
+
+#endif
