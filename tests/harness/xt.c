@@ -199,3 +199,29 @@ uint64_t xt_now_us(void)
 {
 	return xfer_now_ns() / 1000;
 }
+
+int xt_tool_path(const char *name, char *buf, size_t len)
+{
+	const char *b = getenv("XFER_BUILD");
+
+	snprintf(buf, len, "%s/bin/%s", b ? b : "build", name);
+	return access(buf, X_OK) ? -1 : 0;
+}
+
+int xt_run_tool(const char *tool, const char *args, char *out, size_t len)
+{
+	char cmd[2048];
+	size_t n = 0, got;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", tool, args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (n + 1 < len && (got = fread(out + n, 1, len - n - 1, p)) > 0)
+		n += got;
+	out[n] = 0;
+	st = pclose(p);
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

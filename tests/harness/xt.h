@@ -60,6 +60,14 @@ void xt_fill(void *buf, uint64_t len, uint64_t seed, uint64_t start);
 int64_t xt_verify(const void *buf, uint64_t len, uint64_t seed, uint64_t start);
 void *xt_alloc(size_t len);   /* page-aligned, zeroed */
 
+/* The tools under test: $XFER_BUILD/bin/NAME (default build/) into buf;
+ * 0 when it is there and executable, else -1 (a test skips). */
+int xt_tool_path(const char *name, char *buf, size_t len);
+/* Run `tool args` through the shell, stderr dropped, its stdout into out
+ * (NUL-terminated, cut at len - 1); its exit status, or -1 when it did not
+ * exit (a signal) or could not start. */
+int xt_run_tool(const char *tool, const char *args, char *out, size_t len);
+
 /* xorshift64: the next number of the pseudo-random stream *state (seeded
  * non-zero), for tests that must repeat themselves. */
 static inline uint64_t xt_xorshift(uint64_t *state)

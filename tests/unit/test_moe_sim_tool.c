@@ -22,20 +22,7 @@ static char out[1 << 17];
  * it did not exit (a signal). */
 static int run(const char *args)
 {
-	char cmd[2048];
-	size_t n = 0, got;
-	FILE *p;
-	int st;
-
-	snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", tool, args);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	while (n + 1 < sizeof(out) && (got = fread(out + n, 1, sizeof(out) - n - 1, p)) > 0)
-		n += got;
-	out[n] = 0;
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return xt_run_tool(tool, args, out, sizeof(out));
 }
 
 static json_object *field(json_object *o, const char *key)
@@ -73,10 +60,7 @@ FIXTURE(tool) {
 
 FIXTURE_SETUP(tool)
 {
-	const char *b = getenv("XFER_BUILD");
-
-	snprintf(tool, sizeof(tool), "%s/bin/xfer-moe", b ? b : "build");
-	if (access(tool, X_OK))
+	if (xt_tool_path("xfer-moe", tool, sizeof(tool)))
 		XT_SETUP_SKIP("%s not built", tool);
 }
 

@@ -18,20 +18,7 @@ static char tool[512];
 /* Run the tool with args; its stdout in out (NUL-terminated); the exit status. */
 static int run(const char *args, char *out, size_t len)
 {
-	char cmd[2048];
-	size_t n = 0;
-	FILE *p;
-	int st;
-
-	snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", tool, args);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	while (n + 1 < len && (st = (int)fread(out + n, 1, len - n - 1, p)) > 0)
-		n += (size_t)st;
-	out[n] = 0;
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return xt_run_tool(tool, args, out, len);
 }
 
 static double num(struct json_object *o, const char *key)
@@ -51,10 +38,7 @@ FIXTURE(tool) {
 
 FIXTURE_SETUP(tool)
 {
-	const char *b = getenv("XFER_BUILD");
-
-	snprintf(tool, sizeof(tool), "%s/bin/xfer-weightsync", b ? b : "build");
-	if (access(tool, X_OK))
+	if (xt_tool_path("xfer-weightsync", tool, sizeof(tool)))
 		XT_SETUP_SKIP("%s not built", tool);
 }
 

@@ -35,10 +35,47 @@ static void append(char *buf, size_t len, const char *s)
 		snprintf(buf + n, len - n, "%s", s);
 }
 
-void provider_explain(const char *prov, int err, char *buf, size_t len)
+int provider_each_libfabric(void (*fn)(const char *name, void *ctx), void *ctx)
 {
 	struct fi_info *all = NULL;
-	int words = 0;
+	int n = 0;
+
+	/* with no hints fi_getinfo lists every provider, one entry per
+	 * interface: name each provider once */
+	if (fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, NULL, &all))
+		return 0;
+	for (struct fi_info *i = all; i; i = i->next) {
+		const char *name = i->fabric_attr->prov_name;
+		bool seen = false;
+
+		for (struct fi_info *j = all; j != i && !seen; j = j->next)
+			seen = !strcmp(j->fabric_attr->prov_name, name);
+		if (!seen) {
+			fn(name, ctx);
+			n++;
+		}
+	}
+	fi_freeinfo(all);
+	return n;
+}
+
+struct words {
+	char *buf;
+	size_t len;
+	int n;
+};
+
+static void append_word(const char *name, void *ctx)
+{
+	struct words *w = ctx;
+
+	append(w->buf, w->len, w->n++ ? ", " : " ");
+	append(w->buf, w->len, name);
+}
+
+void provider_explain(const char *prov, int err, char *buf, size_t len)
+{
+	struct words w = { buf, len, 0 };
 
 	snprintf(buf, len, "provider '%s': %s", prov ? prov : "(default)", xfer_strerror(err));
 	if (!prov)
@@ -49,26 +86,9 @@ void provider_explain(const char *prov, int err, char *buf, size_t len)
 	if (libfabric_knows(prov))
 		return;
 	append(buf, len, " (no such provider here; available:");
-	/* with no hints fi_getinfo lists every provider, one entry per
-	 * interface: name each provider once */
-	if (fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, NULL, &all) == 0) {
-		for (struct fi_info *i = all; i; i = i->next) {
-			const char *name = i->fabric_attr->prov_name;
-			bool seen = false;
-
-			for (struct fi_info *j = all; j != i && !seen; j = j->next)
-				seen = !strcmp(j->fabric_attr->prov_name, name);
-			if (seen)
-				continue;
-			append(buf, len, words++ ? ", " : " ");
-			append(buf, len, name);
-		}
-		fi_freeinfo(all);
-	}
-	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
-		append(buf, len, words++ ? ", " : " ");
-		append(buf, len, own[i]);
-	}
+	provider_each_libfabric(append_word, &w);
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		append_word(own[i], &w);
 	append(buf, len, ")");
 }
 

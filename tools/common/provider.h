@@ -20,4 +20,8 @@ void provider_explain(const char *prov, int err, char *buf, size_t len);
  * once, with its name and why, rather than as ranks found gone later. */
 int provider_probe(const char *prov, uint32_t rails, char *err, size_t len);
 
+/* fn(name, ctx) for each libfabric provider this host has, each named once
+ * (fi_getinfo lists one entry per interface); the number named. */
+int provider_each_libfabric(void (*fn)(const char *name, void *ctx), void *ctx);
+
 #endif

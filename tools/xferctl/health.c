@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <rdma/fabric.h>
 
 #include <linux/xfer.h>
 
@@ -144,29 +143,28 @@ static bool check_orphans(struct ctl *c)
 	return true;
 }
 
+struct prov_list {
+	json_object *arr;
+	char text[512];
+};
+
+static void add_provider(const char *name, void *ctx)
+{
+	struct prov_list *p = ctx;
+	size_t n = strlen(p->text);
+
+	json_object_array_add(p->arr, json_object_new_string(name));
+	snprintf(p->text + n, sizeof(p->text) - n, "%s%s", n ? " " : "", name);
+}
+
 /* libfabric's providers (each named once), for the report. */
 static void list_providers(struct ctl *c)
 {
-	json_object *arr = json_object_new_array();
-	struct fi_info *all = NULL;
-	char text[512] = "";
+	struct prov_list p = { .arr = json_object_new_array() };
+	json_object *arr = p.arr;
+	const char *text = p.text;
 
-	if (fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, NULL, &all) == 0) {
-		for (struct fi_info *i = all; i; i = i->next) {
-			const char *name = i->fabric_attr->prov_name;
-			bool seen = false;
-
-			for (struct fi_info *j = all; j != i && !seen; j = j->next)
-				seen = !strcmp(j->fabric_attr->prov_name, name);
-			if (seen)
-				continue;
-			json_object_array_add(arr, json_object_new_string(name));
-			size_t n = strlen(text);
-
-			snprintf(text + n, sizeof(text) - n, "%s%s", n ? " " : "", name);
-		}
-		fi_freeinfo(all);
-	}
+	provider_each_libfabric(add_provider, &p);
 	if (c->o.json)
 		json_object_object_add(c->o.doc, "libfabric_providers", arr);
 	else {
