@@ -228,11 +228,16 @@ TEST_F(descriptors, foreign_and_local_only)
  * response slot in the initiator's own response queue that only the target
  * fills, and smr_progress_resp stops at the first unfilled slot. A target
  * killed before it answered such a write blocks every later completion on
- * that rail, the live peer's too (about 4 runs in 10 here). So on shm the
- * live peer is not checked after a kill. */
-#define SHM_KILL_SKIP "shm 1.17: a target killed owing a response to a write > 4 KiB blocks the " \
-		      "rail's response queue (smr_progress_resp) for every peer; checked on " \
-		      "tcp;ofi_rxm and local"
+ * that rail, the live peer's too (about 4 runs in 10 here). And a target
+ * killed while it holds its own region's lock makes our next fi_writedata
+ * to it spin inside libfabric: the worker stops before it can see the death
+ * (1 run in ~40 here, every op then stuck). So the kill tests do not run on
+ * shm; the pidfd watch they check is the engine's, the same on tcp;ofi_rxm
+ * and local, where they run. docs/concepts.md, "What shm does not protect
+ * against". */
+#define SHM_KILL_SKIP "shm 1.17: a target killed holding its region lock makes fi_writedata to it " \
+		      "spin, and one killed owing a response blocks the rail (smr_progress_resp); " \
+		      "checked on tcp;ofi_rxm and local"
 
 FIXTURE(killed) { struct pair c; };
 FIXTURE_VARIANT(killed) { XT_TRANSPORT; };
@@ -241,7 +246,7 @@ XT_TRANSPORT_VARIANTS(killed);
 FIXTURE_SETUP(killed)
 {
 	XT_REQUIRE_TRANSPORT();
-	if (strcmp(variant->provider, "shm") == 0 && strcmp(_metadata->name, "live_peer_works") == 0)
+	if (strcmp(variant->provider, "shm") == 0)
 		XT_SETUP_SKIP(SHM_KILL_SKIP);
 	pair_setup(_metadata, &self->c, variant->provider, variant->rails, VREGION);
 	pair_import(_metadata, &self->c);
