@@ -45,6 +45,9 @@ struct xfer_region {
 	/* XFER_REGION_HOST: pinned pages, accounted to @mm->pinned_vm */
 	struct page **pages;
 	struct mm_struct *mm;
+	/* Every page can be mapped as itself (vm_insert_page), so mappings of
+	 * the region accept get_user_pages (XFER_MAP_PAGES); else PFN maps. */
+	bool page_maps;
 
 	/* XFER_REGION_DMABUF */
 	struct dma_buf *dmabuf;

@@ -99,6 +99,31 @@ static void xfer_unaccount_pin(struct mm_struct *mm, unsigned long npages)
 	atomic64_sub(npages, &mm->pinned_vm);
 }
 
+/*
+ * Whether every pinned page may be mapped into another process as itself
+ * (vm_insert_page), which is what lets that process's get_user_pages (and
+ * so ibv_reg_mr) take them. Page-cache pages qualify: shmem (MAP_SHARED |
+ * MAP_ANONYMOUS, memfd, /dev/shm), tmpfs and ramfs files. Anonymous pages
+ * do not: their reverse map is the owner's anon_vma, which dies with the
+ * owner while another process's page table would still map them, and
+ * vm_insert_page() refuses them for that reason. Neither do hugetlb and
+ * ZONE_DEVICE pages, nor typed pages (which vm_insert_page also refuses).
+ * Such regions keep PFN maps: usable by the CPU, not by get_user_pages.
+ */
+static bool xfer_pages_mappable(struct page **pages, unsigned long npages)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *p = pages[i];
+
+		if (PageAnon(p) || PageHuge(p) || page_has_type(p) ||
+		    is_zone_device_page(p))
+			return false;
+	}
+	return true;
+}
+
 int xfer_region_pin(u64 addr, u64 length, struct xfer_region **out)
 {
 	struct mm_struct *mm = current->mm;
@@ -147,6 +172,7 @@ int xfer_region_pin(u64 addr, u64 length, struct xfer_region **out)
 		}
 	}
 
+	r->page_maps = xfer_pages_mappable(r->pages, r->npages);
 	mmgrab(mm);
 	r->mm = mm;
 	xfer_region_publish(r);
@@ -259,8 +285,45 @@ void xfer_region_put(struct xfer_region *r)
 	kref_put(&r->ref, xfer_region_release);
 }
 
-/* Mappings of host regions: PFN maps of the pinned pages, each vma holding
- * a region reference so that the pages outlive every mapping of them.
+/*
+ * Mappings of host regions. Each vma holds a region reference (open/close),
+ * so the module's pins outlive every mapping of the pages.
+ *
+ * Regions whose pages are all page-cache pages (r->page_maps) map the
+ * pages themselves: VM_MIXEDMAP with normal (not special) ptes made by
+ * vm_insert_page(s), each pte holding a page reference and a mapcount of
+ * its own. get_user_pages follows such ptes (vm_normal_page() returns the
+ * page), so the opener can register the mapping with a NIC (ibv_reg_mr:
+ * pin_user_pages(FOLL_LONGTERM | FOLL_WRITE) in ib_umem_get), read into it
+ * with O_DIRECT, splice it, or process_vm_readv it. FOLL_LONGTERM passes
+ * the vma checks of mm/gup.c on the kernels here:
+ *  - check_vma_flags(): neither VM_IO nor VM_PFNMAP is set, the vma is not
+ *    DAX or secretmem;
+ *  - 6.5+: writable_file_mapping_allowed() -> vma_needs_dirty_tracking():
+ *    the vma is VM_SHARED and writable, but our vm_ops have neither
+ *    page_mkwrite nor pfn_mkwrite, and vma_fs_can_writeback() is false:
+ *    the file is /dev/xfer (or our dma-buf), whose mapping's backing device
+ *    (devtmpfs, the dma-buf pseudo fs) has no BDI_CAP_WRITEBACK. Nothing
+ *    is written back from these pages through this mapping, so a long-term
+ *    writable pin does not race a filesystem's writeback;
+ *  - gup-fast's folio check (6.12: gup_fast_folio_allowed()) lets shmem
+ *    folios through; for other page-cache folios gup falls back to the
+ *    slow path, which applies the vma checks above;
+ *  - check_and_migrate_movable_pages(): the pages were pinned long-term by
+ *    the owner's XFER_IOC_PIN already, so none lies in ZONE_MOVABLE or CMA.
+ *
+ * Lifetimes: a NIC registration in the opener pins the pages again (its
+ * own FOLL_PIN references) and drops them on dereg, independently of the
+ * module. The module's pins go only when the last holder of the region
+ * goes: the owner's handle, shares, opened handles, exported dma-bufs and
+ * every vma (close runs at munmap and at the opener's exit). So the
+ * owner's death (its context closes) never frees pages another process
+ * maps or registered; the opener's dereg, munmap and close release the
+ * last reference and unpin (pinned_bytes back to 0).
+ *
+ * Other host regions (anonymous memory: its pages cannot be mapped into
+ * another mm, see xfer_pages_mappable()) keep PFN maps: VM_PFNMAP | VM_IO,
+ * CPU access only; their openers register them through a dma-buf export.
  */
 static void xfer_vma_open(struct vm_area_struct *vma)
 {
@@ -280,14 +343,25 @@ static void xfer_vma_close(struct vm_area_struct *vma)
 
 static vm_fault_t xfer_vma_fault(struct vm_fault *vmf)
 {
-	struct xfer_region *r = vmf->vma->vm_private_data;
+	struct vm_area_struct *vma = vmf->vma;
+	struct xfer_region *r = vma->vm_private_data;
 	unsigned long idx = vmf->pgoff &
 		((1UL << (XFER_MMAP_REGION_SHIFT - PAGE_SHIFT)) - 1);
+	int ret;
 
 	if (WARN_ON_ONCE(idx >= r->npages))
 		return VM_FAULT_SIGBUS;
-	return vmf_insert_pfn(vmf->vma, vmf->address,
-			      page_to_pfn(r->pages[idx]));
+	if (!(vma->vm_flags & VM_MIXEDMAP))
+		return vmf_insert_pfn(vma, vmf->address,
+				      page_to_pfn(r->pages[idx]));
+	/*
+	 * Page maps are made whole at mmap; a fault means the pte was zapped
+	 * since (madvise(MADV_DONTNEED)). -EBUSY: another thread put it back.
+	 */
+	ret = vm_insert_page(vma, vmf->address, r->pages[idx]);
+	if (ret && ret != -EBUSY)
+		return vmf_error(ret);
+	return VM_FAULT_NOPAGE;
 }
 
 static const struct vm_operations_struct xfer_vm_ops = {
@@ -319,7 +393,23 @@ int xfer_region_mmap(struct xfer_region *r, struct vm_area_struct *vma)
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
 
-	xfer_vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	if (r->page_maps) {
+		unsigned long num = vma_pages(vma);
+		int ret;
+
+		xfer_vm_flags_set(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP);
+		/*
+		 * All ptes now, so that gup-fast finds them. On failure the
+		 * caller unmaps what was inserted; no reference is taken yet
+		 * (mmap's error path does not call ->close).
+		 */
+		ret = vm_insert_pages(vma, vma->vm_start, r->pages + idx, &num);
+		if (ret)
+			return ret;
+	} else {
+		xfer_vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND |
+				  VM_DONTDUMP);
+	}
 	vma->vm_private_data = r;
 	vma->vm_ops = &xfer_vm_ops;
 	xfer_vma_open(vma);
@@ -388,6 +478,19 @@ int xfer_region_export(struct xfer_region *r, struct dma_buf **out)
 	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
 	struct dma_buf *dmabuf;
 
+	/*
+	 * A region imported from a whole dma-buf: that dma-buf itself, so an
+	 * opener's NIC attaches to the exporter (the GPU's, for device
+	 * memory) as the owner's would. A part of a dma-buf is refused: the
+	 * fd would reach the bytes around it, which the share does not give.
+	 */
+	if (r->kind == XFER_REGION_DMABUF) {
+		if (r->dmabuf_offset || r->length != r->dmabuf->size)
+			return -EOPNOTSUPP;
+		get_dma_buf(r->dmabuf);
+		*out = r->dmabuf;
+		return 0;
+	}
 	if (r->kind != XFER_REGION_HOST)
 		return -EOPNOTSUPP;
 
