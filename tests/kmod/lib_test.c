@@ -101,8 +101,14 @@ TEST_F(lib, share_opened_by_other_process_sees_same_pages)
 		void *addr;
 		size_t len;
 
-		if (xfer_kmod_open(&k2) || xfer_kmod_open_shared(k2, sid, &h2, &addr, &len, NULL, NULL))
+		uint32_t kind = 0, map_flags = ~0u;
+
+		if (xfer_kmod_open(&k2) ||
+		    xfer_kmod_open_shared(k2, sid, &h2, &addr, &len, &kind, &map_flags))
 			_exit(1);
+		/* anonymous memory: a PFN map, not pages */
+		if (kind != XFER_KIND_HOST || map_flags != 0)
+			_exit(4);
 		if (len != 4 * PG || !check(addr, len, 17))
 			_exit(2);
 		fill(addr, len, 18);

@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include <linux/xfer.h>
@@ -580,6 +581,111 @@ TEST_F(dev, share_gone_after_owner_release_opener_keeps_pages)
 	EXPECT_EQ(sysfs("regions"), 0);
 }
 
+/* Host memory of page-cache pages (shmem here): what XFER_MAP_PAGES needs. */
+static void *shmem(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * An opened shmem region maps as pages: the opener's long-term writable pin
+ * of its mapping (XFER_IOC_PIN: pin_user_pages(FOLL_LONGTERM | FOLL_WRITE),
+ * what ib_umem_get does for ibv_reg_mr) and process_vm_readv (plain gup)
+ * both take it, and see the owner's bytes; the pages outlive the owner's
+ * context; a zapped pte faults back in to the same page.
+ */
+TEST_F(dev, shmem_share_maps_pages_that_gup_takes)
+{
+	struct xfer_query q = { .size = sizeof(q) };
+	struct xfer_open_shared o;
+	size_t len = 8 * PG;
+	uint8_t *buf = shmem(len), *m, got[64];
+	uint64_t h, sid, h2;
+	struct iovec lio = { got, sizeof(got) }, rio;
+	int fd2 = xopen();
+
+	ASSERT_TRUE(buf != NULL);
+	ASSERT_GE(fd2, 0);
+	ASSERT_EQ(xioctl(self->fd, XFER_IOC_QUERY, &q), 0);
+	EXPECT_TRUE(q.features & XFER_FEATURE_PAGE_MAPS);
+	fill(buf, len, 300);
+	ASSERT_EQ(pin(self->fd, buf, len, &h, NULL), 0);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	ASSERT_EQ(open_shared(fd2, sid, &o), 0);
+	EXPECT_EQ(o.kind, XFER_KIND_HOST);
+	EXPECT_EQ(o.map_flags, XFER_MAP_PAGES);
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_TRUE(check(m, len, 300));
+	/* The NIC's pin. */
+	ASSERT_EQ(pin(fd2, m, len, &h2, NULL), 0);
+	EXPECT_EQ(sysfs("regions"), 2);
+	EXPECT_EQ(sysfs("pinned_bytes"), 2 * len);
+	/* Plain gup of the mapping, through the kernel's own copy. */
+	rio.iov_base = m + 3 * PG;
+	rio.iov_len = sizeof(got);
+	EXPECT_EQ(process_vm_readv(getpid(), &lio, 1, &rio, 1, 0), (ssize_t)sizeof(got));
+	EXPECT_EQ(memcmp(got, buf + 3 * PG, sizeof(got)), 0);
+	/* The owner goes (its context closes as at exit): the pages stay. */
+	close(self->fd);
+	self->fd = xopen();
+	EXPECT_EQ(sysfs("shares"), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), 2 * len);
+	fill(m, len, 301);
+	EXPECT_TRUE(check(buf, len, 301));
+	/* A zapped pte comes back through the fault handler, same page. */
+	EXPECT_EQ(madvise(m, len, MADV_DONTNEED), 0);
+	EXPECT_TRUE(check(m, len, 301));
+	fill(buf, len, 302);
+	EXPECT_TRUE(check(m, len, 302));
+	EXPECT_EQ(release(fd2, h2), 0);
+	munmap(m, len);
+	EXPECT_EQ(sysfs("regions"), 1);   /* the opened handle still holds it */
+	close(fd2);
+	EXPECT_EQ(sysfs("regions"), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), 0);
+	munmap(buf, len);
+}
+
+/* Anonymous memory keeps a PFN map: no XFER_MAP_PAGES, and gup refuses it. */
+TEST_F(dev, anon_share_maps_pfns_that_gup_refuses)
+{
+	struct xfer_open_shared o;
+	uint64_t h, sid;
+	void *m;
+
+	ASSERT_EQ(pin(self->fd, self->buf, 4 * PG, &h, NULL), 0);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	ASSERT_EQ(open_shared(self->fd, sid, &o), 0);
+	EXPECT_EQ(o.kind, XFER_KIND_HOST);
+	EXPECT_EQ(o.map_flags, 0);
+	m = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_EQ(pin(self->fd, m, 4 * PG, NULL, NULL), -EFAULT);
+	munmap(m, 4 * PG);
+}
+
+/* A caller built before kind/map_flags (the struct ending at mmap_offset). */
+TEST_F(dev, open_shared_old_struct_size_still_works)
+{
+	struct xfer_open_shared o;
+	uint64_t h, sid;
+
+	ASSERT_EQ(pin(self->fd, self->buf, PG, &h, NULL), 0);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	memset(&o, 0xab, sizeof(o));
+	o.size = offsetof(struct xfer_open_shared, mmap_offset) + sizeof(o.mmap_offset);
+	o.flags = 0;
+	o.share_id = sid;
+	ASSERT_EQ(xioctl(self->fd, XFER_IOC_OPEN_SHARED, &o), 0);
+	EXPECT_EQ(o.length, PG);
+	/* nothing written past the caller's size */
+	EXPECT_EQ(o.kind, 0xababababu);
+	EXPECT_EQ(o.map_flags, 0xababababu);
+}
+
 /* Tests that set up on their own: no open device, the leak check still. */
 FIXTURE(xfer) {
 	int unused;
@@ -835,6 +941,45 @@ TEST_F(dev, dmabuf_import_from_guest_exporter)
 	EXPECT_EQ(export_dmabuf(self->fd, h, &dfd), -EOPNOTSUPP);
 	EXPECT_EQ(release(self->fd, h), 0);
 	EXPECT_EQ(sysfs("imported_bytes"), 0);
+	munmap(src, len);
+}
+
+/*
+ * A region of a whole dma-buf: opened, it says XFER_KIND_DMABUF; exported,
+ * it is the same dma-buf again (a new fd, the exporter's pages), not one
+ * of the module's (exports stays 0).
+ */
+TEST_F(dev, dmabuf_whole_region_opens_as_dmabuf_and_exports_itself)
+{
+	struct xfer_open_shared o;
+	const char *how = "";
+	size_t len = 4 * PG;
+	int dfd = make_dmabuf(len, &how), dfd2;
+	uint64_t h, sid;
+	uint8_t *src, *m;
+
+	if (dfd < 0)
+		SKIP(return, "no udmabuf or vgem in this kernel (%s)", strerror(-dfd));
+	src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+	ASSERT_NE(src, MAP_FAILED);
+	fill(src, len, 444);
+	ASSERT_EQ(import_dmabuf(self->fd, dfd, 0, len, &h, NULL), 0);
+	close(dfd);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	ASSERT_EQ(open_shared(self->fd, sid, &o), 0);
+	EXPECT_EQ(o.kind, XFER_KIND_DMABUF);
+	EXPECT_EQ(o.map_flags, 0);
+	ASSERT_EQ(export_dmabuf(self->fd, o.handle, &dfd2), 0);
+	EXPECT_EQ(sysfs("exports"), 0);
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, dfd2, 0);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_TRUE(check(m, len, 444));
+	munmap(m, len);
+	/* The fd holds the dma-buf, not the region. */
+	EXPECT_EQ(release(self->fd, o.handle), 0);
+	EXPECT_EQ(release(self->fd, h), 0);
+	EXPECT_EQ(sysfs("regions"), 0);
+	close(dfd2);
 	munmap(src, len);
 }
 
