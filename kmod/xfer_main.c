@@ -262,7 +262,7 @@ static int xfer_cmd_open_shared(struct xfer_ucmd *ucmd)
 		cmd->kind = XFER_KIND_GPU;
 		break;
 	}
-	cmd->map_flags = r->page_maps ? XFER_MAP_PAGES : 0;
+	cmd->map_flags = r->file ? XFER_MAP_PAGES : 0;
 	return xfer_ucmd_new_region(ucmd, r, false, &cmd->handle,
 				    &cmd->mmap_offset, sizeof(*cmd));
 }

@@ -45,9 +45,11 @@ struct xfer_region {
 	/* XFER_REGION_HOST: pinned pages, accounted to @mm->pinned_vm */
 	struct page **pages;
 	struct mm_struct *mm;
-	/* Every page can be mapped as itself (vm_insert_page), so mappings of
-	 * the region accept get_user_pages (XFER_MAP_PAGES); else PFN maps. */
-	bool page_maps;
+	/* The owner's shmem file when the range is a shared mapping of one
+	 * (a reference held); mappings of the region are mappings of this
+	 * file from @file_pgoff (XFER_MAP_PAGES). NULL: PFN maps. */
+	struct file *file;
+	pgoff_t file_pgoff;
 
 	/* XFER_REGION_DMABUF */
 	struct dma_buf *dmabuf;

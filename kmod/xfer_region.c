@@ -13,6 +13,8 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/scatterlist.h>
+#include <linux/shmem_fs.h>
+#include <linux/file.h>
 #include <linux/slab.h>
 
 #include "xfer_compat.h"
@@ -100,28 +102,45 @@ static void xfer_unaccount_pin(struct mm_struct *mm, unsigned long npages)
 }
 
 /*
- * Whether every pinned page may be mapped into another process as itself
- * (vm_insert_page), which is what lets that process's get_user_pages (and
- * so ibv_reg_mr) take them. Page-cache pages qualify: shmem (MAP_SHARED |
- * MAP_ANONYMOUS, memfd, /dev/shm), tmpfs and ramfs files. Anonymous pages
- * do not: their reverse map is the owner's anon_vma, which dies with the
- * owner while another process's page table would still map them, and
- * vm_insert_page() refuses them for that reason. Neither do hugetlb and
- * ZONE_DEVICE pages, nor typed pages (which vm_insert_page also refuses).
- * Such regions keep PFN maps: usable by the CPU, not by get_user_pages.
+ * The shmem file behind [addr, addr + length) when the range lies in one
+ * shared mapping of it (MAP_SHARED | MAP_ANONYMOUS, memfd_create, a
+ * /dev/shm or tmpfs file, SysV shm) and the pinned pages are that file's
+ * pages at consecutive offsets; with a reference for the region. Such a
+ * region maps into other processes as the file itself (see
+ * xfer_region_mmap()). NULL for anything else (anonymous memory above all).
  */
-static bool xfer_pages_mappable(struct page **pages, unsigned long npages)
+static struct file *xfer_shmem_file(struct mm_struct *mm, u64 addr, u64 length,
+				    struct page **pages, unsigned long npages,
+				    pgoff_t *pgoff)
 {
+	struct vm_area_struct *vma;
+	struct file *file = NULL;
 	unsigned long i;
+	pgoff_t first = 0;
 
-	for (i = 0; i < npages; i++) {
-		struct page *p = pages[i];
-
-		if (PageAnon(p) || PageHuge(p) || page_has_type(p) ||
-		    is_zone_device_page(p))
-			return false;
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, addr);
+	if (vma && vma->vm_end >= addr + length &&
+	    (vma->vm_flags & VM_SHARED) && vma->vm_file &&
+	    shmem_file(vma->vm_file)) {
+		file = get_file(vma->vm_file);
+		first = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
 	}
-	return true;
+	mmap_read_unlock(mm);
+	if (!file)
+		return NULL;
+	/* A truncation racing the pin: the pages are no longer the file's. */
+	for (i = 0; i < npages; i++) {
+		struct folio *folio = page_folio(pages[i]);
+
+		if (READ_ONCE(folio->mapping) != file->f_mapping ||
+		    folio->index + folio_page_idx(folio, pages[i]) != first + i) {
+			fput(file);
+			return NULL;
+		}
+	}
+	*pgoff = first;
+	return file;
 }
 
 int xfer_region_pin(u64 addr, u64 length, struct xfer_region **out)
@@ -172,7 +191,8 @@ int xfer_region_pin(u64 addr, u64 length, struct xfer_region **out)
 		}
 	}
 
-	r->page_maps = xfer_pages_mappable(r->pages, r->npages);
+	r->file = xfer_shmem_file(mm, addr, length, r->pages, r->npages,
+				  &r->file_pgoff);
 	mmgrab(mm);
 	r->mm = mm;
 	xfer_region_publish(r);
@@ -257,6 +277,8 @@ static void xfer_region_release(struct kref *kref)
 	switch (r->kind) {
 	case XFER_REGION_HOST:
 		unpin_user_pages_dirty_lock(r->pages, r->npages, true);
+		if (r->file)
+			fput(r->file);
 		xfer_unaccount_pin(r->mm, r->npages);
 		mmdrop(r->mm);
 		kvfree(r->pages);
@@ -286,44 +308,43 @@ void xfer_region_put(struct xfer_region *r)
 }
 
 /*
- * Mappings of host regions. Each vma holds a region reference (open/close),
- * so the module's pins outlive every mapping of the pages.
+ * Mappings of host regions.
  *
- * Regions whose pages are all page-cache pages (r->page_maps) map the
- * pages themselves: VM_MIXEDMAP with normal (not special) ptes made by
- * vm_insert_page(s), each pte holding a page reference and a mapcount of
- * its own. get_user_pages follows such ptes (vm_normal_page() returns the
- * page), so the opener can register the mapping with a NIC (ibv_reg_mr:
- * pin_user_pages(FOLL_LONGTERM | FOLL_WRITE) in ib_umem_get), read into it
- * with O_DIRECT, splice it, or process_vm_readv it. FOLL_LONGTERM passes
- * the vma checks of mm/gup.c on the kernels here:
- *  - check_vma_flags(): neither VM_IO nor VM_PFNMAP is set, the vma is not
- *    DAX or secretmem;
- *  - 6.5+: writable_file_mapping_allowed() -> vma_needs_dirty_tracking():
- *    the vma is VM_SHARED and writable, but our vm_ops have neither
- *    page_mkwrite nor pfn_mkwrite, and vma_fs_can_writeback() is false:
- *    the file is /dev/xfer (or our dma-buf), whose mapping's backing device
- *    (devtmpfs, the dma-buf pseudo fs) has no BDI_CAP_WRITEBACK. Nothing
- *    is written back from these pages through this mapping, so a long-term
- *    writable pin does not race a filesystem's writeback;
- *  - gup-fast's folio check (6.12: gup_fast_folio_allowed()) lets shmem
- *    folios through; for other page-cache folios gup falls back to the
- *    slow path, which applies the vma checks above;
- *  - check_and_migrate_movable_pages(): the pages were pinned long-term by
- *    the owner's XFER_IOC_PIN already, so none lies in ZONE_MOVABLE or CMA.
+ * A region of shmem (r->file) maps as the owner's file itself: the vma
+ * becomes a shared mapping of that file at the region's offset, as
+ * dma_buf_mmap() hands a vma to the exporter's file. Its ptes are the
+ * file's pages, so get_user_pages takes them and the opener can register
+ * the mapping with a NIC (ibv_reg_mr: pin_user_pages(FOLL_LONGTERM |
+ * FOLL_WRITE) in ib_umem_get), read into it with O_DIRECT, vmsplice or
+ * process_vm_readv it. The long-term pin passes mm/gup.c's checks as the
+ * owner's own XFER_IOC_PIN did on the same file: check_vma_flags() (no
+ * VM_IO or VM_PFNMAP, not DAX or secretmem), writable_file_mapping_allowed()
+ * (6.5+: vma_needs_dirty_tracking() is false for shmem: no page_mkwrite,
+ * and tmpfs's backing device has no BDI_CAP_WRITEBACK), gup-fast's
+ * gup_fast_folio_allowed() (6.12: shmem folios pass), and the movable-zone
+ * migration (the owner's long-term pin moved the pages out already).
+ * Mapping the pages under another file (vm_insert_page into this vma)
+ * would not do: the file's truncation and hole punching (ftruncate,
+ * fallocate, MADV_REMOVE, the file's last close at the owner's death) walk
+ * the file's own mappings only, and would find pages still mapped here
+ * ("BUG: Bad page cache"). As the file's mapping, this vma is unmapped by
+ * them like any other, and holds the file (vm_file) for as long as it
+ * lives.
  *
- * Lifetimes: a NIC registration in the opener pins the pages again (its
- * own FOLL_PIN references) and drops them on dereg, independently of the
- * module. The module's pins go only when the last holder of the region
- * goes: the owner's handle, shares, opened handles, exported dma-bufs and
- * every vma (close runs at munmap and at the opener's exit). So the
- * owner's death (its context closes) never frees pages another process
- * maps or registered; the opener's dereg, munmap and close release the
- * last reference and unpin (pinned_bytes back to 0).
+ * Lifetimes: such a vma holds no region reference (it is the file's): the
+ * region's pins stay while its holders do (the owner's handle, shares,
+ * opened handles, exported dma-bufs), and the file while the region or any
+ * mapping of it does. A NIC registration in the opener pins the pages
+ * again (its own FOLL_PIN references, dropped at dereg), independently of
+ * the module. The owner's death (its context closes, its mm goes) frees
+ * nothing the opener maps or registered; the opener's dereg, munmap and
+ * release drop the last references (pinned_bytes back to 0).
  *
- * Other host regions (anonymous memory: its pages cannot be mapped into
- * another mm, see xfer_pages_mappable()) keep PFN maps: VM_PFNMAP | VM_IO,
- * CPU access only; their openers register them through a dma-buf export.
+ * Other host regions (anonymous memory: another process cannot map
+ * anonymous pages as its own) map as PFNs, VM_PFNMAP | VM_IO: CPU access
+ * only. Each such vma holds a region reference (open/close), so the pins
+ * outlive every mapping of the pages. Their openers register them through
+ * a dma-buf export.
  */
 static void xfer_vma_open(struct vm_area_struct *vma)
 {
@@ -343,25 +364,14 @@ static void xfer_vma_close(struct vm_area_struct *vma)
 
 static vm_fault_t xfer_vma_fault(struct vm_fault *vmf)
 {
-	struct vm_area_struct *vma = vmf->vma;
-	struct xfer_region *r = vma->vm_private_data;
+	struct xfer_region *r = vmf->vma->vm_private_data;
 	unsigned long idx = vmf->pgoff &
 		((1UL << (XFER_MMAP_REGION_SHIFT - PAGE_SHIFT)) - 1);
-	int ret;
 
 	if (WARN_ON_ONCE(idx >= r->npages))
 		return VM_FAULT_SIGBUS;
-	if (!(vma->vm_flags & VM_MIXEDMAP))
-		return vmf_insert_pfn(vma, vmf->address,
-				      page_to_pfn(r->pages[idx]));
-	/*
-	 * Page maps are made whole at mmap; a fault means the pte was zapped
-	 * since (madvise(MADV_DONTNEED)). -EBUSY: another thread put it back.
-	 */
-	ret = vm_insert_page(vma, vmf->address, r->pages[idx]);
-	if (ret && ret != -EBUSY)
-		return vmf_error(ret);
-	return VM_FAULT_NOPAGE;
+	return vmf_insert_pfn(vmf->vma, vmf->address,
+			      page_to_pfn(r->pages[idx]));
 }
 
 static const struct vm_operations_struct xfer_vm_ops = {
@@ -393,23 +403,13 @@ int xfer_region_mmap(struct xfer_region *r, struct vm_area_struct *vma)
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
 
-	if (r->page_maps) {
-		unsigned long num = vma_pages(vma);
-		int ret;
-
-		xfer_vm_flags_set(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP);
-		/*
-		 * All ptes now, so that gup-fast finds them. On failure the
-		 * caller unmaps what was inserted; no reference is taken yet
-		 * (mmap's error path does not call ->close).
-		 */
-		ret = vm_insert_pages(vma, vma->vm_start, r->pages + idx, &num);
-		if (ret)
-			return ret;
-	} else {
-		xfer_vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND |
-				  VM_DONTDUMP);
+	if (r->file) {
+		/* shmem's mmap refuses writes its seals forbid. */
+		vma_set_file(vma, r->file);
+		vma->vm_pgoff = r->file_pgoff + idx;
+		return r->file->f_op->mmap(r->file, vma);
 	}
+	xfer_vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_private_data = r;
 	vma->vm_ops = &xfer_vm_ops;
 	xfer_vma_open(vma);

@@ -218,12 +218,12 @@ XFER_EXPORT int xfer_mr_share(xfer_mr *mr, uint32_t rule, uint32_t id, uint64_t 
 /*
  * How this engine's NICs register an opened region (mr->kind and a dma-buf
  * fd, or -1 for the mapping itself). The verbs backend registers with the
- * HCA, which must pin the pages: the mapping works when it holds the pages
- * themselves (XFER_MAP_PAGES: shmem-backed host memory); otherwise (host
- * memory of anonymous pages, mapped as PFNs; a dma-buf region, mapped by
- * its exporter) the region goes through a dma-buf from the module and
- * ibv_reg_dmabuf_mr: -EOPNOTSUPP where the device has none (rxe). The
- * other backends only need the CPU mapping.
+ * HCA, which must pin the pages: the mapping works when it is the owner's
+ * shmem file (XFER_MAP_PAGES); otherwise (host memory of anonymous pages,
+ * mapped as PFNs; a dma-buf region, mapped by its exporter) the region
+ * goes through a dma-buf from the module and ibv_reg_dmabuf_mr:
+ * -EOPNOTSUPP where the device has none (rxe). The other backends only
+ * need the CPU mapping.
  */
 static int shared_reg_path(xfer_engine *e, struct xfer_mr *mr, uint32_t kind, uint32_t map_flags,
 			   int *fd)

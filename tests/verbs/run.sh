@@ -63,6 +63,20 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/xfer-verbs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# xfer.ko for the guest's kernel, built as tests/kmod/run.sh builds it:
+# test_verbs_share loads it from $XFER_KO and unloads it at its end, so the
+# other programs run without the module, as before.
+guest_env=${XFER_VERBS_GUEST_ENV:-}
+if [ "$mode" = test ] && [ -e "/lib/modules/$kver/build/Makefile" ]; then
+	mkdir -p "$work/kmod"
+	cp -r kmod/Kbuild kmod/*.c kmod/*.h kmod/include "$work/kmod/"
+	if make -C "/lib/modules/$kver/build" M="$work/kmod" modules > "$work/kmod.log" 2>&1; then
+		guest_env="XFER_KO=/verbs/xfer.ko $guest_env"
+	else
+		echo "# xfer.ko does not build for $kver (test_verbs_share skips):"
+		tail -n 5 "$work/kmod.log" | sed 's/^/# /'
+	fi
+fi
 [ -n "$log" ] || { mkdir -p tests/out; log=tests/out/verbs-guest-$mode.log; }
 files="$rxelib:$rxelib /etc/libibverbs.d/rxe.driver:/etc/libibverbs.d/rxe.driver"
 files="$files $(command -v ip):/sbin/ip $(command -v rdma):/sbin/rdma"
@@ -72,8 +86,9 @@ for p in "${progs[@]}"; do
 done
 if [ "$mode" = test ]; then
 	for p in "${progs[@]}"; do
-		echo "$(basename "$p") ${XFER_VERBS_GUEST_ENV:-} /verbs/$(basename "$p")" >> "$work/list"
+		echo "$(basename "$p") $guest_env /verbs/$(basename "$p")" >> "$work/list"
 	done
+	[ -f "$work/kmod/xfer.ko" ] && files="$files $work/kmod/xfer.ko:/verbs/xfer.ko"
 	# perftest on the same devices: the rxe set-up itself works
 	files="$files $(command -v ib_write_bw):/bin/ib_write_bw"
 	echo "perftest_smoke ib_write_bw -d rxe0 -x 1 -s 4096 -n 200 -F >/tmp/s.log 2>&1 & sleep 1; ib_write_bw -d rxe0 -x 1 -s 4096 -n 200 -F 127.0.0.1" >> "$work/list"

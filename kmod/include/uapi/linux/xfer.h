@@ -13,8 +13,8 @@
  *
  * mmap offsets: XFER_MMAP_OFFSET_STATS maps the context's stats page
  * (struct xfer_ctx_stats); a region maps at the mmap_offset returned for
- * its handle (MAP_SHARED only). A host region of page-cache memory maps as
- * its pages (NIC registration of the mapping works: XFER_MAP_PAGES), one of
+ * its handle (MAP_SHARED only). A host region of shmem maps as the owner's
+ * file (NIC registration of the mapping works: XFER_MAP_PAGES), one of
  * anonymous memory as PFNs; a dma-buf region through its exporter's mmap.
  */
 #ifndef _UAPI_LINUX_XFER_H
@@ -42,8 +42,8 @@ enum {
 #define XFER_FEATURE_DMABUF_IMPORT	(1U << 0)
 #define XFER_FEATURE_DMABUF_EXPORT	(1U << 1)
 #define XFER_FEATURE_NV_P2P		(1U << 2)
-/* OPEN_SHARED reports kind and map_flags; host regions of page-cache
- * memory map as pages (XFER_MAP_PAGES); EXPORT_DMABUF takes whole-dma-buf
+/* OPEN_SHARED reports kind and map_flags; host regions of shmem map as
+ * the owner's file (XFER_MAP_PAGES); EXPORT_DMABUF takes whole-dma-buf
  * regions. */
 #define XFER_FEATURE_PAGE_MAPS		(1U << 3)
 
@@ -155,15 +155,17 @@ struct xfer_share {
 
 /*
  * xfer_open_shared.map_flags
- * XFER_MAP_PAGES: the region's mapping holds the pages themselves (normal
- * ptes, VM_MIXEDMAP), so get_user_pages, pin_user_pages(FOLL_LONGTERM) and
- * everything built on them (ibv_reg_mr, O_DIRECT, vmsplice,
- * process_vm_readv) accept it. Set for host regions whose pages are all
- * page-cache pages: the owner registered shmem (MAP_SHARED |
- * MAP_ANONYMOUS, memfd_create, /dev/shm), tmpfs or ramfs memory. Host
- * regions of anonymous (MAP_PRIVATE, malloc) memory map as PFNs (VM_PFNMAP,
- * CPU access only: another process cannot map anonymous pages as its own);
- * register those through XFER_IOC_EXPORT_DMABUF (ibv_reg_dmabuf_mr).
+ * XFER_MAP_PAGES: the region's mapping is a shared mapping of the owner's
+ * shmem file itself (the owner registered MAP_SHARED | MAP_ANONYMOUS,
+ * memfd_create, /dev/shm, tmpfs or SysV shm memory), so get_user_pages,
+ * pin_user_pages(FOLL_LONGTERM) and everything built on them (ibv_reg_mr,
+ * O_DIRECT, vmsplice, process_vm_readv) accept it. It shows the file's
+ * pages: if the owner truncates or punches holes in the file, the opener
+ * sees that as the owner does (the region's pins keep the old pages until
+ * released). Host regions of anonymous (MAP_PRIVATE, malloc) memory map as
+ * PFNs (VM_PFNMAP: CPU access only; another process cannot map anonymous
+ * pages as its own); register those through XFER_IOC_EXPORT_DMABUF
+ * (ibv_reg_dmabuf_mr).
  */
 #define XFER_MAP_PAGES		(1U << 0)
 
