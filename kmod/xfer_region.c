@@ -8,6 +8,7 @@
 #include <linux/ctype.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
+#include <linux/fcntl.h>
 #include <linux/mm.h>
 #include <linux/pid.h>
 #include <linux/sched/mm.h>
@@ -404,10 +405,23 @@ int xfer_region_mmap(struct xfer_region *r, struct vm_area_struct *vma)
 		return -EINVAL;
 
 	if (r->file) {
-		/* shmem's mmap refuses writes its seals forbid. */
+		int ret;
+
+		/*
+		 * Write seals the owner set since it pinned: mmap_region()
+		 * checks them (i_mmap_writable) on /dev/xfer, not on this file.
+		 */
+		if ((vma->vm_flags & VM_WRITE) &&
+		    (SHMEM_I(file_inode(r->file))->seals &
+		     (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+			return -EPERM;
 		vma_set_file(vma, r->file);
 		vma->vm_pgoff = r->file_pgoff + idx;
-		return r->file->f_op->mmap(r->file, vma);
+		ret = r->file->f_op->mmap(r->file, vma);
+		/* No mremap() growth into the rest of the file: that was not shared. */
+		if (!ret)
+			xfer_vm_flags_set(vma, VM_DONTEXPAND);
+		return ret;
 	}
 	xfer_vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_private_data = r;

@@ -667,39 +667,60 @@ TEST_F(dev, shmem_share_maps_pages_that_gup_takes)
 }
 
 /*
- * The owner punches a hole in (and truncates) its memfd while an opener
- * maps it: the opener's mapping is the file's, so it is unmapped like the
- * owner's and sees the hole (zeros), the kernel log stays clean (no "Bad
- * page cache"), and the region's pins hold the old pages until released.
+ * The owner punches a hole in, seals and truncates its memfd while an
+ * opener maps part of it: the opener's mapping is the file's, so it is
+ * unmapped like the owner's and sees the hole (zeros), the kernel log stays
+ * clean (no "Bad page cache"), the region's pins hold the old pages until
+ * released; the opener cannot grow its mapping into the rest of the file
+ * (mremap) nor map it writable once the owner sealed it against writes
+ * (F_SEAL_FUTURE_WRITE; F_SEAL_WRITE is refused while the pages are pinned).
  */
-TEST_F(dev, memfd_hole_punch_and_truncate_while_opened)
+TEST_F(dev, memfd_hole_punch_seal_and_truncate_while_opened)
 {
 	struct xfer_open_shared o;
 	size_t len = 4 * PG;
-	int mfd = memfd_create("xfer-test", 0);
+	int mfd = memfd_create("xfer-test", MFD_ALLOW_SEALING);
 	uint64_t h, sid;
-	uint8_t *buf, *m;
+	uint8_t *buf, *m, copy[4 * PG];
+	void *m2;
 
 	ASSERT_GE(mfd, 0);
-	ASSERT_EQ(ftruncate(mfd, len), 0);
-	buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_EQ(ftruncate(mfd, 2 * len), 0);
+	buf = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 	ASSERT_NE(buf, MAP_FAILED);
-	fill(buf, len, 500);
-	ASSERT_EQ(pin(self->fd, buf, len, &h, NULL), 0);
+	fill(buf, 2 * len, 500);
+	/* The second half of the file is the region. */
+	ASSERT_EQ(pin(self->fd, buf + len, len, &h, NULL), 0);
 	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
 	ASSERT_EQ(open_shared(self->fd, sid, &o), 0);
 	EXPECT_EQ(o.map_flags, XFER_MAP_PAGES);
 	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, o.mmap_offset);
 	ASSERT_NE(m, MAP_FAILED);
-	EXPECT_TRUE(check(m, len, 500));
-	ASSERT_EQ(fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, PG, PG), 0);
+	EXPECT_EQ(memcmp(m, buf + len, len), 0);
+	memcpy(copy, m, len);
+	m2 = mremap(m, len, 2 * len, MREMAP_MAYMOVE);
+	EXPECT_EQ(m2 == MAP_FAILED ? errno : 0, EFAULT);
+	ASSERT_EQ(fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, len + PG, PG), 0);
 	EXPECT_EQ(m[PG], 0);
 	EXPECT_EQ(m[2 * PG - 1], 0);
-	EXPECT_TRUE(check(m, PG, 500));
-	EXPECT_EQ(ftruncate(mfd, 0), 0);
+	EXPECT_EQ(memcmp(m, buf + len, len), 0);
 	EXPECT_EQ(sysfs("pinned_bytes"), len);
+	/* Sealed against writes: F_SEAL_WRITE waits for pins (the region's)
+	 * and gives up; F_SEAL_FUTURE_WRITE leaves the opener read-only. */
 	munmap(m, len);
-	munmap(buf, len);
+	munmap(buf, 2 * len);
+	EXPECT_EQ(fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE), -1);
+	EXPECT_EQ(errno, EBUSY);
+	ASSERT_EQ(fcntl(mfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), 0);
+	m2 = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, o.mmap_offset);
+	EXPECT_EQ(m2 == MAP_FAILED ? errno : 0, EPERM);
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, self->fd, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_EQ(m[PG], 0);
+	EXPECT_EQ(memcmp(m + 2 * PG, copy + 2 * PG, 2 * PG), 0);
+	/* Truncated under the opener: unmapped cleanly (the bytes are gone). */
+	EXPECT_EQ(ftruncate(mfd, 0), 0);
+	munmap(m, len);
 	close(mfd);
 	EXPECT_EQ(release(self->fd, o.handle), 0);
 	EXPECT_EQ(release(self->fd, h), 0);
