@@ -64,7 +64,7 @@ struct xfer_region {
 	atomic_t nr_holders;	/* contexts with a handle on it */
 	atomic_t nr_shares;
 	atomic_t nr_exports;	/* live exported dma-bufs */
-	atomic_t nr_maps;	/* live vmas */
+	atomic_t nr_maps;	/* live PFN-map vmas (a shmem region's are the file's) */
 	bool owner_gone;	/* written under xfer_lock */
 	bool invalid;		/* NVIDIA driver revoked the memory */
 

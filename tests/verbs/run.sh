@@ -3,7 +3,8 @@
 # rdma_rxe on two dummy netdevs and runs, against the verbs backend:
 # the engine's integration tests (build/tests/integration/test_*, with
 # XFER_TEST_PROVIDERS=verbs XFER_TEST_DEVICES=rxe0,rxe1) and the
-# verbs-specific tests (build/tests/verbs/test_*). Prints TAP; exits non-zero
+# verbs-specific tests (build/tests/verbs/test_*; test_verbs_share loads
+# xfer.ko, built here for the guest's kernel, and unloads it). Prints TAP; exits non-zero
 # on any failure or kernel splat; one SKIP line and exit 0 when qemu, a
 # kernel image or rdma_rxe is missing.
 #
