@@ -408,8 +408,12 @@ int xfer_region_mmap(struct xfer_region *r, struct vm_area_struct *vma)
 		int ret;
 
 		/*
-		 * Write seals the owner set since it pinned: mmap_region()
-		 * checks them (i_mmap_writable) on /dev/xfer, not on this file.
+		 * Write seals: mmap_region() checks F_SEAL_WRITE (through
+		 * i_mmap_writable) on /dev/xfer, not on this file, so refuse
+		 * here. It cannot be added while the region pins the pages
+		 * (memfd waits for pins, then -EBUSY); F_SEAL_FUTURE_WRITE,
+		 * added after the owner's writable mapping, can, and shmem's
+		 * mmap also takes VM_MAYWRITE away from a read-only mapping.
 		 */
 		if ((vma->vm_flags & VM_WRITE) &&
 		    (SHMEM_I(file_inode(r->file))->seals &
