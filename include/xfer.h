@@ -403,7 +403,11 @@ int xfer_watch_kick(xfer_watch *w);
 
 int xfer_mr_share(xfer_mr *mr, uint32_t rule, uint32_t id, uint64_t *share_id);
 /* Open a region shared by another local process and register it with this
- * engine's NICs; the mapping is released with xfer_mr_dereg(). */
+ * engine's NICs; the mapping is released with xfer_mr_dereg(). A verbs
+ * engine registers the mapping itself when the owner's memory was shared
+ * memory (MAP_SHARED | MAP_ANONYMOUS, memfd, /dev/shm), else a dma-buf of
+ * the region (ibv_reg_dmabuf_mr): -EOPNOTSUPP where the device has none
+ * (rxe), with nothing left held. */
 int xfer_mr_open_shared(xfer_engine *e, uint64_t share_id, uint32_t flags, xfer_mr **out);
 
 /* Status strings for the errors this library returns (any int, INT_MIN

@@ -151,7 +151,8 @@ static int xfer_cmd_query(struct xfer_ucmd *ucmd)
 	if (cmd->flags || cmd->__reserved)
 		return -EINVAL;
 	cmd->abi_version = XFER_ABI_VERSION;
-	cmd->features = XFER_FEATURE_DMABUF_IMPORT | XFER_FEATURE_DMABUF_EXPORT;
+	cmd->features = XFER_FEATURE_DMABUF_IMPORT | XFER_FEATURE_DMABUF_EXPORT |
+			XFER_FEATURE_PAGE_MAPS;
 	if (IS_ENABLED(CONFIG_XFER_NV_P2P))
 		cmd->features |= XFER_FEATURE_NV_P2P;
 	cmd->page_size = PAGE_SIZE;
@@ -250,6 +251,18 @@ static int xfer_cmd_open_shared(struct xfer_ucmd *ucmd)
 	if (IS_ERR(r))
 		return PTR_ERR(r);
 	cmd->length = r->length;
+	switch (r->kind) {
+	case XFER_REGION_HOST:
+		cmd->kind = XFER_KIND_HOST;
+		break;
+	case XFER_REGION_DMABUF:
+		cmd->kind = XFER_KIND_DMABUF;
+		break;
+	case XFER_REGION_NVP2P:
+		cmd->kind = XFER_KIND_GPU;
+		break;
+	}
+	cmd->map_flags = r->file ? XFER_MAP_PAGES : 0;
 	return xfer_ucmd_new_region(ucmd, r, false, &cmd->handle,
 				    &cmd->mmap_offset, sizeof(*cmd));
 }

@@ -45,6 +45,11 @@ struct xfer_region {
 	/* XFER_REGION_HOST: pinned pages, accounted to @mm->pinned_vm */
 	struct page **pages;
 	struct mm_struct *mm;
+	/* The owner's shmem file when the range is a shared mapping of one
+	 * (a reference held); mappings of the region are mappings of this
+	 * file from @file_pgoff (XFER_MAP_PAGES). NULL: PFN maps. */
+	struct file *file;
+	pgoff_t file_pgoff;
 
 	/* XFER_REGION_DMABUF */
 	struct dma_buf *dmabuf;
@@ -59,7 +64,7 @@ struct xfer_region {
 	atomic_t nr_holders;	/* contexts with a handle on it */
 	atomic_t nr_shares;
 	atomic_t nr_exports;	/* live exported dma-bufs */
-	atomic_t nr_maps;	/* live vmas */
+	atomic_t nr_maps;	/* live PFN-map vmas (a shmem region's are the file's) */
 	bool owner_gone;	/* written under xfer_lock */
 	bool invalid;		/* NVIDIA driver revoked the memory */
 

@@ -8,11 +8,14 @@
 #include <linux/ctype.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
+#include <linux/fcntl.h>
 #include <linux/mm.h>
 #include <linux/pid.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/scatterlist.h>
+#include <linux/shmem_fs.h>
+#include <linux/file.h>
 #include <linux/slab.h>
 
 #include "xfer_compat.h"
@@ -99,6 +102,48 @@ static void xfer_unaccount_pin(struct mm_struct *mm, unsigned long npages)
 	atomic64_sub(npages, &mm->pinned_vm);
 }
 
+/*
+ * The shmem file behind [addr, addr + length) when the range lies in one
+ * shared mapping of it (MAP_SHARED | MAP_ANONYMOUS, memfd_create, a
+ * /dev/shm or tmpfs file, SysV shm) and the pinned pages are that file's
+ * pages at consecutive offsets; with a reference for the region. Such a
+ * region maps into other processes as the file itself (see
+ * xfer_region_mmap()). NULL for anything else (anonymous memory above all).
+ */
+static struct file *xfer_shmem_file(struct mm_struct *mm, u64 addr, u64 length,
+				    struct page **pages, unsigned long npages,
+				    pgoff_t *pgoff)
+{
+	struct vm_area_struct *vma;
+	struct file *file = NULL;
+	unsigned long i;
+	pgoff_t first = 0;
+
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, addr);
+	if (vma && vma->vm_end >= addr + length &&
+	    (vma->vm_flags & VM_SHARED) && vma->vm_file &&
+	    shmem_file(vma->vm_file)) {
+		file = get_file(vma->vm_file);
+		first = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
+	}
+	mmap_read_unlock(mm);
+	if (!file)
+		return NULL;
+	/* A truncation racing the pin: the pages are no longer the file's. */
+	for (i = 0; i < npages; i++) {
+		struct folio *folio = page_folio(pages[i]);
+
+		if (READ_ONCE(folio->mapping) != file->f_mapping ||
+		    folio->index + folio_page_idx(folio, pages[i]) != first + i) {
+			fput(file);
+			return NULL;
+		}
+	}
+	*pgoff = first;
+	return file;
+}
+
 int xfer_region_pin(u64 addr, u64 length, struct xfer_region **out)
 {
 	struct mm_struct *mm = current->mm;
@@ -147,6 +192,8 @@ int xfer_region_pin(u64 addr, u64 length, struct xfer_region **out)
 		}
 	}
 
+	r->file = xfer_shmem_file(mm, addr, length, r->pages, r->npages,
+				  &r->file_pgoff);
 	mmgrab(mm);
 	r->mm = mm;
 	xfer_region_publish(r);
@@ -231,6 +278,8 @@ static void xfer_region_release(struct kref *kref)
 	switch (r->kind) {
 	case XFER_REGION_HOST:
 		unpin_user_pages_dirty_lock(r->pages, r->npages, true);
+		if (r->file)
+			fput(r->file);
 		xfer_unaccount_pin(r->mm, r->npages);
 		mmdrop(r->mm);
 		kvfree(r->pages);
@@ -259,8 +308,44 @@ void xfer_region_put(struct xfer_region *r)
 	kref_put(&r->ref, xfer_region_release);
 }
 
-/* Mappings of host regions: PFN maps of the pinned pages, each vma holding
- * a region reference so that the pages outlive every mapping of them.
+/*
+ * Mappings of host regions.
+ *
+ * A region of shmem (r->file) maps as the owner's file itself: the vma
+ * becomes a shared mapping of that file at the region's offset, as
+ * dma_buf_mmap() hands a vma to the exporter's file. Its ptes are the
+ * file's pages, so get_user_pages takes them and the opener can register
+ * the mapping with a NIC (ibv_reg_mr: pin_user_pages(FOLL_LONGTERM |
+ * FOLL_WRITE) in ib_umem_get), read into it with O_DIRECT, vmsplice or
+ * process_vm_readv it. The long-term pin passes mm/gup.c's checks as the
+ * owner's own XFER_IOC_PIN did on the same file: check_vma_flags() (no
+ * VM_IO or VM_PFNMAP, not DAX or secretmem), writable_file_mapping_allowed()
+ * (6.5+: vma_needs_dirty_tracking() is false for shmem: no page_mkwrite,
+ * and tmpfs's backing device has no BDI_CAP_WRITEBACK), gup-fast's
+ * gup_fast_folio_allowed() (6.12: shmem folios pass), and the movable-zone
+ * migration (the owner's long-term pin moved the pages out already).
+ * Mapping the pages under another file (vm_insert_page into this vma)
+ * would not do: the file's truncation and hole punching (ftruncate,
+ * fallocate, MADV_REMOVE, the file's last close at the owner's death) walk
+ * the file's own mappings only, and would find pages still mapped here
+ * ("BUG: Bad page cache"). As the file's mapping, this vma is unmapped by
+ * them like any other, and holds the file (vm_file) for as long as it
+ * lives.
+ *
+ * Lifetimes: such a vma holds no region reference (it is the file's): the
+ * region's pins stay while its holders do (the owner's handle, shares,
+ * opened handles, exported dma-bufs), and the file while the region or any
+ * mapping of it does. A NIC registration in the opener pins the pages
+ * again (its own FOLL_PIN references, dropped at dereg), independently of
+ * the module. The owner's death (its context closes, its mm goes) frees
+ * nothing the opener maps or registered; the opener's dereg, munmap and
+ * release drop the last references (pinned_bytes back to 0).
+ *
+ * Other host regions (anonymous memory: another process cannot map
+ * anonymous pages as its own) map as PFNs, VM_PFNMAP | VM_IO: CPU access
+ * only. Each such vma holds a region reference (open/close), so the pins
+ * outlive every mapping of the pages. Their openers register them through
+ * a dma-buf export.
  */
 static void xfer_vma_open(struct vm_area_struct *vma)
 {
@@ -319,6 +404,29 @@ int xfer_region_mmap(struct xfer_region *r, struct vm_area_struct *vma)
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
 
+	if (r->file) {
+		int ret;
+
+		/*
+		 * Write seals: mmap_region() checks F_SEAL_WRITE (through
+		 * i_mmap_writable) on /dev/xfer, not on this file, so refuse
+		 * here. It cannot be added while the region pins the pages
+		 * (memfd waits for pins, then -EBUSY); F_SEAL_FUTURE_WRITE,
+		 * added after the owner's writable mapping, can, and shmem's
+		 * mmap also takes VM_MAYWRITE away from a read-only mapping.
+		 */
+		if ((vma->vm_flags & VM_WRITE) &&
+		    (SHMEM_I(file_inode(r->file))->seals &
+		     (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+			return -EPERM;
+		vma_set_file(vma, r->file);
+		vma->vm_pgoff = r->file_pgoff + idx;
+		ret = r->file->f_op->mmap(r->file, vma);
+		/* No mremap() growth into the rest of the file: that was not shared. */
+		if (!ret)
+			xfer_vm_flags_set(vma, VM_DONTEXPAND);
+		return ret;
+	}
 	xfer_vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_private_data = r;
 	vma->vm_ops = &xfer_vm_ops;
@@ -388,6 +496,19 @@ int xfer_region_export(struct xfer_region *r, struct dma_buf **out)
 	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
 	struct dma_buf *dmabuf;
 
+	/*
+	 * A region imported from a whole dma-buf: that dma-buf itself, so an
+	 * opener's NIC attaches to the exporter (the GPU's, for device
+	 * memory) as the owner's would. A part of a dma-buf is refused: the
+	 * fd would reach the bytes around it, which the share does not give.
+	 */
+	if (r->kind == XFER_REGION_DMABUF) {
+		if (r->dmabuf_offset || r->length != r->dmabuf->size)
+			return -EOPNOTSUPP;
+		get_dma_buf(r->dmabuf);
+		*out = r->dmabuf;
+		return 0;
+	}
 	if (r->kind != XFER_REGION_HOST)
 		return -EOPNOTSUPP;
 

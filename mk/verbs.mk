@@ -17,3 +17,10 @@ bench-verbs: tests
 $(BUILD)/tests/verbs/test_verbs_backend: tests/verbs/test_verbs_backend.c $(HARNESS) $(LIBA) | $(KSELFTEST)/kselftest_harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(TEST_CFLAGS) $(INC_unit) $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(HARNESS) $(LIBA) $(LDLIBS)
+
+# The share test speaks the module's uapi too (its owner process imports and
+# shares a dma-buf through /dev/xfer itself).
+$(BUILD)/tests/verbs/test_verbs_share: tests/verbs/test_verbs_share.c $(HARNESS) $(LIBSO) | $(KSELFTEST)/kselftest_harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(TEST_CFLAGS) $(INC_user) $(UAPI) $(CFLAGS) -MMD -MP $(LDFLAGS) $(RPATH_TEST) -o $@ $< $(HARNESS) \
+	      $(LINK_SO) $(PKG_LIBS) -lpthread -lm

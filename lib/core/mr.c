@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "struct_copy.h"
@@ -214,11 +215,36 @@ XFER_EXPORT int xfer_mr_share(xfer_mr *mr, uint32_t rule, uint32_t id, uint64_t 
 	return xfer_kmod_share(mr->e->kmod, mr->kmod_handle, rule, id, share_id);
 }
 
+/*
+ * How this engine's NICs register an opened region (mr->kind and a dma-buf
+ * fd, or -1 for the mapping itself). The verbs backend registers with the
+ * HCA, which must pin the pages: the mapping works when it is the owner's
+ * shmem file (XFER_MAP_PAGES); otherwise (host memory of anonymous pages,
+ * mapped as PFNs; a dma-buf region, mapped by its exporter) the region
+ * goes through a dma-buf from the module and ibv_reg_dmabuf_mr:
+ * -EOPNOTSUPP where the device has none (rxe). The other backends only
+ * need the CPU mapping.
+ */
+static int shared_reg_path(xfer_engine *e, struct xfer_mr *mr, uint32_t kind, uint32_t map_flags,
+			   int *fd)
+{
+	*fd = -1;
+	mr->kind = XFER_MEM_HOST;
+	if (e->ops->wire_id != XFER_WIRE_VERBS ||
+	    (kind == XFER_KIND_HOST && (map_flags & XFER_MAP_PAGES)))
+		return 0;
+	/* An older module (kind 0) has no page maps; its host regions and
+	 * whole dma-buf regions export, the rest says -EOPNOTSUPP here. */
+	mr->kind = XFER_MEM_DMABUF;
+	return xfer_kmod_export_dmabuf(e->kmod, mr->kmod_handle, fd);
+}
+
 XFER_EXPORT int xfer_mr_open_shared(xfer_engine *e, uint64_t share_id, uint32_t flags,
 				    xfer_mr **out)
 {
+	uint32_t kind = 0, map_flags = 0;
 	struct xfer_mr *mr;
-	int ret;
+	int fd, ret;
 
 	if (!out)
 		return -EINVAL;
@@ -230,17 +256,22 @@ XFER_EXPORT int xfer_mr_open_shared(xfer_engine *e, uint64_t share_id, uint32_t 
 	mr = calloc(1, sizeof(*mr));
 	if (!mr)
 		return -ENOMEM;
-	ret = xfer_kmod_open_shared(e->kmod, share_id, &mr->kmod_handle, &mr->addr, &mr->len);
+	ret = xfer_kmod_open_shared(e->kmod, share_id, &mr->kmod_handle, &mr->addr, &mr->len,
+				    &kind, &map_flags);
 	if (ret) {
 		free(mr);
 		return ret;
 	}
 	mr->e = e;
 	mr->flags = flags;
-	mr->kind = XFER_MEM_HOST;
 	mr->mapped_shared = true;
 	mr->region_id = __atomic_add_fetch(&e->region_seq, 1, __ATOMIC_RELAXED);
-	ret = mr_register(e, mr, -1, 0);
+	ret = shared_reg_path(e, mr, kind, map_flags, &fd);
+	if (!ret)
+		ret = mr_register(e, mr, fd, 0);
+	/* The NIC's registration holds the dma-buf itself. */
+	if (fd >= 0)
+		close(fd);
 	if (ret) {
 		munmap(mr->addr, mr->len);
 		xfer_kmod_release(e->kmod, mr->kmod_handle);

@@ -132,7 +132,7 @@ int xfer_kmod_share(struct xfer_kmod *k, uint64_t handle, uint32_t rule, uint32_
 }
 
 int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *handle,
-			  void **addr, size_t *len)
+			  void **addr, size_t *len, uint32_t *kind, uint32_t *map_flags)
 {
 	struct xfer_open_shared o = { .size = sizeof(o), .share_id = share_id };
 	void *m;
@@ -155,6 +155,10 @@ int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *hand
 	*handle = o.handle;
 	*addr = m;
 	*len = o.length;
+	if (kind)
+		*kind = o.kind;
+	if (map_flags)
+		*map_flags = o.map_flags;
 	return 0;
 }
 

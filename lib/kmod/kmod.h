@@ -24,9 +24,11 @@ int xfer_kmod_pin(struct xfer_kmod *k, void *addr, size_t len, uint64_t *handle)
 int xfer_kmod_release(struct xfer_kmod *k, uint64_t handle);
 int xfer_kmod_share(struct xfer_kmod *k, uint64_t handle, uint32_t rule, uint32_t id,
 		    uint64_t *share_id);
-/* Open a share and mmap it: *handle, *addr, *len describe the mapping. */
+/* Open a share and mmap it: *handle, *addr, *len describe the mapping;
+ * *kind (XFER_KIND_*, 0 from a module that does not say) and *map_flags
+ * (XFER_MAP_PAGES: NICs can register the mapping itself) when not NULL. */
 int xfer_kmod_open_shared(struct xfer_kmod *k, uint64_t share_id, uint64_t *handle,
-			  void **addr, size_t *len);
+			  void **addr, size_t *len, uint32_t *kind, uint32_t *map_flags);
 /* The mapped stats page of this context, or NULL. */
 struct xfer_ctx_stats *xfer_kmod_stats(struct xfer_kmod *k);
 /* A dma-buf fd (O_CLOEXEC) for a region, for ibv_reg_dmabuf_mr / libfabric;

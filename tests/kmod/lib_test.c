@@ -43,7 +43,7 @@ TEST_F(nodev, lib_returns_enodev)
 	EXPECT_EQ(xfer_kmod_pin(NULL, &h, PG, &h), -ENODEV);
 	EXPECT_EQ(xfer_kmod_release(NULL, 1), -ENODEV);
 	EXPECT_EQ(xfer_kmod_share(NULL, 1, 0, 0, &sid), -ENODEV);
-	EXPECT_EQ(xfer_kmod_open_shared(NULL, 1, &h, &addr, &len), -ENODEV);
+	EXPECT_EQ(xfer_kmod_open_shared(NULL, 1, &h, &addr, &len, NULL, NULL), -ENODEV);
 	EXPECT_EQ(xfer_kmod_export_dmabuf(NULL, 1, &fd), -ENODEV);
 	EXPECT_TRUE(xfer_kmod_stats(NULL) == NULL);
 	xfer_kmod_close(NULL);
@@ -101,8 +101,14 @@ TEST_F(lib, share_opened_by_other_process_sees_same_pages)
 		void *addr;
 		size_t len;
 
-		if (xfer_kmod_open(&k2) || xfer_kmod_open_shared(k2, sid, &h2, &addr, &len))
+		uint32_t kind = 0, map_flags = ~0u;
+
+		if (xfer_kmod_open(&k2) ||
+		    xfer_kmod_open_shared(k2, sid, &h2, &addr, &len, &kind, &map_flags))
 			_exit(1);
+		/* anonymous memory: a PFN map, not pages */
+		if (kind != XFER_KIND_HOST || map_flags != 0)
+			_exit(4);
 		if (len != 4 * PG || !check(addr, len, 17))
 			_exit(2);
 		fill(addr, len, 18);

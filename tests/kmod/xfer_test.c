@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include <linux/xfer.h>
@@ -251,15 +252,17 @@ static const struct {
 	const char *name;
 	unsigned long cmd;
 	uint32_t size;
+	uint32_t floor;   /* the first version's size, where it grew since (else size) */
 } cmds[] = {
-	{ "query", XFER_IOC_QUERY, sizeof(struct xfer_query) },
-	{ "pin", XFER_IOC_PIN, sizeof(struct xfer_pin) },
-	{ "import_dmabuf", XFER_IOC_IMPORT_DMABUF, sizeof(struct xfer_import_dmabuf) },
-	{ "share", XFER_IOC_SHARE, sizeof(struct xfer_share) },
-	{ "open_shared", XFER_IOC_OPEN_SHARED, sizeof(struct xfer_open_shared) },
-	{ "export_dmabuf", XFER_IOC_EXPORT_DMABUF, sizeof(struct xfer_export_dmabuf) },
-	{ "release", XFER_IOC_RELEASE, sizeof(struct xfer_release) },
-	{ "pin_gpu", XFER_IOC_PIN_GPU, sizeof(struct xfer_pin_gpu) },
+	{ "query", XFER_IOC_QUERY, sizeof(struct xfer_query), 0 },
+	{ "pin", XFER_IOC_PIN, sizeof(struct xfer_pin), 0 },
+	{ "import_dmabuf", XFER_IOC_IMPORT_DMABUF, sizeof(struct xfer_import_dmabuf), 0 },
+	{ "share", XFER_IOC_SHARE, sizeof(struct xfer_share), 0 },
+	{ "open_shared", XFER_IOC_OPEN_SHARED, sizeof(struct xfer_open_shared),
+	  offsetof(struct xfer_open_shared, kind) },
+	{ "export_dmabuf", XFER_IOC_EXPORT_DMABUF, sizeof(struct xfer_export_dmabuf), 0 },
+	{ "release", XFER_IOC_RELEASE, sizeof(struct xfer_release), 0 },
+	{ "pin_gpu", XFER_IOC_PIN_GPU, sizeof(struct xfer_pin_gpu), 0 },
 };
 
 TEST_F(dev, every_command_refuses_bad_sizes)
@@ -274,7 +277,7 @@ TEST_F(dev, every_command_refuses_bad_sizes)
 		EXPECT_EQ(xioctl(self->fd, cmds[i].cmd, buf), -EINVAL);
 		*size = 4;
 		EXPECT_EQ(xioctl(self->fd, cmds[i].cmd, buf), -EINVAL);
-		*size = cmds[i].size - 1;
+		*size = (cmds[i].floor ? cmds[i].floor : cmds[i].size) - 1;
 		EXPECT_EQ(xioctl(self->fd, cmds[i].cmd, buf), -EINVAL);
 		*size = cmds[i].size + 8;
 		((uint8_t *)buf)[cmds[i].size + 3] = 0x5a;
@@ -580,6 +583,187 @@ TEST_F(dev, share_gone_after_owner_release_opener_keeps_pages)
 	EXPECT_EQ(sysfs("regions"), 0);
 }
 
+/* Shared memory (a shmem file): what XFER_MAP_PAGES needs. */
+static void *shmem(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * An opened shmem region maps as the owner's file: the opener's long-term
+ * writable pin of its mapping (XFER_IOC_PIN: pin_user_pages(FOLL_LONGTERM |
+ * FOLL_WRITE), what ib_umem_get does for ibv_reg_mr) and process_vm_readv
+ * (plain gup) both take it and see the owner's bytes; the owner's SIGKILL
+ * (its context and the last other reference to its shmem file go) frees
+ * nothing the opener maps or pinned, and leaves a clean kernel log; a
+ * zapped pte faults back in to the same page.
+ */
+TEST_F(dev, shmem_share_maps_pages_that_gup_takes)
+{
+	struct xfer_query q = { .size = sizeof(q) };
+	struct xfer_open_shared o;
+	size_t len = 8 * PG;
+	uint8_t *m, got[64];
+	uint64_t sid = 0, h2;
+	struct iovec lio = { got, sizeof(got) }, rio;
+	int fd2 = xopen(), ready[2], status;
+	pid_t owner;
+
+	ASSERT_GE(fd2, 0);
+	ASSERT_EQ(xioctl(self->fd, XFER_IOC_QUERY, &q), 0);
+	EXPECT_TRUE(q.features & XFER_FEATURE_PAGE_MAPS);
+	ASSERT_EQ(pipe(ready), 0);
+	owner = fork();
+	if (owner == 0) {
+		uint8_t *buf = shmem(len);
+		int fd = xopen();
+		uint64_t h;
+
+		if (!buf || fd < 0)
+			_exit(1);
+		fill(buf, len, 300);
+		if (pin(fd, buf, len, &h, NULL) || share(fd, h, XFER_SHARE_OWNER, 0, &sid) ||
+		    write(ready[1], &sid, sizeof(sid)) != sizeof(sid))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ASSERT_EQ(read(ready[0], &sid, sizeof(sid)), sizeof(sid));
+	ASSERT_EQ(open_shared(fd2, sid, &o), 0);
+	EXPECT_EQ(o.kind, XFER_KIND_HOST);
+	EXPECT_EQ(o.map_flags, XFER_MAP_PAGES);
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_TRUE(check(m, len, 300));
+	/* The NIC's pin. */
+	ASSERT_EQ(pin(fd2, m, len, &h2, NULL), 0);
+	EXPECT_EQ(sysfs("regions"), 2);
+	EXPECT_EQ(sysfs("pinned_bytes"), 2 * len);
+	/* The owner dies: its share goes, the pages stay. */
+	kill(owner, SIGKILL);
+	waitpid(owner, &status, 0);
+	EXPECT_TRUE(WIFSIGNALED(status));
+	EXPECT_EQ(sysfs("shares"), 0);
+	EXPECT_EQ(sysfs("regions"), 2);
+	EXPECT_EQ(sysfs("pinned_bytes"), 2 * len);
+	EXPECT_TRUE(check(m, len, 300));
+	/* Plain gup of the mapping, through the kernel's own copy. */
+	fill(m, len, 301);
+	rio.iov_base = m + 3 * PG;
+	rio.iov_len = sizeof(got);
+	EXPECT_EQ(process_vm_readv(getpid(), &lio, 1, &rio, 1, 0), (ssize_t)sizeof(got));
+	EXPECT_EQ(memcmp(got, m + 3 * PG, sizeof(got)), 0);
+	/* A zapped pte comes back from the file, same bytes. */
+	EXPECT_EQ(madvise(m, len, MADV_DONTNEED), 0);
+	EXPECT_TRUE(check(m, len, 301));
+	EXPECT_EQ(release(fd2, h2), 0);
+	munmap(m, len);
+	EXPECT_EQ(sysfs("regions"), 1);   /* the opened handle still holds it */
+	close(fd2);
+	EXPECT_EQ(sysfs("regions"), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), 0);
+}
+
+/*
+ * The owner punches a hole in, seals and truncates its memfd while an
+ * opener maps part of it: the opener's mapping is the file's, so it is
+ * unmapped like the owner's and sees the hole (zeros), the kernel log stays
+ * clean (no "Bad page cache"), the region's pins hold the old pages until
+ * released; the opener cannot grow its mapping into the rest of the file
+ * (mremap) nor map it writable once the owner sealed it against writes
+ * (F_SEAL_FUTURE_WRITE; F_SEAL_WRITE is refused while the pages are pinned).
+ */
+TEST_F(dev, memfd_hole_punch_seal_and_truncate_while_opened)
+{
+	struct xfer_open_shared o;
+	size_t len = 4 * PG;
+	int mfd = memfd_create("xfer-test", MFD_ALLOW_SEALING);
+	uint64_t h, sid;
+	uint8_t *buf, *m, copy[4 * PG];
+	void *m2;
+
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(ftruncate(mfd, 2 * len), 0);
+	buf = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	fill(buf, 2 * len, 500);
+	/* The second half of the file is the region. */
+	ASSERT_EQ(pin(self->fd, buf + len, len, &h, NULL), 0);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	ASSERT_EQ(open_shared(self->fd, sid, &o), 0);
+	EXPECT_EQ(o.map_flags, XFER_MAP_PAGES);
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_EQ(memcmp(m, buf + len, len), 0);
+	memcpy(copy, m, len);
+	m2 = mremap(m, len, 2 * len, MREMAP_MAYMOVE);
+	EXPECT_EQ(m2 == MAP_FAILED ? errno : 0, EFAULT);
+	ASSERT_EQ(fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, len + PG, PG), 0);
+	EXPECT_EQ(m[PG], 0);
+	EXPECT_EQ(m[2 * PG - 1], 0);
+	EXPECT_EQ(memcmp(m, buf + len, len), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), len);
+	/* Sealed against writes: F_SEAL_WRITE waits for pins (the region's)
+	 * and gives up; F_SEAL_FUTURE_WRITE leaves the opener read-only. */
+	munmap(m, len);
+	munmap(buf, 2 * len);
+	EXPECT_EQ(fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE), -1);
+	EXPECT_EQ(errno, EBUSY);
+	ASSERT_EQ(fcntl(mfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), 0);
+	m2 = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, o.mmap_offset);
+	EXPECT_EQ(m2 == MAP_FAILED ? errno : 0, EPERM);
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, self->fd, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_EQ(m[PG], 0);
+	EXPECT_EQ(memcmp(m + 2 * PG, copy + 2 * PG, 2 * PG), 0);
+	/* Truncated under the opener: unmapped cleanly (the bytes are gone). */
+	EXPECT_EQ(ftruncate(mfd, 0), 0);
+	munmap(m, len);
+	close(mfd);
+	EXPECT_EQ(release(self->fd, o.handle), 0);
+	EXPECT_EQ(release(self->fd, h), 0);
+	EXPECT_EQ(sysfs("pinned_bytes"), 0);
+}
+
+/* Anonymous memory keeps a PFN map: no XFER_MAP_PAGES, and gup refuses it. */
+TEST_F(dev, anon_share_maps_pfns_that_gup_refuses)
+{
+	struct xfer_open_shared o;
+	uint64_t h, sid;
+	void *m;
+
+	ASSERT_EQ(pin(self->fd, self->buf, 4 * PG, &h, NULL), 0);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	ASSERT_EQ(open_shared(self->fd, sid, &o), 0);
+	EXPECT_EQ(o.kind, XFER_KIND_HOST);
+	EXPECT_EQ(o.map_flags, 0);
+	m = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, o.mmap_offset);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_EQ(pin(self->fd, m, 4 * PG, NULL, NULL), -EFAULT);
+	munmap(m, 4 * PG);
+}
+
+/* A caller built before kind/map_flags (the struct ending at mmap_offset). */
+TEST_F(dev, open_shared_old_struct_size_still_works)
+{
+	struct xfer_open_shared o;
+	uint64_t h, sid;
+
+	ASSERT_EQ(pin(self->fd, self->buf, PG, &h, NULL), 0);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	memset(&o, 0xab, sizeof(o));
+	o.size = offsetof(struct xfer_open_shared, mmap_offset) + sizeof(o.mmap_offset);
+	o.flags = 0;
+	o.share_id = sid;
+	ASSERT_EQ(xioctl(self->fd, XFER_IOC_OPEN_SHARED, &o), 0);
+	EXPECT_EQ(o.length, PG);
+	/* nothing written past the caller's size */
+	EXPECT_EQ(o.kind, 0xababababu);
+	EXPECT_EQ(o.map_flags, 0xababababu);
+}
+
 /* Tests that set up on their own: no open device, the leak check still. */
 FIXTURE(xfer) {
 	int unused;
@@ -835,6 +1019,45 @@ TEST_F(dev, dmabuf_import_from_guest_exporter)
 	EXPECT_EQ(export_dmabuf(self->fd, h, &dfd), -EOPNOTSUPP);
 	EXPECT_EQ(release(self->fd, h), 0);
 	EXPECT_EQ(sysfs("imported_bytes"), 0);
+	munmap(src, len);
+}
+
+/*
+ * A region of a whole dma-buf: opened, it says XFER_KIND_DMABUF; exported,
+ * it is the same dma-buf again (a new fd, the exporter's pages), not one
+ * of the module's (exports stays 0).
+ */
+TEST_F(dev, dmabuf_whole_region_opens_as_dmabuf_and_exports_itself)
+{
+	struct xfer_open_shared o;
+	const char *how = "";
+	size_t len = 4 * PG;
+	int dfd = make_dmabuf(len, &how), dfd2;
+	uint64_t h, sid;
+	uint8_t *src, *m;
+
+	if (dfd < 0)
+		SKIP(return, "no udmabuf or vgem in this kernel (%s)", strerror(-dfd));
+	src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+	ASSERT_NE(src, MAP_FAILED);
+	fill(src, len, 444);
+	ASSERT_EQ(import_dmabuf(self->fd, dfd, 0, len, &h, NULL), 0);
+	close(dfd);
+	ASSERT_EQ(share(self->fd, h, XFER_SHARE_OWNER, 0, &sid), 0);
+	ASSERT_EQ(open_shared(self->fd, sid, &o), 0);
+	EXPECT_EQ(o.kind, XFER_KIND_DMABUF);
+	EXPECT_EQ(o.map_flags, 0);
+	ASSERT_EQ(export_dmabuf(self->fd, o.handle, &dfd2), 0);
+	EXPECT_EQ(sysfs("exports"), 0);
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, dfd2, 0);
+	ASSERT_NE(m, MAP_FAILED);
+	EXPECT_TRUE(check(m, len, 444));
+	munmap(m, len);
+	/* The fd holds the dma-buf, not the region. */
+	EXPECT_EQ(release(self->fd, o.handle), 0);
+	EXPECT_EQ(release(self->fd, h), 0);
+	EXPECT_EQ(sysfs("regions"), 0);
+	close(dfd2);
 	munmap(src, len);
 }
 

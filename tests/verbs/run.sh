@@ -3,7 +3,8 @@
 # rdma_rxe on two dummy netdevs and runs, against the verbs backend:
 # the engine's integration tests (build/tests/integration/test_*, with
 # XFER_TEST_PROVIDERS=verbs XFER_TEST_DEVICES=rxe0,rxe1) and the
-# verbs-specific tests (build/tests/verbs/test_*). Prints TAP; exits non-zero
+# verbs-specific tests (build/tests/verbs/test_*; test_verbs_share loads
+# xfer.ko, built here for the guest's kernel, and unloads it). Prints TAP; exits non-zero
 # on any failure or kernel splat; one SKIP line and exit 0 when qemu, a
 # kernel image or rdma_rxe is missing.
 #
@@ -64,6 +65,20 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/xfer-verbs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# xfer.ko for the guest's kernel, built as tests/kmod/run.sh builds it:
+# test_verbs_share loads it from $XFER_KO and unloads it at its end, so the
+# other programs run without the module, as before.
+guest_env=${XFER_VERBS_GUEST_ENV:-}
+if [ "$mode" = test ] && [ -e "/lib/modules/$kver/build/Makefile" ]; then
+	mkdir -p "$work/kmod"
+	cp -r kmod/Kbuild kmod/*.c kmod/*.h kmod/include "$work/kmod/"
+	if make -C "/lib/modules/$kver/build" M="$work/kmod" modules > "$work/kmod.log" 2>&1; then
+		guest_env="XFER_KO=/verbs/xfer.ko $guest_env"
+	else
+		echo "# xfer.ko does not build for $kver (test_verbs_share skips):"
+		tail -n 5 "$work/kmod.log" | sed 's/^/# /'
+	fi
+fi
 [ -n "$log" ] || { mkdir -p tests/out; log=tests/out/verbs-guest-$mode.log; }
 files="$rxelib:$rxelib /etc/libibverbs.d/rxe.driver:/etc/libibverbs.d/rxe.driver"
 files="$files $(command -v ip):/sbin/ip $(command -v rdma):/sbin/rdma"
@@ -77,10 +92,11 @@ if [ "$mode" = test ]; then
 	# slot reuse, a killed rank); every case runs on local, shm and tcp on the host.
 	moe_cases=${XFER_VERBS_MOE_TESTS-r2_fp8_decode,r4_fp8_decode,r4_bf16_prefill,hot_expert_prefill,rank_receives_nothing,both_slots_in_flight,rank_killed_mid_layer}
 	for p in "${progs[@]}"; do
-		env=${XFER_VERBS_GUEST_ENV:-}
+		env=$guest_env
 		[ "$(basename "$p")" = test_moe ] && env="$env XFER_MOE_TESTS=$moe_cases"
 		echo "$(basename "$p") $env /verbs/$(basename "$p")" >> "$work/list"
 	done
+	[ -f "$work/kmod/xfer.ko" ] && files="$files $work/kmod/xfer.ko:/verbs/xfer.ko"
 	# perftest on the same devices: the rxe set-up itself works
 	files="$files $(command -v ib_write_bw):/bin/ib_write_bw"
 	echo "perftest_smoke ib_write_bw -d rxe0 -x 1 -s 4096 -n 200 -F >/tmp/s.log 2>&1 & sleep 1; ib_write_bw -d rxe0 -x 1 -s 4096 -n 200 -F 127.0.0.1" >> "$work/list"

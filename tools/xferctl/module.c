@@ -29,6 +29,7 @@ static void features(struct ctl *c)
 		{ XFER_FEATURE_DMABUF_IMPORT, "dmabuf_import" },
 		{ XFER_FEATURE_DMABUF_EXPORT, "dmabuf_export" },
 		{ XFER_FEATURE_NV_P2P, "nv_p2p" },
+		{ XFER_FEATURE_PAGE_MAPS, "page_maps" },
 	};
 	struct xfer_query q = { .size = sizeof(q) };
 	char text[128] = "";

@@ -13,7 +13,9 @@
  *
  * mmap offsets: XFER_MMAP_OFFSET_STATS maps the context's stats page
  * (struct xfer_ctx_stats); a region maps at the mmap_offset returned for
- * its handle.
+ * its handle (MAP_SHARED only). A host region of shmem maps as the owner's
+ * file (NIC registration of the mapping works: XFER_MAP_PAGES), one of
+ * anonymous memory as PFNs; a dma-buf region through its exporter's mmap.
  */
 #ifndef _UAPI_LINUX_XFER_H
 #define _UAPI_LINUX_XFER_H
@@ -40,6 +42,10 @@ enum {
 #define XFER_FEATURE_DMABUF_IMPORT	(1U << 0)
 #define XFER_FEATURE_DMABUF_EXPORT	(1U << 1)
 #define XFER_FEATURE_NV_P2P		(1U << 2)
+/* OPEN_SHARED reports kind and map_flags; host regions of shmem map as
+ * the owner's file (XFER_MAP_PAGES); EXPORT_DMABUF takes whole-dma-buf
+ * regions. */
+#define XFER_FEATURE_PAGE_MAPS		(1U << 3)
 
 /**
  * struct xfer_query - XFER_IOC_QUERY
@@ -141,6 +147,28 @@ struct xfer_share {
 };
 #define XFER_IOC_SHARE		_IO(XFER_IOCTL_TYPE, XFER_CMD_SHARE)
 
+/* xfer_open_shared.kind: what the region is (0: a module without
+ * XFER_FEATURE_PAGE_MAPS, which does not say) */
+#define XFER_KIND_HOST		1	/* pinned host memory */
+#define XFER_KIND_DMABUF	2	/* an imported dma-buf */
+#define XFER_KIND_GPU		3	/* NVIDIA GPU memory (no mapping) */
+
+/*
+ * xfer_open_shared.map_flags
+ * XFER_MAP_PAGES: the region's mapping is a shared mapping of the owner's
+ * shmem file itself (the owner registered MAP_SHARED | MAP_ANONYMOUS,
+ * memfd_create, /dev/shm, tmpfs or SysV shm memory), so get_user_pages,
+ * pin_user_pages(FOLL_LONGTERM) and everything built on them (ibv_reg_mr,
+ * O_DIRECT, vmsplice, process_vm_readv) accept it. It shows the file's
+ * pages: if the owner truncates or punches holes in the file, the opener
+ * sees that as the owner does (the region's pins keep the old pages until
+ * released). Host regions of anonymous (MAP_PRIVATE, malloc) memory map as
+ * PFNs (VM_PFNMAP: CPU access only; another process cannot map anonymous
+ * pages as its own); register those through XFER_IOC_EXPORT_DMABUF
+ * (ibv_reg_dmabuf_mr).
+ */
+#define XFER_MAP_PAGES		(1U << 0)
+
 /**
  * struct xfer_open_shared - XFER_IOC_OPEN_SHARED
  * @size: sizeof(struct xfer_open_shared)
@@ -149,6 +177,12 @@ struct xfer_share {
  * @handle: out, a handle in this context holding the region
  * @length: out, the region's length
  * @mmap_offset: out
+ * @kind: out, XFER_KIND_* (left 0 by modules without XFER_FEATURE_PAGE_MAPS)
+ * @map_flags: out, XFER_MAP_*
+ *
+ * The struct ended at @mmap_offset before XFER_FEATURE_PAGE_MAPS: callers
+ * with that size still work (they get no kind), and longer callers on an
+ * older module get its zero tail accepted and @kind left 0.
  */
 struct xfer_open_shared {
 	__u32 size;
@@ -157,6 +191,8 @@ struct xfer_open_shared {
 	__u64 handle;
 	__u64 length;
 	__u64 mmap_offset;
+	__u32 kind;
+	__u32 map_flags;
 };
 #define XFER_IOC_OPEN_SHARED	_IO(XFER_IOCTL_TYPE, XFER_CMD_OPEN_SHARED)
 
@@ -164,8 +200,10 @@ struct xfer_open_shared {
  * struct xfer_export_dmabuf - XFER_IOC_EXPORT_DMABUF
  * @size: sizeof(struct xfer_export_dmabuf)
  * @flags: must be 0
- * @handle: a host-memory region of this context, own or opened
- *          (-EOPNOTSUPP for dma-buf and GPU regions)
+ * @handle: a region of this context, own or opened: host memory (a new
+ *          dma-buf of its pages), or a dma-buf region imported whole (a new
+ *          fd for that same dma-buf; with XFER_FEATURE_PAGE_MAPS).
+ *          -EOPNOTSUPP for a part of a dma-buf and for GPU regions
  * @fd: out, a dma-buf fd (O_RDWR | O_CLOEXEC) holding the region
  * @__reserved: must be 0
  */
