@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * xferctl check [provider NAME] [timeout SEC]: a self-test of this node.
+ * xferctl check [module | provider NAME] [timeout SEC]: a self-test of this
+ * node (`module`: only the module's checks; `provider NAME`: only that one,
+ * a failure when it is not here).
  * One line per check ("pass", "FAIL" or "skip", its name, what was seen),
  * then "N passed, N failed, N skipped"; exit 0 only with no failure.
  *
@@ -62,6 +64,14 @@ static void __attribute__((format(printf, 3, 4))) say(struct report *r, int resu
 	va_start(ap, fmt);
 	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
 	va_end(ap);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ------------------------------------------------------------------ */
@@ -369,13 +379,18 @@ static int pair(xfer_engine *x, xfer_engine *y, uint32_t *peer)
 	return ret ? ret : xfer_engine_add_peer(x, addr, len, peer);
 }
 
-/* A write from src+so to dst+do, its bytes then every byte of dst
- * checked against what dst must hold now (expect). */
+/* A write from src+so to dst+dof, then every byte of dst checked against
+ * what it must hold now (expect). A write with an immediate is checked once
+ * the target counted the immediate: the library delivers it after the
+ * whole payload landed. A plain write's completion may only mean "sent"
+ * (transmit complete on tcp;ofi_rxm, docs/concepts.md): its bytes must
+ * then land at the target within the timeout. */
 static int lb_write(xfer_engine *a, xfer_mr *smr, xfer_rmr *rmr, const uint8_t *src,
 		    const uint8_t *dst, uint8_t *expect, uint64_t so, uint64_t dof, uint64_t n,
 		    uint32_t flags, uint32_t imm, xfer_engine *b, int timeout_ms, const char *what,
 		    struct report *r)
 {
+	double deadline;
 	xfer_op *op = NULL;
 	long at;
 	int ret;
@@ -398,11 +413,15 @@ static int lb_write(xfer_engine *a, xfer_mr *smr, xfer_rmr *rmr, const uint8_t *
 		}
 	}
 	memcpy(expect + dof, src + so, n);
-	at = differs(dst, expect, LB_LEN);
+	deadline = now_s() + timeout_ms / 1000.0;
+	while ((at = differs(dst, expect, LB_LEN)) >= 0 && !(flags & XFER_OP_IMM) &&
+	       now_s() < deadline)
+		usleep(1000);
 	if (at >= 0) {
-		say(r, FAIL, "%s: byte %ld of the target is %#x, want %#x (%s)", what, at, dst[at],
+		say(r, FAIL, "%s: byte %ld of the target is %#x, want %#x (%s)%s", what, at, dst[at],
 		    expect[at],
-		    (uint64_t)at >= dof && (uint64_t)at < dof + n ? "in the write" : "outside it");
+		    (uint64_t)at >= dof && (uint64_t)at < dof + n ? "in the write" : "outside it",
+		    flags & XFER_OP_IMM ? " after its immediate arrived" : ", long after it completed");
 		return -EIO;
 	}
 	return 0;
@@ -476,12 +495,12 @@ static void check_provider(struct ctl *c, struct report *r, const struct provide
 		goto out;
 	}
 	/* Odd offsets and lengths: nothing lines up with a page or a piece. */
-	if (lb_write(ea, smr, rmr, src, dst, expect, 3, 5, LB_LEN / 2 + 1237, 0, 0, eb, tmo,
-		     "write", r))
-		goto out;
 	imm1 = 0x5c000000u | ((uint32_t)getpid() & 0xffffffu);
-	if (lb_write(ea, smr, rmr, src, dst, expect, LB_LEN / 2, LB_LEN - 4099 - 11, 4099,
-		     XFER_OP_IMM, imm1, eb, tmo, "write with immediate", r))
+	if (lb_write(ea, smr, rmr, src, dst, expect, 3, 5, LB_LEN / 2 + 1237, XFER_OP_IMM, imm1,
+		     eb, tmo, "write with immediate", r))
+		goto out;
+	if (lb_write(ea, smr, rmr, src, dst, expect, LB_LEN / 2, LB_LEN - 4099 - 11, 4099, 0, 0,
+		     eb, tmo, "plain write", r))
 		goto out;
 	imm2 = imm1 ^ 0x01000000u;
 	ret = xfer_imm(ea, pb, imm2, NULL, &op);
@@ -495,7 +514,7 @@ static void check_provider(struct ctl *c, struct report *r, const struct provide
 		say(r, FAIL, "immediate alone (%#x): %s", imm2, xfer_strerror(ret));
 		goto out;
 	}
-	say(r, PASS, "rail %s: a write of %u bytes, a write with immediate, an immediate alone; every byte checked",
+	say(r, PASS, "rail %s: a write of %u bytes with immediate, a plain write, an immediate alone; every byte checked",
 	    info.num_rails ? info.rail_names[0] : "?", LB_LEN / 2 + 1237);
 out:
 	/* Exit ends the child either way; this only keeps sanitizers quiet. */
@@ -515,20 +534,47 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* Running one check in a child, with a deadline.                      */
+/* Running the checks: in order, in a child, each with a deadline.      */
+
+struct job {
+	char name[128];
+	void (*fn)(struct ctl *c, struct report *r, const void *arg);
+	struct provider_arg arg;
+	bool decided;            /* the parent knows the result already (a skip) */
+	struct report preset;
+};
+
+#define MAX_JOBS 32
 
 struct checks {
+	struct job job[MAX_JOBS];
+	int njobs;
 	json_object *arr;
 	int n[3];
 	int timeout_s;
 };
 
-static double now_s(void)
+static struct job *add_job(struct checks *k, const char *name)
 {
-	struct timespec ts;
+	struct job *j;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (k->njobs == MAX_JOBS)
+		return NULL;
+	j = &k->job[k->njobs++];
+	memset(j, 0, sizeof(*j));
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->arg.timeout_ms = k->timeout_s * 1000;
+	return j;
+}
+
+static void add_skip(struct checks *k, const char *name, int result, const char *why)
+{
+	struct job *j = add_job(k, name);
+
+	if (j) {
+		j->decided = true;
+		say(&j->preset, result, "%s", why);
+	}
 }
 
 static void record(struct ctl *c, struct checks *k, const char *name, const struct report *r,
@@ -549,74 +595,108 @@ static void record(struct ctl *c, struct checks *k, const char *name, const stru
 	}
 }
 
-static void run_check(struct ctl *c, struct checks *k, const char *name,
-		      void (*fn)(struct ctl *, struct report *, const void *), const void *arg)
+/* The child: runs jobs from..njobs-1 in order, one report each. One
+ * process for all of them, so that libfabric initialises once (reading
+ * /proc/kallsyms and every interface takes seconds on a slow machine). */
+static void __attribute__((noreturn)) child(struct ctl *c, struct checks *k, int from, int fd)
 {
-	struct report r = { .result = FAIL };
-	double t0 = now_s(), left;
-	int fd[2], st = 0;
-	size_t got = 0;
-	bool timed_out = false;
-	pid_t pid;
+	for (int i = from; i < k->njobs; i++) {
+		struct job *j = &k->job[i];
+		struct report r;
 
-	if (pipe(fd)) {
-		say(&r, FAIL, "pipe: %s", strerror(errno));
-		record(c, k, name, &r, 0);
-		return;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		close(fd[0]);
-		say(&r, FAIL, "the check ended without a result");
-		fn(c, &r, arg);
-		if (write(fd[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
-			_exit(2);
-		_exit(0);
-	}
-	close(fd[1]);
-	if (pid < 0) {
-		say(&r, FAIL, "fork: %s", strerror(errno));
-		close(fd[0]);
-		record(c, k, name, &r, 0);
-		return;
-	}
-	while (got < sizeof(r)) {
-		struct pollfd p = { .fd = fd[0], .events = POLLIN };
-		ssize_t n;
-		int ready;
-
-		left = t0 + k->timeout_s - now_s();
-		if (left <= 0) {
-			timed_out = true;
-			break;
+		if (j->decided) {
+			r = j->preset;
+		} else {
+			say(&r, FAIL, "the check ended without a result");
+			j->fn(c, &r, &j->arg);
 		}
-		ready = poll(&p, 1, (int)(left * 1000) + 1);
-		if (ready <= 0)
+		if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(2);
+	}
+	_exit(0);
+}
+
+/* Reads one report by the deadline: 1, 0 when the child is gone, -1 on
+ * the deadline. */
+static int read_report(int fd, struct report *r, double deadline)
+{
+	size_t got = 0;
+
+	while (got < sizeof(*r)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		double left = deadline - now_s();
+		ssize_t n;
+
+		if (left <= 0)
+			return -1;
+		if (poll(&p, 1, (int)(left * 1000) + 1) <= 0)
 			continue;   /* EINTR, or the deadline: looked at above */
-		n = read(fd[0], (char *)&r + got, sizeof(r) - got);
+		n = read(fd, (char *)r + got, sizeof(*r) - got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break;      /* the child is gone */
+			return 0;
 		got += (size_t)n;
 	}
-	close(fd[0]);
-	if (got < sizeof(r))
-		kill(pid, SIGKILL);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (timed_out)
-		say(&r, FAIL, "no result within %d s: killed (a hung provider or module; see timeout SEC)",
-		    k->timeout_s);
-	else if (got < sizeof(r))
-		say(&r, FAIL, "the check's process died (%s %d) without a result",
-		    WIFSIGNALED(st) ? "signal" : "exit status",
-		    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-	r.msg[sizeof(r.msg) - 1] = 0;
-	if (r.result < PASS || r.result > SKIP)
-		say(&r, FAIL, "the check's process reported nonsense");
-	record(c, k, name, &r, now_s() - t0);
+	return 1;
+}
+
+/* A check that hangs is killed at its deadline and fails; a child that
+ * dies fails the check it was in; either way a new child takes the rest. */
+static void run_jobs(struct ctl *c, struct checks *k)
+{
+	int i = 0;
+
+	while (i < k->njobs) {
+		int fd[2], st = 0, got = 1;
+		struct report r;
+		double t0;
+		pid_t pid;
+
+		if (pipe(fd)) {
+			say(&r, FAIL, "pipe: %s", strerror(errno));
+			record(c, k, k->job[i++].name, &r, 0);
+			continue;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0) {
+			close(fd[0]);
+			child(c, k, i, fd[1]);
+		}
+		close(fd[1]);
+		if (pid < 0) {
+			say(&r, FAIL, "fork: %s", strerror(errno));
+			close(fd[0]);
+			record(c, k, k->job[i++].name, &r, 0);
+			continue;
+		}
+		for (t0 = now_s(); i < k->njobs; i++, t0 = now_s()) {
+			got = read_report(fd[0], &r, t0 + k->timeout_s);
+			if (got <= 0)
+				break;
+			r.msg[sizeof(r.msg) - 1] = 0;
+			if (r.result < PASS || r.result > SKIP)
+				say(&r, FAIL, "the check's process reported nonsense");
+			record(c, k, k->job[i].name, &r, now_s() - t0);
+		}
+		close(fd[0]);
+		if (got <= 0)
+			kill(pid, SIGKILL);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		if (got < 0)
+			say(&r, FAIL, "no result within %d s: killed (a hung provider or module; see timeout SEC)",
+			    k->timeout_s);
+		else if (got == 0)
+			say(&r, FAIL, "the check's process died (%s %d) without a result",
+			    WIFSIGNALED(st) ? "signal" : "exit status",
+			    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		if (got <= 0 && i < k->njobs) {
+			record(c, k, k->job[i].name, &r, now_s() - t0);
+			i++;
+		}
+	}
 }
 
 static void run_pin(struct ctl *c, struct report *r, const void *arg)
@@ -636,36 +716,56 @@ static void run_provider(struct ctl *c, struct report *r, const void *arg)
 	check_provider(c, r, arg);
 }
 
-static void skip_line(struct ctl *c, struct checks *k, const char *name, const char *why)
+static void add_provider(struct checks *k, const char *name, const char *prov,
+			 const char *device, bool explicit_)
 {
-	struct report r;
+	struct job *j = add_job(k, name);
 
-	say(&r, SKIP, "%s", why);
-	record(c, k, name, &r, 0);
+	if (!j)
+		return;
+	j->fn = run_provider;
+	j->arg.prov = prov;
+	j->arg.device = device;
+	j->arg.explicit_ = explicit_;
 }
 
-/* verbs on each RDMA device sysfs lists; a device whose node type is
- * not an InfiniBand/RoCE channel adapter (EFA, iWARP) has no RC QPs for
- * the verbs backend and is skipped. */
-static void check_verbs(struct ctl *c, struct checks *k, bool explicit_)
+/* The RDMA devices sysfs lists, or 0. */
+static int rdma_devices(const struct ctl *c, char names[][64], int max)
 {
-	char dir[4096], path[4400], name[300], type[64];
-	struct provider_arg a = { .prov = "verbs", .explicit_ = explicit_,
-				  .timeout_ms = k->timeout_s * 1000 };
+	char dir[4096];
 	struct dirent *de;
-	int found = 0;
+	int n = 0;
 	DIR *d;
 
 	snprintf(dir, sizeof(dir), "%s/class/infiniband", c->sysfs);
 	d = opendir(dir);
-	while (d && (de = readdir(d))) {
+	while (d && n < max && (de = readdir(d)))
+		if (de->d_name[0] != '.')
+			snprintf(names[n++], 64, "%.63s", de->d_name);
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static char devs[8][64];
+
+/* verbs on each RDMA device; a device whose node type is not an
+ * InfiniBand/RoCE channel adapter (EFA, iWARP) has no RC QPs for the
+ * verbs backend and is skipped. */
+static void add_verbs(struct ctl *c, struct checks *k, bool explicit_)
+{
+	int n = rdma_devices(c, devs, 8);
+	char name[128], path[4400], type[64], why[4200];
+
+	if (!n) {
+		snprintf(why, sizeof(why), "no RDMA device in %s/class/infiniband", c->sysfs);
+		add_skip(k, "provider verbs", explicit_ ? FAIL : SKIP, why);
+	}
+	for (int i = 0; i < n; i++) {
 		FILE *f;
 
-		if (de->d_name[0] == '.')
-			continue;
-		found++;
-		snprintf(name, sizeof(name), "provider verbs (%s)", de->d_name);
-		snprintf(path, sizeof(path), "%s/%s/node_type", dir, de->d_name);
+		snprintf(name, sizeof(name), "provider verbs (%.63s)", devs[i]);
+		snprintf(path, sizeof(path), "%s/class/infiniband/%.63s/node_type", c->sysfs, devs[i]);
 		type[0] = 0;
 		f = fopen(path, "r");
 		if (f) {
@@ -675,44 +775,49 @@ static void check_verbs(struct ctl *c, struct checks *k, bool explicit_)
 		}
 		type[strcspn(type, "\n")] = 0;
 		if (type[0] && strncmp(type, "1:", 2)) {
-			char why[160];
-
 			snprintf(why, sizeof(why), "node type '%s': not a channel adapter", type);
-			skip_line(c, k, name, why);
+			add_skip(k, name, SKIP, why);
 			continue;
 		}
-		a.device = de->d_name;
-		run_check(c, k, name, run_provider, &a);
+		add_provider(k, name, "verbs", devs[i], explicit_);
 	}
-	if (d)
-		closedir(d);
-	if (!found) {
-		struct report r;
+}
 
-		say(&r, explicit_ ? FAIL : SKIP, "no RDMA device in %s", dir);
-		record(c, k, "provider verbs", &r, 0);
-	}
+/* libfabric's efa needs an EFA device: without one, say so without
+ * initialising libfabric for nothing. */
+static bool have_efa(struct ctl *c)
+{
+	int n = rdma_devices(c, devs, 8);
+
+	for (int i = 0; i < n; i++)
+		if (!strncmp(devs[i], "efa", 3))
+			return true;
+	return false;
 }
 
 int obj_check(struct ctl *c, const char *cmd, int argc, char **argv)
 {
 	static const char *const defaults[] = { "local", "shm", "tcp;ofi_rxm", "efa", "verbs" };
-	struct checks k = { .arr = json_object_new_array(), .timeout_s = CHECK_TIMEOUT_S };
+	static struct checks k;
 	const char *only = NULL;
+	bool module_only = false;
 	char name[128];
 
 	(void)cmd;
+	memset(&k, 0, sizeof(k));
+	k.timeout_s = CHECK_TIMEOUT_S;
 	for (int i = 0; i < argc; i += 2) {
-		if (strcmp(argv[i], "provider") && strcmp(argv[i], "timeout")) {
-			json_object_put(k.arr);
+		if (!strcmp(argv[i], "module")) {
+			module_only = true;
+			i--;   /* a word alone */
+			continue;
+		}
+		if (strcmp(argv[i], "provider") && strcmp(argv[i], "timeout"))
 			return out_fail(&c->o, 0,
-					"check: unknown word '%s' (check takes provider NAME, timeout SEC)",
+					"check: unknown word '%s' (check takes module, provider NAME, timeout SEC)",
 					argv[i]);
-		}
-		if (i + 1 >= argc) {
-			json_object_put(k.arr);
+		if (i + 1 >= argc)
 			return out_fail(&c->o, 0, "check: '%s' needs a value", argv[i]);
-		}
 		if (!strcmp(argv[i], "provider")) {
 			only = argv[i + 1];
 			continue;
@@ -723,35 +828,35 @@ int obj_check(struct ctl *c, const char *cmd, int argc, char **argv)
 		errno = 0;
 		v = strtol(argv[i + 1], &end, 10);
 		if (argv[i + 1][0] < '0' || argv[i + 1][0] > '9' || *end || errno || v < 1 ||
-		    v > 3600) {
-			json_object_put(k.arr);
+		    v > 3600)
 			return out_fail(&c->o, 0, "check: timeout '%s' is not a number of seconds from 1 to 3600",
 					argv[i + 1]);
-		}
 		k.timeout_s = (int)v;
 	}
+	if (module_only && only)
+		return out_fail(&c->o, 0, "check: 'module' and 'provider' exclude each other");
 
-	if (!only) {
-		if (!module_loaded(c)) {
-			skip_line(c, &k, "module pin and release", "module not loaded");
-			skip_line(c, &k, "module share and open", "module not loaded");
-		} else {
-			run_check(c, &k, "module pin and release", run_pin, NULL);
-			run_check(c, &k, "module share and open", run_share, NULL);
-		}
+	if (!only && !module_loaded(c)) {
+		add_skip(&k, "module pin and release", SKIP, "module not loaded");
+		add_skip(&k, "module share and open", SKIP, "module not loaded");
+	} else if (!only) {
+		add_job(&k, "module pin and release")->fn = run_pin;
+		add_job(&k, "module share and open")->fn = run_share;
 	}
-	for (size_t i = 0; i < (only ? 1 : sizeof(defaults) / sizeof(defaults[0])); i++) {
+	for (size_t i = 0; !module_only && i < (only ? 1 : sizeof(defaults) / sizeof(defaults[0]));
+	     i++) {
 		const char *prov = only ? only : defaults[i];
-		struct provider_arg a = { .prov = prov, .explicit_ = only != NULL,
-					  .timeout_ms = k.timeout_s * 1000 };
 
-		if (!strcmp(prov, "verbs")) {
-			check_verbs(c, &k, only != NULL);
-			continue;
-		}
 		snprintf(name, sizeof(name), "provider %s", prov);
-		run_check(c, &k, name, run_provider, &a);
+		if (!strcmp(prov, "verbs"))
+			add_verbs(c, &k, only != NULL);
+		else if (!only && !strcmp(prov, "efa") && !have_efa(c))
+			add_skip(&k, name, SKIP, "no EFA device in sysfs class/infiniband");
+		else
+			add_provider(&k, name, prov, NULL, only != NULL);
 	}
+	k.arr = json_object_new_array();
+	run_jobs(c, &k);
 	if (c->o.json) {
 		json_object_object_add(c->o.doc, "checks", k.arr);
 		out_u64(&c->o, "passed", (uint64_t)k.n[PASS]);

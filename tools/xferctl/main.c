@@ -34,7 +34,8 @@ static const struct object objects[] = {
 	{ "topo", show, obj_topo, "GPUs and NICs, PCIe distance, the NICs each GPU's engine opens" },
 	{ "health", show, obj_health, "exit 0 when usable, else one line per problem" },
 	{ "check", show, obj_check,
-	  "self-test: module pin/share, loopback write+imm per provider [provider NAME] [timeout SEC]" },
+	  "self-test: module pin/share, loopback write+imm per provider\n"
+	  "          [module | provider NAME] [timeout SEC]" },
 };
 #define NOBJ (int)(sizeof(objects) / sizeof(objects[0]))
 
