@@ -7,11 +7,14 @@
 # prints one TAP line per test per kernel ("ok N - <kver>: <prog>:
 # <fixture>.<test>"). The programs are kselftest_harness.h tests, built by
 # tests/kmod/Makefile (also a kselftest target: see there); each test has its
-# own timeout (30 s, the engine's 60 s), so a hang costs one test. Exits
-# non-zero on any failure; prints one SKIP line and exits 0 when the tools
-# are missing.
+# own timeout (30 s, the engine's 60 s), so a hang costs one test. The
+# newest kernel's guest also runs xferctl against the module
+# (tests/kmod/xferctl-guest.sh, judged on the host by xferctl-guest.py;
+# "<kver>: xferctl: ..." lines). Exits non-zero on any failure; prints one
+# SKIP line and exits 0 when the tools are missing.
 #
 #   tests/kmod/run.sh [FILTER]     FILTER: run only tests whose name has it
+#                                  ("xferctl": that part alone)
 # Environment: XFER_BUILD (build dir, default build), XFER_KMOD_TIMEOUT
 # (seconds per guest, default 240: a ~30 s run plus several hung tests'
 # timeouts; the guard against a guest that hangs as a whole),
