@@ -14,13 +14,16 @@
  *    release;
  *  - per provider present (local; libfabric's shm, tcp;ofi_rxm, efa where
  *    listed; verbs on each RDMA device in sysfs): two engines in one
- *    process, a write, a write with immediate and an immediate alone, every
- *    byte of the target checked, the immediates counted at the target.
+ *    process, a write with immediate, a plain write and an immediate
+ *    alone, every byte of the target checked, the immediates counted at
+ *    the target.
  *
- * Each check runs in a forked child, and the parent kills it when it
- * outlives the timeout: a provider that hangs fails its line and the rest
- * still run. The parent never initialises libfabric (it is not fork-safe):
- * even the question "is this provider listed" is asked in the child.
+ * The checks run in order in one forked child, which reports each result
+ * through a pipe; the parent kills the child when a check outlives its
+ * timeout, fails that check, and starts a new child for the rest: a
+ * provider that hangs fails its line and the others still run. The parent
+ * never initialises libfabric (it is not fork-safe): even the question "is
+ * this provider listed" is asked in the child.
  */
 #include <dirent.h>
 #include <errno.h>
