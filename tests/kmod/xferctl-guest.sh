@@ -132,15 +132,8 @@ echo 0 > $param
 
 # the processes end cleanly: nothing stays pinned or open
 kill $owner $opener
-i=0
-while kill -0 $owner 2>/dev/null || kill -0 $opener 2>/dev/null; do
-	i=$((i + 1))
-	if [ $i -gt 300 ]; then
-		echo "XCTL-FAIL ctl_proc did not end on SIGTERM within 30 s"
-		kill -9 $owner $opener 2>/dev/null
-	fi
-	sleep 0.1
-done
+wait_for $st/owner stopped && wait_for $st/opener stopped ||
+	kill -9 $owner $opener 2>/dev/null   # not to hang the guest in wait
 wait $owner $opener 2>/dev/null
 x end_module -j module
 for f in owner victim opener; do
