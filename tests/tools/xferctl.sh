@@ -387,7 +387,9 @@ int xfer_engine_create(const struct xfer_engine_attr *a, xfer_engine **e)
 SHIM
 	if cc -shared -fPIC -I"$root/include" -o "$tmp/shim.so" "$tmp/shim.c" -ldl 2>"$tmp/cc.err"; then
 		t0=$SECONDS
-		LD_PRELOAD=$tmp/shim.so run -j check timeout 5
+		# a sanitizer build wants its runtime first among the preloads
+		asan=$(ldd "$ctl" 2>/dev/null | awk '/libasan/ { print $3 }')
+		LD_PRELOAD="${asan:+$asan }$tmp/shim.so" run -j check timeout 5
 		secs=$((SECONDS - t0))
 		# the bound is the functional one: the hung check cost its 5 s
 		# deadline, not the default 30
