@@ -95,7 +95,6 @@ x u_region -u -j region
 x u_share -u -j share
 x u_ctx -u -j ctx
 x u_stat -u -j stat
-x u_health -u -j health
 
 # Three problems at once (each health run costs seconds under TCG: it
 # initialises libfabric): the victim dies while the opener holds its
