@@ -19,7 +19,8 @@ ifeq ($(HAVE_VERBS),1)
 PKGS        += libibverbs
 endif
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libfabric is not linked: lib/backend/fabric_load.c loads it on first use.
+PKG_LIBS    := $(shell pkg-config --libs $(filter-out libfabric,$(PKGS)) 2>/dev/null)
 
 WARN        := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
 CFLAGS      ?= -O2 -g
@@ -73,7 +74,10 @@ endif
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TOOL_NAMES  := $(notdir $(patsubst %/,%,$(filter-out tools/common/,$(sort $(dir $(wildcard tools/*/*.c))))))
 TOOLS       := $(TOOL_NAMES:%=$(BUILD)/bin/%)
-TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/common/*.c)))
+# The tools call libfabric too (provider lists, xfer-bench's raw baseline):
+# through the same loader, linked into each.
+TOOL_COMMON := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/common/*.c))) \
+               $(BUILD)/lib/backend/fabric_load.o
 HARNESS     := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/harness/*.c)))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/test_*.c))
 INTEG_SRCS  := $(sort $(wildcard tests/integration/test_*.c))

@@ -23,6 +23,7 @@ suite_timeout_s=${XFER_SUITE_TIMEOUT:-1200}   # guest suites boot qemu several t
 out=tests/out
 mkdir -p "$out"
 pass=0 fail=0 skip=0
+: > "$out/times"   # seconds per program: the suite's budget is 25 minutes in CI
 failed_names=()
 
 count_one() { # name logfile rc
@@ -49,13 +50,14 @@ count_one() { # name logfile rc
 
 run_one() { # name timeout cmd...
 	local name=$1 limit=$2; shift 2
-	local log="$out/${name//\//_}.log" rc
+	local log="$out/${name//\//_}.log" rc t0=$SECONDS
 	# Own session per test, so that processes it forked die with it.
 	setsid timeout -k 5 "$limit" "$@" > "$log" 2>&1 < /dev/null &
 	local pid=$!
 	wait "$pid"; rc=$?
 	kill -9 -- -"$pid" 2>/dev/null
 	[ "$rc" = 124 ] && echo "timeout after ${limit}s" >> "$log"
+	echo "$((SECONDS - t0)) $name" >> "$out/times"
 	count_one "$name" "$log" "$rc"
 }
 
@@ -74,6 +76,7 @@ for s in "${suites[@]}"; do
 done
 
 echo
+echo "slowest (s): $(sort -rn "$out/times" | head -n 8 | tr '\n' ' ')"
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -24,6 +24,7 @@
 
 #include "backend.h"
 #include "xfer_fabric.h"
+#include "xfer_fabric_load.h"
 #include "clock.h"
 #include "compiler.h"
 
@@ -137,11 +138,14 @@ static struct fi_info *pick_domain(struct fi_info *list, const char *device, uin
 
 static int try_getinfo(const char *prov, const struct xfer_rail_attr *a, struct fi_info **out)
 {
-	struct fi_info *h = xfer_fabric_hints(prov), *list = NULL;
+	struct fi_info *h, *list = NULL;
 	uint64_t flags = 0;
 	const char *node = NULL;
-	int ret;
+	int ret = xfer_fabric_load();
 
+	if (ret)
+		return ret;   /* no libfabric on this node: -ELIBACC, not -ENOMEM */
+	h = xfer_fabric_hints(prov);
 	if (!h)
 		return -ENOMEM;
 	if (a->node && strncmp(prov, "shm", 3) != 0 && strncmp(prov, "efa", 3) != 0) {

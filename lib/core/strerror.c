@@ -21,6 +21,8 @@ XFER_EXPORT const char *xfer_strerror(int err)
 	case -EPROTO: return "peer address is for another provider";
 	case -ENODEV: return "no such device (kernel module not loaded?)";
 	case -EOPNOTSUPP: return "not supported by this backend or provider";
+	/* the one library loaded on demand (lib/backend/fabric_load.c) */
+	case -ELIBACC: return "libfabric.so.1 cannot be loaded (package libfabric1 not installed?)";
 	case INT_MIN: return "unknown error";   /* -INT_MIN overflows */
 	default: return strerror(err < 0 ? -err : err);
 	}

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${XFER_BUILD:-${BUILD:-build}}
 CXX=${CXX:-g++}
 CC=${CC:-cc}
-flags=${EMU_CFLAGS:-} # e.g. -fsanitize=undefined (ASan and fibers do not mix)
+flags="-U_FORTIFY_SOURCE ${EMU_CFLAGS:-}" # e.g. -fsanitize=undefined (ASan and fibers do not mix)
 out=$BUILD/tests/gpu-emu
 mkdir -p "$out"
 inc="-Itests/gpu/emu -Ikernels -Iinclude -Ilib/util -Ilib/moe"

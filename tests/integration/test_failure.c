@@ -503,6 +503,14 @@ XT_TRANSPORT_VARIANTS(stopped);
 FIXTURE_SETUP(stopped)
 {
 	XT_REQUIRE_TRANSPORT();
+	/* Stopped while its worker holds its own region's lock (shm's progress
+	 * takes it), the victim makes our next fi_writedata to it spin inside
+	 * libfabric: our worker stops, the live peer's ops with it (1 run in
+	 * ~60 here). docs/concepts.md, "What shm does not protect against";
+	 * test_moe skips its stopped rank on shm for the same reason. */
+	if (strcmp(variant->provider, "shm") == 0)
+		XT_SETUP_SKIP("shm 1.17: a peer stopped holding its region lock makes fi_writedata to it "
+			      "spin; see docs/concepts.md; checked on tcp;ofi_rxm, local and verbs");
 	pair_setup(_metadata, &self->c, variant->provider, variant->rails, LREGION);
 	pair_import(_metadata, &self->c);
 }

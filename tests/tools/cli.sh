@@ -329,5 +329,30 @@ else
 	tap not-ok "xfer_strerror(-ETIMEDOUT) is neutral" "'$text'"
 fi
 
+# ---- libfabric loaded on demand (lib/backend/fabric_load.c) -----------------------
+# No program links libfabric: a node without it still runs local (and verbs),
+# and a libfabric provider is refused naming the library. Hidden here by
+# binding /dev/null over it in a private mount namespace (root only).
+needed=$(for f in "$build/lib/libxfer.so" "$bench" "$ws" "$moe" "$build/bin/xferctl"; do
+	readelf -d "$f" 2>/dev/null | grep -F 'libfabric'; done)
+[ -z "$needed" ] && tap ok "libxfer.so and the tools do not link libfabric (loaded on first use)" ||
+	tap not-ok "libxfer.so and the tools do not link libfabric" "$needed"
+fab=$(python3 -c 'import ctypes.util, sys; print(ctypes.util.find_library("fabric") or "")' 2>/dev/null)
+fab=$(readlink -f "/usr/lib/$(gcc -print-multiarch 2>/dev/null)/${fab:-libfabric.so.1}" 2>/dev/null)
+if [ "$(id -u)" != 0 ] || [ ! -f "$fab" ] || ! unshare -m true 2>/dev/null; then
+	tap ok "without libfabric: local runs, shm refused # SKIP needs root, unshare and $fab"
+else
+	unshare -m sh -c "mount --bind /dev/null '$fab' && timeout 60 '$bench' -j -t imm -n 50 --target busy -p shm" \
+		> "$tmp/out" 2> "$tmp/err"
+	rc=$?
+	unshare -m sh -c "mount --bind /dev/null '$fab' && timeout 60 '$bench' -j -t imm -n 50 --target busy -p local" \
+		> "$tmp/out2" 2>> "$tmp/err"
+	rc2=$?
+	[ "$rc" = 1 ] && json_has error "libfabric.so.1 cannot be loaded" && [ "$rc2" = 0 ] &&
+		tap ok "without libfabric: -p local runs, -p shm refused naming libfabric.so.1" ||
+		tap not-ok "without libfabric: -p local runs, -p shm refused naming libfabric.so.1" \
+			"shm: status $rc: $(cat "$tmp/out"); local: status $rc2; $(cat "$tmp/err")"
+fi
+
 echo "1..$n"
 exit $fail

@@ -15,7 +15,8 @@
 #            also $XFER_VERBS_KVER); --only: test program names to run.
 # Environment: XFER_BUILD (default build), XFER_VERBS_GUEST_ENV ("VAR=v ..."
 # put before each test program in the guest), XFER_BENCH_REPS, XFER_BENCH_SIZES,
-# XFER_BENCH_EXTRA (extra "name command" lines per repetition, experiments).
+# XFER_BENCH_EXTRA (extra "name command" lines per repetition, experiments),
+# XFER_VERBS_MOE_TESTS (test_moe's cases in the guest, comma-separated; empty: all).
 # The serial log stays in tests/out/verbs-guest-{test,bench}.log (or --log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -76,8 +77,14 @@ for p in "${progs[@]}"; do
 	files="$files $p:/verbs/"
 done
 if [ "$mode" = test ]; then
+	# test_moe's cases cost ~200 s on rxe under TCG: the guest runs those that
+	# exercise what verbs adds (immediates per block, blocks split over rails,
+	# slot reuse, a killed rank); every case runs on local, shm and tcp on the host.
+	moe_cases=${XFER_VERBS_MOE_TESTS-r2_fp8_decode,r4_fp8_decode,r4_bf16_prefill,hot_expert_prefill,rank_receives_nothing,both_slots_in_flight,rank_killed_mid_layer}
 	for p in "${progs[@]}"; do
-		echo "$(basename "$p") ${XFER_VERBS_GUEST_ENV:-} /verbs/$(basename "$p")" >> "$work/list"
+		env=${XFER_VERBS_GUEST_ENV:-}
+		[ "$(basename "$p")" = test_moe ] && env="$env XFER_MOE_TESTS=$moe_cases"
+		echo "$(basename "$p") $env /verbs/$(basename "$p")" >> "$work/list"
 	done
 	if [ -n "$ctlcheck" ]; then
 		files="$files $ctlcheck:/verbs/"

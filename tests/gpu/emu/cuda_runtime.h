@@ -9,8 +9,12 @@
  * (__fmaf_rn is fmaf, __fdiv_rn is /), so a bit-exact pass here is
  * necessary, not sufficient, for one on a GPU.
  *
- * Each CUDA thread of a block is a fiber (ucontext) on one OS thread;
- * blocks run one after another. One fiber at a time, picked at random,
+ * Each CUDA thread of a block is a fiber on one OS thread; blocks run one
+ * after another. A fiber starts on its own stack through makecontext and
+ * swapcontext, and after that switches with _setjmp/_longjmp, which save no
+ * signal mask: swapcontext's two sigprocmask calls per switch were most of
+ * the run's time (tests/gpu/emu.sh builds with -U_FORTIFY_SOURCE, whose
+ * longjmp check refuses a jump to another stack). One fiber at a time, picked at random,
  * runs until it reaches a barrier (__syncthreads, or the exchange inside a
  * warp vote or shuffle), so that a missing barrier shows up as a wrong
  * result instead of being hidden by one fixed order. A barrier that can
@@ -29,6 +33,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <setjmp.h>
 #include <string.h>
 #include <ucontext.h>
 
@@ -65,11 +70,14 @@ struct dim3 {
 namespace emu {
 enum { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
 struct fiber {
-	ucontext_t ctx;
+	ucontext_t ctx; /* its first entry */
+	jmp_buf jb;     /* where it waits */
+	bool started;
 	int state;
 };
 struct block_state {
 	ucontext_t sched;
+	jmp_buf sched_jb;
 	std::vector<fiber> f;
 	std::vector<char> stacks;
 	std::vector<uint64_t> xchg; /* one word per thread for the warp exchanges */
@@ -97,7 +105,8 @@ inline void yield(int st)
 	fiber *me = b.cur;
 
 	me->state = st;
-	swapcontext(&me->ctx, &b.sched);
+	if (!_setjmp(me->jb))
+		_longjmp(b.sched_jb, 1);
 }
 
 inline void entry()
@@ -131,7 +140,20 @@ __attribute__((noinline)) inline void fiber_init(fiber &f, char *stack)
 	f.ctx.uc_stack.ss_size = STACK;
 	f.ctx.uc_link = NULL;
 	makecontext(&f.ctx, entry, 0);
+	f.started = false;
 	f.state = RUN;
+}
+
+/* Run fiber f until it yields. Its own frame, so that the scheduler's
+ * locals are never live across the _setjmp. */
+__attribute__((noinline)) inline void resume(block_state &b, fiber &f)
+{
+	if (_setjmp(b.sched_jb))
+		return;
+	if (f.started)
+		_longjmp(f.jb, 1);
+	f.started = true;
+	swapcontext(&b.sched, &f.ctx);
 }
 
 /* One block. A runnable fiber runs to its next barrier, one at a time,
@@ -174,7 +196,7 @@ inline void run_block(unsigned nthreads)
 		runnable.pop_back();
 		b.cur = &b.f[i];
 		threadIdx = uint3{ i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y) };
-		swapcontext(&b.sched, &b.f[i].ctx);
+		resume(b, b.f[i]);
 
 		w = i / 32;
 		lanes = nthreads - w * 32 < 32 ? nthreads - w * 32 : 32;
