@@ -89,6 +89,9 @@ if [ -f "$build/lib/libxfer.a" ] &&
 		"$out/ctl_proc" >> "$out/build-tests.log" 2>&1; then
 		xferctl="$build/bin/xferctl:/bin/xferctl $out/ctl_proc:/bin/ctl_proc"
 		xferctl="$xferctl tests/kmod/xferctl-guest.sh:/xferctl-guest.sh"
+		# the library loads libfabric on first use: no ldd names it
+		fab=$(ldconfig -p 2>/dev/null | awk '$1 == "libfabric.so.1" && /x86-64/ { print $NF; exit }')
+		[ -n "$fab" ] && xferctl="$xferctl $fab:$fab"
 	fi
 else
 	tap ok "kmod: engine test program builds" "SKIP libxfer.a or its libraries not built"
