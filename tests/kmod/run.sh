@@ -7,11 +7,14 @@
 # prints one TAP line per test per kernel ("ok N - <kver>: <prog>:
 # <fixture>.<test>"). The programs are kselftest_harness.h tests, built by
 # tests/kmod/Makefile (also a kselftest target: see there); each test has its
-# own timeout (30 s, the engine's 60 s), so a hang costs one test. Exits
-# non-zero on any failure; prints one SKIP line and exits 0 when the tools
-# are missing.
+# own timeout (30 s, the engine's 60 s), so a hang costs one test. The
+# newest kernel's guest also runs xferctl against the module
+# (tests/kmod/xferctl-guest.sh, judged on the host by xferctl-guest.py;
+# "<kver>: xferctl: ..." lines). Exits non-zero on any failure; prints one
+# SKIP line and exits 0 when the tools are missing.
 #
 #   tests/kmod/run.sh [FILTER]     FILTER: run only tests whose name has it
+#                                  ("xferctl": that part alone)
 # Environment: XFER_BUILD (build dir, default build), XFER_KMOD_TIMEOUT
 # (seconds per guest, default 240: a ~30 s run plus several hung tests'
 # timeouts; the guard against a guest that hangs as a whole),
@@ -70,13 +73,26 @@ fi
 [ $progs_ok = 1 ] && tap ok "kmod: guest test programs build" || tap not-ok "kmod: guest test programs build"
 
 # The engine with the module: needs the library (built by `make tests`).
-engine=
+engine= xferctl=
 [ -f "$build/lib/libxfer.a" ] || make -s lib BUILD="$build" > "$out/build-lib.log" 2>&1
 if [ -f "$build/lib/libxfer.a" ] &&
    make -s -C tests/kmod OUTPUT="$out" KSELFTEST="$kselftest" XFER_LIBA="$liba" \
 	"$out/engine_test" >> "$out/build-tests.log" 2>&1; then
 	engine="$out/engine_test:/bin/engine_test"
 	tap ok "kmod: engine test program builds"
+	# xferctl against the real module (tests/kmod/xferctl-guest.sh), in
+	# the newest kernel's boot: the tool and its library, and ctl_proc,
+	# the live processes it looks at
+	if { [ -z "$filter" ] || [[ xferctl == *"$filter"* ]]; } &&
+	   make -s BUILD="$build" "$build/bin/xferctl" >> "$out/build-tests.log" 2>&1 &&
+	   make -s -C tests/kmod OUTPUT="$out" KSELFTEST="$kselftest" XFER_LIBA="$liba" \
+		"$out/ctl_proc" >> "$out/build-tests.log" 2>&1; then
+		xferctl="$build/bin/xferctl:/bin/xferctl $out/ctl_proc:/bin/ctl_proc"
+		xferctl="$xferctl tests/kmod/xferctl-guest.sh:/xferctl-guest.sh"
+		# the library loads libfabric on first use: no ldd names it
+		fab=$(ldconfig -p 2>/dev/null | awk '$1 == "libfabric.so.1" && /x86-64/ { print $NF; exit }')
+		[ -n "$fab" ] && xferctl="$xferctl $fab:$fab"
+	fi
 else
 	tap ok "kmod: engine test program builds" "SKIP libxfer.a or its libraries not built"
 	sed 's/^/# /' "$out/build-tests.log" | tail -n 20
@@ -92,6 +108,7 @@ for p in xfer_test lib_test engine_test; do
 	echo "# kmod-prog \$p"
 	/bin/\$p $filter 2>&1 || rc=1
 done
+[ -x /bin/xferctl ] && sh /xferctl-guest.sh 2>&1
 exit \$rc
 GUEST
 
@@ -123,9 +140,11 @@ for k in "${kvers[@]}"; do
 	elif ! echo "$deps" | grep -q '^builtin' && modprobe -S "$k" --show-depends vgem >/dev/null 2>&1; then
 		mods=vgem
 	fi
+	ctlfiles=
+	[ "$k" = "${kvers[-1]}" ] && ctlfiles=$xferctl
 	t0=$SECONDS
 	tests/vm/guest.sh --kver "$k" --modules "$mods $kdir/src/xfer.ko" \
-		--files "$out/xfer_test:/bin/xfer_test $out/lib_test:/bin/lib_test $engine" \
+		--files "$out/xfer_test:/bin/xfer_test $out/lib_test:/bin/lib_test $engine $ctlfiles" \
 		--script "$out/guest-script.sh" --log "$kdir/serial.log" \
 		--timeout "${XFER_KMOD_TIMEOUT:-240}" --quiet 2> "$kdir/guest.err"
 	grc=$?
@@ -154,6 +173,13 @@ for k in "${kvers[@]}"; do
 		END { for (p in planned) if (seen[p] != planned[p])
 			printf "R\tnot-ok\t%s: ran all %d planned tests (%d reported)\n", p, planned[p], seen[p] }
 		' "$kdir/serial.log")
+	if [ -n "$ctlfiles" ]; then   # xferctl's runs, judged against the processes' truth
+		if [ -x /usr/bin/python3 ]; then
+			results+=$'\n'$(/usr/bin/python3 tests/kmod/xferctl-guest.py "$kdir/serial.log")
+		else
+			tap ok "$k: xferctl against the module" "SKIP /usr/bin/python3 missing"
+		fi
+	fi
 	while IFS= read -r line; do
 		case "$line" in
 		R$'\t'*)

@@ -6,7 +6,9 @@
 # (tests/tools/fixtures/xferctl/topo-2socket.xml); and the parsers of the
 # module's sysfs and debugfs files against samples written from
 # kmod/xfer_state.c's formats (fixtures/xferctl/good), each malformed one
-# (fixtures/xferctl/bad) refused naming the file and line.
+# (fixtures/xferctl/bad) refused naming the file and line; `check` without
+# the module (module checks skipped, local/shm/tcp loopback pass, a hung or
+# crashing provider fails its line).
 # Uses $XFER_BUILD (default build). Prints TAP.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -315,6 +317,97 @@ run -j module
 run health
 [ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: module: ABI version 2, the library speaks 1" &&
 	tap ok "health: ABI mismatch named" || tap not-ok "health: ABI mismatch" "rc $rc: $out"
+
+# ---- check: the self-test on this host (no module) --------------------------------------
+export XFERCTL_SYSFS=$tmp/nosys XFERCTL_DEBUGFS=$tmp/nodebug XFER_KMOD_DEV=$tmp/nodev
+run -j check
+# shm and tcp pass wherever libfabric lists them (Debian's does)
+if [ "$rc" -eq 0 ] && jq_ok "
+c = {x['check']: x for x in d['checks']}
+def ok(name):
+    r = c[name]
+    return (r['result'] == 'pass' and 'every byte checked' in r['detail']) or (
+            r['result'] == 'skip' and 'libfabric does not list' in r['detail'])
+(c['module pin and release']['result'] == 'skip' and c['module pin and release']['detail'] == 'module not loaded' and
+c['module share and open']['result'] == 'skip' and c['provider local']['result'] == 'pass' and
+ok('provider shm') and ok('provider tcp;ofi_rxm') and c['provider efa']['result'] == 'skip' and
+d['failed'] == 0 and d['passed'] == sum(x['result'] == 'pass' for x in d['checks']) and
+d['skipped'] == sum(x['result'] == 'skip' for x in d['checks']))"; then
+	tap ok "check -j without the module: module checks skipped (named), local/shm/tcp loopback pass, totals add up"
+else
+	tap not-ok "check -j without the module" "rc $rc: $out $err"
+fi
+run check
+if [ "$rc" -eq 0 ] && echo "$out" | grep -q "^pass provider local: rail local: " &&
+   echo "$out" | grep -q "^skip module pin and release: module not loaded$" &&
+   echo "$out" | tail -n1 | grep -Eq "^[0-9]+ passed, 0 failed, [0-9]+ skipped$"; then
+	tap ok "check (text): a line per check, then 'N passed, 0 failed, N skipped', exit 0"
+else
+	tap not-ok "check (text)" "rc $rc: $out $err"
+fi
+refused "unknown word 'frob'" check frob
+refused "'provider' needs a value" check provider
+refused "timeout '0' is not a number" check timeout 0
+refused "timeout 'x' is not a number" check timeout x
+refused "'module' and 'provider' exclude each other" check module provider local
+run -j check provider nope
+[ "$rc" -eq 1 ] && jq_ok "d['failed'] == 1 and \"libfabric does not list 'nope'\" in d['checks'][0]['detail'] and 'local' in d['checks'][0]['detail']" &&
+	tap ok "check provider nope: exit 1, names what this host has" || tap not-ok "check provider nope" "rc $rc: $out"
+run -j check provider verbs
+[ "$rc" -eq 1 ] && jq_ok "d['checks'][0]['detail'].startswith('no RDMA device in')" &&
+	tap ok "check provider verbs without an RDMA device: exit 1, said so" || tap not-ok "check provider verbs" "rc $rc: $out"
+# a module that sysfs says is loaded, but no /dev/xfer: the module's checks fail, naming it
+XFERCTL_SYSFS=$fix/good/sys run -j check module
+[ "$rc" -eq 1 ] && jq_ok "d['failed'] == 2 and all(x['detail'].startswith('open $tmp/nodev: No such file') for x in d['checks'])" &&
+	tap ok "check module without /dev/xfer: both module checks fail naming the device" ||
+	tap not-ok "check module without /dev/xfer" "rc $rc: $out"
+# a provider that hangs is killed at its deadline, one that crashes fails
+# its line, and the checks after them still run (an interposed
+# xfer_engine_create does the hanging and the crashing)
+if command -v cc >/dev/null; then
+	cat >"$tmp/shim.c" <<'SHIM'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "xfer.h"
+int xfer_engine_create(const struct xfer_engine_attr *a, xfer_engine **e)
+{
+	int (*real)(const struct xfer_engine_attr *, xfer_engine **) =
+		(int (*)(const struct xfer_engine_attr *, xfer_engine **))dlsym(RTLD_NEXT, "xfer_engine_create");
+
+	if (a->provider && !strcmp(a->provider, "shm"))
+		for (;;)
+			pause();
+	if (a->provider && !strcmp(a->provider, "local"))
+		abort();
+	return real(a, e);
+}
+SHIM
+	if cc -shared -fPIC -I"$root/include" -o "$tmp/shim.so" "$tmp/shim.c" -ldl 2>"$tmp/cc.err"; then
+		t0=$SECONDS
+		# a sanitizer build wants its runtime first among the preloads
+		asan=$(ldd "$ctl" 2>/dev/null | awk '/libasan/ { print $3 }')
+		LD_PRELOAD="${asan:+$asan }$tmp/shim.so" run -j check timeout 5
+		secs=$((SECONDS - t0))
+		# the bound is the functional one: the hung check cost its 5 s
+		# deadline, not the default 30
+		if [ "$rc" -eq 1 ] && [ "$secs" -lt 28 ] && jq_ok "
+c = {x['check']: x for x in d['checks']}
+(c['provider local']['result'] == 'fail' and 'died' in c['provider local']['detail'] and
+c['provider shm']['result'] == 'fail' and 'no result within 5 s: killed' in c['provider shm']['detail'] and
+c['provider tcp;ofi_rxm']['result'] in ('pass', 'skip') and d['failed'] == 2)"; then
+			tap ok "check: a crashing provider fails its line, a hanging one is killed at 'timeout 5', the rest run"
+		else
+			tap not-ok "check: crash and hang" "rc $rc in ${secs}s: $out"
+		fi
+	else
+		tap not-ok "check: crash and hang shim builds" "$(cat "$tmp/cc.err")"
+	fi
+else
+	tap ok "check: crash and hang # SKIP no cc to build the interposer"
+fi
 
 echo "1..$n"
 exit $fail

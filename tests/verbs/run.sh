@@ -56,7 +56,12 @@ if [ "$mode" = test ]; then
 		[ -z "$only" ] || [[ " $only " == *" $(basename "$p") "* ]] || continue
 		progs+=("$p")
 	done
-	[ ${#progs[@]} -gt 0 ] || { echo "not ok 1 - verbs suite: no test programs in $build (make tests)"; exit 1; }
+	# xferctl check on each rxe device (the verbs backend's loopback)
+	ctlcheck=
+	[ -x "$build/bin/xferctl" ] && { [ -z "$only" ] || [[ " $only " == *" xferctl "* ]]; } &&
+		ctlcheck=$build/bin/xferctl
+	[ ${#progs[@]} -gt 0 ] || [ -n "$ctlcheck" ] ||
+		{ echo "not ok 1 - verbs suite: no test programs in $build (make tests)"; exit 1; }
 else
 	[ -x "$build/tests/verbs/bench_verbs" ] || { echo "run.sh: $build/tests/verbs/bench_verbs missing (make tests)" >&2; exit 1; }
 	command -v ib_write_bw >/dev/null || { echo "run.sh: perftest's ib_write_bw missing" >&2; exit 1; }
@@ -97,6 +102,10 @@ if [ "$mode" = test ]; then
 		echo "$(basename "$p") $env /verbs/$(basename "$p")" >> "$work/list"
 	done
 	[ -f "$work/kmod/xfer.ko" ] && files="$files $work/kmod/xfer.ko:/verbs/xfer.ko"
+	if [ -n "$ctlcheck" ]; then
+		files="$files $ctlcheck:/verbs/"
+		echo "xferctl_check /verbs/xferctl check provider verbs timeout 60" >> "$work/list"
+	fi
 	# perftest on the same devices: the rxe set-up itself works
 	files="$files $(command -v ib_write_bw):/bin/ib_write_bw"
 	echo "perftest_smoke ib_write_bw -d rxe0 -x 1 -s 4096 -n 200 -F >/tmp/s.log 2>&1 & sleep 1; ib_write_bw -d rxe0 -x 1 -s 4096 -n 200 -F 127.0.0.1" >> "$work/list"

@@ -97,6 +97,7 @@ int obj_ctx(struct ctl *c, const char *cmd, int argc, char **argv);
 int obj_topo(struct ctl *c, const char *cmd, int argc, char **argv);
 int obj_health(struct ctl *c, const char *cmd, int argc, char **argv);
 int obj_stat(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_check(struct ctl *c, const char *cmd, int argc, char **argv);
 
 /* region, share, ctx: one debugfs table, else the sysfs total (table.c). */
 int show_table(struct ctl *c, const char *obj, const char *file, const struct col *cols,
