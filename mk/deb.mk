@@ -3,7 +3,8 @@
 # tree (build/deb/src: the files git tracks or would track, so no build
 # output of this tree leaks in and the tree itself stays clean); the
 # packages land in build/deb/. A build whose sources and options have not
-# changed since the last one is reused (build/deb/SOURCE holds their hash).
+# changed since the last one is reused (build/deb/SOURCE holds their hash;
+# tests/, docs/ and *.md are left out of it: no package holds them).
 # tests/deb.sh checks the packages and installs them into a throwaway root.
 TEST_SUITES += tests/deb.sh
 
@@ -22,7 +23,8 @@ deb:
 	  files() { find . \( -path ./build -o -path './build-*' -o -name .git \) -prune -o \
 	            \( -type f -o -type l \) -printf '%P\0'; }; \
 	fi; \
-	hash=$$( { echo "$(DEB_BUILD_OPTIONS)"; files | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1); \
+	hash=$$( { echo "$(DEB_BUILD_OPTIONS)"; files | tr '\0' '\n' | grep -v -e '^tests/' -e '^docs/' -e '\.md$$' | \
+	         tr '\n' '\0' | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1); \
 	if [ -f $$out/SOURCE ] && [ "$$(cat $$out/SOURCE)" = "$$hash" ] && ls $$out/*.deb >/dev/null 2>&1; then \
 	  echo "deb: $$out/*.deb are up to date"; exit 0; fi; \
 	rm -rf $$out; mkdir -p $$out/src; \
