@@ -53,9 +53,12 @@ kmod-conf:
 	    echo "kmod-conf: udevd not running, rules not reloaded"; fi; \
 	fi
 
+# With a DESTDIR the files are only staged there (DKMS works on the live
+# system's /usr/src and /var/lib/dkms, not on a staging tree).
 dkms-install: dkms-src kmod-conf
-	dkms add -m xfer -v $(KMOD_VERSION) || true
-	@set -e; for k in $(KMOD_KVERS); do \
+	@set -e; if [ -n "$(DESTDIR)" ]; then echo "dkms-install: staged in $(DESTDIR), DKMS not run"; exit 0; fi; \
+	dkms add -m xfer -v $(KMOD_VERSION) || true; \
+	for k in $(KMOD_KVERS); do \
 	  dkms build -m xfer -v $(KMOD_VERSION) -k $$k; \
 	  dkms install -m xfer -v $(KMOD_VERSION) -k $$k; \
 	done
@@ -63,7 +66,7 @@ dkms-install: dkms-src kmod-conf
 # The group stays: files and processes may still carry its id, and a group id
 # freed for reuse would hand them to whatever group takes it next.
 dkms-uninstall:
-	-dkms remove -m xfer -v $(KMOD_VERSION) --all
+	-[ -n "$(DESTDIR)" ] || dkms remove -m xfer -v $(KMOD_VERSION) --all
 	rm -rf $(DKMS_SRC)
 	rm -f $(DESTDIR)$(KMOD_CONFDIR)/udev/rules.d/60-xfer.rules \
 	      $(DESTDIR)$(KMOD_CONFDIR)/modules-load.d/xfer.conf

@@ -39,6 +39,16 @@ tap "$([ "$mk_ver" = "$dkms_ver" ] && echo ok || echo not-ok)" \
 tap "$([ "$mk_ver" = "$deb_ver" ] && echo ok || echo not-ok)" \
 	"versions: debian/changelog ($deb_ver) = Makefile VERSION ($mk_ver)"
 
+# ---- Build-Depends: what `scripts/deps.sh build` installs (debhelper aside)
+bdeps=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' debian/control | sed '1s/^Build-Depends://; $d' |
+	tr ',' '\n' | sed 's/(.*)//; s/ //g' | grep -v -e '^$' -e '^debhelper-compat$' -e '^dh-sequence-')
+missing=""
+for b in $bdeps; do
+	grep -qE "(^|[ (])$b([ )]|$)" <(sed -n '/^pkgs=(/,/)/p' scripts/deps.sh) || missing+=" $b"
+done
+tap "$([ -z "$missing" ] && echo ok || echo not-ok)" \
+	"build-depends: every Build-Depends of debian/control is in scripts/deps.sh build" "missing:$missing"
+
 # ---- symbols: every version node of the map has its line in the symbols file
 missing=""
 for node in $(sed -n 's/^\(XFER_[0-9.]*\) *{.*/\1/p' lib/xfer.map); do
@@ -287,4 +297,23 @@ tap "$([ -z "$left" ] && echo ok || echo not-ok)" "purge: nothing new left in th
 inroot_step "purge: DKMS no longer knows xfer" sh -c '! dkms status -m xfer | grep -q .'
 inroot_step "purge: group xfer stays (its id may still be in use)" getent group xfer
 lap purge
+
+# ---- make dkms-install / dkms-uninstall, in the same root (no kernel headers
+# there: DKMS adds the module and has nothing to build it for)
+mkdir -p "$root/tmp/src"
+tar -cf - Makefile mk kmod dkms.conf | tar -xf - -C "$root/tmp/src"
+inroot groupdel xfer
+inroot_step "make dkms-install: runs in the root" make -s -C /tmp/src dkms-install
+inroot_step "make dkms-install: the module source in /usr/src, DKMS knows it, group xfer created" \
+	sh -c "test -f /usr/src/xfer-$mk_ver/kmod/xfer_main.c && dkms status -m xfer -v $mk_ver | grep -q . &&
+	       getent group xfer"
+inroot_step "make dkms-install: /etc/udev/rules.d/60-xfer.rules" \
+	cmp /tmp/src/kmod/60-xfer.rules /etc/udev/rules.d/60-xfer.rules
+inroot_step "make dkms-install: /etc/modules-load.d/xfer.conf" \
+	cmp /tmp/src/kmod/xfer-modules-load.conf /etc/modules-load.d/xfer.conf
+inroot_step "make dkms-uninstall: removes the source, DKMS's entry, the udev rule and the modules-load file" \
+	sh -c "make -s -C /tmp/src dkms-uninstall && ! test -e /usr/src/xfer-$mk_ver &&
+	       ! dkms status -m xfer | grep -q . && ! test -e /etc/udev/rules.d/60-xfer.rules &&
+	       ! test -e /etc/modules-load.d/xfer.conf"
+lap make
 finish
