@@ -16,9 +16,19 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 build=${XFER_BUILD:-build}
 out=$build/deb
+# shellcheck source=tests/tap.sh
 source tests/tap.sh
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-finish() { echo "1..$n"; exit $fail; }
+lint_pid=""
+# lintian runs beside the steps that follow it (it takes 6 to 20 s here);
+# its line comes when it is done, at the latest before the plan line.
+lint_join() {
+	[ -n "$lint_pid" ] || return 0
+	wait "$lint_pid"; local rc=$?; lint_pid=""
+	grep -v 'running with root privileges' "$out/lintian.log" | sed 's/^/# lintian: /'
+	tap "$([ $rc -eq 0 ] && echo ok || echo not-ok)" "lintian: no errors on the four packages"
+}
+finish() { lint_join; echo "1..$n"; exit $fail; }
 t0=$SECONDS
 lap() { echo "# $1: $((SECONDS - t0)) s so far"; }
 
@@ -92,10 +102,8 @@ tap "$([ "$status_before" = "$status_after" ] && echo ok || echo not-ok)" \
 	"$(diff <(echo "$status_before") <(echo "$status_after"))"
 
 # ---- lintian: no errors; warnings and the rest as comments
-lint=$(lintian --fail-on error "$out"/xfer_"${mk_ver}"_"$arch".changes 2>&1); rc=$?
-printf '%s\n' "$lint" | grep -v 'running with root privileges' | sed 's/^/# lintian: /'
-tap "$([ $rc -eq 0 ] && echo ok || echo not-ok)" "lintian: no errors on the four packages"
-lap lintian
+lintian --fail-on error "$out"/xfer_"${mk_ver}"_"$arch".changes > "$out/lintian.log" 2>&1 &
+lint_pid=$!
 
 # ---- what each package holds
 list() { dpkg-deb -c "$1" | awk '{ p = $6; sub(/^\./, "", p); print p }'; }
@@ -150,7 +158,8 @@ if ! command -v mmdebstrap >/dev/null; then
 fi
 # The base holds what the packages depend on (read from the .debs) plus a
 # compiler's libc headers and pkg-config, so that apt installs the packages
-# with no network and the program is built inside. Cached by that list.
+# with no network and the program is built inside. Cached by that list (one
+# base at a time: a new list's replaces the old).
 . /etc/os-release
 suite=${VERSION_CODENAME:-bookworm}
 mirror=${XFER_DEB_MIRROR:-http://deb.debian.org}
@@ -159,7 +168,11 @@ includes=$(for d in "$libdeb" "$devdeb" "$tooldeb" "$dkmsdeb"; do dpkg-deb -f "$
 	grep -v -e '^$' -e '^libxfer0$' -e '^libxfer-dev$' -e '^xfer-' | sort -u | tr '\n' ',')
 includes+="libc6-dev,pkg-config"
 cache=${XFER_DEB_CACHE:-/var/cache/xfer}
-key=$(echo "$suite $mirror $includes" | sha256sum | cut -c1-16)
+# The host's versions of them are in the key too: packages built against a
+# newer libc or libfabric get a base at least that new.
+# shellcheck disable=SC2046 # one word per package
+hostvers=$(dpkg-query -W -f='${Package}=${Version} ' $(tr ',' ' ' <<< "$includes") 2>/dev/null)
+key=$(echo "$suite $mirror $includes $hostvers" | sha256sum | cut -c1-16)
 base=$cache/deb-root-$suite-$key.tar
 if [ ! -f "$base" ]; then
 	mkdir -p "$cache"
@@ -210,7 +223,9 @@ snapshot > "$out/before.lst"
 mkdir -p "$root/tmp/debs"
 cp "$libdeb" "$devdeb" "$tooldeb" "$dkmsdeb" "$root/tmp/debs/"
 o=$(inroot sh -c 'cd /tmp/debs && apt-get install -y --no-install-recommends ./*.deb' 2>&1); rc=$?
-sed 's/^/# apt: /' <<< "$o" | grep -iE 'dkms|error|warn|skipped|header|xfer' | head -20
+# what DKMS said (no headers: nothing to build), and any complaint
+grep -iE 'dkms|kernel|header|error|warn' <<< "$o" | grep -vE '^(Selecting|Preparing|Unpacking)' |
+	head -20 | sed 's/^/# apt: /'
 tap "$([ $rc -eq 0 ] && echo ok || echo not-ok)" \
 	"install: apt install ./xfer-*.deb in the root, offline (xfer-dkms without kernel headers too)" \
 	"$(tail -n 8 <<< "$o")"
@@ -297,6 +312,7 @@ tap "$([ -z "$left" ] && echo ok || echo not-ok)" "purge: nothing new left in th
 inroot_step "purge: DKMS no longer knows xfer" sh -c '! dkms status -m xfer | grep -q .'
 inroot_step "purge: group xfer stays (its id may still be in use)" getent group xfer
 lap purge
+lint_join
 
 # ---- make dkms-install / dkms-uninstall, in the same root (no kernel headers
 # there: DKMS adds the module and has nothing to build it for)
