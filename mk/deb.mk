@@ -10,11 +10,14 @@ TEST_SUITES += tests/deb.sh
 
 DEB_OUT  := $(BUILD)/deb
 # No test suite in the package build (it needs qemu and root: `make test`),
-# no -dbgsym packages (time), every core.
+# no -dbgsym packages (time), every core. The invoking make's flags and
+# variables (MAKEFLAGS) stay out of the package build.
 DEB_BUILD_OPTIONS ?= nocheck noautodbgsym parallel=$(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: deb
 deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+	  { echo "deb: dpkg-buildpackage or debhelper missing (scripts/deps.sh test installs them)"; exit 1; }
 	@set -e; out=$(DEB_OUT); \
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	  files() { git ls-files -z --cached --others --exclude-standard | \
@@ -30,6 +33,7 @@ deb:
 	rm -rf $$out; mkdir -p $$out/src; \
 	files | tar --null -T - -cf - | tar -xf - -C $$out/src; \
 	echo "deb: dpkg-buildpackage -b -us -uc in $$out/src (log: $$out/build.log)"; \
-	if ! (cd $$out/src && DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" dpkg-buildpackage -b -us -uc) \
+	if ! (cd $$out/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" \
+	      dpkg-buildpackage -b -us -uc) \
 	     > $$out/build.log 2>&1; then tail -30 $$out/build.log; echo "deb: failed, see $$out/build.log"; exit 1; fi; \
 	rm -rf $$out/src; echo "$$hash" > $$out/SOURCE; ls $$out/*.deb

@@ -141,6 +141,14 @@ has_all "xfer-dkms holds the module source with dkms.conf, the udev rule, the mo
 	"$dkmsdeb" "${paths[@]}"
 tap "$([ "$(dpkg-deb -f "$dkmsdeb" Architecture)" = all ] && echo ok || echo not-ok)" \
 	"contents: xfer-dkms is Architecture: all"
+pc=$(dpkg-deb --fsys-tarfile "$devdeb" | tar -xOf - "./usr/lib/$ma/pkgconfig/xfer.pc")
+tap "$(grep -qx 'prefix=/usr' <<< "$pc" && grep -qx "libdir=/usr/lib/$ma" <<< "$pc" && echo ok || echo not-ok)" \
+	"contents: xfer.pc names prefix /usr and libdir /usr/lib/$ma" "$pc"
+tmp=$(mktemp -d)
+rp=$(dpkg-deb --fsys-tarfile "$tooldeb" | tar -xOf - ./usr/bin/xferctl > "$tmp/xferctl" &&
+	readelf -d "$tmp/xferctl" 2>&1 | grep -E 'RPATH|RUNPATH|Error'); rm -rf "$tmp"
+tap "$([ -z "$rp" ] && echo ok || echo not-ok)" \
+	"contents: the packaged tools carry no RPATH (the build tree's \$ORIGIN/../lib)" "$rp"
 dep=$(dpkg-deb -f "$tooldeb" Depends)
 tap "$(grep -q "libxfer0 (>= $mk_ver)" <<< "$dep" && echo ok || echo not-ok)" \
 	"contents: xfer-tools depends on libxfer0 (>= $mk_ver) (from the symbols file)" "Depends: $dep"
