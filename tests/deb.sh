@@ -160,6 +160,10 @@ if [ "$(id -u)" != 0 ]; then
 	skip "chroot" "not root (mmdebstrap, chroot and mounts need it)"
 	finish
 fi
+if ! unshare --mount true 2>/dev/null; then
+	skip "chroot" "no mount namespace here (unshare --mount), which the root's /proc needs"
+	finish
+fi
 if ! command -v mmdebstrap >/dev/null; then
 	skip "chroot" "mmdebstrap missing (scripts/deps.sh test installs it)"
 	finish
