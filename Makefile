@@ -9,6 +9,8 @@
 VERSION     := 0.1.0
 SOVERSION   := 0
 PREFIX      ?= /usr/local
+# Where the libraries and xfer.pc go (Debian: /usr/lib/<multiarch triplet>).
+LIBDIR      ?= $(PREFIX)/lib
 CC          ?= gcc
 SANITIZE    ?= 0
 BUILD       ?= $(if $(filter 1,$(SANITIZE)),build-san,build)
@@ -179,17 +181,17 @@ bench: all
 
 # The pkg-config file is written here, for the PREFIX of this install.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/linux \
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include/linux \
 	           $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/xfer/models
-	install -m 0755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libxfer.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libxfer.so
-	install -m 0644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(LIBSO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libxfer.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libxfer.so
+	install -m 0644 $(LIBA) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 include/*.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 kmod/include/uapi/linux/xfer.h $(DESTDIR)$(PREFIX)/include/linux/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@LIBS_PRIVATE@|$(PKG_LIBS) -lpthread -lm -ldl|g' lib/xfer.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xfer.pc
+	    > $(DESTDIR)$(LIBDIR)/pkgconfig/xfer.pc
 	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 models/*.json $(DESTDIR)$(PREFIX)/share/xfer/models/
 	for s in 1 3 7; do install -d $(DESTDIR)$(PREFIX)/share/man/man$$s && \
