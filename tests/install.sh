@@ -89,31 +89,7 @@ check "pkg-config --static --libs xfer lists the private libraries" \
 
 # A user's program, away from the repository and its include paths.
 mkdir -p "$tmp/user"
-cat > "$tmp/user/user.c" <<'EOF'
-#include <errno.h>
-#include <stdio.h>
-#include <xfer.h>
-#include <xfer_weightsync.h>
-#include <xfer_ws_exec.h>
-
-int main(void)
-{
-	struct xfer_engine_attr a;
-	xfer_engine *e;
-	int ret;
-
-	xfer_engine_attr_init(&a);
-	a.provider = "local";
-	ret = xfer_engine_create(&a, &e);
-	if (ret) {
-		fprintf(stderr, "xfer_engine_create: %s\n", xfer_strerror(ret));
-		return 1;
-	}
-	xfer_engine_destroy(e);
-	printf("%s\n", xfer_strerror(-ERANGE));
-	return 0;
-}
-EOF
+cp tests/user_program.c "$tmp/user/user.c"
 # shellcheck disable=SC2046
 if (cd "$tmp/user" && cc -std=c11 -Wall -Werror -o user user.c $(pkg-config --cflags --libs xfer)) \
 	> "$tmp/cc.log" 2>&1; then
