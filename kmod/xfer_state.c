@@ -4,7 +4,6 @@
  * totals and limits; debugfs (xfer/) lists regions, shares, contexts and
  * each context's live transfer counters from its stats page.
  */
-#include <linux/ctype.h>
 #include <linux/debugfs.h>
 #include <linux/device.h>
 #include <linux/mm.h>
@@ -129,9 +128,9 @@ DEFINE_SHOW_ATTRIBUTE(xfer_contexts);
 
 /*
  * A name from the page (written by userspace) as one printable word: at
- * most XFER_CTX_STATS_NAME_LEN - 1 bytes up to the first NUL, anything
- * but [A-Za-z0-9_.:-] shown as '?', "-" when empty, so that a line of the
- * table stays one line of tab-separated fields.
+ * most XFER_CTX_STATS_NAME_LEN - 1 bytes up to the first NUL, a space or
+ * anything but printable ASCII shown as '?', "-" when empty, so that a
+ * line of the table stays one line of tab-separated fields.
  */
 static void xfer_stats_name(char *out, const char *in)
 {
@@ -142,8 +141,7 @@ static void xfer_stats_name(char *out, const char *in)
 
 		if (!ch)
 			break;
-		out[i] = isalnum(ch) || ch == '_' || ch == '.' || ch == ':' ||
-			 ch == '-' ? ch : '?';
+		out[i] = ch > ' ' && ch <= '~' ? ch : '?';
 	}
 	if (!i)
 		out[i++] = '-';
