@@ -69,6 +69,8 @@ static json_object *rates(json_object *prev, json_object *now, double dt)
 			json_object_object_add(row, "pid", json_object_get(json_object_object_get(e, "pid")));
 			json_object_object_add(row, "comm", json_object_get(json_object_object_get(e, "comm")));
 			json_object_object_add(row, "ctx", json_object_get(json_object_object_get(e, "ctx")));
+			json_object_object_add(row, "engine_id",
+					       json_object_get(json_object_object_get(e, "engine_id")));
 			json_object_object_add(row, "rail", json_object_new_int64(geti(b, "rail")));
 			if (json_object_object_get_ex(b, "name", &v))
 				json_object_object_add(row, "name", json_object_get(v));
@@ -100,18 +102,22 @@ static void print_text(json_object *rows, double dt)
 
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", localtime_r(&t, &tm));
 	printf("%s  interval %.3g s  engines' rails %zu\n", when, dt, json_object_array_length(rows));
-	printf("%-7s %8s %-15s %4s %-12s %14s %12s %12s %12s %9s\n", "source", "pid", "comm", "rail",
-	       "name", "bytes_per_s", "ops_per_s", "failed_per_s", "imm_per_s", "inflight");
+	printf("%-7s %8s %-15s %-8s %4s %-12s %14s %12s %12s %12s %9s\n", "source", "pid", "comm",
+	       "engine", "rail", "name", "bytes_per_s", "ops_per_s", "failed_per_s", "imm_per_s",
+	       "inflight");
 	for (size_t i = 0; i < json_object_array_length(rows); i++) {
 		json_object *r = json_object_array_get_idx(rows, i), *v = NULL;
 		char infl[24] = "-";
 
 		if (json_object_object_get_ex(r, "inflight", &v) && v)
 			snprintf(infl, sizeof(infl), "%lld", (long long)json_object_get_int64(v));
-		printf("%-7s %8lld %-15.15s %4lld %-12.12s %14.1f %12.1f %12.1f %12.1f %9s\n",
+		json_object *eid = json_object_object_get(r, "engine_id");
+
+		/* the engine id's first 8 hex digits tell a process's engines apart */
+		printf("%-7s %8lld %-15.15s %-8.8s %4lld %-12.12s %14.1f %12.1f %12.1f %12.1f %9s\n",
 		       json_object_get_string(json_object_object_get(r, "source")),
 		       (long long)geti(r, "pid"), json_object_get_string(json_object_object_get(r, "comm")),
-		       (long long)geti(r, "rail"),
+		       eid ? json_object_get_string(eid) : "-", (long long)geti(r, "rail"),
 		       json_object_object_get_ex(r, "name", &v) ? json_object_get_string(v) : "-",
 		       json_object_get_double(json_object_object_get(r, "bytes_per_s")),
 		       json_object_get_double(json_object_object_get(r, "ops_per_s")),

@@ -21,7 +21,7 @@ static void print_row(json_object *row, void *arg)
 int obj_stat(struct ctl *c, const char *cmd, int argc, char **argv)
 {
 	static const char *const cols[] = { "source",          "pid",         "comm",
-					    "ctx",             "rail",        "name",
+					    "engine_id",       "ctx",         "rail",        "name",
 					    "bytes_posted",    "bytes_completed", "ops_posted",
 					    "ops_completed",   "ops_failed",  "imm_received",
 					    "rail_ops_inflight", "peers_up",  "peers_down",
