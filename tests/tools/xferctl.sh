@@ -276,6 +276,10 @@ XFERCTL_DEBUGFS=$tmp/nodebug run -j region
 [ "$rc" -eq 0 ] && jq_ok "d['source'] == 'sysfs' and d['regions'] == 3" && tap ok "region without debugfs: the sysfs total" ||
 	tap not-ok "region without debugfs" "rc $rc: $out"
 XFERCTL_DEBUGFS=$tmp/nodebug refused "filters need the list" region pid 1
+XFERCTL_DEBUGFS=$tmp/nodebug run -j stat
+[ "$rc" -eq 0 ] && jq_ok "d['rails'] == [] and 'debugfs' in d['note']" &&
+	tap ok "stat with the module but no debugfs for us: a note says the contexts are not shown" ||
+	tap not-ok "stat without debugfs" "rc $rc: $out $err"
 
 # ---- malformed files: each refused naming the file and line ---------------------------
 # bad FIXTURE TARGET WHAT ARGS...: the good tree with TARGET replaced by
