@@ -193,8 +193,10 @@ static int build_self_addr(xfer_engine *e)
  * "xfer-stats", kept open so that `xferctl stat` finds it through
  * /proc/PID/fd (same uid or root) and nothing is left behind when the
  * process dies; else (no memfd) plain memory, which only this process
- * sees. The page is zero when it comes; the version goes first so that
- * a reader sees at once which fields follow.
+ * sees. The page is zero when it comes; the version goes last (a
+ * release store), so a reader that sees it sees the fields it promises;
+ * before that (version 0, or a memfd still empty) xferctl skips the page
+ * as an engine starting.
  */
 _Static_assert(sizeof(struct xfer_ctx_stats) == XFER_CTX_STATS_SIZE_V2 &&
 		       offsetof(struct xfer_ctx_stats, size) == XFER_CTX_STATS_SIZE_V1,
@@ -226,11 +228,11 @@ static void stats_open(xfer_engine *e)
 	}
 	if (!e->stats)
 		e->stats = &e->stats_local;
-	e->stats->version = XFER_CTX_STATS_VERSION;
 	e->stats->size = sizeof(struct xfer_ctx_stats);
 	e->stats->pid = (uint32_t)getpid();
 	e->stats->engine_id = e->id;
 	e->stats->num_rails = e->num_rails;
+	__atomic_store_n(&e->stats->version, XFER_CTX_STATS_VERSION, __ATOMIC_RELEASE);
 }
 
 static void stats_close(xfer_engine *e)

@@ -498,7 +498,9 @@ def page(version, rails, size=None, total=4096):
     return bytes(b)
 good = bytearray(page(2, 1, 784))
 good[496:501] = b"local"; good[528:532] = b"lo:0"
-for p in (page(2, 1)[:100], page(0x41414141, 1), page(2, 99, 784), page(2, 1, 100), bytes(good)):
+# an empty memfd and a page of version 0: engines starting, skipped quietly
+for p in (page(2, 1)[:100], page(0x41414141, 1), page(2, 99, 784), page(2, 1, 100), bytes(good),
+          b"", page(0, 0)):
     fd = os.memfd_create("xfer-stats")
     os.write(fd, p)
 print("ready", flush=True)
@@ -511,8 +513,8 @@ for w in "truncated stats page: 100 bytes, a page has at least 408" "version 109
 	"num_rails 99 is more than the page holds (8)" "version 2 with size 100: a version-2 page has at least 784"; do
 	grep -qF "pid $bad_pid: /proc/$bad_pid/fd/" "$tmp/err" && grep -qF "$w" "$tmp/err" || missing+=" [$w]"
 done
-if [ "$rc" -eq 1 ] && [ -z "$missing" ] && jq_ok "[(r['pid'], r['provider'], r['name']) for r in d['rails']] == [(int(arg), 'local', 'lo:0')] and 'error' in d" "$bad_pid"; then
-	tap ok "stat: truncated, foreign, 99-rail and short version-2 pages each named with pid and fd, exit 1; the good page shown"
+if [ "$rc" -eq 1 ] && [ -z "$missing" ] && [ "$(grep -c "pid $bad_pid: " "$tmp/err")" -eq 4 ] && jq_ok "[(r['pid'], r['provider'], r['name']) for r in d['rails']] == [(int(arg), 'local', 'lo:0')] and 'error' in d" "$bad_pid"; then
+	tap ok "stat: truncated, foreign, 99-rail and short version-2 pages each named with pid and fd, exit 1; the good page shown, starting ones skipped"
 else
 	tap not-ok "stat of bad memfd pages" "rc $rc missing:$missing; $out $err"
 fi

@@ -9,7 +9,9 @@
  *    link reads "/memfd:xfer-stats (deleted)", and readable by the same
  *    uid or root (the kernel's ptrace read check on /proc/PID/fd).
  * A memfd page is copied with pread, never mapped: a page that shrank
- * under us would be a SIGBUS, a short read is only an error. Every field
+ * under us would be a SIGBUS, a short read is only an error. An empty
+ * memfd, or a page whose version is still 0, is an engine starting (the
+ * library writes the version last) and is skipped. Every field
  * was written by the process: a page that cannot be an engine's is
  * named (pid and file) and left out, and the caller exits non-zero.
  */
@@ -235,6 +237,10 @@ static void collect_pid(struct ctl *c, long pid, json_object *engines, bool *bad
 			*bad = true;
 			continue;
 		}
+		/* An engine starting: the memfd made but not yet sized, or its
+		 * version (written last) not yet there. Not a page yet. */
+		if (n == 0 || (n >= 4 && !memcmp(buf, "\0\0\0\0", 4)))
+			continue;
 		char name[600];
 
 		snprintf(name, sizeof(name), "pid %ld: %s", pid, path);
