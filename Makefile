@@ -194,7 +194,7 @@ install: all
 	    > $(DESTDIR)$(LIBDIR)/pkgconfig/xfer.pc
 	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 models/*.json $(DESTDIR)$(PREFIX)/share/xfer/models/
-	for s in 1 3 7; do install -d $(DESTDIR)$(PREFIX)/share/man/man$$s && \
+	for s in 1 3 7 8; do install -d $(DESTDIR)$(PREFIX)/share/man/man$$s && \
 	  install -m 0644 man/*.$$s $(DESTDIR)$(PREFIX)/share/man/man$$s/ || exit 1; done
 	scripts/man-links.sh $(DESTDIR)$(PREFIX)/share/man/man3
 

@@ -126,29 +126,75 @@ static int xfer_contexts_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(xfer_contexts);
 
-/* The library writes the page concurrently: read each word once. */
+/*
+ * A name from the page (written by userspace) as one printable word: at
+ * most XFER_CTX_STATS_NAME_LEN - 1 bytes up to the first NUL, a space or
+ * anything but printable ASCII shown as '?', "-" when empty, so that a
+ * line of the table stays one line of tab-separated fields.
+ */
+static void xfer_stats_name(char *out, const char *in)
+{
+	int i;
+
+	for (i = 0; i < XFER_CTX_STATS_NAME_LEN - 1; i++) {
+		char ch = READ_ONCE(in[i]);
+
+		if (!ch)
+			break;
+		out[i] = ch > ' ' && ch <= '~' ? ch : '?';
+	}
+	if (!i)
+		out[i++] = '-';
+	out[i] = 0;
+}
+
+/*
+ * The library writes the page concurrently: read each word once. Every
+ * field is untrusted: num_rails is clamped, names are sanitised, and the
+ * version-2 tail is shown only when the page says version >= 2 and a size
+ * that covers it.
+ */
 static int xfer_stats_show(struct seq_file *m, void *unused)
 {
 	struct xfer_ctx *ctx = m->private;
 	struct xfer_ctx_stats *st = page_address(ctx->stats);
+	u32 ver = READ_ONCE(st->version);
 	u32 n = min_t(u32, READ_ONCE(st->num_rails),
 		      XFER_CTX_STATS_MAX_RAILS);
+	bool v2 = ver >= 2 && READ_ONCE(st->size) >= XFER_CTX_STATS_SIZE_V2;
+	char name[XFER_CTX_STATS_NAME_LEN];
 	u32 i;
 
+	BUILD_BUG_ON(sizeof(*st) != XFER_CTX_STATS_SIZE_V2 ||
+		     offsetof(struct xfer_ctx_stats, size) != XFER_CTX_STATS_SIZE_V1 ||
+		     sizeof(*st) > PAGE_SIZE);
 	seq_printf(m, "version %u\nnum_rails %u\nops_inflight %llu\nlast_error %lld\n",
-		   READ_ONCE(st->version), READ_ONCE(st->num_rails),
+		   ver, READ_ONCE(st->num_rails),
 		   READ_ONCE(st->ops_inflight), READ_ONCE(st->last_error));
-	seq_puts(m, "rail\tbytes_posted\tbytes_completed\tops_posted\tops_completed\tops_failed\timm_received\n");
+	if (v2) {
+		xfer_stats_name(name, st->provider);
+		seq_printf(m, "peers_up %u\npeers_down %u\nengine_id %llu\nprovider %s\n",
+			   READ_ONCE(st->peers_up), READ_ONCE(st->peers_down),
+			   READ_ONCE(st->engine_id), name);
+	}
+	seq_printf(m, "rail\tbytes_posted\tbytes_completed\tops_posted\tops_completed\tops_failed\timm_received%s\n",
+		   v2 ? "\tops_inflight\tname" : "");
 	for (i = 0; i < n; i++) {
 		struct xfer_ctx_stats_rail *d = &st->rail[i];
 
-		seq_printf(m, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n", i,
+		seq_printf(m, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu", i,
 			   READ_ONCE(d->bytes_posted),
 			   READ_ONCE(d->bytes_completed),
 			   READ_ONCE(d->ops_posted),
 			   READ_ONCE(d->ops_completed),
 			   READ_ONCE(d->ops_failed),
 			   READ_ONCE(d->imm_received));
+		if (v2) {
+			xfer_stats_name(name, st->rail_name[i]);
+			seq_printf(m, "\t%llu\t%s",
+				   READ_ONCE(st->rail_ops_inflight[i]), name);
+		}
+		seq_putc(m, '\n');
 	}
 	return 0;
 }

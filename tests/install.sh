@@ -60,11 +60,11 @@ done
 check "models installed under share/xfer/models" test -z "$missing"
 
 missing=""
-for m in man/*.[137]; do
+for m in man/*.[1378]; do
 	cmp -s "$m" "$tmp/share/man/man${m##*.}/$(basename "$m")" || missing+=" $m"
 done
 [ -z "$missing" ] || echo "# missing man pages:$missing"
-check "man pages installed under share/man/man{1,3,7}" test -z "$missing" -a -n "$(ls man 2>/dev/null)"
+check "man pages installed under share/man/man{1,3,7,8}" test -z "$missing" -a -n "$(ls man 2>/dev/null)"
 if command -v man >/dev/null; then
 	check "man finds xfer(7) and xfer_write(3) in the installed tree" \
 		sh -c "MANPATH='$tmp/share/man' man -w 7 xfer >/dev/null 2>&1 &&

@@ -5,7 +5,8 @@
 # file; the xfer pages its SEE ALSO names exist; every function the public
 # headers declare is named in some page's NAME or SYNOPSIS, with the
 # header's types (tests/man/protos.py); every --option
-# a tool's --help prints is in that tool's page. Uses $XFER_BUILD (default
+# a tool's --help prints is in that tool's page (xferctl's: section 8,
+# with its objects and environment variables). Uses $XFER_BUILD (default
 # build) for the tools. Prints TAP.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -18,7 +19,7 @@ if ! command -v groff >/dev/null; then
 	echo "1..0 # SKIP groff is not installed (scripts/deps.sh test: groff-base)"
 	exit 77   # tests/run.sh counts it as skipped
 fi
-pages=$(ls man/*.[137] 2>/dev/null)
+pages=$(ls man/*.[1378] 2>/dev/null)
 [ -n "$pages" ] && tap ok "man/ holds pages" || { tap not-ok "man/ holds pages"; echo "1..$n"; exit 1; }
 
 # The source as text: roff escapes for dashes and fonts removed, so that
@@ -86,8 +87,9 @@ fi
 
 # Every --long option each tool's --help prints (and its subcommands'),
 # in the tool's page.
-for tool in xfer-bench xfer-weightsync xfer-moe; do
+for tool in xfer-bench xfer-weightsync xfer-moe xferctl; do
 	bin=$build/bin/$tool page=man/$tool.1
+	[ "$tool" = xferctl ] && page=man/$tool.8
 	if [ ! -x "$bin" ]; then
 		tap ok "$tool: options in $page # SKIP $bin not built (make all)"
 		continue
@@ -104,5 +106,23 @@ for tool in xfer-bench xfer-weightsync xfer-moe; do
 		tap ok "$tool: every option of --help ($(echo "$opts" | wc -l)) is in $page" ||
 		tap not-ok "$tool: every option of --help is in $page" "missing:$missing"
 done
+
+# xferctl(8): every object its --help lists, and every environment
+# variable it reads, is in the page.
+bin=$build/bin/xferctl
+if [ -x "$bin" ]; then
+	"$bin" --help > "$tmp/help" 2>&1
+	plain man/xferctl.8 > "$tmp/page"
+	objs=$(awk '/^OBJECTS/ { s = 1; next } /^[A-Z]/ { s = 0 } s && $1 ~ /^[a-z]+$/ { print $1 }' "$tmp/help")   # not a description's second line
+	envs=$(grep -ohE '"(XFERCTL_[A-Z_]+|XFER_KMOD_DEV)"' tools/xferctl/*.c | tr -d '"' | sort -u)
+	missing=""
+	for o in $objs; do grep -qE "^\.(TP|B|BR) .*\b$o\b|^\.B $o\$" "$tmp/page" || missing+=" $o"; done
+	for e in $envs; do grep -qx "\.B $e" "$tmp/page" || missing+=" $e"; done
+	[ -n "$objs" ] && [ -n "$envs" ] && [ -z "$missing" ] &&
+		tap ok "xferctl: every object of --help ($(echo $objs | wc -w)) and environment variable ($(echo $envs | wc -w)) is in man/xferctl.8" ||
+		tap not-ok "xferctl: every object and environment variable is in man/xferctl.8" "missing:$missing"
+else
+	tap ok "xferctl: objects in man/xferctl.8 # SKIP $bin not built (make all)"
+fi
 echo "1..$n"
 exit $fail

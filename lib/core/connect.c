@@ -126,6 +126,7 @@ static void account(xfer_engine *e, uint32_t rail, int what, int status)
 {
 	struct xfer_ctx_stats_rail *st = e->rail[rail].st;
 
+	xfer_publish_rail_inflight(e, rail);   /* the caller just changed it */
 	/* Probes are writes on the rail like any other: counted, so that
 	 * posted = completed + failed + in flight holds. */
 	if (what == 0) {

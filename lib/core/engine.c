@@ -5,10 +5,13 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -184,6 +187,73 @@ static int build_self_addr(xfer_engine *e)
 	return 0;
 }
 
+/*
+ * The stats page (struct xfer_ctx_stats): the module's context page when
+ * /dev/xfer opens (debugfs shows it); else one page of a memfd named
+ * "xfer-stats", kept open so that `xferctl stat` finds it through
+ * /proc/PID/fd (same uid or root) and nothing is left behind when the
+ * process dies; else (no memfd) plain memory, which only this process
+ * sees. The page is zero when it comes; the version goes last (a
+ * release store), so a reader that sees it sees the fields it promises;
+ * before that (version 0, or a memfd still empty) xferctl skips the page
+ * as an engine starting.
+ */
+_Static_assert(sizeof(struct xfer_ctx_stats) == XFER_CTX_STATS_SIZE_V2 &&
+		       offsetof(struct xfer_ctx_stats, size) == XFER_CTX_STATS_SIZE_V1,
+	       "the stats page only grows at its end");
+
+static void stats_open(xfer_engine *e)
+{
+	e->stats_fd = -1;
+	if (xfer_kmod_open(&e->kmod) == 0)
+		e->stats = xfer_kmod_stats(e->kmod);
+	if (!e->stats) {
+		long pg = sysconf(_SC_PAGESIZE);
+		size_t len = pg > (long)sizeof(struct xfer_ctx_stats) ? (size_t)pg
+								       : sizeof(struct xfer_ctx_stats);
+		int fd = memfd_create("xfer-stats", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		void *p = MAP_FAILED;
+
+		/* Sealed at one page: a reader can rely on its size. */
+		if (fd >= 0 && !ftruncate(fd, (off_t)len) &&
+		    !fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+			p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p != MAP_FAILED) {
+			e->stats = p;
+			e->stats_fd = fd;
+			e->stats_len = len;
+		} else if (fd >= 0) {
+			close(fd);
+		}
+	}
+	if (!e->stats)
+		e->stats = &e->stats_local;
+	e->stats->size = sizeof(struct xfer_ctx_stats);
+	e->stats->pid = (uint32_t)getpid();
+	e->stats->engine_id = e->id;
+	e->stats->num_rails = e->num_rails;
+	__atomic_store_n(&e->stats->version, XFER_CTX_STATS_VERSION, __ATOMIC_RELEASE);
+}
+
+static void stats_close(xfer_engine *e)
+{
+	if (e->stats_fd < 0)
+		return;
+	munmap(e->stats, e->stats_len);
+	close(e->stats_fd);
+	e->stats_fd = -1;
+	e->stats = &e->stats_local;
+}
+
+/* A name onto the page: NUL-terminated, cut to fit. */
+static void stats_name(char *dst, const char *src)
+{
+	size_t n = strnlen(src, XFER_CTX_STATS_NAME_LEN - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
 XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_engine **out)
 {
 	struct xfer_topo *topo = NULL;   /* loaded if NIC choice or placement asks */
@@ -222,12 +292,7 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 	pthread_mutex_init(&e->peer_lock, NULL);
 	xfer_mpsc_init(&e->q);
 
-	if (xfer_kmod_open(&e->kmod) == 0)
-		e->stats = xfer_kmod_stats(e->kmod);
-	if (!e->stats)
-		e->stats = &e->stats_local;
-	e->stats->version = XFER_CTX_STATS_VERSION;
-	e->stats->num_rails = e->num_rails;
+	stats_open(e);
 
 	/* Devices named by the caller, one per rail. */
 	char devbuf[512] = "", *dev[XFER_MAX_RAILS] = { 0 }, *save = NULL;
@@ -274,7 +339,9 @@ XFER_EXPORT int xfer_engine_create(const struct xfer_engine_attr *attr, xfer_eng
 			e->max_msg = mm;
 		e->rail[i].max_inflight = e->attr.max_inflight;
 		e->rail[i].st = &e->stats->rail[i];
+		stats_name(e->stats->rail_name[i], e->rail_names[i]);
 	}
+	stats_name(e->stats->provider, e->provider);
 	if (e->max_msg > (1ull << 30))
 		e->max_msg = 1ull << 30;
 	wait_set_open(e);
@@ -306,6 +373,7 @@ err_sink:
 	wait_set_close(e);
 err_rails:
 	rails_close(e);
+	stats_close(e);
 	xfer_kmod_close(e->kmod);
 err_free:
 	xfer_topo_free(topo);
@@ -352,6 +420,7 @@ void xfer_engine_free(xfer_engine *e)
 	}
 	free(e->imm_ready);
 	free(e->imm_ready_op);
+	stats_close(e);
 	xfer_kmod_close(e->kmod);
 	xfer_counters_free(e);
 	pthread_mutex_destroy(&e->peer_lock);
@@ -439,6 +508,7 @@ int xfer_worker_add_peer(xfer_engine *e, uint32_t idx, const struct xfer_addr *a
 		p->sink[k] = a->rail[k].sink;
 	atomic_store(&p->status, ret);
 	p->used = true;
+	__atomic_store_n(&e->stats->peers_up, e->stats->peers_up + 1, __ATOMIC_RELAXED);
 	return ret;
 }
 

@@ -379,9 +379,19 @@ struct xfer_engine {
 	struct xfer_samehost *sh;              /* samehost.c: our page, same-host peers */
 
 	struct xfer_kmod *kmod;
-	struct xfer_ctx_stats *stats;          /* kmod page, or stats_local */
+	struct xfer_ctx_stats *stats;          /* kmod page, a memfd's, or stats_local */
 	struct xfer_ctx_stats stats_local;
+	int stats_fd;                          /* the "xfer-stats" memfd, or -1 */
+	size_t stats_len;                      /* its mapping */
 };
+
+/* A rail's pieces in flight onto the stats page (worker only): one relaxed
+ * store where the count changes. */
+static inline void xfer_publish_rail_inflight(xfer_engine *e, uint32_t rail)
+{
+	__atomic_store_n(&e->stats->rail_ops_inflight[rail], (uint64_t)e->rail[rail].inflight,
+			 __ATOMIC_RELAXED);
+}
 
 extern __thread xfer_engine *xfer_worker_self;
 

@@ -162,6 +162,7 @@ static void piece_track(xfer_engine *e, struct xfer_piece *pc)
 	rs->inflight++;
 	e->inflight_total++;
 	publish_inflight(e);
+	xfer_publish_rail_inflight(e, pc->rail);
 }
 
 /* pc is no longer in flight (completed, failed or reclaimed). */
@@ -182,6 +183,7 @@ static void piece_untrack(xfer_engine *e, struct xfer_piece *pc)
 	rs->inflight--;
 	e->inflight_total--;
 	publish_inflight(e);
+	xfer_publish_rail_inflight(e, pc->rail);
 }
 
 /* The most pieces `peer` may have in flight on a rail: three quarters of
@@ -238,6 +240,10 @@ static void peer_down(xfer_engine *e, uint32_t peer, int status)
 
 	if (!atomic_compare_exchange_strong(&e->peers[peer].status, &expected, status))
 		return;
+	/* up and down on the stats page; the worker is their only writer */
+	if (e->peers[peer].used && e->stats->peers_up)
+		__atomic_store_n(&e->stats->peers_up, e->stats->peers_up - 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->stats->peers_down, e->stats->peers_down + 1, __ATOMIC_RELAXED);
 	xfer_sh_peer_down(e, peer);
 	for (uint32_t k = 0; k < e->num_rails; k++)
 		e->ops->rail_remove_peer(e->rail[k].r, peer);

@@ -138,7 +138,8 @@ TEST_F_TIMEOUT(engine, counters_reach_debugfs, 60)
 
 	s = ctx_stats();
 	ASSERT_TRUE(s != NULL);
-	EXPECT_TRUE(strstr(s, "version 1\nnum_rails 1\n") != NULL);
+	EXPECT_TRUE(strstr(s, "version 2\nnum_rails 1\n") != NULL);
+	EXPECT_TRUE(strstr(s, "peers_up 0\npeers_down 0\n") != NULL);
 	ASSERT_EQ(xfer_engine_address(e, addr, &alen), 0);
 	ret = xfer_engine_add_peer(e, addr, alen, &peer);
 	if (ret)
@@ -155,6 +156,10 @@ TEST_F_TIMEOUT(engine, counters_reach_debugfs, 60)
 	s = ctx_stats();
 	kt_log_block("engine stats in debugfs", s);
 	EXPECT_TRUE(strstr(s, "\n0\t65536\t65536\t1\t1\t0\t") != NULL);
+	/* version 2's tail: the peer added, nothing left in flight on the rail */
+	EXPECT_TRUE(strstr(s, "peers_up 1\npeers_down 0\n") != NULL);
+	EXPECT_TRUE(strstr(s, "imm_received\tops_inflight\tname\n") != NULL);
+	EXPECT_TRUE(strstr(s, "\n0\t65536\t65536\t1\t1\t0\t0\t0\t") != NULL);
 	xfer_rmr_free(rmr);
 	xfer_mr_dereg(ms);
 	xfer_mr_dereg(md);

@@ -130,7 +130,7 @@ TEST_F(lib, stats_page_published_to_debugfs)
 	char *s, *l, line[64], path[96];
 
 	ASSERT_TRUE(st != NULL);
-	EXPECT_EQ(st->version, 1);
+	EXPECT_EQ(st->version, XFER_CTX_STATS_VERSION);
 	st->num_rails = 1;
 	st->rail[0].ops_posted = 42;
 	st->rail[0].bytes_completed = 4096;

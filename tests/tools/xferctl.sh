@@ -6,9 +6,13 @@
 # (tests/tools/fixtures/xferctl/topo-2socket.xml); and the parsers of the
 # module's sysfs and debugfs files against samples written from
 # kmod/xfer_state.c's formats (fixtures/xferctl/good), each malformed one
-# (fixtures/xferctl/bad) refused naming the file and line; `check` without
-# the module (module checks skipped, local/shm/tcp loopback pass, a hung or
-# crashing provider fails its line).
+# (fixtures/xferctl/bad) refused naming the file and line, version-1 and
+# version-2 stats pages among them. Live engines without the module
+# (tests/tools/xferctl_engine.c): stat finds their memfd pages, monitor's
+# rates move, stat -o prom's file parsed strictly; bad memfd pages held by
+# a python process; health's "failed pins growing" across two probes.
+# `check` without the module (module checks skipped, local/shm/tcp loopback
+# pass, a hung or crashing provider fails its line).
 # Uses $XFER_BUILD (default build). Prints TAP.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +23,14 @@ ctl=$build/bin/xferctl
 fix=$root/tests/tools/fixtures/xferctl
 . tests/tap.sh
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+eng_pid=
+trap '[ -n "$eng_pid" ] && kill $eng_pid 2>/dev/null; rm -rf "$tmp"' EXIT
+# health's record of the last probe: never the host's /run/xferctl
+export XFERCTL_STATE_DIR=$tmp/state
+# No processes for the sample trees (this host's live engines, other
+# tests' included, would join their rows); the live cases use /proc.
+mkdir -p "$tmp/noproc"
+export XFERCTL_PROC=$tmp/noproc
 
 if [ ! -x "$ctl" ]; then
 	echo "1..0 # SKIP $ctl not built"
@@ -117,7 +128,12 @@ if [ "$rc" -eq 0 ] && jq_ok "d['module'] == 'not loaded' and d['regions'] == []"
 else
 	tap not-ok "-j region without the module" "rc $rc: $out"
 fi
-refused "stat needs the module" stat
+# Without the module stat reads the memfd pages of live engines (this
+# host may have some: other tests'); each row says so.
+XFERCTL_PROC=/proc run -j stat
+[ "$rc" -eq 0 ] && jq_ok "all(r['source'] == 'memfd' for r in d['rails'])" &&
+	tap ok "stat without the module: exit 0, memfd pages only" ||
+	tap not-ok "stat without the module" "rc $rc: $out $err"
 run health
 if [ "$rc" -ne 0 ] && [ "$rc" -lt 124 ] && echo "$out" | grep -q "problem: module: xfer is not loaded"; then
 	tap ok "health without the module: exit $rc, names the missing module"
@@ -216,6 +232,16 @@ d['rails'][0]['ops_inflight'] == 3 and d['rails'][2]['last_error'] == -110 and d
 else
 	tap not-ok "-j stat from sample stats files" "rc $rc: $out $err"
 fi
+# ctx-1 is a version-1 page, ctx-2 a version-2 one (peers, in flight per rail, names)
+if [ "$rc" -eq 0 ] && jq_ok "r = d['rails']
+(r[0]['version'] == 1 and r[0]['peers_up'] is None and r[0]['rail_ops_inflight'] is None and
+r[2]['version'] == 2 and r[2]['peers_up'] == 2 and r[2]['peers_down'] == 1 and r[2]['rail_ops_inflight'] == 0 and
+r[2]['name'] == 'mlx5_0' and r[2]['provider'] == 'verbs' and r[2]['engine_id'] == 'fedcba9876543210' and
+all(x['source'] == 'debugfs' for x in r))"; then
+	tap ok "-j stat: a version-1 and a version-2 page side by side, the tail only from version 2"
+else
+	tap not-ok "-j stat from sample stats files" "rc $rc: $out $err"
+fi
 run -j stat pid 1
 [ "$rc" -eq 0 ] && jq_ok "[r['rail'] for r in d['rails']] == [0, 1]" && tap ok "stat pid 1: its two rails" ||
 	tap not-ok "stat pid 1" "rc $rc: $out"
@@ -252,6 +278,10 @@ XFERCTL_DEBUGFS=$tmp/nodebug run -j region
 [ "$rc" -eq 0 ] && jq_ok "d['source'] == 'sysfs' and d['regions'] == 3" && tap ok "region without debugfs: the sysfs total" ||
 	tap not-ok "region without debugfs" "rc $rc: $out"
 XFERCTL_DEBUGFS=$tmp/nodebug refused "filters need the list" region pid 1
+XFERCTL_DEBUGFS=$tmp/nodebug run -j stat
+[ "$rc" -eq 0 ] && jq_ok "d['rails'] == [] and 'debugfs' in d['note']" &&
+	tap ok "stat with the module but no debugfs for us: a note says the contexts are not shown" ||
+	tap not-ok "stat without debugfs" "rc $rc: $out $err"
 
 # ---- malformed files: each refused naming the file and line ---------------------------
 # bad FIXTURE TARGET WHAT ARGS...: the good tree with TARGET replaced by
@@ -277,36 +307,57 @@ bad contexts.pid debug/xfer/contexts ":2: pid '-' is not a number" ctx
 bad contexts.pid debug/xfer/contexts ":2: pid '-' is not a number" stat
 bad stats.rails debug/xfer/ctx-1/stats ": 1 rail rows, num_rails says 2" stat
 bad stats.truncated debug/xfer/ctx-1/stats ":3: truncated" stat
+bad stats.version0 debug/xfer/ctx-1/stats ":1: version 0: not a stats page" stat
+bad stats.rails99 debug/xfer/ctx-2/stats ":2: num_rails 99 is more than the page holds (8)" stat
+bad stats.v2truncated debug/xfer/ctx-2/stats ":9: truncated line" stat
 bad abi_version.junk sys/class/misc/xfer/abi_version ": '1x' is not an unsigned number" module
 bad abi_version.empty sys/class/misc/xfer/abi_version ": expected one number and a newline" module
 # mutated files (seeded): every one read or refused, exit 0 or 1, stdout
-# one JSON document, never a signal or a hang
-rm -rf "$tmp/m"; cp -r "$fix/good" "$tmp/m"
-bad_runs=""
-for i in $(seq 1 20); do
-	for f in regions stats; do
-		src=$fix/good/debug/xfer/regions dst=$tmp/m/debug/xfer/regions obj=region
-		[ $f = stats ] && src=$fix/good/debug/xfer/ctx-1/stats dst=$tmp/m/debug/xfer/ctx-1/stats obj=stat
-		python3 -c '
+# one JSON document, never a signal or a hang. The mutations are made,
+# and the outputs checked, by one python each (a python per file was most
+# of this suite's time).
+rm -rf "$tmp/m" "$tmp/mut"; cp -r "$fix/good" "$tmp/m"; mkdir -p "$tmp/mut"
+python3 -c '
 import random, sys
-r = random.Random(int(sys.argv[1]))
-b = bytearray(open(sys.argv[2], "rb").read())
-for _ in range(r.randint(1, 4)):
-    op = r.randrange(3)
-    p = r.randrange(len(b) + 1)
-    if op == 0 and b: del b[min(p, len(b) - 1)]
-    elif op == 1: b[p:p] = bytes([r.choice(b"\t\n-09x ")])
-    else: b = b[:p]
-open(sys.argv[3], "wb").write(b)' "$i" "$src" "$dst"
-		XFERCTL_SYSFS=$tmp/m/sys XFERCTL_DEBUGFS=$tmp/m/debug run -j $obj
-		if [ "$rc" -gt 1 ] || ! jq_ok "isinstance(d, dict)"; then
-			bad_runs+=" $f#$i:rc=$rc"
-		fi
-		cp "$src" "$dst"
+srcs = {"regions": sys.argv[1], "stats": sys.argv[2], "stats2": sys.argv[3]}
+for f, src in srcs.items():
+    for i in range(1, 15):
+        r = random.Random(i)
+        b = bytearray(open(src, "rb").read())
+        for _ in range(r.randint(1, 4)):
+            op = r.randrange(3)
+            p = r.randrange(len(b) + 1)
+            if op == 0 and b: del b[min(p, len(b) - 1)]
+            elif op == 1: b[p:p] = bytes([r.choice(b"\t\n-09x ")])
+            else: b = b[:p]
+        open("%s/%s.%d" % (sys.argv[4], f, i), "wb").write(b)' \
+	"$fix/good/debug/xfer/regions" "$fix/good/debug/xfer/ctx-1/stats" "$fix/good/debug/xfer/ctx-2/stats" "$tmp/mut"
+bad_runs=""
+for f in regions stats stats2; do
+	case $f in
+	regions) dst=$tmp/m/debug/xfer/regions obj=region ;;
+	stats) dst=$tmp/m/debug/xfer/ctx-1/stats obj=stat ;;
+	stats2) dst=$tmp/m/debug/xfer/ctx-2/stats obj=stat ;;
+	esac
+	cp "$dst" "$tmp/mut/$f.orig"
+	for i in $(seq 1 14); do
+		cp "$tmp/mut/$f.$i" "$dst"
+		XFERCTL_SYSFS=$tmp/m/sys XFERCTL_DEBUGFS=$tmp/m/debug XFERCTL_PROC=$tmp/nodebug \
+			timeout 60 "$ctl" -j $obj >"$tmp/mut/$f.$i.out" 2>/dev/null
+		rc=$?
+		[ "$rc" -gt 1 ] && bad_runs+=" $f#$i:rc=$rc"
 	done
+	cp "$tmp/mut/$f.orig" "$dst"
 done
-[ -z "$bad_runs" ] && tap ok "40 mutated regions/stats files: each read or refused, JSON, exit 0 or 1" ||
-	tap not-ok "mutated files" "$bad_runs"
+notjson=$(cd "$tmp/mut" && python3 -c '
+import glob, json
+for f in sorted(glob.glob("*.out")):
+    try:
+        assert isinstance(json.load(open(f)), dict)
+    except Exception:
+        print(f)')
+[ -z "$bad_runs$notjson" ] && tap ok "42 mutated regions/stats files (v1 and v2): each read or refused, JSON, exit 0 or 1" ||
+	tap not-ok "mutated files" "$bad_runs $notjson"
 
 # a module of another ABI: module says so (exit 0), health fails on it
 rm -rf "$tmp/t"; cp -r "$fix/good" "$tmp/t"; cp "$fix/bad/abi_version.mismatch" "$tmp/t/sys/class/misc/xfer/abi_version"
@@ -317,6 +368,213 @@ run -j module
 run health
 [ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: module: ABI version 2, the library speaks 1" &&
 	tap ok "health: ABI mismatch named" || tap not-ok "health: ABI mismatch" "rc $rc: $out"
+
+# ---- live engines without the module: their memfd stats pages ------------------
+# prom_ok FILE CODE: FILE parsed as a Prometheus text file, strictly (every
+# family HELP then TYPE then its samples, together; counters *_total;
+# labels quoted and escaped; no series twice; a newline at the end); CODE
+# over s, a list of (name, labels, value), must be true
+cat >"$tmp/prom.py" <<'PY'
+import ast, re, sys
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
+text = open(sys.argv[1]).read()
+assert text.endswith("\n"), "no newline at the end"
+helps, types, s, seen, cur = set(), {}, [], set(), None
+for no, ln in enumerate(text.split("\n")[:-1], 1):
+    if ln.startswith("# HELP "):
+        name, _, doc = ln[7:].partition(" ")
+        assert re.fullmatch(NAME, name) and doc and name not in helps, (no, ln)
+        helps.add(name); cur = None
+    elif ln.startswith("# TYPE "):
+        name, _, t = ln[7:].partition(" ")
+        assert name in helps and name not in types and t in ("counter", "gauge"), (no, ln)
+        assert (t == "counter") == name.endswith("_total"), (no, "counters, and only they, end in _total")
+        types[name] = t; cur = name
+    else:
+        m = re.fullmatch(r"(%s)(?:\{(.*)\})? (-?[0-9]+)" % NAME, ln)
+        assert m and m.group(1) == cur, (no, ln)
+        labels = {}
+        if m.group(2):
+            parts = re.findall(LABEL, m.group(2))
+            assert ",".join('%s="%s"' % p for p in parts) == m.group(2), (no, "labels", ln)
+            labels = dict(parts)
+            assert len(labels) == len(parts), (no, "label twice")
+        key = (cur, tuple(sorted(labels.items())))
+        assert key not in seen, (no, "series twice", ln)
+        seen.add(key)
+        s.append((cur, labels, int(m.group(3))))
+arg = sys.argv[3] if len(sys.argv) > 3 else None
+tree = ast.parse(sys.argv[2].strip())
+last = tree.body.pop()
+exec(compile(tree, "check", "exec"))
+sys.exit(0 if eval(compile(ast.Expression(last.value), "check", "eval")) else 1)
+PY
+prom_ok() {
+	python3 "$tmp/prom.py" "$@" 2>"$tmp/prom.err"
+}
+
+eng=$build/tests/tools/xferctl_engine
+if [ ! -x "$eng" ]; then
+	tap ok "live engine cases # SKIP $eng not built"
+else
+	export XFERCTL_SYSFS=$tmp/nosys XFERCTL_DEBUGFS=$tmp/nodebug XFERCTL_PROC=/proc
+	# two engines of one process on local, 2 rails each, writing into each
+	# other with immediates until told to stop (SIGTERM)
+	"$eng" 60 2 >"$tmp/eng.out" 2>"$tmp/eng.err" &
+	eng_pid=$!
+	for _ in $(seq 1 150); do grep -q '^ready' "$tmp/eng.out" && break; sleep 0.1; done
+	run -j stat pid $eng_pid
+	if [ "$rc" -eq 0 ] && jq_ok "r = d['rails']; pid = int(arg)
+(len(r) == 4 and len({x['engine_id'] for x in r}) == 2 and
+all(x['source'] == 'memfd' and x['pid'] == pid and x['comm'] == 'xferctl_engine' and x['ctx'] is None and
+    x['version'] == 2 and x['provider'] == 'local' and x['name'] == 'local' and x['peers_up'] == 1 and
+    x['peers_down'] == 0 and x['last_error'] == 0 and x['bytes_completed'] % 65536 == 0 for x in r) and
+sorted(x['rail'] for x in r) == [0, 0, 1, 1] and
+sum(x['ops_completed'] for x in r) > 0 and sum(x['imm_received'] for x in r) > 0)" "$eng_pid"; then
+		tap ok "stat of a live engine without the module: its memfd pages, 2 engines x 2 rails, peers up"
+	else
+		tap not-ok "stat of a live engine without the module" "rc $rc: $out $err $(cat "$tmp/eng.err")"
+	fi
+	run stat pid $eng_pid
+	[ "$rc" -eq 0 ] && echo "$out" | grep -q "memfd .*$eng_pid .*xferctl_engine" &&
+		tap ok "stat text: source memfd, pid, comm" || tap not-ok "stat text" "rc $rc: $out"
+	run -j monitor -i 0.3 -c 2 pid $eng_pid
+	if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+ls = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+assert len(ls) == 2 and all(len(o["rails"]) == 4 and o["interval_s"] > 0 for o in ls)
+assert all(r["pid"] == int(sys.argv[2]) and r["bytes_per_s"] >= 0 for o in ls for r in o["rails"])
+assert any(sum(r["bytes_per_s"] for r in o["rails"]) > 0 and sum(r["imm_per_s"] for r in o["rails"]) > 0 for o in ls)' "$tmp/out" "$eng_pid" 2>"$tmp/py.err"; then
+		tap ok "monitor -j -c 2: two JSON lines, bytes/s and immediates/s of the live engine above 0"
+	else
+		tap not-ok "monitor -j -c 2" "rc $rc: $out $(cat "$tmp/py.err")"
+	fi
+	run monitor -i 0.2 -c 1 pid $eng_pid
+	[ "$rc" -eq 0 ] && echo "$out" | grep -q "bytes_per_s" && [ "$(echo "$out" | grep -c " xferctl_engine ")" -eq 4 ] &&
+		tap ok "monitor text: one block, a row per rail" || tap not-ok "monitor text" "rc $rc: $out"
+	timeout 20 "$ctl" monitor -i 0.2 pid $eng_pid >"$tmp/mon.out" 2>&1 &
+	mon=$!
+	sleep 0.7
+	kill -INT $mon
+	wait $mon
+	rc=$?
+	[ "$rc" -eq 0 ] && grep -q bytes_per_s "$tmp/mon.out" && tap ok "monitor without -c: runs until SIGINT, then exit 0" ||
+		tap not-ok "monitor until SIGINT" "rc $rc: $(cat "$tmp/mon.out")"
+	mkdir -p "$tmp/prom"
+	run stat pid $eng_pid -o prom "$tmp/prom/xfer.prom"
+	if [ "$rc" -eq 0 ] && [ -z "$(ls "$tmp/prom" | grep -v '^xfer.prom$')" ] && prom_ok "$tmp/prom/xfer.prom" "
+mine = [x for x in s if x[1].get('pid') == arg]
+v = lambda n: [x[2] for x in mine if x[0] == n]
+(len(v('xfer_bytes_completed_total')) == 4 and sum(v('xfer_bytes_completed_total')) > 0 and
+sum(v('xfer_imm_received_total')) > 0 and v('xfer_peers_up') == [1, 1] and v('xfer_peers_down') == [0, 0] and
+len(v('xfer_rail_ops_inflight')) == 4 and all(x[1]['comm'] == 'xferctl_engine' and 'ctx' not in x[1] for x in mine) and
+{x[1]['rail'] for x in mine if 'rail' in x[1]} == {'0', '1'} and ('xfer_module_loaded', {}, 0) in s)" "$eng_pid"; then
+		tap ok "stat -o prom: a strict Prometheus textfile, counters and gauges of the live engine, nothing else left in the directory"
+	else
+		tap not-ok "stat -o prom" "rc $rc: $out $err $(cat "$tmp/prom.err"; ls "$tmp/prom")"
+	fi
+	# the engine ends: every write's bytes were checked at the target,
+	# and its pages are gone with it
+	kill -TERM $eng_pid
+	wait $eng_pid
+	rc=$?
+	[ "$rc" -eq 0 ] && grep -q '^done [1-9]' "$tmp/eng.out" &&
+		tap ok "the live engine's writes all arrived, byte for byte ($(grep '^done' "$tmp/eng.out"))" ||
+		tap not-ok "the live engine" "rc $rc: $(cat "$tmp/eng.out" "$tmp/eng.err")"
+	run -j stat pid $eng_pid
+	[ "$rc" -eq 0 ] && jq_ok "d['rails'] == []" && tap ok "stat after the engine exited: nothing left behind" ||
+		tap not-ok "stat after exit" "rc $rc: $out"
+	eng_pid=
+fi
+
+# Pages that cannot be an engine's, in memfds named xfer-stats of a live
+# process beside a good one: each named (pid and fd), exit 1, the good one shown.
+python3 -c '
+import os, struct, sys, time
+def page(version, rails, size=None, total=4096):
+    b = bytearray(total)
+    struct.pack_into("<II", b, 0, version, rails)
+    if size is not None:
+        struct.pack_into("<I", b, 408, size)
+    return bytes(b)
+good = bytearray(page(2, 1, 784))
+good[496:501] = b"local"; good[528:532] = b"lo:0"
+# an empty memfd and a page of version 0: engines starting, skipped quietly
+for p in (page(2, 1)[:100], page(0x41414141, 1), page(2, 99, 784), page(2, 1, 100), bytes(good),
+          b"", page(0, 0)):
+    fd = os.memfd_create("xfer-stats")
+    os.write(fd, p)
+print("ready", flush=True)
+time.sleep(60)' >"$tmp/bad.out" &
+bad_pid=$!
+for _ in $(seq 1 100); do grep -q ready "$tmp/bad.out" && break; sleep 0.1; done
+XFERCTL_PROC=/proc run -j stat pid $bad_pid
+missing=""
+for w in "truncated stats page: 100 bytes, a page has at least 408" "version 1094795585: not a stats page" \
+	"num_rails 99 is more than the page holds (8)" "version 2 with size 100: a version-2 page has at least 784"; do
+	grep -qF "pid $bad_pid: /proc/$bad_pid/fd/" "$tmp/err" && grep -qF "$w" "$tmp/err" || missing+=" [$w]"
+done
+if [ "$rc" -eq 1 ] && [ -z "$missing" ] && [ "$(grep -c "pid $bad_pid: " "$tmp/err")" -eq 4 ] && jq_ok "[(r['pid'], r['provider'], r['name']) for r in d['rails']] == [(int(arg), 'local', 'lo:0')] and 'error' in d" "$bad_pid"; then
+	tap ok "stat: truncated, foreign, 99-rail and short version-2 pages each named with pid and fd, exit 1; the good page shown, starting ones skipped"
+else
+	tap not-ok "stat of bad memfd pages" "rc $rc missing:$missing; $out $err"
+fi
+kill $bad_pid 2>/dev/null; wait $bad_pid 2>/dev/null
+
+# ---- monitor and stat -o: bad input ------------------------------------------------
+export XFERCTL_PROC=$tmp/noproc
+refused "-i: '0': must be above 0" monitor -i 0
+refused "-i: '-1': must be above 0" monitor -i -1
+refused "-i: 'x': not a number" monitor -i x
+refused "-c: '0'" monitor -c 0
+refused "-i needs a value" monitor -i
+refused "unknown filter 'region'" monitor region 1
+refused "unknown output format 'json'" stat -o json "$tmp/x"
+refused "-o needs a format and a file" stat -o prom
+refused "cannot write $tmp/nodir/x.prom.tmp." stat -o prom "$tmp/nodir/x.prom"
+mkdir -p "$tmp/pdir/isdir"
+refused "stat -o prom: $tmp/pdir/isdir not written" stat -o prom "$tmp/pdir/isdir"
+[ -z "$(ls "$tmp/pdir" | grep -v '^isdir$')" ] && tap ok "stat -o prom onto a directory: no temporary file left" ||
+	tap not-ok "stat -o prom onto a directory leaves" "$(ls "$tmp/pdir")"
+
+# ---- prom from the module's files (samples) ------------------------------------------
+export XFERCTL_SYSFS=$fix/good/sys XFERCTL_DEBUGFS=$fix/good/debug
+run stat -o prom "$tmp/prom/mod.prom"
+if [ "$rc" -eq 0 ] && prom_ok "$tmp/prom/mod.prom" "
+v = {(x[0], x[1].get('ctx'), x[1].get('rail')): (x[1], x[2]) for x in s}
+(v[('xfer_bytes_posted_total', '1', '1')][1] == 2097152 and v[('xfer_bytes_posted_total', '1', '1')][0]['engine'] == 'ctx-1' and
+v[('xfer_ops_failed_total', '1', '1')][1] == 1 and v[('xfer_imm_received_total', '1', '0')][1] == 4 and
+v[('xfer_bytes_posted_total', '2', '0')][0]['engine'] == 'fedcba9876543210' and
+v[('xfer_bytes_posted_total', '2', '0')][0]['device'] == 'mlx5_0' and v[('xfer_last_error', '2', None)][1] == -110 and
+v[('xfer_peers_up', '2', None)][1] == 2 and ('xfer_peers_up', '1', None) not in v and
+v[('xfer_bytes_posted_total', '1', '0')][0]['comm'] == 'init worker' and
+v[('xfer_module_loaded', None, None)][1] == 1 and v[('xfer_module_pins_failed_total', None, None)][1] == 1 and
+v[('xfer_module_pinned_bytes', None, None)][1] == 2097152 and v[('xfer_module_pins_total', None, None)][1] >= 1)"; then
+	tap ok "stat -o prom from the module's files: ctx and engine labels, version-2 gauges, module totals from sysfs"
+else
+	tap not-ok "stat -o prom from the module's files" "rc $rc: $out $err $(cat "$tmp/prom.err")"
+fi
+
+# ---- health: failed pins growing between two probes ----------------------------------
+rm -rf "$tmp/h"; cp -r "$fix/good" "$tmp/h"
+export XFERCTL_SYSFS=$tmp/h/sys XFERCTL_DEBUGFS=$tmp/h/debug XFERCTL_STATE_DIR=$tmp/hstate
+run -j health
+[ "$rc" -eq 1 ] && jq_ok "d['pins_failed_growth'] == 'first sample recorded' and not any(p.startswith('pins:') for p in d['problems'])" &&
+	grep -qx "pins_failed 1" "$tmp/hstate/health" &&
+	tap ok "health: the first probe records pins_failed, no problem from it" || tap not-ok "health: first probe" "rc $rc: $out"
+echo 5 >"$tmp/h/sys/class/misc/xfer/pins_failed"
+run health
+[ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: pins: 4 pins failed since the last probe (pins_failed 5, was 1)" &&
+	tap ok "health: pins_failed grown since the last probe named" || tap not-ok "health: pins growing" "rc $rc: $out"
+run -j -d health
+[ "$rc" -eq 1 ] && jq_ok "'failed pins not growing' in d['passed'] and not any(p.startswith('pins:') for p in d['problems'])" &&
+	tap ok "health: unchanged since the last probe passes" || tap not-ok "health: pins unchanged" "rc $rc: $out"
+: >"$tmp/afile"
+XFERCTL_STATE_DIR=$tmp/afile/sub run -j health
+[ "$rc" -eq 1 ] && jq_ok "d['pins_failed_growth'].startswith('not checked') and not any(p.startswith('pins:') for p in d['problems'])" &&
+	tap ok "health: a state directory it cannot write is 'not checked', not a failure" ||
+	tap not-ok "health: unwritable state dir" "rc $rc: $out $err"
 
 # ---- check: the self-test on this host (no module) --------------------------------------
 export XFERCTL_SYSFS=$tmp/nosys XFERCTL_DEBUGFS=$tmp/nodebug XFER_KMOD_DEV=$tmp/nodev

@@ -143,6 +143,60 @@ static bool check_orphans(struct ctl *c)
 	return true;
 }
 
+/*
+ * Failed pins growing: sysfs pins_failed only ever grows, so one sample
+ * says nothing; the probe keeps the last one in STATE_DIR/health (a line
+ * "pins_failed N") and names a growth since then. The first probe (or one
+ * after the module was reloaded: the count went down) only records. A
+ * state directory we cannot write is "not checked", never a failure: a
+ * read-only probe container still gets the other checks.
+ */
+static bool check_pins_failed(struct ctl *c)
+{
+	char path[4096], file[4200], tmp[4300], why[4400];
+	unsigned long long prev = 0;
+	bool have_prev = false;
+	uint64_t now;
+	FILE *f;
+
+	if (!module_loaded(c))
+		return false;
+	path_misc(c, "pins_failed", path, sizeof(path));
+	if (read_u64_file(c, path, &now)) {
+		out_str(&c->o, "pins_failed_growth", "not checked (no pins_failed in sysfs)");
+		return false;
+	}
+	snprintf(file, sizeof(file), "%s/health", c->state_dir);
+	f = fopen(file, "r");
+	if (f) {
+		have_prev = fscanf(f, "pins_failed %llu\n", &prev) == 1;
+		fclose(f);
+	}
+	/* Record this sample first (written then renamed: a probe killed
+	 * half-way leaves the last good record). */
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", file, (long)getpid());
+	if ((mkdir(c->state_dir, 0755) && errno != EEXIST) || !(f = fopen(tmp, "w"))) {
+		snprintf(why, sizeof(why), "not checked (%s: %s)", c->state_dir, strerror(errno));
+		out_str(&c->o, "pins_failed_growth", why);
+		return false;
+	}
+	fprintf(f, "pins_failed %llu\n", (unsigned long long)now);
+	if (fclose(f) || rename(tmp, file)) {
+		snprintf(why, sizeof(why), "not checked (%s: %s)", file, strerror(errno));
+		unlink(tmp);
+		out_str(&c->o, "pins_failed_growth", why);
+		return false;
+	}
+	if (!have_prev || now < prev) {
+		out_str(&c->o, "pins_failed_growth", "first sample recorded");
+		return false;
+	}
+	if (now > prev)
+		problem(c, "pins: %llu pins failed since the last probe (pins_failed %llu, was %llu): RLIMIT_MEMLOCK, max_pinned_mb or memory short?",
+			(unsigned long long)(now - prev), (unsigned long long)now, prev);
+	return true;
+}
+
 struct prov_list {
 	json_object *arr;
 	char text[512];
@@ -190,6 +244,7 @@ int obj_health(struct ctl *c, const char *cmd, int argc, char **argv)
 	check_done(c, "module and /dev/xfer", true);
 	check_done(c, "RLIMIT_MEMLOCK", check_memlock(c, max_pinned));
 	check_done(c, "orphaned regions", check_orphans(c));
+	check_done(c, "failed pins not growing", check_pins_failed(c));
 	/* Before libfabric is initialised here: the probe forks. */
 	if (provider_probe("local", 0, why, sizeof(why)))
 		problem(c, "provider: no engine opens on 'local': %s", why);

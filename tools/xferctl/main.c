@@ -30,7 +30,10 @@ static const struct object objects[] = {
 	{ "region", show, obj_region, "pinned regions [pid N] [region N]" },
 	{ "share", show, obj_share, "shares of regions [pid N] [region N]" },
 	{ "ctx", show, obj_ctx, "contexts (processes with /dev/xfer open) [pid N]" },
-	{ "stat", show, obj_stat, "per context and rail counters from the stats pages [pid N]" },
+	{ "stat", show, obj_stat,
+	  "per engine and rail counters from the stats pages [pid N] [-o prom FILE]" },
+	{ "monitor", show, obj_monitor,
+	  "rates per engine and rail [-i SEC] [-c COUNT] [pid N], until interrupted" },
 	{ "topo", show, obj_topo, "GPUs and NICs, PCIe distance, the NICs each GPU's engine opens" },
 	{ "health", show, obj_health, "exit 0 when usable, else one line per problem" },
 	{ "check", show, obj_check,
@@ -53,7 +56,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"FILTERS: pid N, region N (where the object lists them)\n"
 		"Files: XFERCTL_SYSFS (default /sys), XFERCTL_DEBUGFS (/sys/kernel/debug) and\n"
-		"XFER_KMOD_DEV (/dev/xfer) move where the module's files are read.\n");
+		"XFER_KMOD_DEV (/dev/xfer) move where the module's files are read, XFERCTL_PROC\n"
+		"(/proc) where stat and monitor look for processes, XFERCTL_STATE_DIR\n"
+		"(/run/xferctl) where health keeps its last sample.\n");
 }
 
 /* Help is not a result: the document is dropped unprinted. */
@@ -112,6 +117,8 @@ int main(int argc, char **argv)
 	c.sysfs = env_or("XFERCTL_SYSFS", "/sys");
 	c.debugfs = env_or("XFERCTL_DEBUGFS", "/sys/kernel/debug");
 	c.dev = env_or("XFER_KMOD_DEV", "/dev/xfer");
+	c.proc = env_or("XFERCTL_PROC", "/proc");
+	c.state_dir = env_or("XFERCTL_STATE_DIR", "/run/xferctl");
 	argc -= optind;
 	argv += optind;
 	if (argc == 0) {
@@ -143,7 +150,8 @@ int main(int argc, char **argv)
 			argc--;
 			argv++;
 		} else if (ob->run != obj_check && strcmp(argv[0], "pid") &&
-			   strcmp(argv[0], "region")) {   /* check's words are its own */
+			   strcmp(argv[0], "region") && argv[0][0] != '-') {
+			/* check's words are its own; "-o" is stat's own option */
 			return out_fail(&c.o, 0, "%s: unknown command '%s' (%s takes: show)",
 					ob->name, argv[0], ob->name);
 		}

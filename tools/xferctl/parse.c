@@ -282,12 +282,70 @@ int read_table(struct ctl *c, const char *path, const struct col *cols, int ncol
 	return ret;
 }
 
+/* "KEY VALUE" as line `lineno` of path; the value (a number, or for the
+ * engine id hex text, or for provider a word) into doc. */
+static int stats_key(struct ctl *c, const char *path, int lineno, char **line, const char *key,
+		     char type, json_object *doc)
+{
+	char *nl = strchr(*line, '\n'), *sp;
+	size_t kl = strlen(key);
+	json_object *v = NULL;
+
+	if (!nl) {
+		out_error(&c->o, "%s:%d: truncated (expected '%s N')", path, lineno,
+			  key);
+		return -EINVAL;
+	}
+	*nl = 0;
+	sp = strchr(*line, ' ');
+	if (!sp || (size_t)(sp - *line) != kl || strncmp(*line, key, kl))
+		goto bad;
+	sp++;
+	if (type == 'x') {   /* a u64 beyond JSON's int64: as hex text */
+		char *end, hex[24];
+		unsigned long long x;
+
+		errno = 0;
+		x = strtoull(sp, &end, 10);
+		if (!*sp || *sp < '0' || *sp > '9' || *end || errno)
+			goto bad;
+		snprintf(hex, sizeof(hex), "%016llx", x);
+		v = json_object_new_string(hex);
+	} else if (type == 'w') {
+		if (!*sp || strchr(sp, ' ') || strchr(sp, '\t'))
+			goto bad;
+		v = json_object_new_string(sp);
+	} else if (parse_num(sp, type == 'i', &v)) {
+		goto bad;
+	}
+	json_object_object_add(doc, key, v);
+	*line = nl + 1;
+	return 0;
+bad:
+	out_error(&c->o, "%s:%d: expected '%s N', got '%.60s'", path, lineno, key, *line);
+	return -EINVAL;
+}
+
+/* The rail table of a version-2 module has two more columns. */
+static const struct col rail_cols_v2[] = {
+	{ "rail", 'u', NULL },          { "bytes_posted", 'u', NULL },
+	{ "bytes_completed", 'u', NULL }, { "ops_posted", 'u', NULL },
+	{ "ops_completed", 'u', NULL }, { "ops_failed", 'u', NULL },
+	{ "imm_received", 'u', NULL },  { "ops_inflight", 'u', NULL },
+	{ "name", 's', NULL },
+};
+
 int read_stats(struct ctl *c, const char *path, json_object **doc)
 {
-	static const char *const keys[] = { "version", "num_rails", "ops_inflight", "last_error" };
+	static const struct { const char *key; char type; } v1[] = {
+		{ "version", 'u' }, { "num_rails", 'u' }, { "ops_inflight", 'u' }, { "last_error", 'i' },
+	}, v2[] = {
+		{ "peers_up", 'u' }, { "peers_down", 'u' }, { "engine_id", 'x' }, { "provider", 'w' },
+	};
 	char *text = slurp(path), *line;
 	json_object *rails = NULL;
-	int ret = -EINVAL;
+	int ret = -EINVAL, lineno = 1;
+	bool tail = false;
 
 	*doc = NULL;
 	if (!text) {
@@ -299,33 +357,37 @@ int read_stats(struct ctl *c, const char *path, json_object **doc)
 	}
 	*doc = json_object_new_object();
 	line = text;
-	for (int i = 0; i < 4; i++) {
-		char *nl = strchr(line, '\n'), *sp;
-		json_object *v = NULL;
-
-		if (!nl) {
-			out_error(&c->o, "%s:%d: truncated (expected '%s N')", path, i + 1, keys[i]);
+	for (int i = 0; i < 4; i++, lineno++)
+		if (stats_key(c, path, lineno, &line, v1[i].key, v1[i].type, *doc))
 			goto out;
-		}
-		*nl = 0;
-		sp = strchr(line, ' ');
-		if (!sp || (size_t)(sp - line) != strlen(keys[i]) || strncmp(line, keys[i], strlen(keys[i])) ||
-		    parse_num(sp + 1, i == 3, &v)) {
-			out_error(&c->o, "%s:%d: expected '%s N', got '%.60s'", path, i + 1, keys[i], line);
-			goto out;
-		}
-		json_object_object_add(*doc, keys[i], v);
-		line = nl + 1;
-	}
-	ret = parse_table(c, path, line, 5, rail_cols, sizeof(rail_cols) / sizeof(rail_cols[0]),
-			  &rails);
-	if (ret)
-		goto out;
-	/* The module prints min(num_rails, the page's capacity) rows. */
+	int64_t ver = json_object_get_int64(json_object_object_get(*doc, "version"));
 	int64_t want = json_object_get_int64(json_object_object_get(*doc, "num_rails"));
 
-	if (want > XFER_CTX_STATS_MAX_RAILS)
-		want = XFER_CTX_STATS_MAX_RAILS;
+	/* The page is written by the process: the module prints what it
+	 * holds, and a page that cannot be an engine's is named, not shown. */
+	if (ver < 1) {
+		out_error(&c->o, "%s:1: version %lld: not a stats page (foreign or corrupt)", path,
+			  (long long)ver);
+		goto out;
+	}
+	if (want > XFER_CTX_STATS_MAX_RAILS) {
+		out_error(&c->o, "%s:2: num_rails %lld is more than the page holds (%d)", path,
+			  (long long)want, XFER_CTX_STATS_MAX_RAILS);
+		goto out;
+	}
+	/* A version-2 module prints the tail when the page has one. */
+	tail = ver >= 2 && !strncmp(line, "peers_up ", 9);
+	for (int i = 0; tail && i < 4; i++, lineno++)
+		if (stats_key(c, path, lineno, &line, v2[i].key, v2[i].type, *doc))
+			goto out;
+	if (tail)
+		ret = parse_table(c, path, line, lineno, rail_cols_v2,
+				  sizeof(rail_cols_v2) / sizeof(rail_cols_v2[0]), &rails);
+	else
+		ret = parse_table(c, path, line, lineno, rail_cols,
+				  sizeof(rail_cols) / sizeof(rail_cols[0]), &rails);
+	if (ret)
+		goto out;
 	if ((int64_t)json_object_array_length(rails) != want) {
 		out_error(&c->o, "%s: %zu rail rows, num_rails says %lld (truncated?)", path,
 			  json_object_array_length(rails), (long long)want);

@@ -23,6 +23,12 @@ struct ctl {
 	 * (XFERCTL_SYSFS, XFERCTL_DEBUGFS, XFER_KMOD_DEV) so that the tests
 	 * run the parsers against sample files. */
 	const char *sysfs, *debugfs, *dev;
+	/* Where processes are (XFERCTL_PROC, default /proc): stat and
+	 * monitor find the memfd stats pages of engines without the module. */
+	const char *proc;
+	/* health's record of the last probe (XFERCTL_STATE_DIR, default
+	 * /run/xferctl). */
+	const char *state_dir;
 };
 
 /* Filters: `pid N`, `region N`; an object takes those in its mask. */
@@ -76,6 +82,30 @@ int parse_table(struct ctl *c, const char *name, char *text, int first_line,
  * 0 with *doc {"version":..,"rails":[..]}; -ENOENT absent; -EINVAL bad. */
 int read_stats(struct ctl *c, const char *path, json_object **doc);
 
+/* --- pages.c: the stats pages of live engines --- */
+
+/* Validates a binary stats page (len bytes copied from a memfd) and
+ * returns it as {"version", "num_rails", ..., "rails": [..]}; a page that
+ * cannot be an engine's is named (`name`) and refused with -EINVAL. */
+int page_parse(struct ctl *c, const char *name, const void *buf, size_t len, json_object **eng);
+/* Every engine's page: the module's contexts from debugfs when readable,
+ * and the memfd pages of the processes we may read. *engines: objects
+ * with "source" (debugfs/memfd), "key" (stable while the engine lives),
+ * "ctx" (null for memfd), "pid", "comm", "file", the page's fields and
+ * "rails". *note says what was not readable, or NULL. -EINVAL when a
+ * page or list was bad (said; the good ones are still there). */
+int stats_collect(struct ctl *c, const struct filters *f, json_object **engines,
+		  const char **note);
+/* Calls fn with one new row per rail of eng: the rail's fields, and
+ * the engine's (source, ctx, pid, comm, ops_inflight as the engine's
+ * total, rail_ops_inflight the rail's, peers, last_error, provider). */
+void stats_flat_rows(json_object *eng, void (*fn)(json_object *row, void *arg), void *arg);
+
+/* --- prom.c --- */
+/* Writes the engines (and the module's sysfs totals) to path as a
+ * Prometheus textfile, atomically; 0 or 1 (said why). */
+int prom_write(struct ctl *c, const char *path, json_object *engines, int nbad);
+
 /* Column sets of the debugfs files (kmod/xfer_state.c). */
 extern const struct col regions_cols[];
 extern const int regions_ncols;
@@ -98,6 +128,7 @@ int obj_topo(struct ctl *c, const char *cmd, int argc, char **argv);
 int obj_health(struct ctl *c, const char *cmd, int argc, char **argv);
 int obj_stat(struct ctl *c, const char *cmd, int argc, char **argv);
 int obj_check(struct ctl *c, const char *cmd, int argc, char **argv);
+int obj_monitor(struct ctl *c, const char *cmd, int argc, char **argv);
 
 /* region, share, ctx: one debugfs table, else the sysfs total (table.c). */
 int show_table(struct ctl *c, const char *obj, const char *file, const struct col *cols,

@@ -252,10 +252,38 @@ struct xfer_pin_gpu {
 
 /*
  * The per-context stats page, written by the library (no syscall on the
- * data path) and shown by the module in debugfs. The library (lib/kmod) uses this struct as it is.
+ * data path: relaxed stores of its own counters) and shown by the module
+ * in debugfs. The library (lib/kmod) uses this struct as it is; without
+ * the module it writes the same struct into a memfd named "xfer-stats"
+ * that xferctl reads through /proc/PID/fd.
+ *
+ * Compatibility: fields are only ever appended. Version 1 ends after
+ * rail[]; version 2 appends the tail below. A reader accepts any
+ * version >= 1 it does not know the end of, reads the version-1 part
+ * always, and the tail only when version >= 2 (and, from version 2 on,
+ * only as far as @size reaches). Every field is written by an unprivileged
+ * process: readers (the module included) treat each as untrusted and
+ * clamp num_rails to XFER_CTX_STATS_MAX_RAILS.
+ *
+ * Version 1:
+ * @version: XFER_CTX_STATS_VERSION of the writer
+ * @num_rails: rails of the engine (entries of rail[] in use)
+ * @ops_inflight: pieces posted and not completed, all rails
+ * @last_error: the last failure seen (negative errno), 0 if none
+ * @rail: per rail, cumulative counters
+ * Version 2:
+ * @size: sizeof(struct xfer_ctx_stats) of the writer
+ * @pid: the writing process (in its own pid namespace)
+ * @peers_up: peers added and not down
+ * @peers_down: peers that went down (they stay down)
+ * @engine_id: random per engine; tells a restarted engine from the last
+ * @rail_ops_inflight: pieces in flight per rail
+ * @provider: the engine's provider, NUL-terminated
+ * @rail_name: each rail's device, NUL-terminated
  */
-#define XFER_CTX_STATS_VERSION	1
+#define XFER_CTX_STATS_VERSION	2
 #define XFER_CTX_STATS_MAX_RAILS	8
+#define XFER_CTX_STATS_NAME_LEN	32
 
 struct xfer_ctx_stats_rail {
 	__u64 bytes_posted;
@@ -272,6 +300,19 @@ struct xfer_ctx_stats {
 	__u64 ops_inflight;
 	__s64 last_error;
 	struct xfer_ctx_stats_rail rail[XFER_CTX_STATS_MAX_RAILS];
+	/* version 2 */
+	__u32 size;
+	__u32 pid;
+	__u32 peers_up;
+	__u32 peers_down;
+	__u64 engine_id;
+	__u64 rail_ops_inflight[XFER_CTX_STATS_MAX_RAILS];
+	char provider[XFER_CTX_STATS_NAME_LEN];
+	char rail_name[XFER_CTX_STATS_MAX_RAILS][XFER_CTX_STATS_NAME_LEN];
 };
+
+/* Where version 1 ends (the least a reader needs), and version 2. */
+#define XFER_CTX_STATS_SIZE_V1	408
+#define XFER_CTX_STATS_SIZE_V2	784
 
 #endif /* _UAPI_LINUX_XFER_H */
