@@ -195,7 +195,10 @@ static void *keepalive_main(void *arg)
 		const char *what[2] = { "this rank's lease", "the job lease" };
 
 		for (int i = 0; i < 2; i++) {
-			int ret = r->ops->keepalive(r->ka, leases[i], xfer_now_ns() + period_ns);
+			/* At most a second per try, so that close (which joins
+			 * this thread) never waits long on a dead store. */
+			uint64_t try_ns = period_ns < 1000000000u ? period_ns : 1000000000u;
+			int ret = r->ops->keepalive(r->ka, leases[i], xfer_now_ns() + try_ns);
 
 			/* Not answering is retried next period; gone is final. */
 			if (ret == -ENOENT) {
@@ -444,6 +447,16 @@ static struct result *find_result(struct xfer_rdzv *r, const char *kind, const c
 	return NULL;
 }
 
+static void never_arrived(struct xfer_rdzv *r, const char *what, const char *name,
+			  const uint32_t *missing, size_t nmiss)
+{
+	char list[160];
+
+	rank_list(list, sizeof(list), missing, nmiss);
+	set_err(r, "rank %u of job %s: rank%s %s never arrived at %s '%s' within %u ms (store %s)",
+		r->rank, r->job, nmiss > 1 ? "s" : "", list, what, name, r->timeout_ms, r->url);
+}
+
 /*
  * Poll prefix until world_size keys are there (backoff 1 ms doubling to
  * 50 ms), validating each; values too unless keys_only. Ranks whose key
@@ -453,7 +466,8 @@ static struct result *find_result(struct xfer_rdzv *r, const char *kind, const c
 static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, const char *prefix,
 		    bool keys_only, uint64_t deadline, struct rdzv_kv **out, size_t *n_out)
 {
-	size_t plen = strlen(prefix);
+	size_t plen = strlen(prefix), nmiss_last = 0;
+	bool polled = false;
 	uint64_t backoff_us = 1000;
 	uint32_t *missing = malloc(r->world * sizeof(*missing));
 	bool *have = malloc(r->world * sizeof(*have));
@@ -474,6 +488,13 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 		if (ret)
 			break;
 		ret = r->ops->range(r->st, prefix, keys_only, &kvs, &n, deadline);
+		if (ret && polled && xfer_now_ns() >= deadline) {
+			/* A poll cut off by the deadline: the ranks missing at the
+			 * last answer never arrived (missing[] still holds them). */
+			never_arrived(r, what, name, missing, nmiss_last);
+			ret = -ETIMEDOUT;
+			break;
+		}
 		if (ret) {
 			store_fail(r, ret, what);
 			break;
@@ -510,7 +531,14 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 			if (!have[i])
 				missing[nmiss++] = i;
 		/* Who is registered now. */
+		polled = true;
+		nmiss_last = nmiss;
 		ret = r->ops->range(r->st, "ranks/", true, &reg, &nreg, deadline);
+		if (ret && xfer_now_ns() >= deadline) {
+			never_arrived(r, what, name, missing, nmiss);
+			ret = -ETIMEDOUT;
+			break;
+		}
 		if (ret) {
 			store_fail(r, ret, what);
 			break;
@@ -537,10 +565,7 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 			break;
 		}
 		if (xfer_now_ns() >= deadline) {
-			rank_list(list, sizeof(list), missing, nmiss);
-			set_err(r, "rank %u of job %s: rank%s %s never arrived at %s '%s' within %u ms "
-				"(store %s)", r->rank, r->job, nmiss > 1 ? "s" : "", list, what, name,
-				r->timeout_ms, r->url);
+			never_arrived(r, what, name, missing, nmiss);
 			ret = -ETIMEDOUT;
 			break;
 		}
@@ -686,6 +711,10 @@ XFER_EXPORT int xfer_rdzv_close(xfer_rdzv *r)
 		memcpy(tls_err, r->err, sizeof(tls_err));
 	stop_thread(r);
 	deadline = deadline_of(r);
+	/* After a failed barrier the revoke is a courtesy (the keys expire
+	 * with the lease): not another whole timeout on a dead store. */
+	if (ret && r->timeout_ms > 1000)
+		deadline = xfer_now_ns() + 1000000000ull;
 	r2 = r->ops->revoke(r->st, r->rank_lease, deadline);
 	if (r2 && r2 != -ENOENT && !ret)
 		ret = store_fail(r, r2, "revoking this rank's lease");
