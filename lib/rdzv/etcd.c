@@ -501,6 +501,34 @@ static int etcd_range(struct rdzv_store *s, const char *prefix, bool keys_only,
 	return 0;
 }
 
+static int etcd_count(struct rdzv_store *s, const char *prefix, size_t *n_out, uint64_t deadline)
+{
+	json_object *req = json_object_new_object(), *resp = NULL;
+	size_t pl = strlen(prefix), fl = s->prefix_len + pl;
+	char *end = malloc(fl + 1);
+	int ret;
+
+	if (!end) {
+		json_object_put(req);
+		return -ENOMEM;
+	}
+	memcpy(end, s->prefix, s->prefix_len);
+	memcpy(end + s->prefix_len, prefix, pl + 1);
+	json_object_object_add(req, "key", jstr_b64(end, fl));
+	end[fl - 1]++;
+	json_object_object_add(req, "range_end", jstr_b64(end, fl));
+	free(end);
+	json_object_object_add(req, "count_only", json_object_new_boolean(1));
+	json_object_object_add(req, "serializable", json_object_new_boolean(1));
+	ret = request(s, "/v3/kv/range", req, deadline, &resp);
+	json_object_put(req);
+	if (ret)
+		return ret;
+	*n_out = (size_t)get_i64(resp, "count");
+	json_object_put(resp);
+	return 0;
+}
+
 static void etcd_close(struct rdzv_store *s)
 {
 	if (!s)
@@ -631,5 +659,6 @@ const struct rdzv_store_ops rdzv_etcd_ops = {
 	.create = etcd_create,
 	.put = etcd_put,
 	.range = etcd_range,
+	.count = etcd_count,
 	.error = etcd_error,
 };

@@ -560,6 +560,16 @@ static int file_range(struct rdzv_store *s, const char *prefix, bool keys_only,
 	return 0;
 }
 
+static int file_count(struct rdzv_store *s, const char *prefix, size_t *n, uint64_t deadline)
+{
+	struct rdzv_kv *kvs = NULL;
+	int ret = file_range(s, prefix, true, &kvs, n, deadline);
+
+	if (!ret)
+		rdzv_kv_free(kvs, *n);
+	return ret;
+}
+
 static void file_close(struct rdzv_store *s)
 {
 	if (!s)
@@ -632,5 +642,6 @@ const struct rdzv_store_ops rdzv_file_ops = {
 	.create = file_create,
 	.put = file_put,
 	.range = file_range,
+	.count = file_count,
 	.error = file_error,
 };

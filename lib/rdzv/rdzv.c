@@ -372,7 +372,15 @@ XFER_EXPORT int xfer_rdzv_open(const struct xfer_rdzv_attr *uattr, xfer_rdzv **o
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
+	{
+		/* The thread's waits are on CLOCK_MONOTONIC deadlines. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&r->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	r->ops = ops;
 	r->rank = a.rank;
 	r->world = a.world_size;
@@ -457,84 +465,94 @@ static void never_arrived(struct xfer_rdzv *r, const char *what, const char *nam
 		r->rank, r->job, nmiss > 1 ? "s" : "", list, what, name, r->timeout_ms, r->url);
 }
 
+/* Each key of kvs names a rank below world_size (and, with values, holds
+ * 1 .. XFER_RDZV_MAX_BLOB bytes); have[rank] set for each. */
+static int validate(struct xfer_rdzv *r, const char *what, const char *name, size_t plen,
+		    const struct rdzv_kv *kvs, size_t n, bool values, bool *have)
+{
+	memset(have, 0, r->world * sizeof(*have));
+	for (size_t i = 0; i < n; i++) {
+		int64_t k = key_rank(kvs[i].key, plen);
+
+		if (k < 0 || k >= r->world) {
+			set_err(r, "rank %u of job %s: %s '%s': key %s names no rank of %u (store %s)",
+				r->rank, r->job, what, name, kvs[i].key, r->world, r->url);
+			return -EBADMSG;
+		}
+		if (values && (kvs[i].len == 0 || kvs[i].len > XFER_RDZV_MAX_BLOB)) {
+			set_err(r, "rank %u of job %s: %s '%s': rank %" PRId64 "'s blob (key %s) is %zu "
+				"bytes: not 1 to %u (store %s)", r->rank, r->job, what, name, k,
+				kvs[i].key, kvs[i].len, XFER_RDZV_MAX_BLOB, r->url);
+			return -EBADMSG;
+		}
+		have[k] = true;
+	}
+	return 0;
+}
+
+#define LIVENESS_EVERY_NS 200000000ull   /* ranks/ read at most every 200 ms */
+
 /*
- * Poll prefix until world_size keys are there (backoff 1 ms doubling to
- * 50 ms), validating each; values too unless keys_only. Ranks whose key
- * is missing are checked against ranks/: one seen registered before and
- * gone now left or died.
+ * Poll prefix (keys only: cheap) until world_size keys are there (backoff
+ * 1 ms doubling to 50 ms), then read the values once unless keys_only;
+ * every key and value is validated. Ranks whose key is missing are
+ * checked against ranks/: one seen registered before and gone now left or
+ * died. That read and the poll are two reads, not one: a rank may arrive,
+ * pass and revoke its lease between them (close does), so a rank found
+ * gone is believed only when a poll made after that finding still lacks
+ * it (a rank's arrival is always written before its lease goes).
  */
 static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, const char *prefix,
 		    bool keys_only, uint64_t deadline, struct rdzv_kv **out, size_t *n_out)
 {
-	size_t plen = strlen(prefix), nmiss_last = 0;
+	size_t plen = strlen(prefix), nmiss = 0, nsuspect = 0;
 	bool polled = false;
-	uint64_t backoff_us = 1000;
+	uint64_t backoff_us = 1000, last_liveness = 0;
 	uint32_t *missing = malloc(r->world * sizeof(*missing));
+	uint32_t *suspect = malloc(r->world * sizeof(*suspect));
 	bool *have = malloc(r->world * sizeof(*have));
+	bool *alive = malloc(r->world * sizeof(*alive));
 	char list[160];
 	int ret;
 
-	if (!missing || !have) {
-		free(missing);
-		free(have);
+	if (!missing || !suspect || !have || !alive) {
+		ret = -ENOMEM;
 		set_err(r, "out of memory");
-		return -ENOMEM;
+		goto out;
 	}
 	for (;;) {
 		struct rdzv_kv *kvs = NULL, *reg = NULL;
-		size_t n = 0, nreg = 0, nmiss = 0, ngone = 0;
+		size_t n = 0, nreg = 0, ngone = 0;
+		bool liveness_due = xfer_now_ns() - last_liveness >= LIVENESS_EVERY_NS;
 
 		ret = lease_check(r);
 		if (ret)
 			break;
-		ret = r->ops->range(r->st, prefix, keys_only, &kvs, &n, deadline);
+		/* The cheap poll (a count) until the set may be complete, a
+		 * liveness read is due, a suspect is to be confirmed, or the
+		 * missing ranks are to be named. */
+		if (polled && !liveness_due && !nsuspect && xfer_now_ns() < deadline) {
+			ret = r->ops->count(r->st, prefix, &n, deadline);
+			if (ret && xfer_now_ns() >= deadline) {
+				never_arrived(r, what, name, missing, nmiss);
+				ret = -ETIMEDOUT;
+				break;
+			}
+			if (ret) {
+				store_fail(r, ret, what);
+				break;
+			}
+			if (n < r->world && xfer_now_ns() < deadline) {
+				rdzv_sleep_until(backoff_us, deadline);
+				backoff_us = backoff_us * 2 > 50000 ? 50000 : backoff_us * 2;
+				continue;
+			}
+			n = 0;
+		}
+		ret = r->ops->range(r->st, prefix, true, &kvs, &n, deadline);
 		if (ret && polled && xfer_now_ns() >= deadline) {
 			/* A poll cut off by the deadline: the ranks missing at the
-			 * last answer never arrived (missing[] still holds them). */
-			never_arrived(r, what, name, missing, nmiss_last);
-			ret = -ETIMEDOUT;
-			break;
-		}
-		if (ret) {
-			store_fail(r, ret, what);
-			break;
-		}
-		memset(have, 0, r->world * sizeof(*have));
-		for (size_t i = 0; i < n && !ret; i++) {
-			int64_t k = key_rank(kvs[i].key, plen);
-
-			if (k < 0 || k >= r->world) {
-				set_err(r, "rank %u of job %s: %s '%s': key %s names no rank of %u "
-					"(store %s)", r->rank, r->job, what, name, kvs[i].key, r->world,
-					r->url);
-				ret = -EBADMSG;
-			} else if (!keys_only && (kvs[i].len == 0 || kvs[i].len > XFER_RDZV_MAX_BLOB)) {
-				set_err(r, "rank %u of job %s: %s '%s': rank %" PRId64 "'s blob (key %s) "
-					"is %zu bytes: not 1 to %u (store %s)", r->rank, r->job, what,
-					name, k, kvs[i].key, kvs[i].len, XFER_RDZV_MAX_BLOB, r->url);
-				ret = -EBADMSG;
-			} else {
-				have[k] = true;
-			}
-		}
-		if (ret) {
-			rdzv_kv_free(kvs, n);
-			break;
-		}
-		if (n == r->world) {
-			*out = kvs;
-			*n_out = n;
-			break;
-		}
-		rdzv_kv_free(kvs, n);
-		for (uint32_t i = 0; i < r->world; i++)
-			if (!have[i])
-				missing[nmiss++] = i;
-		/* Who is registered now. */
-		polled = true;
-		nmiss_last = nmiss;
-		ret = r->ops->range(r->st, "ranks/", true, &reg, &nreg, deadline);
-		if (ret && xfer_now_ns() >= deadline) {
+			 * last answer never arrived. */
 			never_arrived(r, what, name, missing, nmiss);
 			ret = -ETIMEDOUT;
 			break;
@@ -543,26 +561,75 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 			store_fail(r, ret, what);
 			break;
 		}
-		bool *alive = have;   /* reused: have[] is only needed for missing[] */
-
-		memset(alive, 0, r->world * sizeof(*alive));
-		for (size_t i = 0; i < nreg; i++) {
-			int64_t k = key_rank(reg[i].key, 6);
-
-			if (k >= 0 && k < r->world)
-				alive[k] = r->seen[k] = true;
+		ret = validate(r, what, name, plen, kvs, n, false, have);
+		rdzv_kv_free(kvs, n);
+		if (ret)
+			break;
+		if (n == r->world) {
+			kvs = NULL;
+			n = 0;
+			if (!keys_only) {
+				ret = r->ops->range(r->st, prefix, false, &kvs, &n, deadline);
+				if (ret) {
+					store_fail(r, ret, what);
+					break;
+				}
+				ret = validate(r, what, name, plen, kvs, n, true, have);
+				if (ret) {
+					rdzv_kv_free(kvs, n);
+					break;
+				}
+			}
+			if (keys_only || n == r->world) {
+				*out = kvs;
+				*n_out = n;
+				break;
+			}
+			rdzv_kv_free(kvs, n);   /* a rank's blob went between the reads */
 		}
-		rdzv_kv_free(reg, nreg);
-		for (size_t i = 0; i < nmiss; i++)
-			if (r->seen[missing[i]] && !alive[missing[i]])
-				missing[ngone++] = missing[i];
+		polled = true;
+		nmiss = 0;
+		for (uint32_t i = 0; i < r->world; i++)
+			if (!have[i])
+				missing[nmiss++] = i;
+		/* Suspects of the last liveness read still missing now: gone. */
+		for (size_t i = 0; i < nsuspect; i++)
+			if (!have[suspect[i]])
+				suspect[ngone++] = suspect[i];
 		if (ngone) {
-			rank_list(list, sizeof(list), missing, ngone);
+			rank_list(list, sizeof(list), suspect, ngone);
 			set_err(r, "rank %u of job %s: %s '%s': rank%s %s left or died (%s lease "
 				"expired or was revoked) (store %s)", r->rank, r->job, what, name,
 				ngone > 1 ? "s" : "", list, ngone > 1 ? "their" : "its", r->url);
 			ret = -ENOTCONN;
 			break;
+		}
+		nsuspect = 0;
+		if (liveness_due) {
+			last_liveness = xfer_now_ns();
+			ret = r->ops->range(r->st, "ranks/", true, &reg, &nreg, deadline);
+			if (ret && xfer_now_ns() >= deadline) {
+				never_arrived(r, what, name, missing, nmiss);
+				ret = -ETIMEDOUT;
+				break;
+			}
+			if (ret) {
+				store_fail(r, ret, what);
+				break;
+			}
+			memset(alive, 0, r->world * sizeof(*alive));
+			for (size_t i = 0; i < nreg; i++) {
+				int64_t k = key_rank(reg[i].key, 6);
+
+				if (k >= 0 && k < r->world)
+					alive[k] = r->seen[k] = true;
+			}
+			rdzv_kv_free(reg, nreg);
+			for (size_t i = 0; i < nmiss; i++)
+				if (r->seen[missing[i]] && !alive[missing[i]])
+					suspect[nsuspect++] = missing[i];
+			if (nsuspect)
+				continue;   /* poll again at once: arrived, or gone */
 		}
 		if (xfer_now_ns() >= deadline) {
 			never_arrived(r, what, name, missing, nmiss);
@@ -572,8 +639,11 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 		rdzv_sleep_until(backoff_us, deadline);
 		backoff_us = backoff_us * 2 > 50000 ? 50000 : backoff_us * 2;
 	}
+out:
 	free(missing);
+	free(suspect);
 	free(have);
+	free(alive);
 	return ret;
 }
 

@@ -50,6 +50,10 @@ struct rdzv_store_ops {
 	/* Every key that starts with prefix, sorted; free with rdzv_kv_free. */
 	int (*range)(struct rdzv_store *s, const char *prefix, bool keys_only,
 		     struct rdzv_kv **kvs, size_t *n, uint64_t deadline);
+	/* How many keys start with prefix: the cheap poll. It may lag behind
+	 * (etcd: a serializable read, served by the member without a raft
+	 * round), never run ahead. */
+	int (*count)(struct rdzv_store *s, const char *prefix, size_t *n, uint64_t deadline);
 	const char *(*error)(const struct rdzv_store *s);
 };
 

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -403,6 +404,26 @@ static int rank_main(const char *url, const char *job, uint32_t rank, uint32_t w
 	return 0;
 }
 
+/* CPU seconds a process has used (user + system), from /proc. */
+static double cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	p = strrchr(buf, ')');   /* fields 14 and 15 after the command's name */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 TEST_F_TIMEOUT(rdzv, many_ranks, 60)
 {
 	const char *env = getenv("XFER_RDZV_RANKS");
@@ -411,6 +432,9 @@ TEST_F_TIMEOUT(rdzv, many_ranks, 60)
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	pid_t pids[MAX_RANKS];
 	uint64_t last = 0;
+
+	struct rusage ru;
+	double etcd_cpu0 = variant->etcd ? cpu_s(shared_etcd.pid) : 0;
 
 	ASSERT_NE(MAP_FAILED, sh);
 	ASSERT_TRUE(world >= 1 && world <= MAX_RANKS);
@@ -430,8 +454,13 @@ TEST_F_TIMEOUT(rdzv, many_ranks, 60)
 		if (sh->ready_us[i] > last)
 			last = sh->ready_us[i];
 	}
-	TH_LOG("%u ranks through %s: all ready %.3f s after the first fork", world,
-	       variant->etcd ? "etcd" : "the file store", (double)(last - sh->t0_us) / 1e6);
+	getrusage(RUSAGE_CHILDREN, &ru);
+	TH_LOG("%u ranks through %s: all ready %.3f s after the first fork; CPU: ranks %.2f s, "
+	       "etcd %.2f s", world, variant->etcd ? "etcd" : "the file store",
+	       (double)(last - sh->t0_us) / 1e6,
+	       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+	       variant->etcd ? cpu_s(shared_etcd.pid) - etcd_cpu0 : 0.0);
 	/* close removed every key of the job */
 	EXPECT_EQ(0, job_keys(self, variant, self->job));
 	munmap(sh, sizeof(*sh));
