@@ -182,7 +182,9 @@ static int request(struct rdzv_store *s, const char *path, json_object *req, uin
 		if (now >= deadline && tries > 0)
 			break;
 		tries++;
-		left_ms = now >= deadline ? 1 : (long)((deadline - now) / 1000000) + 1;
+		/* The first try past the deadline still gets a short while: a
+		 * poll that answers then is worth more than a timeout. */
+		left_ms = now >= deadline ? 50 : (long)((deadline - now) / 1000000) + 1;
 		snprintf(url, sizeof(url), "%s%s", ep, path);
 		s->body_len = 0;
 		if (s->body)
