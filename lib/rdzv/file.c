@@ -288,7 +288,8 @@ static int file_keepalive(struct rdzv_store *s, int64_t lease, uint64_t deadline
 	return ret;
 }
 
-/* The header's lease of the file at path; -1 when it is not a key file. */
+/* The header's lease of the file at path; -1 when it is not a key file,
+ * -2 when there is no file. */
 static int64_t file_lease_of(const char *path)
 {
 	uint8_t hdr[HDR];
@@ -296,7 +297,7 @@ static int64_t file_lease_of(const char *path)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return -1;
+		return errno == ENOENT ? -2 : -1;
 	if (read(fd, hdr, HDR) == HDR && !memcmp(hdr, MAGIC, 8))
 		memcpy(&lease, hdr + 8, 8);
 	close(fd);
@@ -384,10 +385,14 @@ static int file_create(struct rdzv_store *s, const char *key, const void *val, s
 	if (!path)
 		return -ENOMEM;
 	ret = write_tmp(s, path, val, len, lease, &tmp);
-	for (int tries = 0; !ret && tries < 4; tries++) {
+	for (int tries = 0; !ret; tries++) {
 		int64_t old;
 		char *grave;
 
+		if (tries == 8) {
+			ret = -EEXIST;   /* others kept taking it */
+			break;
+		}
 		if (link(tmp, path) == 0)
 			break;
 		if (errno != EEXIST) {
@@ -395,6 +400,8 @@ static int file_create(struct rdzv_store *s, const char *key, const void *val, s
 			break;
 		}
 		old = file_lease_of(path);
+		if (old == -2)
+			continue;   /* moved aside by another rank just now */
 		if (old == lease && lease) {
 			break;   /* ours, from an earlier try */
 		}

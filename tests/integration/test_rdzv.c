@@ -726,7 +726,14 @@ TEST_F_TIMEOUT(rdzv, rank_killed, 30)
 		ASSERT_EQ(0, http(self->port, "POST", "/v3/kv/range", body, out, sizeof(out)));
 		EXPECT_EQ(NULL, strstr(out, "\"kvs\""));
 	}
-	/* No close: its barrier would wait the whole timeout for rank 2, and
+	/* A new process of rank 2 (this one) takes the dead one's place: its
+	 * registration expired with it (the file store replaces the stale
+	 * file). */
+	xfer_rdzv *again;
+
+	attr_of(&a, self, 2, 3, 10000, 2);
+	XT_EXPECT_OK(xfer_rdzv_open(&a, &again));
+	/* No close: its barrier would wait the whole timeout for rank 1, and
 	 * this process ends here. */
 }
 
