@@ -814,13 +814,13 @@ TEST_F_TIMEOUT(rdzv, etcd_gone, 20)
 	if (!variant->etcd)
 		SKIP(return, "etcd only (killed)");
 	ASSERT_EQ(0, own_etcd(self)) TH_LOG("etcd did not start: see %s/etcd.log", self->etcd.dir);
-	attr_of(&a, self, 0, 2, 1500, 0);
+	attr_of(&a, self, 0, 2, 1000, 0);
 	XT_ASSERT_OK(xfer_rdzv_open(&a, &r));
 	etcd_kill(&self->etcd);
 	t0 = xt_now_us();
 	ret = xfer_rdzv_exchange(r, "addrs", "x", 1, &all);
 	EXPECT_EQ(-ECONNREFUSED, ret);
-	EXPECT_LT(xt_now_us() - t0, 1500000 + 3000000);
+	EXPECT_LT(xt_now_us() - t0, 1000000 + 3000000);
 	snprintf(port_s, sizeof(port_s), "http://127.0.0.1:%d", self->etcd.client_port);
 	EXPECT_NE(NULL, strstr(xfer_rdzv_last_error(r), port_s)) TH_LOG("%s", xfer_rdzv_last_error(r));
 	EXPECT_NE(NULL, strstr(xfer_rdzv_last_error(r), "did not answer"))
