@@ -19,8 +19,9 @@ ifeq ($(HAVE_VERBS),1)
 PKGS        += libibverbs
 endif
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libfabric is not linked: lib/backend/fabric_load.c loads it on first use.
-PKG_LIBS    := $(shell pkg-config --libs $(filter-out libfabric,$(PKGS)) 2>/dev/null)
+# libfabric is not linked: lib/backend/fabric_load.c loads it on first use;
+# nor libcurl: lib/rdzv/etcd.c loads it on first use of an etcd:// store.
+PKG_LIBS    := $(shell pkg-config --libs $(filter-out libfabric libcurl,$(PKGS)) 2>/dev/null)
 
 WARN        := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
 CFLAGS      ?= -O2 -g
