@@ -333,9 +333,12 @@ static void sweep(const char *path, int64_t lease)
 
 static int file_revoke(struct rdzv_store *s, int64_t lease, uint64_t deadline)
 {
-	char *p = lease_path(s, lease);
+	char *p;
 	int ret = 0;
 
+	if (lease <= 0)
+		return -ENOENT;   /* no lease: the keys without one are not its */
+	p = lease_path(s, lease);
 	if (!p)
 		return -ENOMEM;
 	if (unlink(p)) {
