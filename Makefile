@@ -15,14 +15,15 @@ CC          ?= gcc
 SANITIZE    ?= 0
 BUILD       ?= $(if $(filter 1,$(SANITIZE)),build-san,build)
 
-PKGS        := libfabric hwloc json-c
+PKGS        := libfabric hwloc json-c libcurl
 HAVE_VERBS  := $(shell pkg-config --exists libibverbs 2>/dev/null && echo 1)
 ifeq ($(HAVE_VERBS),1)
 PKGS        += libibverbs
 endif
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libfabric is not linked: lib/backend/fabric_load.c loads it on first use.
-PKG_LIBS    := $(shell pkg-config --libs $(filter-out libfabric,$(PKGS)) 2>/dev/null)
+# libfabric is not linked: lib/backend/fabric_load.c loads it on first use;
+# nor libcurl: lib/rdzv/etcd.c loads it on first use of an etcd:// store.
+PKG_LIBS    := $(shell pkg-config --libs $(filter-out libfabric libcurl,$(PKGS)) 2>/dev/null)
 
 WARN        := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
 CFLAGS      ?= -O2 -g
@@ -46,6 +47,7 @@ endif
 #   lib/core/         the engine: queue, worker, operations, counters, regions
 #   lib/weightsync/   weight-update planning and execution, over the public API
 #   lib/moe/          MoE dispatch/combine, its C reference kernels and simulator, over the public API
+#   lib/rdzv/         rendezvous through etcd or a shared directory, launcher environments
 #   tools/common/     what every tool shares (output, options, out-of-band)
 #   tools/NAME/       one folder per tool, linked against libxfer.so
 #   tests/harness/    the one test harness
@@ -58,6 +60,7 @@ INC_backend    := -Iinclude -Ilib/util $(PKG_CFLAGS)
 INC_core       := -Iinclude -Ilib/util -Ilib/backend -Ilib/kmod $(UAPI) $(PKG_CFLAGS)
 INC_weightsync := -Iinclude -Ilib/util
 INC_moe        := -Iinclude -Ilib/util
+INC_rdzv       := -Iinclude -Ilib/util $(PKG_CFLAGS)
 INC_tools      := -Iinclude -Ilib/util -Itools/common $(PKG_CFLAGS)
 # unit tests see the internals they test; every other test sees what a user does.
 # Both see the kernel's kselftest harness (scripts/deps.sh kselftest puts it there).

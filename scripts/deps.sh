@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what a step needs, only when it is missing (Debian 12, as root).
 #   deps.sh build   compiler and libraries for the library and the tools
-#   deps.sh test    also qemu, Debian kernels and headers, busybox (kmod/verbs guests),
-#                   the kernel's kselftest harness headers, groff and man-db (tests/man.sh),
-#                   debhelper, dh-dkms, lintian and mmdebstrap (tests/deb.sh)
+#   deps.sh test    also etcd (the rendezvous tests), qemu, Debian kernels and headers,
+#                   busybox (kmod/verbs guests), the kernel's kselftest harness headers,
+#                   groff and man-db (tests/man.sh), debhelper, dh-dkms, lintian and
+#                   mmdebstrap (tests/deb.sh)
 #   deps.sh kselftest  only the harness headers
 set -euo pipefail
 what=${1:-build}
@@ -45,11 +46,12 @@ if [ "$what" = kselftest ]; then
 fi
 
 pkgs=(build-essential pkg-config libfabric-dev libfabric-bin libhwloc-dev libjson-c-dev
-      libibverbs-dev ibverbs-providers rdma-core)
+      libcurl4-openssl-dev libibverbs-dev ibverbs-providers rdma-core)
 if [ "$what" = test ]; then
-	pkgs+=(qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest groff-base man-db
-	       linux-image-amd64 linux-headers-amd64 linux-image-6.12-amd64 linux-headers-6.12-amd64
-	       dpkg-dev debhelper dh-dkms lintian mmdebstrap)
+	# etcd-server: tests/integration/test_rdzv starts one (etcd-client: etcdctl, by hand)
+	pkgs+=(etcd-server etcd-client qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest
+	       groff-base man-db linux-image-amd64 linux-headers-amd64 linux-image-6.12-amd64
+	       linux-headers-6.12-amd64 dpkg-dev debhelper dh-dkms lintian mmdebstrap)
 fi
 
 missing=()

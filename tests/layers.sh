@@ -32,7 +32,8 @@ reaches() { # layer header
 for rule in "weightsync internal.h" "weightsync backend.h" "backend internal.h" \
 	    "kmod internal.h" "util xfer.h" "tools internal.h" "tools backend.h" \
 	    "tools ws_internal.h" "user internal.h" "user backend.h" \
-	    "moe internal.h" "moe ws_internal.h"; do
+	    "moe internal.h" "moe ws_internal.h" "rdzv internal.h" "rdzv backend.h" \
+	    "user store.h" "tools store.h" "moe store.h"; do
 	set -- $rule
 	if reaches "$1" "$2"; then
 		tap not-ok "layer $1 cannot include $2"
