@@ -576,6 +576,28 @@ XFERCTL_STATE_DIR=$tmp/afile/sub run -j health
 	tap ok "health: a state directory it cannot write is 'not checked', not a failure" ||
 	tap not-ok "health: unwritable state dir" "rc $rc: $out $err"
 
+# ---- health: the RDMA NICs a node must have (nics N, default 1) ------------------------
+nics_ok() { jq_ok "d['rdma_nics_active'] == $1 and not any(p.startswith('nic:') for p in d['problems'])"; }
+run -j health
+[ "$rc" -eq 1 ] && jq_ok "any(p.startswith('nic: 0 RDMA NICs with an active port in $tmp/h/sys/class/infiniband, 1 expected') for p in d['problems'])" &&
+	tap ok "health: no RDMA NIC named by default" || tap not-ok "health: no RDMA NIC" "rc $rc: $out"
+mkdir -p "$tmp/h/sys/class/infiniband/mlx5_0/ports/1" "$tmp/h/sys/class/infiniband/mlx5_1/ports/1"
+echo "4: ACTIVE" >"$tmp/h/sys/class/infiniband/mlx5_0/ports/1/state"
+echo "1: DOWN" >"$tmp/h/sys/class/infiniband/mlx5_1/ports/1/state"
+run -j health
+[ "$rc" -eq 1 ] && nics_ok 1 && tap ok "health: one NIC with an active port (one down not counted) passes nics 1" ||
+	tap not-ok "health: one active NIC" "rc $rc: $out"
+run health nics 2
+[ "$rc" -eq 1 ] && echo "$out" | grep -q "problem: nic: 1 RDMA NIC with an active port in .*, 2 expected" &&
+	tap ok "health nics 2 with one active: named" || tap not-ok "health nics 2" "rc $rc: $out"
+rm -rf "$tmp/h/sys/class/infiniband"
+run -j health nics 0
+[ "$rc" -eq 1 ] && nics_ok 0 && tap ok "health nics 0: a one-host node needs no NIC" ||
+	tap not-ok "health nics 0" "rc $rc: $out"
+refused "health: nics 'x' is not a number" health nics x
+refused "health: filter 'nics' needs a value" health nics
+refused "health: unknown filter 'pid' (health takes nics N)" health pid 3
+
 # ---- check: the self-test on this host (no module) --------------------------------------
 export XFERCTL_SYSFS=$tmp/nosys XFERCTL_DEBUGFS=$tmp/nodebug XFER_KMOD_DEV=$tmp/nodev
 run -j check

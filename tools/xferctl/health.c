@@ -5,8 +5,10 @@
  * Kubernetes probe. Checks: the module is loaded and speaks our ABI;
  * /dev/xfer is 0660 group xfer and we may open it; RLIMIT_MEMLOCK is not
  * below the module's pin limit; no region is orphaned (owner gone, pages
- * still pinned, from debugfs when readable); an engine opens on `local`.
+ * still pinned, from debugfs when readable); an engine opens on `local`;
+ * `nics N` (default 1) RDMA NICs have an active port.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <signal.h>
@@ -227,16 +229,59 @@ static void list_providers(struct ctl *c)
 	}
 }
 
+/* RDMA NICs with an active port: the verbs devices in sysfs (ConnectX, EFA,
+ * soft-RoCE alike). Fewer than `want` and this node reaches no other host
+ * the way xfer is meant to; `nics 0` says it runs on one host only. */
+static bool check_nics(struct ctl *c, int64_t want)
+{
+	char dir[4096], path[4096 + 600], state[64];
+	struct dirent *d;
+	int64_t active = 0;
+	DIR *dv;
+
+	snprintf(dir, sizeof(dir), "%s/class/infiniband", c->sysfs);
+	dv = opendir(dir);
+	while (dv && (d = readdir(dv))) {
+		if (d->d_name[0] == '.')
+			continue;
+		for (int port = 1; port <= 8; port++) {
+			FILE *f;
+
+			snprintf(path, sizeof(path), "%s/%.255s/ports/%d/state", dir, d->d_name, port);
+			f = fopen(path, "r");
+			if (!f)
+				break;
+			bool up = fgets(state, sizeof(state), f) && strstr(state, "ACTIVE");
+
+			fclose(f);
+			if (up) {
+				active++;
+				break;
+			}
+		}
+	}
+	if (dv)
+		closedir(dv);
+	out_u64(&c->o, "rdma_nics_active", (uint64_t)active);
+	if (active < want)
+		problem(c, "nic: %lld RDMA NIC%s with an active port in %s, %lld expected "
+			"(`xferctl health nics 0` on a node that runs on one host only)",
+			(long long)active, active == 1 ? "" : "s", dir, (long long)want);
+	return true;
+}
+
 int obj_health(struct ctl *c, const char *cmd, int argc, char **argv)
 {
 	uint64_t max_pinned = 0;
+	struct filters f;
 	char why[512];
 	int n;
 
 	(void)cmd;
-	if (argc)
-		return out_fail(&c->o, 0, "health: unexpected '%s' (health takes no filters)",
-				argv[0]);
+	if (filters_parse(c, "health", F_NICS, argc, argv, &f))
+		return 1;   /* filters_parse said why */
+	if (!(f.set & F_NICS))
+		f.nics = 1;
 	problems = json_object_new_array();
 	passed = json_object_new_array();
 	nproblems_before = 0;
@@ -249,6 +294,7 @@ int obj_health(struct ctl *c, const char *cmd, int argc, char **argv)
 	if (provider_probe("local", 0, why, sizeof(why)))
 		problem(c, "provider: no engine opens on 'local': %s", why);
 	check_done(c, "an engine on local", true);
+	check_done(c, "RDMA NICs", check_nics(c, f.nics));
 	list_providers(c);
 	n = (int)json_object_array_length(problems);
 	if (c->o.json && c->details)

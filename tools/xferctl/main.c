@@ -35,7 +35,7 @@ static const struct object objects[] = {
 	{ "monitor", show, obj_monitor,
 	  "rates per engine and rail [-i SEC] [-c COUNT] [pid N], until interrupted" },
 	{ "topo", show, obj_topo, "GPUs and NICs, PCIe distance, the NICs each GPU's engine opens" },
-	{ "health", show, obj_health, "exit 0 when usable, else one line per problem" },
+	{ "health", show, obj_health, "exit 0 when usable, else one line per problem [nics N]" },
 	{ "check", show, obj_check,
 	  "self-test: module pin/share, loopback write+imm per provider\n"
 	  "          [module | provider NAME] [timeout SEC]" },
@@ -54,7 +54,7 @@ static void usage(FILE *f)
 	for (int i = 0; i < NOBJ; i++)
 		fprintf(f, "  %-7s %s\n", objects[i].name, objects[i].help);
 	fprintf(f,
-		"FILTERS: pid N, region N (where the object lists them)\n"
+		"FILTERS: pid N, region N (where the object lists them); health: nics N\n"
 		"Files: XFERCTL_SYSFS (default /sys), XFERCTL_DEBUGFS (/sys/kernel/debug) and\n"
 		"XFER_KMOD_DEV (/dev/xfer) move where the module's files are read, XFERCTL_PROC\n"
 		"(/proc) where stat and monitor look for processes, XFERCTL_STATE_DIR\n"
@@ -150,7 +150,8 @@ int main(int argc, char **argv)
 			argc--;
 			argv++;
 		} else if (ob->run != obj_check && strcmp(argv[0], "pid") &&
-			   strcmp(argv[0], "region") && argv[0][0] != '-') {
+			   strcmp(argv[0], "region") && strcmp(argv[0], "nics") &&
+			   argv[0][0] != '-') {
 			/* check's words are its own; "-o" is stat's own option */
 			return out_fail(&c.o, 0, "%s: unknown command '%s' (%s takes: show)",
 					ob->name, argv[0], ob->name);

@@ -26,9 +26,13 @@ int filters_parse(struct ctl *c, const char *obj, unsigned mask, int argc, char 
 		} else if (!strcmp(argv[i], "region") && (mask & F_REGION)) {
 			bit = F_REGION;
 			dst = &f->region;
+		} else if (!strcmp(argv[i], "nics") && (mask & F_NICS)) {
+			bit = F_NICS;
+			dst = &f->nics;
 		} else {
-			out_error(&c->o, "%s: unknown filter '%s' (%s takes%s%s)", obj, argv[i], obj,
-				  mask & F_PID ? " pid N" : "", mask & F_REGION ? " region N" : "");
+			out_error(&c->o, "%s: unknown filter '%s' (%s takes%s%s%s)", obj, argv[i], obj,
+				  mask & F_PID ? " pid N" : "", mask & F_REGION ? " region N" : "",
+				  mask & F_NICS ? " nics N" : "");
 			return -EINVAL;
 		}
 		if (i + 1 >= argc) {

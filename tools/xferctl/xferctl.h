@@ -31,11 +31,12 @@ struct ctl {
 	const char *state_dir;
 };
 
-/* Filters: `pid N`, `region N`; an object takes those in its mask. */
-enum { F_PID = 1 << 0, F_REGION = 1 << 1 };
+/* Filters: `pid N`, `region N`, and health's `nics N` (the RDMA NICs a
+ * node must have); an object takes those in its mask. */
+enum { F_PID = 1 << 0, F_REGION = 1 << 1, F_NICS = 1 << 2 };
 struct filters {
 	unsigned set;
-	int64_t pid, region;
+	int64_t pid, region, nics;
 };
 /* Parses argv as FILTER VALUE pairs, each allowed by mask; a refusal
  * names the word and what the object takes, and returns -EINVAL. */
