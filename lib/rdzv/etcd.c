@@ -609,13 +609,49 @@ fail:
 	return NULL;
 }
 
-/* where: "host:port[,host:port...]" */
+/* where: "host:port[,host:port...]". The URL is checked before libcurl is
+ * loaded: a bad one is -EINVAL on a node without libcurl too. */
 static int etcd_open(const char *where, const char *job, uint64_t deadline,
 		     struct rdzv_store **out, char *err, size_t errlen)
 {
-	struct rdzv_store *s = etcd_new(job);
+	struct {
+		const char *p;
+		size_t len;
+	} ep[MAX_ENDPOINTS];
+	unsigned n = 0;
+	struct rdzv_store *s;
 	const char *p = where;
 
+	while (*p) {
+		const char *comma = strchr(p, ','), *colon;
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char *end;
+		unsigned long port;
+
+		colon = memrchr(p, ':', len);
+		if (len == 0 || !colon || colon == p || n == MAX_ENDPOINTS) {
+			snprintf(err, errlen, "etcd URL etcd://%s: endpoint %u is not host:port "
+				 "(at most %d endpoints)", where, n + 1, MAX_ENDPOINTS);
+			return -EINVAL;
+		}
+		port = strtoul(colon + 1, &end, 10);
+		if (end != p + len || colon + 1 == end || port == 0 || port > 65535) {
+			snprintf(err, errlen, "etcd URL etcd://%s: bad port in '%.*s'", where,
+				 (int)len, p);
+			return -EINVAL;
+		}
+		ep[n].p = p;
+		ep[n].len = len;
+		n++;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "etcd URL etcd://%s names no endpoint", where);
+		return -EINVAL;
+	}
+	s = etcd_new(job);
 	if (!s) {
 		pthread_once(&curl_once, curl_init);
 		if (!curl_ok) {
@@ -626,39 +662,12 @@ static int etcd_open(const char *where, const char *job, uint64_t deadline,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	while (*p) {
-		const char *comma = strchr(p, ','), *colon;
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		char *end;
-		unsigned long port;
-
-		colon = memrchr(p, ':', len);
-		if (len == 0 || !colon || colon == p || s->n_endpoints == MAX_ENDPOINTS) {
-			snprintf(err, errlen, "etcd URL etcd://%s: endpoint %u is not host:port "
-				 "(at most %d endpoints)", where, s->n_endpoints + 1, MAX_ENDPOINTS);
-			etcd_close(s);
-			return -EINVAL;
-		}
-		port = strtoul(colon + 1, &end, 10);
-		if (end != p + len || colon + 1 == end || port == 0 || port > 65535) {
-			snprintf(err, errlen, "etcd URL etcd://%s: bad port in '%.*s'", where,
-				 (int)len, p);
-			etcd_close(s);
-			return -EINVAL;
-		}
-		if (asprintf(&s->endpoints[s->n_endpoints], "http://%.*s", (int)len, p) < 0) {
+	for (unsigned i = 0; i < n; i++) {
+		if (asprintf(&s->endpoints[i], "http://%.*s", (int)ep[i].len, ep[i].p) < 0) {
 			etcd_close(s);
 			return -ENOMEM;
 		}
 		s->n_endpoints++;
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	if (s->n_endpoints == 0) {
-		snprintf(err, errlen, "etcd URL etcd://%s names no endpoint", where);
-		etcd_close(s);
-		return -EINVAL;
 	}
 	(void)deadline;   /* nothing is sent until the first request */
 	*out = s;
