@@ -33,10 +33,12 @@ struct out;
 
 enum { LO_RDZV = 3000, LO_JOB, LO_RANK, LO_WORLD, LO_LOCAL, LO_NODE, LO_LEASE };
 
-#define LAUNCH_LONGOPTS                                                                     \
+/* xfer-bench has its own --node (the same meaning): it takes the first. */
+#define LAUNCH_LONGOPTS_NO_NODE                                                             \
 	{ "rdzv", 1, 0, LO_RDZV }, { "job", 1, 0, LO_JOB }, { "rank", 1, 0, LO_RANK },     \
 	{ "world-size", 1, 0, LO_WORLD }, { "local-rank", 1, 0, LO_LOCAL },                \
-	{ "node", 1, 0, LO_NODE }, { "rdzv-lease-s", 1, 0, LO_LEASE }
+	{ "rdzv-lease-s", 1, 0, LO_LEASE }
+#define LAUNCH_LONGOPTS LAUNCH_LONGOPTS_NO_NODE, { "node", 1, 0, LO_NODE }
 
 struct launch_opts {
 	const char *url;        /* NULL: not in launcher mode */
