@@ -105,23 +105,29 @@ launch() {
 }
 
 # all_ok N PYCHECK: every rank exited 0 and its JSON passes PYCHECK (a
-# Python expression on d); else the first failure's detail in $why
+# Python expression on d); else the first failure's detail in $why (one
+# python for all ranks: its start costs more than a rank's run here)
 all_ok() {
-	local nr=$1 check=$2 r
-	why=
-	for ((r = 0; r < nr; r++)); do
-		if [ "$(cat "$tmp/rc.$r")" != 0 ]; then
-			why="rank $r: status $(cat "$tmp/rc.$r"): $(head -c 600 "$tmp/err.$r") $(head -c 600 "$tmp/out.$r")"
-			return 1
-		fi
-		if ! python3 -c "
+	why=$(python3 - "$tmp" "$1" "$2" <<'P'
 import json, sys
-d = json.load(open(sys.argv[1]))
-sys.exit(0 if ($check) else 1)" "$tmp/out.$r" 2>/dev/null; then
-			why="rank $r: $(head -c 900 "$tmp/out.$r")"
-			return 1
-		fi
-	done
+tmp, nr, check = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for r in range(nr):
+    rc = open("%s/rc.%d" % (tmp, r)).read().strip()
+    out = open("%s/out.%d" % (tmp, r)).read()
+    err = open("%s/err.%d" % (tmp, r)).read()
+    if rc != "0":
+        print("rank %d: status %s: %s %s" % (r, rc, err[:600], out[:600]))
+        sys.exit(1)
+    try:
+        d = json.loads(out)
+        ok = eval(check)
+    except Exception as e:
+        ok = False
+    if not ok:
+        print("rank %d: %s" % (r, out[:900]))
+        sys.exit(1)
+P
+)
 }
 
 for st in $stores; do

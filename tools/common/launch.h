@@ -97,7 +97,9 @@ int launch_exchange(struct launch *l, const char *name, int status, const char *
 		    const void *blob, size_t len, const struct xfer_rdzv_blob **all, char *err,
 		    size_t errlen);
 int launch_barrier(struct launch *l, const char *name, char *err, size_t errlen);
-/* The end barrier and the keys removed; frees l->r. */
+/* The end barrier and the keys removed; frees l->r. Only when every rank
+ * is still there to reach it: after a failed join or exchange a tool just
+ * exits, and its keys expire with its lease (--rdzv-lease-s). */
 int launch_close(struct launch *l, char *err, size_t errlen);
 
 #endif

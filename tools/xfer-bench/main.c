@@ -123,8 +123,6 @@ static int launched(struct opts *o)
 		return out_fail(&bench_out, 0, "world size %u (%s): xfer-bench runs one pair, rank 0 "
 				"the initiator and rank 1 the target: world size 2", l.world, l.source);
 	if ((rc = launch_join(&o->launch, 60000, &l, err, sizeof(err)))) {
-		if (l.r)
-			launch_close(&l, NULL, 0);
 		return out_fail(&bench_out, 0, "%s", err);
 	}
 	if (o->gpu < 0)

@@ -582,8 +582,6 @@ static int cmd_run(struct opts *op, struct out *o)
 		out_str(o, "node", op->l.node);
 		if ((rc = launch_join(&op->launch, (uint32_t)(op->run.timeout_ms > 0 ? op->run.timeout_ms
 							     : 10000) * 3 + 30000, &op->l, err, sizeof(err)))) {
-			if (op->l.r)
-				launch_close(&op->l, NULL, 0);
 			return out_fail(o, 0, "%s", err);
 		}
 	} else if ((rc = provider_probe(op->run.provider, 0, err, sizeof(err)))) {

@@ -369,8 +369,6 @@ static int run_launched(struct opts *op, struct out *o, const struct xfer_ws_sch
 	rc = launch_join(&op->launch, (uint32_t)(op->run.timeout_ms > 0 ? op->run.timeout_ms : 30000) + 30000,
 			 &l, err, sizeof(err));
 	if (rc) {
-		if (l.r)
-			launch_close(&l, NULL, 0);
 		return out_fail(o, 0, "%s", err);
 	}
 	out_u64(o, "local_rank", l.local);
