@@ -74,6 +74,14 @@ static void usage(void)
 	       "  --kill-rank R         failure drill: rank R dies by SIGKILL mid-layer\n"
 	       "  --no-bound            skip measuring the copy and read rates (no bound, no ratios)\n"
 	       "  --copy-size N[K|M|G]  the buffer each process copies to measure them (64M)\n"
+	       "  launcher mode, one rank per process (README, \"Launchers\"):\n"
+	       "  --rdzv URL            etcd://host:port[,host:port] or file:///shared/dir: the\n"
+	       "                        ranks meet there; the world size is the EP size\n"
+	       "  --job ID              the job (default $XFER_JOB, else the launcher's job id)\n"
+	       "  --rank N --world-size N --local-rank N   without a launcher's variables\n"
+	       "  --node ADDR|IFACE     the address the engine binds and publishes (default:\n"
+	       "                        the first up non-loopback interface's)\n"
+	       "  --rdzv-lease-s N      a dead rank's keys vanish this long after it (10)\n"
 	       "  -j, --json  --pretty  JSON (one object per row in \"moe\"; errors too)\n"
 	       "  list: the configurations; sim: see `xfer-moe sim --help`\n",
 	       moe_config_names(), MOE_MAX_EP);

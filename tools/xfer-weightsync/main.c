@@ -477,7 +477,15 @@ static void usage(void)
 	       "       be written from where they lie\n"
 	       "       --threads N: threads per trainer that quantise (default cores /\n"
 	       "       trainers, at least 1)\n"
-	       "       --no-bound: skip measuring the loopback rates (bound_s 0)\n",
+	       "       --no-bound: skip measuring the loopback rates (bound_s 0)\n"
+	       "  run, launcher mode: one rank per process (README, \"Launchers\"), ranks 0 ..\n"
+	       "       T-1 the trainers, then the inference ranks; every rank prints the run\n"
+	       "       --rdzv URL: etcd://host:port[,host:port] or file:///shared/dir\n"
+	       "       --job ID (default $XFER_JOB, else the launcher's job id)\n"
+	       "       --rank N --world-size N --local-rank N: without a launcher's variables\n"
+	       "       --node ADDR|IFACE: the address the engine binds and publishes\n"
+	       "       (default: the first up non-loopback interface's)\n"
+	       "       --rdzv-lease-s N: a dead rank's keys vanish this long after it (10)\n",
 	       DEFAULT_MODEL);
 }
 
