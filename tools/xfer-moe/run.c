@@ -366,6 +366,16 @@ static int rank_main(const struct moe_run_opts *o, uint32_t rank, int fd, struct
 	xfer_moe_destroy(m);
 	if (e)
 		xfer_engine_destroy(e);
+	/* launched, the process goes on to print: give back what it took
+	 * (xfer_host_alloc's memory is free()d) */
+	free(b.x);
+	free(b.out);
+	free(b.ref);
+	for (uint32_t s = 0; s < XFER_MOE_SLOTS; s++) {
+		free(b.topk[s]);
+		free(b.weights[s]);
+	}
+	free(res);
 	return ret ? 1 : 0;
 }
 
