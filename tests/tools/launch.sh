@@ -10,6 +10,8 @@
 #  - xfer-moe run --check: EP4, every output bit-exact with the reference;
 #  - xfer-bench: one pair, rank 0 the initiator, rank 1 the target;
 #  - a rank killed mid-layer, named by the others;
+#  - the hello every rank checks: two ranks of a host with one local rank,
+#    a rank binding 127.0.0.1 when the ranks span hosts (a UTS namespace);
 #  - world sizes that do not fit, launcher variables that disagree with
 #    flags, launcher flags without --rdzv: refused, naming the numbers.
 # Uses $XFER_BUILD (default build). Prints TAP.
@@ -148,13 +150,18 @@ for st in $stores; do
 		tap ok "$st: xfer-moe run --check, Open MPI's variables: EP4, every output bit-exact" ||
 		tap not-ok "$st: xfer-moe run --check EP4 (openmpi)" "$why"
 
-	launch flags 2 "$bench" -j -t single -s 4K,64K -n 10 --rdzv "$(url $st)" --job bench$job
+	# -v: what each engine published is the --node address it settled
+	# (the first up non-loopback interface's here), not another
+	launch flags 2 "$bench" -j -v -t single -s 4K,64K -n 10 --rdzv "$(url $st)" --job bench$job
 	python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
-sys.exit(0 if len(d["single"]) >= 2 and all(r["GBps"] > 0 for r in d["single"]) else 1)' "$tmp/out.0" 2>/dev/null &&
+ok = len(d["single"]) >= 2 and all(r["GBps"] > 0 for r in d["single"])
+ok = ok and all(d["node"] + ":" in a for a in d["addresses"])
+ok = ok and all(d["peer_node"] + ":" in a for a in d["peer_addresses"])
+sys.exit(0 if ok else 1)' "$tmp/out.0" 2>/dev/null &&
 	[ "$(cat "$tmp/rc.0")" = 0 ] && [ "$(cat "$tmp/rc.1")" = 0 ] &&
-		tap ok "$st: xfer-bench --rdzv with --rank/--world-size: rank 0 measures against rank 1" ||
+		tap ok "$st: xfer-bench --rdzv with --rank/--world-size: rank 0 measures against rank 1, both engines publish their --node address" ||
 		tap not-ok "$st: xfer-bench --rdzv pair" "status $(cat "$tmp/rc.0") $(cat "$tmp/rc.1"): $(head -c 600 "$tmp/out.0") $(cat "$tmp/err.0" "$tmp/err.1" | head -c 600)"
 done
 [ "$stores" = file ] && tap ok "etcd cases # SKIP etcd is not installed (scripts/deps.sh test installs etcd-server)"
@@ -174,6 +181,35 @@ done
 [ -z "$bad" ] &&
 	tap ok "xfer-moe: rank 2 killed mid-layer; ranks 0, 1, 3 fail naming rank 2" ||
 	tap not-ok "xfer-moe: rank 2 killed mid-layer, named by the others" "$bad"
+
+# The hello exchange: two ranks of one host with one local rank; a rank
+# publishing 127.0.0.1 when the ranks span hosts (rank 1 on another host
+# name, in a UTS namespace of its own).
+launch flags 2 "$bench" -t single --rdzv "$(url file)" --job dup$job --local-rank 0
+grep -q "ranks 0 and 1 on host $(hostname) both have local rank 0" "$tmp/err.0" &&
+	[ "$(cat "$tmp/rc.0")" = 1 ] && [ "$(cat "$tmp/rc.1")" = 1 ] &&
+	tap ok "two ranks of one host with one --local-rank: both refuse, naming them" ||
+	tap not-ok "two ranks of one host with one --local-rank refused" \
+		"status $(cat "$tmp/rc.0") $(cat "$tmp/rc.1"): $(cat "$tmp/err.0")"
+if [ "$(id -u)" = 0 ] && unshare -u true 2>/dev/null; then
+	u=$(url file)
+	job=$((job + 1))
+	timeout 60 "$bench" -t single --rdzv "$u" --job lo$job --rank 0 --world-size 2 \
+		--node 127.0.0.1 > "$tmp/out.0" 2> "$tmp/err.0" &
+	p0=$!
+	timeout 60 unshare -u sh -c 'hostname xfer-other-host && exec "$@"' sh "$bench" -t single \
+		--rdzv "$u" --job lo$job --rank 1 --world-size 2 --node 127.0.0.1 \
+		> "$tmp/out.1" 2> "$tmp/err.1"
+	rc1=$?
+	wait $p0
+	rc0=$?
+	grep -q "binds 127.0.0.1, which ranks on other hosts cannot reach: give --node" "$tmp/err.0" &&
+		[ $rc0 = 1 ] && [ $rc1 = 1 ] &&
+		tap ok "ranks on two hosts, one binding 127.0.0.1: refused, naming --node" ||
+		tap not-ok "ranks on two hosts binding 127.0.0.1 refused" "status $rc0 $rc1: $(cat "$tmp/err.0" "$tmp/err.1")"
+else
+	tap ok "ranks on two hosts binding 127.0.0.1 # SKIP needs root and unshare -u (a host name of its own)"
+fi
 
 # refused TEXT ENV... -- TOOL ARGS: exits 1..123, stderr has TEXT
 refused() {
@@ -212,7 +248,8 @@ refused "--rdzv: 'http://x': etcd://host:port[,host:port] or file:///shared/dir"
 	"xfer-bench --rdzv http://x" "$bench" --rdzv http://x
 refused "--node: 'nosuchif0': neither an IPv4 address nor an up interface" "xfer-moe --node nosuchif0" \
 	"$moe" run --rdzv "$u" --job bad9 --rank 0 --world-size 4 --node nosuchif0
-# nothing of the jobs is left in the file store
+# nothing of the jobs is left in the file store (but the killed rank's
+# job: its keys go with the leases, a second after the test)
 left=$(find "$tmp/store" -mindepth 1 -maxdepth 1 ! -name kill* 2>/dev/null | head -3)
 [ -z "$left" ] && tap ok "file store: every job's keys removed at the end" ||
 	tap not-ok "file store: every job's keys removed at the end" "left: $left"

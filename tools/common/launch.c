@@ -217,6 +217,33 @@ static bool loopback(const char *node)
 	return !strncmp(node, "127.", 4);
 }
 
+struct hello {
+	char host[64], node[64];
+	long long local;
+	uint32_t rank;
+};
+
+static int hello_cmp(const void *pa, const void *pb)
+{
+	const struct hello *a = pa, *b = pb;
+	int c = strcmp(a->host, b->host);
+
+	if (c)
+		return c;
+	if (a->local != b->local)
+		return a->local < b->local ? -1 : 1;
+	return a->rank < b->rank ? -1 : a->rank > b->rank;
+}
+
+/* Every rank reads the same hellos and so refuses alike: all of them reach
+ * the end barrier, and the job's keys go now rather than with the leases. */
+static int hello_refused(struct launch *l, int err)
+{
+	xfer_rdzv_close(l->r);
+	l->r = NULL;
+	return err;
+}
+
 int launch_settle(const struct launch_opts *lo, struct launch *l, char *err, size_t errlen)
 {
 	int rc;
@@ -255,41 +282,43 @@ int launch_join(const struct launch_opts *lo, uint32_t timeout_ms, struct launch
 	rc = launch_exchange(l, "hello", 0, NULL, hello, (size_t)n + 1, &all, err, errlen);
 	if (rc)
 		return rc;
+	/* every rank checks every hello, so all refuse alike (hello_refused) */
+	struct hello *hs = calloc(l->world, sizeof(*hs));
 	uint32_t below = 0;   /* ranks of this host before this one */
 	bool spans = false;
 
+	if (!hs)
+		return hello_refused(l, -ENOMEM);
 	for (uint32_t r = 0; r < l->world; r++) {
-		char h[64], nd[64];
-		long long lr;
-
-		if (sscanf((const char *)all[r].data, "%63s %63s %lld", h, nd, &lr) != 3) {
+		hs[r].rank = r;
+		if (sscanf((const char *)all[r].data, "%63s %63s %lld", hs[r].host, hs[r].node,
+			   &hs[r].local) != 3) {
 			snprintf(err, errlen, "rank %u's hello is not 'host address local-rank'", r);
-			return -EBADMSG;
+			free(hs);
+			return hello_refused(l, -EBADMSG);
 		}
-		if (strcmp(h, l->host)) {
-			spans = true;
-			continue;
-		}
-		if (r < l->rank)
-			below++;
-		if (r != l->rank && local >= 0 && lr == local) {
-			snprintf(err, errlen, "ranks %u and %u on host %s both have local rank %lld",
-				 r < l->rank ? r : l->rank, r < l->rank ? l->rank : r, l->host, lr);
-			return -EINVAL;
-		}
+		spans |= strcmp(hs[r].host, hs[0].host) != 0;
+		below += r < l->rank && !strcmp(hs[r].host, l->host);
 	}
 	/* across hosts every rank must publish an address the others reach */
-	for (uint32_t r = 0; spans && r < l->world; r++) {
-		char h[64], nd[64];
-		long long lr;
-
-		sscanf((const char *)all[r].data, "%63s %63s %lld", h, nd, &lr);
-		if (loopback(nd)) {
+	for (uint32_t r = 0; spans && r < l->world; r++)
+		if (loopback(hs[r].node)) {
 			snprintf(err, errlen, "rank %u on host %s binds %s, which ranks on other hosts "
-				 "cannot reach: give --node ADDR|IFACE", r, h, nd);
-			return -EADDRNOTAVAIL;
+				 "cannot reach: give --node ADDR|IFACE", r, hs[r].host, hs[r].node);
+			free(hs);
+			return hello_refused(l, -EADDRNOTAVAIL);
 		}
-	}
+	/* one local rank once per host: sorted by host, local rank, rank */
+	qsort(hs, l->world, sizeof(*hs), hello_cmp);
+	for (uint32_t i = 1; i < l->world; i++)
+		if (hs[i].local >= 0 && hs[i].local == hs[i - 1].local &&
+		    !strcmp(hs[i].host, hs[i - 1].host)) {
+			snprintf(err, errlen, "ranks %u and %u on host %s both have local rank %lld",
+				 hs[i - 1].rank, hs[i].rank, hs[i].host, hs[i].local);
+			free(hs);
+			return hello_refused(l, -EINVAL);
+		}
+	free(hs);
 	l->local = local >= 0 ? (uint32_t)local : below;
 	l->gpu = (int)l->local < gpu_count() ? (int)l->local : -1;
 	return 0;
