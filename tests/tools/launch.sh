@@ -182,6 +182,37 @@ done
 	tap ok "xfer-moe: rank 2 killed mid-layer; ranks 0, 1, 3 fail naming rank 2" ||
 	tap not-ok "xfer-moe: rank 2 killed mid-layer, named by the others" "$bad"
 
+# xfer-weightsync: inference rank 5 SIGKILLed as soon as it registers (64
+# steps: the run cannot be over by then); the other five fail naming it.
+u=$(url file)
+job=$((job + 1))
+for r in 0 1 2 3 4 5; do
+	# rank 5 without timeout(1): its pid is the tool's, which the kill must hit
+	to="timeout 60"
+	[ $r = 5 ] && to=
+	env RANK=$r WORLD_SIZE=6 LOCAL_RANK=$r $to "$ws" run $wsargs --steps 64 \
+		--timeout-ms 2000 --rdzv-lease-s 1 --rdzv "$u" --job wkill$job \
+		> "$tmp/out.$r" 2> "$tmp/err.$r" &
+	eval "pid_$r=\$!"
+done
+for _ in $(seq 1000); do
+	[ -e "$tmp/store/wkill$job/ranks/5" ] && break
+	sleep 0.01
+done
+kill -9 "$pid_5" 2>/dev/null
+bad=
+for r in 0 1 2 3 4 5; do
+	eval "wait \$pid_$r"
+	rc=$?
+	[ $r = 5 ] && continue
+	if [ $rc = 0 ] || [ $rc -ge 124 ] || ! grep -q "rank 5" "$tmp/err.$r"; then
+		bad="rank $r: status $rc: $(cat "$tmp/err.$r")"
+	fi
+done
+[ -z "$bad" ] &&
+	tap ok "xfer-weightsync: inference rank 5 killed; the other ranks fail naming rank 5" ||
+	tap not-ok "xfer-weightsync: inference rank 5 killed, named by the others" "$bad"
+
 # The hello exchange: two ranks of one host with one local rank; a rank
 # publishing 127.0.0.1 when the ranks span hosts (rank 1 on another host
 # name, in a UTS namespace of its own).
@@ -250,7 +281,7 @@ refused "--node: 'nosuchif0': neither an IPv4 address nor an up interface" "xfer
 	"$moe" run --rdzv "$u" --job bad9 --rank 0 --world-size 4 --node nosuchif0
 # nothing of the jobs is left in the file store (but the killed rank's
 # job: its keys go with the leases, a second after the test)
-left=$(find "$tmp/store" -mindepth 1 -maxdepth 1 ! -name kill* 2>/dev/null | head -3)
+left=$(find "$tmp/store" -mindepth 1 -maxdepth 1 ! -name 'kill*' ! -name 'wkill*' 2>/dev/null | head -3)
 [ -z "$left" ] && tap ok "file store: every job's keys removed at the end" ||
 	tap not-ok "file store: every job's keys removed at the end" "left: $left"
 
