@@ -275,6 +275,8 @@ refused "no launcher's variables are set" "xfer-moe --rdzv with neither variable
 	"$moe" run --rdzv "$u" --job bad8
 refused "--rank is for launcher mode: give --rdzv URL too" "xfer-weightsync --rank without --rdzv" \
 	"$ws" run $wsargs --rank 0
+refused "--node is for launcher mode: give --rdzv URL too" "xfer-moe --node without --rdzv" \
+	"$moe" run --node eth0
 refused "--rdzv: 'http://x': etcd://host:port[,host:port] or file:///shared/dir" \
 	"xfer-bench --rdzv http://x" "$bench" --rdzv http://x
 refused "--node: 'nosuchif0': neither an IPv4 address nor an up interface" "xfer-moe --node nosuchif0" \

@@ -63,6 +63,8 @@ const char *launch_stray(const struct launch_opts *lo)
 		return "--local-rank";
 	if (lo->lease_s)
 		return "--rdzv-lease-s";
+	if (lo->node)   /* xfer-bench's own --node is not this one: it sets it later */
+		return "--node";
 	return NULL;
 }
 
