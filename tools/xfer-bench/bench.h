@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "xfer.h"
+#include "launch.h"
 #include "out.h"
 #include "raw.h"
 
@@ -86,6 +87,7 @@ struct opts {
 	uint32_t idle_gap_ms;    /* quiet time before each idle measurement */
 	uint64_t kv[3];          /* kv case: layers, pages per layer, page size */
 	bool verbose;            /* print the addresses each side publishes */
+	struct launch_opts launch;   /* --rdzv: rank 0 the initiator, rank 1 the target */
 };
 
 /* cli.c: 0 to run, else the exit status (0 after --help). */

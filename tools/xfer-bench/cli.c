@@ -51,7 +51,13 @@ static void usage(FILE *f)
 		"                       127.0.0.1; --server/--client: the address the out-of-band\n"
 		"                       connection runs over, which the peer can reach)\n"
 		"  -v, --verbose        print the rail addresses each side publishes\n"
-		"  -P, --port N         out-of-band TCP port (default %d)\n"
+		"  -P, --port N         out-of-band TCP port (default %d; --rdzv: any free one)\n"
+		"      --rdzv URL       launcher mode: etcd://host:port or file:///dir; two ranks\n"
+		"                       (torchrun, srun, mpirun, or --rank/--world-size), rank 0\n"
+		"                       the initiator, rank 1 the target, found through the store\n"
+		"      --job ID --rank N --world-size N --local-rank N --rdzv-lease-s N\n"
+		"                       the job, where this rank is (default: the launcher's\n"
+		"                       variables), how soon a dead rank's keys vanish\n"
 		"  -j, --json           one JSON document (errors too: {\"error\": ...})\n"
 		"      --pretty         indented JSON (implies -j)\n"
 		"  -h, --help           this text\n",
@@ -80,7 +86,7 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 		{ "devices", 1, 0, O_DEVICES }, { "gpu", 1, 0, O_GPU },
 		{ "page-size", 1, 0, O_PAGE_SIZE }, { "pages", 1, 0, O_PAGES },
 		{ "target", 1, 0, O_TARGET }, { "idle-gap", 1, 0, O_IDLE_GAP }, { "kv", 1, 0, O_KV },
-		{ "verbose", 0, 0, 'v' }, { 0 },
+		{ "verbose", 0, 0, 'v' }, LAUNCH_LONGOPTS_NO_NODE, { 0 },
 	};
 	uint32_t port = PORT_DEFAULT, mode;
 	int c, rc = 0, nkv;
@@ -158,10 +164,24 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 			rc = -1;
 			break;
 		default:
-			out_error(out, "unknown option '%s' (see --help)", argv[optind - 1]);
-			rc = -1;
+			rc = launch_opt(out, c, optarg, &o->launch);
+			if (rc == 1) {
+				out_error(out, "unknown option '%s' (see --help)", argv[optind - 1]);
+				rc = -1;
+			}
 		}
 	}
+	if (!rc && launch_stray(&o->launch)) {
+		out_error(out, "%s is for launcher mode: give --rdzv URL too",
+			  launch_stray(&o->launch));
+		rc = -1;
+	}
+	if (!rc && o->launch.url && (o->server || o->client)) {
+		out_error(out, "--rdzv finds the peer through the store: not with --%s",
+			  o->server ? "server" : "client");
+		rc = -1;
+	}
+	o->launch.node = o->node;
 	if (!rc && optind < argc) {
 		out_error(out, "unexpected argument '%s' (see --help)", argv[optind]);
 		rc = -1;
@@ -171,7 +191,8 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 	 * exchange: docs/concepts.md); --raw compares with libfabric, so shm;
 	 * across hosts tcp;ofi_rxm, which any IP network carries. */
 	if (!o->provider)
-		o->provider = o->server || o->client ? "tcp;ofi_rxm" : o->raw ? "shm" : "local";
+		o->provider = o->server || o->client || o->launch.url ? "tcp;ofi_rxm"
+			      : o->raw ? "shm" : "local";
 	if (!rc && o->raw && (!strcmp(o->provider, "verbs") || !strcmp(o->provider, "local"))) {
 		out_error(out, "--raw compares with libfabric; provider '%s' has no libfabric "
 			  "counterpart (verbs: use perftest)", o->provider);
@@ -198,15 +219,15 @@ int bench_options(int argc, char **argv, struct opts *o, struct out *out, bool *
 		o->kv[1] = 64;
 		o->kv[2] = 4096;
 	}
-	if (!rc && o->client && (o->tests & (1u << T_PEERS))) {
+	if (!rc && (o->client || o->launch.url) && (o->tests & (1u << T_PEERS))) {
 		out_error(out, "-t peers forks its writers and targets on this host: loopback only, "
-			  "not with --client");
+			  "not with --%s", o->client ? "client" : "rdzv");
 		rc = -1;
 	}
 	/* The region holds the largest write and page asked for, and a scatter
 	 * size once per peer (each peer's piece lies apart). */
 	uint64_t need = max_of(o->sizes, o->nsizes), pmax = max_of(o->page_sizes, o->npage_sizes);
-	uint32_t peers = o->client ? 1 : o->scatter_peers;
+	uint32_t peers = o->client || o->launch.url ? 1 : o->scatter_peers;
 
 	need = pmax > need ? pmax : need;
 	/* the kv case's pages all lie apart, as in a KV cache */

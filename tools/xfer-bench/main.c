@@ -15,10 +15,13 @@
  * roles; bench.h says where the rest lives.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -99,6 +102,85 @@ static void initiator(struct opts *o, int *fds, int nfds, const char *node)
 	out_finish(b.out);
 }
 
+/*
+ * --rdzv: two processes a launcher started (or --rank/--world-size), one
+ * pair: rank 1 is the target, listening on its --node address (a free
+ * port), rank 0 the initiator; they find each other through the store, then
+ * run as --server and --client do. Rank 0 prints the document; both end
+ * at the store's end barrier.
+ */
+static int launched(struct opts *o)
+{
+	static struct launch l;
+	const struct xfer_rdzv_blob *all;
+	char err[512], addr[96], host[64];
+	unsigned port;
+	int lfd = -1, fd, rc, n;
+
+	if ((rc = launch_settle(&o->launch, &l, err, sizeof(err))))
+		return out_fail(&bench_out, 0, "%s", err);
+	if (l.world != 2)
+		return out_fail(&bench_out, 0, "world size %u (%s): xfer-bench runs one pair, rank 0 "
+				"the initiator and rank 1 the target: world size 2", l.world, l.source);
+	if ((rc = launch_join(&o->launch, 60000, &l, err, sizeof(err)))) {
+		return out_fail(&bench_out, 0, "%s", err);
+	}
+	if (o->gpu < 0)
+		o->gpu = l.gpu;   /* the local rank's GPU, on a host with GPUs */
+	if (l.rank == 1) {
+		struct sockaddr_in sa;
+		socklen_t sl = sizeof(sa);
+
+		lfd = oob_listen(l.node, 0);
+		if (lfd < 0 || getsockname(lfd, (struct sockaddr *)&sa, &sl))
+			rc = lfd < 0 ? lfd : -errno;
+		n = snprintf(addr, sizeof(addr), "%s %u", l.node, rc ? 0 : ntohs(sa.sin_port));
+	} else {
+		n = snprintf(addr, sizeof(addr), "%s 0", l.node);
+	}
+	snprintf(err, sizeof(err), "listen on %s: %s", l.node, xfer_strerror(rc));
+	if ((rc = launch_exchange(&l, "oob", rc, err, addr, (size_t)n + 1, &all, err, sizeof(err))))
+		return out_fail(&bench_out, 0, "%s", err);
+	if (l.rank == 1) {
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
+		/* rank 0 got our address: it connects now, or it died */
+		if (poll(&pfd, 1, 30000) <= 0)
+			return out_fail(&bench_out, 0, "rank 0 did not connect to %s port %s within 30 s "
+					"(it died or cannot reach this address: --node)", l.node,
+					strchr(addr, ' ') + 1);
+		fd = oob_accept(lfd);
+		close(lfd);
+		if (fd < 0)
+			die("accept", fd);
+		bench_out.json = false;   /* the initiator prints the results */
+		rc = target_main(o, fd, 1, l.node);
+	} else {
+		if (sscanf((const char *)all[1].data, "%63s %u", host, &port) != 2 || !port ||
+		    port > 65535)
+			return out_fail(&bench_out, 0, "rank 1's address '%.80s' is not 'host port'",
+					(const char *)all[1].data);
+		fd = oob_connect(host, (uint16_t)port, l.node, 10000);
+		if (fd < 0) {
+			snprintf(err, sizeof(err), "connect to rank 1 at %s port %u from %s", host, port,
+				 l.node);
+			die(err, fd);
+		}
+		o->scatter_peers = 1;
+		out_str(&bench_out, "launcher", l.source);
+		out_str(&bench_out, "job", l.job);
+		out_str(&bench_out, "node", l.node);
+		out_str(&bench_out, "peer_node", host);
+		initiator(o, &fd, 1, l.node);
+		rc = 0;
+	}
+	if (launch_close(&l, err, sizeof(err))) {
+		fprintf(stderr, "xfer-bench: rank %u: %s\n", l.rank, err);
+		return 1;
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = { .provider = NULL, .rails = 1, .gpu = -1, .scatter_peers = 3, .reps = 1 };
@@ -107,6 +189,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	out_init(&bench_out, "xfer-bench");
+	launch_opts_init(&o.launch);
 	rc = bench_options(argc, argv, &o, &bench_out, &exit_now);
 	if (rc || exit_now) {
 		out_finish(&bench_out);
@@ -115,6 +198,8 @@ int main(int argc, char **argv)
 	/* a peer that goes away is an error returned by send(), not a signal */
 	signal(SIGPIPE, SIG_IGN);
 
+	if (o.launch.url)
+		return launched(&o);
 	if (o.server) {
 		int lfd = oob_listen(o.node, o.port), fd;
 

@@ -25,6 +25,7 @@
 
 #include "xfer.h"
 #include "args.h"
+#include "launch.h"
 #include "out.h"
 #include "provider.h"
 #include "moe.h"
@@ -43,6 +44,10 @@ struct opts {
 	struct moe_run_opts run;   /* cfg and ep filled per run */
 	bool no_bound;
 	uint64_t copy_bytes;       /* the calibration's buffer per process */
+	bool ep_given;
+	struct launch_opts launch; /* run --rdzv: one rank per process */
+	struct launch l;           /* ... joined */
+	uint32_t runs;             /* ... runs so far (each exchange name once) */
 };
 
 static void usage(void)
@@ -69,6 +74,14 @@ static void usage(void)
 	       "  --kill-rank R         failure drill: rank R dies by SIGKILL mid-layer\n"
 	       "  --no-bound            skip measuring the copy and read rates (no bound, no ratios)\n"
 	       "  --copy-size N[K|M|G]  the buffer each process copies to measure them (64M)\n"
+	       "  launcher mode, one rank per process (README, \"Launchers\"):\n"
+	       "  --rdzv URL            etcd://host:port[,host:port] or file:///shared/dir: the\n"
+	       "                        ranks meet there; the world size is the EP size\n"
+	       "  --job ID              the job (default $XFER_JOB, else the launcher's job id)\n"
+	       "  --rank N --world-size N --local-rank N   without a launcher's variables\n"
+	       "  --node ADDR|IFACE     the address the engine binds and publishes (default:\n"
+	       "                        the first up non-loopback interface's)\n"
+	       "  --rdzv-lease-s N      a dead rank's keys vanish this long after it (10)\n"
 	       "  -j, --json  --pretty  JSON (one object per row in \"moe\"; errors too)\n"
 	       "  list: the configurations; sim: see `xfer-moe sim --help`\n",
 	       moe_config_names(), MOE_MAX_EP);
@@ -166,6 +179,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 		{ "json", no_argument, 0, 'j' },
 		{ "pretty", no_argument, 0, O_PRETTY },
 		{ "help", no_argument, 0, 'h' },
+		LAUNCH_LONGOPTS,
 		{ 0, 0, 0, 0 },
 	};
 	int c, li = 0, rc = 0;
@@ -175,7 +189,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 	while (!rc && (c = getopt_long(argc, argv, ":c:p:w:i:jh", lo, &li)) != -1) {
 		switch (c) {
 		case 'c': rc = parse_configs(o, optarg, op); break;
-		case O_EP: rc = parse_eps(o, optarg, op); break;
+		case O_EP: rc = parse_eps(o, optarg, op), op->ep_given = true; break;
 		case 'p':
 			if (!optarg[0])
 				out_error(o, "-p: an empty provider name"), rc = -EINVAL;
@@ -220,11 +234,18 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 		case 'j': o->json = true; break;
 		case O_PRETTY: o->json = o->pretty = true; break;
 		case 'h': *help = true; break;
-		default: rc = args_getopt_error(o, c, argv, "see --help");
+		default:
+			rc = launch_opt(o, c, optarg, &op->launch);
+			if (rc == 1)
+				rc = args_getopt_error(o, c, argv, "see --help");
 		}
 	}
 	if (!rc)
 		rc = args_leftover(o, argc, argv, "see --help");
+	if (!rc && launch_stray(&op->launch)) {
+		out_error(o, "%s is for launcher mode: give --rdzv URL too", launch_stray(&op->launch));
+		rc = -EINVAL;
+	}
 	return rc;
 }
 
@@ -344,7 +365,7 @@ static const char *const text_cols[] = {
 };
 
 /* One configuration at one EP size: run it and print its row. */
-static int run_one(struct out *o, const struct opts *op, const struct moe_config *c, uint32_t ep,
+static int run_one(struct out *o, struct opts *op, const struct moe_config *c, uint32_t ep,
 		   double copy_gbs, double read_gbs)
 {
 	struct moe_run_opts ro = op->run;
@@ -392,8 +413,10 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	 * (which may pick any process on the host) */
 	uint64_t need = 0, avail = mem_available();
 
+	/* launched, the ranks may be on other hosts: this one's own */
 	for (uint32_t k = 0; k < ep; k++)
-		need += resident_bytes(&l, &b[k], ro.slots, ro.check);
+		if (!op->launch.url || k == op->l.rank)
+			need += resident_bytes(&l, &b[k], ro.slots, ro.check);
 	if (avail && need > avail) {
 		for (uint32_t k = 0; k < ep; k++)
 			free(topk[k]);
@@ -430,7 +453,8 @@ static int run_one(struct out *o, const struct opts *op, const struct moe_config
 	/* a prefill layer moves a few GB per rank: seconds on a shared host */
 	if (!ro.timeout_ms && (c->flags & XFER_MOE_F_PREFILL))
 		ro.timeout_ms = 60000;
-	rc = moe_run(&ro, &r);
+	rc = op->launch.url ? moe_run_rank(&ro, &op->l, op->runs++, &r)
+			    : moe_run(&ro, &r);
 	if (rc) {
 		moe_run_free(&r);
 		return out_fail(o, 0, "%s at EP %u on %s: %s", c->name, ep, ro.provider, r.error);
@@ -535,8 +559,42 @@ static int cmd_run(struct opts *op, struct out *o)
 			out_finish(o);
 			return 1;
 		}
-	if ((rc = provider_probe(op->run.provider, 0, err, sizeof(err))))
+	if (op->launch.url) {
+		/* one rank per process: the world is the EP size; no loopback
+		 * bound (the ranks may be on other hosts); each rank opens its
+		 * engine itself and a failure is published to the others */
+		if ((rc = launch_settle(&op->launch, &op->l, err, sizeof(err))))
+			return out_fail(o, 0, "%s", err);
+		if (op->ep_given && (op->neps != 1 || op->eps[0] != op->l.world))
+			return out_fail(o, 0, "world size %u (%s) does not fit --ep: launched, the EP "
+					"size is the world size (one --ep of %u, or none)", op->l.world,
+					op->l.source, op->l.world);
+		if (op->l.world > MOE_MAX_EP)
+			return out_fail(o, 0, "world size %u (%s): at most %u ranks", op->l.world,
+					op->l.source, MOE_MAX_EP);
+		op->eps[0] = op->l.world;
+		op->neps = 1;
+		op->no_bound = true;
+		for (unsigned i = 0; i < op->ncfgs; i++)
+			if (cfgs[i].experts % op->l.world)
+				return out_fail(o, 0, "world size %u (%s): the %u experts of %s are not a "
+						"multiple of it", op->l.world, op->l.source,
+						cfgs[i].experts, cfgs[i].name);
+		if (op->run.kill_rank >= (int)op->l.world)
+			return out_fail(o, 0, "--kill-rank %d: not a rank of world size %u",
+					op->run.kill_rank, op->l.world);
+		out_u64(o, "rank", op->l.rank);
+		out_u64(o, "world_size", op->l.world);
+		out_str(o, "launcher", op->l.source);
+		out_str(o, "job", op->l.job);
+		out_str(o, "node", op->l.node);
+		if ((rc = launch_join(&op->launch, (uint32_t)(op->run.timeout_ms > 0 ? op->run.timeout_ms
+							     : 10000) * 3 + 30000, &op->l, err, sizeof(err)))) {
+			return out_fail(o, 0, "%s", err);
+		}
+	} else if ((rc = provider_probe(op->run.provider, 0, err, sizeof(err)))) {
 		return out_fail(o, 0, "-p: %s", err);
+	}
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	out_str(o, "date", date);
 	out_str(o, "provider", op->run.provider);
@@ -557,7 +615,9 @@ static int cmd_run(struct opts *op, struct out *o)
 	for (unsigned i = 0; i < op->ncfgs; i++)
 		for (unsigned k = 0; k < op->neps; k++)
 			if (run_one(o, op, &cfgs[i], op->eps[k], copy[k], rd[k]))
-				return 1;
+				return 1;   /* launched: the keys go with this rank's lease */
+	if (op->launch.url && (rc = launch_close(&op->l, err, sizeof(err))))
+		return out_fail(o, 0, "%s", err);
 	out_finish(o);
 	return 0;
 }
@@ -607,6 +667,7 @@ int main(int argc, char **argv)
 	const char *cmd = "run";
 
 	out_init(&o, "xfer-moe");
+	launch_opts_init(&op.launch);
 	/* -j anywhere makes every message JSON, those about the command too */
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json") || !strcmp(argv[i], "--pretty"))

@@ -93,5 +93,11 @@ struct moe_run_result {
 /* Fork the ranks, run, gather. 0, or non-zero with r->error set. */
 int moe_run(const struct moe_run_opts *o, struct moe_run_result *r);
 void moe_run_free(struct moe_run_result *r);
+/* Launcher mode: this process is rank l->rank of o->ep (l joined); run is
+ * this run's number (its exchanges' names). Every rank gets every rank's
+ * times: r as moe_run's. */
+struct launch;
+int moe_run_rank(const struct moe_run_opts *o, struct launch *l, uint32_t run,
+		 struct moe_run_result *r);
 
 #endif

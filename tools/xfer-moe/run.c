@@ -28,6 +28,7 @@
 
 #include "xfer.h"
 #include "clock.h"
+#include "launch.h"
 #include "oob.h"
 #include "provider.h"
 #include "moe.h"
@@ -49,10 +50,20 @@ static int ctx_timeout_ms(const struct moe_run_opts *o)
 struct rank {
 	const struct moe_run_opts *o;
 	uint32_t rank;
-	int fd;
+	int fd;                    /* to the coordinator (forked mode) */
+	struct launch *l;          /* launcher mode: the store instead */
+	uint32_t run;              /* launcher mode: this run's number, in its exchanges' names */
+	bool lost;                 /* launcher mode: an exchange failed, the run is over */
 	double last_beat;
 	char err[ERR_MAX];
 };
+
+/* Launched: this run's name for an exchange or barrier. */
+static const char *run_name(const struct rank *k, const char *what, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s.%u", what, k->run);
+	return buf;
+}
 
 static int send_msg(int fd, uint32_t type, const void *p, size_t len)
 {
@@ -73,6 +84,8 @@ static void beat(struct rank *k, uint64_t it)
 {
 	double now = xfer_now_s();
 
+	if (k->l)   /* launched: nobody watches; the store's leases say who died */
+		return;
 	if (now - k->last_beat >= 1.0) {
 		send_msg(k->fd, M_BEAT, &it, sizeof(it));
 		k->last_beat = now;
@@ -103,7 +116,10 @@ static int engine_open(struct rank *k, xfer_engine **e)
 
 	xfer_engine_attr_init(&a);
 	a.provider = k->o->provider;
-	a.node = "127.0.0.1";
+	/* forked: every rank on this host; launched: the address --node settled */
+	a.node = k->l ? k->l->node : "127.0.0.1";
+	if (k->l)
+		a.gpu = k->l->gpu;
 	a.peer_timeout_ms = (uint32_t)ctx_timeout_ms(k->o);
 	a.idle_spin_us = 200;   /* R processes share the cores */
 	ret = xfer_engine_create(&a, e);
@@ -113,16 +129,36 @@ static int engine_open(struct rank *k, xfer_engine **e)
 	return ret;
 }
 
-/* Blob out, everyone's blobs in, connect. */
-static int exchange(struct rank *k, xfer_moe *m)
+/* Blob out, everyone's blobs in, connect. Launched, a status != 0 (the
+ * set-up failed, k->err says why) is published instead of a blob. */
+static int exchange(struct rank *k, xfer_moe *m, int status)
 {
 	uint32_t R = k->o->ep;
 	uint8_t *buf = malloc(BLOB_MAX), **blobs = calloc(R, sizeof(*blobs));
 	size_t len = BLOB_MAX, *lens = calloc(R, sizeof(*lens));
-	int ret = buf && blobs && lens ? 0 : -ENOMEM;
+	int ret = status ? status : buf && blobs && lens ? 0 : -ENOMEM;
 
 	if (!ret && (ret = xfer_moe_blob(m, buf, &len)))
 		fail(k, ret, "xfer_moe_blob");
+	if (k->l) {   /* launched: through the store */
+		const struct xfer_rdzv_blob *all;
+		char name[32];
+
+		if ((ret = launch_exchange(k->l, run_name(k, "blob", name, sizeof(name)), ret, k->err,
+					   buf, len, &all, k->err, sizeof(k->err))))
+			k->lost = true;
+		for (uint32_t r = 0; !ret && r < R; r++) {
+			blobs[r] = (uint8_t *)all[r].data;
+			lens[r] = all[r].len;
+		}
+		if (!ret && (ret = xfer_moe_connect(m, (const void *const *)blobs, lens,
+						    ctx_timeout_ms(k->o))))
+			fail(k, ret, "xfer_moe_connect");
+		free(blobs);
+		free(lens);
+		free(buf);
+		return ret;
+	}
 	if (!ret && (ret = send_msg(k->fd, M_BLOB, buf, len)))
 		snprintf(k->err, sizeof(k->err), "sending its blob: %s", strerror(-ret));
 	for (uint32_t r = 0; !ret && r < R; r++) {
@@ -176,8 +212,16 @@ static int layers(struct rank *k, xfer_moe *m, const struct xfer_moe_layout *l, 
 	int ret;
 
 	/* start together: every rank is connected */
-	if ((ret = send_msg(k->fd, M_READY, NULL, 0)) || (ret = oob_recv_u64(k->fd, &cmd)) ||
-	    cmd != CMD_GO) {
+	if (k->l) {
+		char name[32];
+
+		if ((ret = launch_barrier(k->l, run_name(k, "go", name, sizeof(name)), k->err,
+					  sizeof(k->err)))) {
+			k->lost = true;
+			return ret;
+		}
+	} else if ((ret = send_msg(k->fd, M_READY, NULL, 0)) || (ret = oob_recv_u64(k->fd, &cmd)) ||
+		   cmd != CMD_GO) {
 		snprintf(k->err, sizeof(k->err), "waiting for the start: %s",
 			 strerror(ret ? -ret : EPROTO));
 		return ret ? ret : -EPROTO;
@@ -239,9 +283,15 @@ static int layers(struct rank *k, xfer_moe *m, const struct xfer_moe_layout *l, 
 	return 0;
 }
 
-static int rank_main(const struct moe_run_opts *o, uint32_t rank, int fd)
+static int launched_result(struct rank *k, int ret, const uint8_t *res, size_t rlen,
+			   struct moe_run_result *r);
+
+/* A rank: forked (fd to the coordinator; l NULL), or launched (l, the
+ * run's number, its result into r). */
+static int rank_main(const struct moe_run_opts *o, uint32_t rank, int fd, struct launch *lh,
+		     uint32_t run, struct moe_run_result *r)
 {
-	struct rank k = { .o = o, .rank = rank, .fd = fd };
+	struct rank k = { .o = o, .rank = rank, .fd = fd, .l = lh, .run = run };
 	struct xfer_moe_attr a;
 	struct xfer_moe_layout l;
 	struct bufs b = { 0 };
@@ -278,10 +328,24 @@ static int rank_main(const struct moe_run_opts *o, uint32_t rank, int fd)
 	if (!ret && (ret = xfer_moe_layout_of(m, &l)))
 		fail(&k, ret, "xfer_moe_layout_of");
 	if (!ret)
-		ret = exchange(&k, m);
+		ret = exchange(&k, m, 0);
+	else if (k.l)   /* its failure published where the others wait for its blob */
+		ret = exchange(&k, NULL, ret);
+	if (k.l && ret && !k.lost) {
+		/* connected everywhere but here: still at the start, so nobody
+		 * waits there for this rank; its error comes with the results */
+		char name[32], e2[ERR_MAX];
+
+		if (launch_barrier(k.l, run_name(&k, "go", name, sizeof(name)), e2, sizeof(e2)))
+			k.lost = true;
+	}
 	if (!ret)
 		ret = layers(&k, m, &l, &b, (double *)(res + 8), &checked);
-	if (!ret) {
+	if (k.l) {
+		if (res)
+			memcpy(res, &checked, 8);
+		ret = launched_result(&k, ret, res, rlen, r);
+	} else if (!ret) {
 		memcpy(res, &checked, 8);
 		ret = send_msg(fd, M_RESULT, res, rlen);
 		/* stay until every rank is done: this rank's last combine
@@ -302,6 +366,16 @@ static int rank_main(const struct moe_run_opts *o, uint32_t rank, int fd)
 	xfer_moe_destroy(m);
 	if (e)
 		xfer_engine_destroy(e);
+	/* launched, the process goes on to print: give back what it took
+	 * (xfer_host_alloc's memory is free()d) */
+	free(b.x);
+	free(b.out);
+	free(b.ref);
+	for (uint32_t s = 0; s < XFER_MOE_SLOTS; s++) {
+		free(b.topk[s]);
+		free(b.weights[s]);
+	}
+	free(res);
 	return ret ? 1 : 0;
 }
 
@@ -559,7 +633,7 @@ int moe_run(const struct moe_run_opts *o, struct moe_run_result *r)
 				close(c.fds[k]);
 			prctl(PR_SET_PDEATHSIG, SIGKILL);   /* no orphan if the tool dies */
 			signal(SIGPIPE, SIG_IGN);
-			_exit(rank_main(o, i, sv[1]));
+			_exit(rank_main(o, i, sv[1], NULL, 0, NULL));
 		}
 		close(sv[1]);
 		c.fds[i] = sv[0];
@@ -640,4 +714,80 @@ void moe_run_free(struct moe_run_result *r)
 	free(r->combine_us);
 	free(r->layer_us);
 	r->dispatch_us = r->combine_us = r->layer_us = NULL;
+}
+
+/* Launched: every rank's result (checked rows and times, or its failure)
+ * to every rank, r the whole run's as the coordinator gathers it. This
+ * exchange is also the end: no rank leaves while another's last combine
+ * records may still be on their way out of its engine. */
+static int launched_result(struct rank *k, int ret, const uint8_t *res, size_t rlen,
+			   struct moe_run_result *r)
+{
+	const struct xfer_rdzv_blob *all;
+	uint32_t R = k->o->ep, it = k->o->iters;
+	char name[32], why[ERR_MAX];
+
+	if (k->lost) {   /* the store named who is missing, or who failed */
+		snprintf(r->error, sizeof(r->error), "rank %u: %.480s", k->rank, k->err);
+		return ret ? ret : -ECONNABORTED;
+	}
+	if (ret && !k->err[0])
+		snprintf(k->err, sizeof(k->err), "%s", xfer_strerror(ret));
+	snprintf(why, sizeof(why), "%s", k->err);
+	int st = ret;
+
+	ret = launch_exchange(k->l, run_name(k, "result", name, sizeof(name)), st, why, res, rlen,
+			      &all, k->err, sizeof(k->err));
+	if (ret) {
+		/* its own failure, and what the store said when that is more
+		 * (a rank that died is named there) */
+		if (st && ret == st)
+			snprintf(r->error, sizeof(r->error), "rank %u: %.480s", k->rank, why);
+		else if (st)
+			snprintf(r->error, sizeof(r->error), "rank %u: %.240s; %.240s", k->rank, why, k->err);
+		else
+			snprintf(r->error, sizeof(r->error), "rank %u: %.480s", k->rank, k->err);
+		return ret;
+	}
+	for (uint32_t i = 0; i < R; i++) {
+		uint64_t checked;
+
+		if (all[i].len != rlen) {
+			snprintf(r->error, sizeof(r->error), "rank %u's result is %zu bytes, not %zu", i,
+				 all[i].len, rlen);
+			return -EBADMSG;
+		}
+		memcpy(&checked, all[i].data, 8);
+		r->rows_checked += checked;
+		const double *t = (const double *)((const uint8_t *)all[i].data + 8);
+
+		memcpy(r->dispatch_us + (size_t)i * it, t, it * sizeof(double));
+		memcpy(r->combine_us + (size_t)i * it, t + it, it * sizeof(double));
+		memcpy(r->layer_us + (size_t)i * it, t + 2 * it, it * sizeof(double));
+	}
+	return 0;
+}
+
+int moe_run_rank(const struct moe_run_opts *o, struct launch *l, uint32_t run,
+		 struct moe_run_result *r)
+{
+	double t0 = xfer_now_s();
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->ranks = o->ep;
+	r->iters = o->iters;
+	r->dispatch_us = calloc((size_t)o->ep * o->iters, sizeof(double));
+	r->combine_us = calloc((size_t)o->ep * o->iters, sizeof(double));
+	r->layer_us = calloc((size_t)o->ep * o->iters, sizeof(double));
+	if (!r->dispatch_us || !r->combine_us || !r->layer_us) {
+		snprintf(r->error, sizeof(r->error), "out of memory");
+		return -ENOMEM;
+	}
+	ret = rank_main(o, l->rank, -1, l, run, r) ? -ECONNABORTED : 0;
+	/* the whole run here (no separate set-up figure across processes) */
+	r->setup_s = xfer_now_s() - t0;
+	if (ret && !r->error[0])
+		snprintf(r->error, sizeof(r->error), "rank %u failed", l->rank);
+	return ret;
 }

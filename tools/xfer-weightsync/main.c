@@ -29,6 +29,7 @@
 #include "xfer_weightsync.h"
 #include "xfer_ws_exec.h"
 #include "args.h"
+#include "launch.h"
 #include "models.h"
 #include "out.h"
 #include "clock.h"
@@ -57,6 +58,7 @@ struct opts {
 	uint32_t model_flags;
 	int no_validate;
 	struct wsrun_opts run;
+	struct launch_opts launch;   /* run --rdzv: one rank per process */
 };
 
 /* Every value checked; a refusal names the option and the value. */
@@ -95,6 +97,7 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 		{ "stage-all", no_argument, 0, O_STAGE_ALL },
 		{ "no-bound", no_argument, 0, O_NO_BOUND },
 		{ "threads", required_argument, 0, O_THREADS },
+		LAUNCH_LONGOPTS,
 		{ 0, 0, 0, 0 },
 	};
 	char name[32];
@@ -169,11 +172,18 @@ static int parse_opts(int argc, char **argv, struct opts *op, struct out *o, boo
 			case 'b': op->pa.max_chunk = (uint64_t)(v * (1 << 20)); break;
 			}
 			break;
-		default: rc = args_getopt_error(o, c, argv, "see --help");
+		default:
+			rc = launch_opt(o, c, optarg, &op->launch);
+			if (rc == 1)
+				rc = args_getopt_error(o, c, argv, "see --help");
 		}
 	}
 	if (!rc)
 		rc = args_leftover(o, argc, argv, "see --help");
+	if (!rc && launch_stray(&op->launch)) {
+		out_error(o, "%s is for launcher mode: give --rdzv URL too", launch_stray(&op->launch));
+		rc = -EINVAL;
+	}
 	if (rc)
 		out_finish(o);
 	return rc ? 1 : 0;
@@ -328,6 +338,44 @@ static int cmd_simulate(struct opts *op, struct out *o)
 	return 0;
 }
 
+/* run --rdzv: this process is one rank; the world must be the layout's
+ * ranks, trainers first. 1 (printed) when refused before the run, else
+ * wsrun_rank's result. */
+static int run_launched(struct opts *op, struct out *o, const struct xfer_ws_schedule *s,
+			struct wsrun_result *r)
+{
+	static struct launch l;
+	uint32_t want = s->ntrainers + s->ninfer;
+	char err[512];
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (op->run.kill_trainer >= 0)
+		return out_fail(o, 0, "--kill-trainer: the forked mode's drill (here kill the rank's "
+				"process instead)");
+	if ((rc = launch_settle(&op->launch, &l, err, sizeof(err))))
+		return out_fail(o, 0, "%s", err);
+	if (l.world != want)
+		return out_fail(o, 0, "world size %u (%s) does not fit the layout: %u trainers + %u "
+				"inference ranks = %u ranks, trainers first", l.world, l.source,
+				s->ntrainers, s->ninfer, want);
+	out_u64(o, "rank", l.rank);
+	out_u64(o, "world_size", l.world);
+	out_str(o, "role", l.rank < s->ntrainers ? "trainer" : "inference");
+	out_str(o, "launcher", l.source);
+	out_str(o, "job", l.job);
+	out_str(o, "node", l.node);
+	/* generous: ranks started by hand or by a slow launcher arrive late */
+	rc = launch_join(&op->launch, (uint32_t)(op->run.timeout_ms > 0 ? op->run.timeout_ms : 30000) + 30000,
+			 &l, err, sizeof(err));
+	if (rc) {
+		return out_fail(o, 0, "%s", err);
+	}
+	out_u64(o, "local_rank", l.local);
+	out_set(o, "gpu", json_object_new_int(l.gpu));
+	return wsrun_rank(s, &op->run, &l, r);
+}
+
 /* Execute the schedule on this machine and check what every receiver got. */
 static int cmd_run(struct opts *op, struct out *o)
 {
@@ -353,7 +401,15 @@ static int cmd_run(struct opts *op, struct out *o)
 	if (!op->run.rails)
 		op->run.rails = 1;
 	out_str(o, "provider", op->run.provider);
-	rc = wsrun(s, &op->run, &r);
+	if (op->launch.url) {
+		rc = run_launched(op, o, s, &r);
+		if (rc > 0) {
+			xfer_ws_schedule_free(s);
+			return rc;
+		}
+	} else {
+		rc = wsrun(s, &op->run, &r);
+	}
 	xfer_ws_schedule_free(s);
 	out_u64(o, "steps", r.steps);
 	out_f64(o, "first_step_s", r.step_s[0]);
@@ -421,7 +477,15 @@ static void usage(void)
 	       "       be written from where they lie\n"
 	       "       --threads N: threads per trainer that quantise (default cores /\n"
 	       "       trainers, at least 1)\n"
-	       "       --no-bound: skip measuring the loopback rates (bound_s 0)\n",
+	       "       --no-bound: skip measuring the loopback rates (bound_s 0)\n"
+	       "  run, launcher mode: one rank per process (README, \"Launchers\"), ranks 0 ..\n"
+	       "       T-1 the trainers, then the inference ranks; every rank prints the run\n"
+	       "       --rdzv URL: etcd://host:port[,host:port] or file:///shared/dir\n"
+	       "       --job ID (default $XFER_JOB, else the launcher's job id)\n"
+	       "       --rank N --world-size N --local-rank N: without a launcher's variables\n"
+	       "       --node ADDR|IFACE: the address the engine binds and publishes\n"
+	       "       (default: the first up non-loopback interface's)\n"
+	       "       --rdzv-lease-s N: a dead rank's keys vanish this long after it (10)\n",
 	       DEFAULT_MODEL);
 }
 
@@ -452,6 +516,7 @@ int main(int argc, char **argv)
 	bool help = false;
 
 	out_init(&o, "xfer-weightsync");
+	launch_opts_init(&op.launch);
 	/* -j anywhere makes every message JSON, those about the command too */
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json") || !strcmp(argv[i], "--pretty"))

@@ -16,6 +16,7 @@
 #include "xfer.h"
 #include "xfer_ws_exec.h"
 #include "clock.h"
+#include "launch.h"
 #include "oob.h"
 #include "provider.h"
 #include "rng.h"
@@ -83,31 +84,136 @@ static float bf16_to_f32(uint16_t v)
 struct child {
 	const struct xfer_ws_schedule *s;
 	const struct wsrun_opts *o;
-	int fd;
+	int fd;                    /* to the coordinator (forked mode) */
+	struct launch *l;          /* launcher mode: the store instead */
+	struct wsrun_result *res;  /* launcher mode: every rank's reports, summed */
+	uint32_t steps;            /* launcher mode: steps to run */
+	bool lost;                 /* launcher mode: an exchange failed, the run is over */
 	bool trainer;
 	uint32_t rank;
 	xfer_engine *e;
 };
 
-static int engine_open(struct child *c)
+static int recv_blobs(int fd, uint8_t (*blobs)[BLOB_MAX], uint32_t *lens, uint32_t n);
+
+struct acc {
+	double slowest, tcpu, icpu;
+};
+static void account(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, uint32_t i,
+		    const struct report *rep, uint32_t step, struct wsrun_result *r, struct acc *a);
+
+/* The engine, its address into addr (*len: its size, then the address's). */
+static int engine_open(struct child *c, uint8_t *addr, size_t *len)
 {
 	struct xfer_engine_attr a;
-	uint8_t addr[XFER_ADDR_MAX];
-	size_t len = sizeof(addr);
 	int ret;
 
 	xfer_engine_attr_init(&a);
 	a.provider = c->o->provider;
 	a.num_rails = c->o->rails;
-	a.node = "127.0.0.1";
+	/* forked: every rank on this host; launched: the address --node settled */
+	a.node = c->l ? c->l->node : "127.0.0.1";
+	if (c->l)
+		a.gpu = c->l->gpu;
 	a.peer_timeout_ms = (uint32_t)(c->o->timeout_ms > 0 ? c->o->timeout_ms / 2 : 5000);
 	a.idle_spin_us = 500;    /* many processes share the cores */
 	ret = xfer_engine_create(&a, &c->e);
 	if (!ret)
-		ret = xfer_engine_address(c->e, addr, &len);
-	if (!ret)
-		ret = oob_send(c->fd, addr, (uint32_t)len);
+		ret = xfer_engine_address(c->e, addr, len);
 	return ret;
+}
+
+/* Every rank's blob, rank order (trainers, then inference ranks). Forked:
+ * send ours to the coordinator, receive its relay when want; a failure is
+ * this process ending, which the coordinator sees. Launched: one exchange
+ * through the store, a failure (status) published so the others stop and
+ * name this rank. */
+static int all_blobs(struct child *c, const char *name, int status, const void *blob, size_t len,
+		     uint8_t (*blobs)[BLOB_MAX], uint32_t *lens, bool want)
+{
+	uint32_t n = c->s->ntrainers + c->s->ninfer;
+	const struct xfer_rdzv_blob *all;
+	int ret;
+
+	if (!c->l) {
+		if (status)
+			return status;
+		ret = oob_send(c->fd, blob, (uint32_t)len);
+		return ret ? ret : want ? recv_blobs(c->fd, blobs, lens, n) : 0;
+	}
+	ret = launch_exchange(c->l, name, status, xfer_strerror(status), blob, len, &all,
+			      c->res->error, sizeof(c->res->error));
+	for (uint32_t r = 0; !ret && r < n; r++) {
+		if (all[r].len > BLOB_MAX) {
+			snprintf(c->res->error, sizeof(c->res->error),
+				 "exchange '%s': rank %u's blob is %zu bytes, more than %u", name, r,
+				 all[r].len, BLOB_MAX);
+			ret = -EBADMSG;
+			break;
+		}
+		memcpy(blobs[r], all[r].data, all[r].len);
+		lens[r] = (uint32_t)all[r].len;
+	}
+	if (ret)
+		c->lost = true;
+	return ret;
+}
+
+/* Launched: the step starts when every rank is there (inference buffers
+ * cleared). */
+static int step_barrier(struct child *c, uint32_t step)
+{
+	char name[32];
+	int ret;
+
+	snprintf(name, sizeof(name), "go%u", step);
+	ret = launch_barrier(c->l, name, c->res->error, sizeof(c->res->error));
+	if (ret)
+		c->lost = true;
+	return ret;
+}
+
+/* A step's report: forked, to the coordinator; launched, to every rank,
+ * each summing all of them into c->res as the coordinator would. Nonzero
+ * when the run is to end (a rank failed, or the exchange did). */
+static int report_step(struct child *c, uint32_t step, const struct report *rep)
+{
+	uint32_t n = c->s->ntrainers + c->s->ninfer;
+	const struct xfer_rdzv_blob *all;
+	struct acc a = { 0 };
+	char name[32];
+	int ret;
+
+	if (!c->l)
+		return oob_send(c->fd, rep, sizeof(*rep));
+	snprintf(name, sizeof(name), "rep%u", step);
+	ret = launch_exchange(c->l, name, 0, NULL, rep, sizeof(*rep), &all, c->res->error,
+			      sizeof(c->res->error));
+	if (ret) {
+		c->lost = true;
+		return ret;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct report r;
+
+		if (all[i].len != sizeof(r)) {
+			snprintf(c->res->error, sizeof(c->res->error),
+				 "exchange '%s': rank %u's report is %zu bytes, not %zu", name, i,
+				 all[i].len, sizeof(r));
+			c->lost = true;
+			return -EBADMSG;
+		}
+		memcpy(&r, all[i].data, sizeof(r));
+		account(c->s, c->o, i, &r, step, c->res, &a);
+	}
+	if (c->res->failed_ranks) {
+		c->lost = true;
+		return -ECONNABORTED;
+	}
+	c->res->step_s[c->res->steps++] = a.slowest;
+	c->res->trainer_cpu_s = a.tcpu;
+	c->res->infer_cpu_s = a.icpu;
+	return 0;
 }
 
 /* Receive the n blobs the coordinator relays: [u32 len][bytes] each. */
@@ -208,8 +314,8 @@ static int inference_main(struct child *c)
 	uint8_t (*blobs)[BLOB_MAX] = calloc(n, BLOB_MAX);
 	uint32_t *lens = calloc(n, sizeof(*lens));
 	struct report rep = { 0 };
-	uint8_t desc[XFER_DESC_MAX], *buf, *exp;
-	size_t dlen = sizeof(desc);
+	uint8_t desc[XFER_DESC_MAX], *buf, *exp, addr[XFER_ADDR_MAX];
+	size_t dlen = sizeof(desc), alen = sizeof(addr);
 	xfer_mr *mr = NULL;
 	uint64_t bad = 0;
 	int ret;
@@ -220,31 +326,41 @@ static int inference_main(struct child *c)
 		return 1;
 	ret = expect_build(c, exp, &bad);
 	if (!ret)
-		ret = engine_open(c);
+		ret = engine_open(c, addr, &alen);
 	/* Receivers connect to the trainers too: RC QPs need both ends, and
 	 * shm answers some protocols through the sender's queue. */
-	if (!ret)
-		ret = recv_blobs(c->fd, blobs, lens, n);
+	ret = all_blobs(c, "addr", ret, addr, alen, blobs, lens, true);
 	for (uint32_t i = 0; !ret && i < s->ntrainers; i++)
 		ret = xfer_engine_add_peer(c->e, blobs[i], lens[i], &peer);
 	if (!ret)
 		ret = xfer_mr_reg(c->e, buf, ir->buf_bytes, NULL, XFER_MR_REMOTE_WRITE, &mr);
 	if (!ret)
 		ret = xfer_mr_descriptor(mr, desc, &dlen);
-	if (!ret)
-		ret = oob_send(c->fd, desc, (uint32_t)dlen);
+	if (!c->lost)
+		ret = all_blobs(c, "desc", ret, desc, dlen, blobs, lens, false);
 
 	/* One step each: clear, wait for every write and barrier, check. */
-	while (!ret) {
+	for (uint32_t step = 0; !ret; step++) {
 		uint64_t cmd;
 
-		ret = oob_recv_u64(c->fd, &cmd);
-		if (ret || cmd == CMD_END)
-			break;
-		memset(buf, 0, ir->buf_bytes);   /* what a step does not write stays 0 */
-		ret = oob_send_u64(c->fd, 1);
-		if (!ret)
+		if (c->l) {
+			if (step == c->steps)
+				break;
+		} else {
 			ret = oob_recv_u64(c->fd, &cmd);
+			if (ret || cmd == CMD_END)
+				break;
+		}
+		memset(buf, 0, ir->buf_bytes);   /* what a step does not write stays 0 */
+		if (c->l) {
+			ret = step_barrier(c, step);
+		} else {
+			ret = oob_send_u64(c->fd, 1);
+			if (!ret)
+				ret = oob_recv_u64(c->fd, &cmd);
+		}
+		if (ret)
+			break;
 		double c0 = xfer_cpu_s();   /* all threads: the engine's worker too */
 
 		if (!ret)
@@ -257,7 +373,7 @@ static int inference_main(struct child *c)
 			rep.mismatches += bad;   /* a reference outside fp8's rounding */
 		}
 		rep.status = ret;
-		if (oob_send(c->fd, &rep, sizeof(rep)))
+		if (report_step(c, step, &rep))
 			break;
 	}
 	if (mr)
@@ -280,8 +396,8 @@ static int trainer_main(struct child *c)
 	xfer_rmr **infer = calloc(s->ninfer + 1, sizeof(*infer));
 	xfer_rmr **tgather = calloc(s->ntrainers, sizeof(*tgather));
 	uint64_t arena_bytes = 0, off = 0, gbytes = s->trainers[c->rank].gather_bytes;
-	uint8_t *arena = NULL, *gather = NULL, desc[XFER_DESC_MAX];
-	size_t dlen = sizeof(desc);
+	uint8_t *arena = NULL, *gather = NULL, desc[XFER_DESC_MAX], addr[XFER_ADDR_MAX];
+	size_t dlen = sizeof(desc), alen = sizeof(addr);
 	xfer_mr *arena_mr = NULL, *gather_mr = NULL;
 	struct report rep = { 0 };
 	struct xfer_ws_exec_stats st;
@@ -314,14 +430,13 @@ static int trainer_main(struct child *c)
 		off += (rows * pp->cols * xfer_ws_dtype_size(pp->dtype) + 63) & ~63ull;
 	}
 
-	ret = engine_open(c);
+	ret = engine_open(c, addr, &alen);
 	if (!ret)
 		ret = xfer_mr_reg(c->e, arena, arena_bytes ? arena_bytes : 1, NULL, 0, &arena_mr);
 	if (!ret && gbytes)
 		ret = xfer_mr_reg(c->e, gather, gbytes, NULL, XFER_MR_REMOTE_WRITE, &gather_mr);
 	/* addresses of everyone: trainers first, then inference ranks */
-	if (!ret)
-		ret = recv_blobs(c->fd, blobs, lens, n);
+	ret = all_blobs(c, "addr", ret, addr, alen, blobs, lens, true);
 	for (uint32_t i = 0; !ret && i < n; i++)
 		if (i != c->rank)
 			ret = xfer_engine_add_peer(c->e, blobs[i], lens[i], &peer[i]);
@@ -331,11 +446,9 @@ static int trainer_main(struct child *c)
 			ret = xfer_mr_descriptor(gather_mr, desc, &dlen);
 		else
 			dlen = 0;
-		if (!ret)
-			ret = oob_send(c->fd, desc, (uint32_t)dlen);
 	}
-	if (!ret)
-		ret = recv_blobs(c->fd, blobs, lens, n);
+	if (!c->lost)
+		ret = all_blobs(c, "desc", ret, desc, dlen, blobs, lens, true);
 	for (uint32_t i = 0; !ret && i < n; i++) {
 		if (i == c->rank || !lens[i])
 			continue;
@@ -358,7 +471,10 @@ static int trainer_main(struct child *c)
 		ret = xfer_ws_trainer_exec_create(s, &io, &a, &x);
 	}
 	/* One step per CMD_GO; a set-up error is reported at the first. */
-	while (oob_recv_u64(c->fd, &cmd) == 0 && cmd == CMD_GO) {
+	for (uint32_t step = 0; !c->lost; step++) {
+		if (c->l ? step == c->steps || step_barrier(c, step)
+			 : oob_recv_u64(c->fd, &cmd) || cmd != CMD_GO)
+			break;
 		memset(&rep, 0, sizeof(rep));
 		double c0 = xfer_cpu_s();
 
@@ -375,7 +491,7 @@ static int trainer_main(struct child *c)
 			rep.staged = st.bytes_staged;
 		}
 		rep.status = ret;
-		if (oob_send(c->fd, &rep, sizeof(rep)) || ret)
+		if (report_step(c, step, &rep) || ret)
 			break;
 	}
 	xfer_ws_trainer_exec_destroy(x);
@@ -453,6 +569,51 @@ static int recv_within(const struct xfer_ws_schedule *s, int *fds, pid_t *pids, 
 	return 0;
 }
 
+/* Rank i's report of a step, into r (a: the step's slowest trainer, CPU
+ * sums): what the coordinator does with each report, and in launcher mode
+ * every rank with every rank's. */
+static void account(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, uint32_t i,
+		    const struct report *rep, uint32_t step, struct wsrun_result *r, struct acc *a)
+{
+	if (rep->status) {
+		r->failed_ranks++;
+		/* a timeout's text is neutral: say what was waited for, how long */
+		if (!r->error[0] && rep->status == -ETIMEDOUT)
+			snprintf(r->error, sizeof(r->error),
+				 "%s rank %u: timed out waiting for its peers' writes and "
+				 "notifications (--timeout-ms %d)",
+				 i < s->ntrainers ? "trainer" : "inference",
+				 i < s->ntrainers ? i : i - s->ntrainers,
+				 o->timeout_ms > 0 ? o->timeout_ms : 30000);
+		else if (!r->error[0])
+			snprintf(r->error, sizeof(r->error), "%s rank %u: %s",
+				 i < s->ntrainers ? "trainer" : "inference",
+				 i < s->ntrainers ? i : i - s->ntrainers,
+				 xfer_strerror(rep->status));
+	}
+	if (i < s->ntrainers)
+		a->tcpu += rep->cpu_s;
+	else
+		a->icpu += rep->cpu_s;
+	if (i < s->ntrainers) {
+		if (rep->seconds > a->slowest) {   /* the slowest trainer and its phases */
+			a->slowest = rep->seconds;
+			r->gather_s = rep->gather_s;
+			r->prepare_s = rep->prepare_s;
+			r->wait_s = rep->wait_s;
+		}
+		if (step == 0) {
+			r->gathered += rep->gathered;
+			r->staged += rep->staged;
+		}
+	} else {
+		if (step == 0)
+			r->bytes += rep->bytes;
+		r->tensors_checked += rep->checked;
+		r->mismatches += rep->mismatches;
+	}
+}
+
 /* One step: inference ranks clear their buffers, everyone goes, every rank
  * reports. Failures are counted in r (and end the run). */
 static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, int *fds,
@@ -464,7 +625,8 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	 * process that died holding its region's lock): then it is killed and
 	 * named, so a run ends with an error, never a hang. */
 	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
-	double deadline = xfer_now_s() + limit_ms / 1000.0, slowest = 0, tcpu = 0, icpu = 0;
+	double deadline = xfer_now_s() + limit_ms / 1000.0;
+	struct acc a = { 0 };
 	uint64_t ack;
 
 	for (uint32_t i = s->ntrainers; i < n; i++)
@@ -485,48 +647,12 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 
 		if (recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &rep, sizeof(rep), r))
 			continue;
-		if (rep.status) {
-			r->failed_ranks++;
-			/* a timeout's text is neutral: say what was waited for, how long */
-			if (!r->error[0] && rep.status == -ETIMEDOUT)
-				snprintf(r->error, sizeof(r->error),
-					 "%s rank %u: timed out waiting for its peers' writes and "
-					 "notifications (--timeout-ms %d)",
-					 i < s->ntrainers ? "trainer" : "inference",
-					 i < s->ntrainers ? i : i - s->ntrainers,
-					 o->timeout_ms > 0 ? o->timeout_ms : 30000);
-			else if (!r->error[0])
-				snprintf(r->error, sizeof(r->error), "%s rank %u: %s",
-					 i < s->ntrainers ? "trainer" : "inference",
-					 i < s->ntrainers ? i : i - s->ntrainers,
-					 xfer_strerror(rep.status));
-		}
-		if (i < s->ntrainers)
-			tcpu += rep.cpu_s;
-		else
-			icpu += rep.cpu_s;
-		if (i < s->ntrainers) {
-			if (rep.seconds > slowest) {   /* the slowest trainer and its phases */
-				slowest = rep.seconds;
-				r->gather_s = rep.gather_s;
-				r->prepare_s = rep.prepare_s;
-				r->wait_s = rep.wait_s;
-			}
-			if (step == 0) {
-				r->gathered += rep.gathered;
-				r->staged += rep.staged;
-			}
-		} else {
-			if (step == 0)
-				r->bytes += rep.bytes;
-			r->tensors_checked += rep.checked;
-			r->mismatches += rep.mismatches;
-		}
+		account(s, o, i, &rep, step, r, &a);
 	}
 	if (!r->failed_ranks) {
-		r->step_s[r->steps++] = slowest;
-		r->trainer_cpu_s = tcpu;
-		r->infer_cpu_s = icpu;
+		r->step_s[r->steps++] = a.slowest;
+		r->trainer_cpu_s = a.tcpu;
+		r->infer_cpu_s = a.icpu;
 	}
 }
 
@@ -695,4 +821,66 @@ reap:
 	free(blobs);
 	free(lens);
 	return ret;
+}
+
+/*
+ * Launcher mode: this process is rank l->rank of the world, a trainer
+ * (ranks 0 .. ntrainers-1) or an inference rank (the next ninfer). Every
+ * rank exchanges every step's report, so each ends with the whole run's
+ * figures and the same verdict (its exit status says whether the run
+ * passed, not only its own part). No loopback bound: the ranks may be on
+ * other hosts (bound_s 0).
+ */
+int wsrun_rank(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct launch *l,
+	       struct wsrun_result *r)
+{
+	struct wsrun_opts eff = *o;
+	long ncores = sysconf(_SC_NPROCESSORS_ONLN);
+	struct child c = { .s = s, .o = &eff, .fd = -1, .l = l, .res = r,
+			   .steps = o->steps ? o->steps : 1, .trainer = l->rank < s->ntrainers,
+			   .rank = l->rank < s->ntrainers ? l->rank : l->rank - s->ntrainers };
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	if (c.steps > WSRUN_MAX_STEPS)
+		c.steps = WSRUN_MAX_STEPS;
+	/* the host's cores, shared by the trainers as in the forked mode (the
+	 * launcher may put them all on one host) */
+	if (!eff.threads)
+		eff.threads = ncores > (long)s->ntrainers ? (uint32_t)(ncores / s->ntrainers) : 1;
+	r->threads = eff.threads;
+	for (uint32_t t = 0; t < s->ntrainers; t++)
+		for (uint32_t k = 0; k < s->trainers[t].nchunks; k++) {
+			const struct xfer_ws_chunk *ch = &s->chunks[s->trainers[t].first_chunk + k];
+
+			if (ch->transform == XFER_WS_XF_FP8)
+				r->transformed += ch->rows * ch->cols * sizeof(uint16_t);
+		}
+	ret = c.trainer ? trainer_main(&c) : inference_main(&c);
+	if (r->steps > 1) {   /* the median of the warm steps */
+		double w[WSRUN_MAX_STEPS];
+		uint32_t nw = r->steps - 1;
+
+		memcpy(w, r->step_s + 1, nw * sizeof(*w));
+		qsort(w, nw, sizeof(*w), cmp_double);
+		r->seconds = nw % 2 ? w[nw / 2] : (w[nw / 2 - 1] + w[nw / 2]) / 2;
+	} else {
+		r->seconds = r->step_s[0];
+	}
+	/* the end barrier: a rank that failed alone is still there to be named */
+	if (!c.lost) {
+		char err[256];
+		int cr = launch_close(l, err, sizeof(err));
+
+		if (cr && !r->error[0])
+			snprintf(r->error, sizeof(r->error), "%s", err);
+		if (cr && !ret)
+			ret = cr;
+	}
+	if (r->failed_ranks || r->mismatches)
+		return r->mismatches && !r->failed_ranks ? -EIO : -ECONNABORTED;
+	if (ret && !r->error[0])
+		snprintf(r->error, sizeof(r->error), "%s rank %u: set-up failed",
+			 c.trainer ? "trainer" : "inference", c.rank);
+	return ret ? (ret < 0 ? ret : -ECONNABORTED) : (r->steps == c.steps ? 0 : -ECONNABORTED);
 }

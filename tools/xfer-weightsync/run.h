@@ -59,6 +59,11 @@ struct wsrun_result {
 };
 
 int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct wsrun_result *r);
+/* Launcher mode: run this process's rank (l settled and joined); closes l
+ * when the run ended with every rank there, else leaves it to its lease. */
+struct launch;
+int wsrun_rank(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct launch *l,
+	       struct wsrun_result *r);
 
 /* Within the tool. Monotonic seconds. */
 /* The seeded pattern of param's rows [row0, +rows) x
