@@ -460,19 +460,17 @@ static int etcd_create(struct rdzv_store *s, const char *key, const void *val, s
 
 /* The smallest key greater than every key with this prefix: the prefix
  * with its last byte incremented (prefixes here end in '/'). */
-static int etcd_range(struct rdzv_store *s, const char *prefix, bool keys_only,
-		      struct rdzv_kv **out, size_t *n_out, uint64_t deadline)
+/* A range request over the job's keys that start with prefix: key, and
+ * range_end the same bytes with the last one incremented (etcd's prefix). */
+static json_object *range_req(struct rdzv_store *s, const char *prefix)
 {
-	json_object *req = json_object_new_object(), *resp = NULL, *kvs;
+	json_object *req = json_object_new_object();
 	size_t pl = strlen(prefix), fl = s->prefix_len + pl;
 	char *end = malloc(fl + 1);
-	struct rdzv_kv *v = NULL;
-	size_t n = 0;
-	int ret;
 
 	if (!end) {
 		json_object_put(req);
-		return -ENOMEM;
+		return NULL;
 	}
 	memcpy(end, s->prefix, s->prefix_len);
 	memcpy(end + s->prefix_len, prefix, pl + 1);
@@ -480,6 +478,19 @@ static int etcd_range(struct rdzv_store *s, const char *prefix, bool keys_only,
 	end[fl - 1]++;
 	json_object_object_add(req, "range_end", jstr_b64(end, fl));
 	free(end);
+	return req;
+}
+
+static int etcd_range(struct rdzv_store *s, const char *prefix, bool keys_only,
+		      struct rdzv_kv **out, size_t *n_out, uint64_t deadline)
+{
+	json_object *req = range_req(s, prefix), *resp = NULL, *kvs;
+	struct rdzv_kv *v = NULL;
+	size_t n = 0;
+	int ret;
+
+	if (!req)
+		return -ENOMEM;
 	if (keys_only)
 		json_object_object_add(req, "keys_only", json_object_new_boolean(1));
 	ret = request(s, "/v3/kv/range", req, deadline, &resp);
@@ -540,21 +551,11 @@ static int etcd_range(struct rdzv_store *s, const char *prefix, bool keys_only,
 
 static int etcd_count(struct rdzv_store *s, const char *prefix, size_t *n_out, uint64_t deadline)
 {
-	json_object *req = json_object_new_object(), *resp = NULL;
-	size_t pl = strlen(prefix), fl = s->prefix_len + pl;
-	char *end = malloc(fl + 1);
+	json_object *req = range_req(s, prefix), *resp = NULL;
 	int ret;
 
-	if (!end) {
-		json_object_put(req);
+	if (!req)
 		return -ENOMEM;
-	}
-	memcpy(end, s->prefix, s->prefix_len);
-	memcpy(end + s->prefix_len, prefix, pl + 1);
-	json_object_object_add(req, "key", jstr_b64(end, fl));
-	end[fl - 1]++;
-	json_object_object_add(req, "range_end", jstr_b64(end, fl));
-	free(end);
 	json_object_object_add(req, "count_only", json_object_new_boolean(1));
 	json_object_object_add(req, "serializable", json_object_new_boolean(1));
 	ret = request(s, "/v3/kv/range", req, deadline, &resp);

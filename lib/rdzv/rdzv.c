@@ -465,6 +465,18 @@ static void never_arrived(struct xfer_rdzv *r, const char *what, const char *nam
 		r->rank, r->job, nmiss > 1 ? "s" : "", list, what, name, r->timeout_ms, r->url);
 }
 
+/* A store request failed: past the deadline the ranks still missing never
+ * arrived (-ETIMEDOUT, naming them); before it, the store's own error. */
+static int poll_failed(struct xfer_rdzv *r, int ret, uint64_t deadline, const char *what,
+		       const char *name, const uint32_t *missing, size_t nmiss)
+{
+	if (xfer_now_ns() >= deadline) {
+		never_arrived(r, what, name, missing, nmiss);
+		return -ETIMEDOUT;
+	}
+	return store_fail(r, ret, what);
+}
+
 /* Each key of kvs names a rank below world_size (and, with values, holds
  * 1 .. XFER_RDZV_MAX_BLOB bytes); have[rank] set for each. */
 static int validate(struct xfer_rdzv *r, const char *what, const char *name, size_t plen,
@@ -533,13 +545,8 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 		 * missing ranks are to be named. */
 		if (polled && !liveness_due && !nsuspect && xfer_now_ns() < deadline) {
 			ret = r->ops->count(r->st, prefix, &n, deadline);
-			if (ret && xfer_now_ns() >= deadline) {
-				never_arrived(r, what, name, missing, nmiss);
-				ret = -ETIMEDOUT;
-				break;
-			}
 			if (ret) {
-				store_fail(r, ret, what);
+				ret = poll_failed(r, ret, deadline, what, name, missing, nmiss);
 				break;
 			}
 			if (n < r->world && xfer_now_ns() < deadline) {
@@ -608,13 +615,8 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 		if (liveness_due) {
 			last_liveness = xfer_now_ns();
 			ret = r->ops->range(r->st, "ranks/", true, &reg, &nreg, deadline);
-			if (ret && xfer_now_ns() >= deadline) {
-				never_arrived(r, what, name, missing, nmiss);
-				ret = -ETIMEDOUT;
-				break;
-			}
 			if (ret) {
-				store_fail(r, ret, what);
+				ret = poll_failed(r, ret, deadline, what, name, missing, nmiss);
 				break;
 			}
 			memset(alive, 0, r->world * sizeof(*alive));
