@@ -45,8 +45,10 @@
 
 /* Every transport a test over the engine runs on. Which of them run is
  * XFER_TEST_PROVIDERS' choice (default shm, tcp;ofi_rxm, local; the verbs
- * guest sets verbs); the others skip. */
+ * guest sets verbs); the others skip. libfabric is initialised once in the
+ * harness's process, before it forks the cases (xt_warm_fabric). */
 #define XT_TRANSPORT_VARIANTS(f) \
+	static void __attribute__((constructor)) xt_warm_##f(void) { xt_warm_fabric(); } \
 	FIXTURE_VARIANT_ADD(f, shm_1rail) { .provider = "shm", .rails = 1 }; \
 	FIXTURE_VARIANT_ADD(f, shm_2rails) { .provider = "shm", .rails = 2 }; \
 	FIXTURE_VARIANT_ADD(f, tcp_1rail) { .provider = "tcp;ofi_rxm", .rails = 1 }; \

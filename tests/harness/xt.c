@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -61,6 +62,38 @@ bool xt_provider_available(const char *prov)
 
 	xfer_engine_destroy(e);
 	return ret == 0;
+}
+
+void xt_warm_fabric(void)
+{
+	static bool done;
+	const char *provs[8];
+	int n = xt_providers(provs, 8), i;
+	void *h;
+	uint32_t (*version)(void);
+	int (*getinfo)(uint32_t, const char *, const char *, uint64_t, const void *, void **);
+	void (*freeinfo)(void *);
+	void *info = NULL;
+
+	if (done)
+		return;
+	done = true;
+	for (i = 0; i < n; i++)
+		if (strcmp(provs[i], "local") != 0 && strcmp(provs[i], "verbs") != 0)
+			break;
+	if (i == n)
+		return;   /* no libfabric provider among those tested */
+	/* The library's own soname (lib/backend/fabric_load.c): dlopen of a
+	 * loaded library returns the same one, initialised. */
+	h = dlopen("libfabric.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return;   /* the cases find out and skip, saying why */
+	*(void **)&version = dlsym(h, "fi_version");
+	*(void **)&getinfo = dlsym(h, "fi_getinfo");
+	*(void **)&freeinfo = dlsym(h, "fi_freeinfo");
+	if (version && getinfo && freeinfo && getinfo(version(), NULL, NULL, 0, NULL, &info) == 0)
+		freeinfo(info);
+	/* never closed: the library keeps its providers, as libxfer does */
 }
 
 int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e)

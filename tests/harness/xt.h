@@ -27,6 +27,13 @@ bool xt_provider_available(const char *prov);
 /* NULL when prov is tested here and opens, else why not (for a SKIP). */
 const char *xt_transport_skip(const char *prov);
 int xt_engine(const char *prov, uint32_t rails, uint32_t timeout_ms, xfer_engine **e);
+/* Initialise libfabric (its fi_getinfo over every provider) in this process
+ * once, when a libfabric provider is among those tested. Called before the
+ * harness forks its cases (XT_TRANSPORT_VARIANTS), so that no case and no
+ * peer process pays libfabric 1.17's start-up again: ~0.3 s a process here,
+ * most of it its verbs provider reading /proc/kallsyms, in every case on
+ * shm or tcp. It opens nothing: each case still opens its own engines. */
+void xt_warm_fabric(void);
 
 /* Peer processes. */
 struct xt_peer {

@@ -218,6 +218,11 @@ static int gone_main(int fd, void *argp)
 	if (!region || xt_engine(a->prov, a->rails, PEER_TIMEOUT_MS, &e) || xt_connect(e, fd, &peer) ||
 	    xfer_mr_reg(e, region, SLOT, NULL, XFER_MR_REMOTE_WRITE, &mr) || xt_send_mr(fd, mr))
 		return 2;
+	/* closed only once the test added us: its add_peer opens our same-host
+	 * page, which is gone after destroy (-ECONNREFUSED at add_peer, a race
+	 * seen on a loaded machine) */
+	if (xt_recv(fd, &byte, 1) != 1)
+		return 3;
 	xfer_mr_dereg(mr);
 	xfer_engine_destroy(e);
 	xt_send(fd, "x", 1);     /* closed: connections are refused from here */
@@ -267,6 +272,7 @@ TEST_F_TIMEOUT(refused, retried_within_timeout, 60)
 	XT_ASSERT_OK(xt_engine(variant->provider, variant->rails, TIMEOUT, &e));
 	XT_ASSERT_OK(xt_connect(e, self->t.fd, &peer));
 	XT_ASSERT_OK(xt_recv_rmr(e, peer, self->t.fd, &dst));
+	XT_ASSERT_OK(xt_send(self->t.fd, "a", 1));   /* added: it may close now */
 	ASSERT_EQ(1, xt_recv(self->t.fd, &byte, 1));
 	XT_ASSERT_OK(xfer_mr_reg(e, buf, SLOT, NULL, 0, &src));
 	uint64_t t0 = xt_now_us();
