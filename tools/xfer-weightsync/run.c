@@ -645,9 +645,19 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	for (uint32_t i = 0; i < n; i++) {
 		struct report rep;
 
-		if (recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &rep, sizeof(rep), r))
-			continue;
-		account(s, o, i, &rep, step, r, &a);
+		if (!recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &rep, sizeof(rep), r))
+			account(s, o, i, &rep, step, r, &a);
+		/* Once a rank failed, the others' engines see it within their
+		 * peer timeout and report: a rank silent past that (plus slack)
+		 * is stuck on the dead one (shm's spin), not slow. */
+		if (r->failed_ranks) {
+			int after_ms = (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 5000;
+
+			if (xfer_now_s() + after_ms / 1000.0 < deadline) {
+				deadline = xfer_now_s() + after_ms / 1000.0;
+				limit_ms = after_ms;
+			}
+		}
 	}
 	if (!r->failed_ranks) {
 		r->step_s[r->steps++] = a.slowest;
