@@ -541,22 +541,52 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Receive len bytes from child i before deadline (seconds, xfer_now_s()); on
- * silence or death the child is killed, counted and named in r->error. */
+/* Whether a rank process has exited, looked at without reaping it (the
+ * end of the run waits for every one). */
+static bool a_rank_exited(const pid_t *pids, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		siginfo_t si = { 0 };
+
+		if (pids[i] > 0 && waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pids[i])
+			return true;
+	}
+	return false;
+}
+
+/* Receive len bytes from child i before *deadline (seconds, xfer_now_s());
+ * on silence or death the child is killed, counted and named in r->error.
+ * Once any rank has failed or exited, the others' engines see it within
+ * their peer timeout and report: *deadline comes down to now + after_ms,
+ * so that a rank stuck on the dead one (shm's spin) is named then, not at
+ * the end of the step's whole deadline. */
 static int recv_within(const struct xfer_ws_schedule *s, int *fds, pid_t *pids, uint32_t i,
-		       double deadline, int limit_s, void *buf, int len, struct wsrun_result *r)
+		       double *deadline, int after_ms, void *buf, int len, struct wsrun_result *r)
 {
 	struct pollfd pfd = { .fd = fds[i], .events = POLLIN };
-	int left = (int)((deadline - xfer_now_s()) * 1000);
 	bool trainer = i < s->ntrainers;
 	uint32_t rank = trainer ? i : i - s->ntrainers;
+	double start = xfer_now_s();
+	int got;
 
-	if (poll(&pfd, 1, left > 0 ? left : 0) <= 0) {
+	for (;;) {
+		double now = xfer_now_s();
+		int left = (int)((*deadline - now) * 1000);
+
+		if ((r->failed_ranks || a_rank_exited(pids, s->ntrainers + s->ninfer)) &&
+		    now + after_ms / 1000.0 < *deadline)
+			*deadline = now + after_ms / 1000.0;
+		got = poll(&pfd, 1, left <= 0 ? 0 : left < 200 ? left : 200);
+		if (got != 0 || xfer_now_s() >= *deadline)
+			break;
+	}
+	if (got <= 0) {
 		r->failed_ranks++;
 		kill(pids[i], SIGKILL);
 		if (!r->error[0])
-			snprintf(r->error, sizeof(r->error), "%s rank %u did not finish within %d s",
-				 trainer ? "trainer" : "inference", rank, limit_s);
+			snprintf(r->error, sizeof(r->error), "%s rank %u did not finish within %.0f s",
+				 trainer ? "trainer" : "inference", rank, xfer_now_s() - start);
 		return -ETIMEDOUT;
 	}
 	if (oob_recv(fds[i], buf, (uint32_t)len) != len) {
@@ -624,7 +654,8 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	 * a dead peer (libfabric 1.17's shm can spin forever writing to a
 	 * process that died holding its region's lock): then it is killed and
 	 * named, so a run ends with an error, never a hang. */
-	int limit_ms = 4 * (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 30000;
+	int timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+	int limit_ms = 4 * timeout_ms + 30000, after_ms = timeout_ms + 5000;
 	double deadline = xfer_now_s() + limit_ms / 1000.0;
 	struct acc a = { 0 };
 	uint64_t ack;
@@ -632,7 +663,7 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	for (uint32_t i = s->ntrainers; i < n; i++)
 		oob_send_u64(fds[i], CMD_CLEAR);
 	for (uint32_t i = s->ntrainers; i < n; i++)
-		if (recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &ack, sizeof(ack), r))
+		if (recv_within(s, fds, pids, i, &deadline, after_ms, &ack, sizeof(ack), r))
 			return;
 	for (uint32_t i = 0; i < n; i++)
 		oob_send_u64(fds[i], CMD_GO);
@@ -645,19 +676,8 @@ static void run_step(const struct xfer_ws_schedule *s, const struct wsrun_opts *
 	for (uint32_t i = 0; i < n; i++) {
 		struct report rep;
 
-		if (!recv_within(s, fds, pids, i, deadline, limit_ms / 1000, &rep, sizeof(rep), r))
+		if (!recv_within(s, fds, pids, i, &deadline, after_ms, &rep, sizeof(rep), r))
 			account(s, o, i, &rep, step, r, &a);
-		/* Once a rank failed, the others' engines see it within their
-		 * peer timeout and report: a rank silent past that (plus slack)
-		 * is stuck on the dead one (shm's spin), not slow. */
-		if (r->failed_ranks) {
-			int after_ms = (o->timeout_ms > 0 ? o->timeout_ms : 30000) + 5000;
-
-			if (xfer_now_s() + after_ms / 1000.0 < deadline) {
-				deadline = xfer_now_s() + after_ms / 1000.0;
-				limit_ms = after_ms;
-			}
-		}
 	}
 	if (!r->failed_ranks) {
 		r->step_s[r->steps++] = a.slowest;
