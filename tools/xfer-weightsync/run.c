@@ -555,6 +555,20 @@ static bool a_rank_exited(const pid_t *pids, uint32_t n)
 	return false;
 }
 
+/* A run's time: the median of its warm steps (all but the first), or the
+ * one step there was. */
+static double warm_median(const struct wsrun_result *r)
+{
+	double w[WSRUN_MAX_STEPS];
+	uint32_t nw = r->steps - 1;
+
+	if (r->steps <= 1)
+		return r->step_s[0];
+	memcpy(w, r->step_s + 1, nw * sizeof(*w));
+	qsort(w, nw, sizeof(*w), cmp_double);
+	return nw % 2 ? w[nw / 2] : (w[nw / 2 - 1] + w[nw / 2]) / 2;
+}
+
 /* Receive len bytes from child i before *deadline (seconds, xfer_now_s());
  * on silence or death the child is killed, counted and named in r->error.
  * Once any rank has failed or exited, the others' engines see it within
@@ -784,16 +798,7 @@ int wsrun(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, struct w
 		steps = WSRUN_MAX_STEPS;
 	for (uint32_t step = 0; step < steps && !r->failed_ranks; step++)
 		run_step(s, o, fds, pids, step, r);
-	if (r->steps > 1) {   /* the median of the warm steps */
-		double w[WSRUN_MAX_STEPS];
-		uint32_t nw = r->steps - 1;
-
-		memcpy(w, r->step_s + 1, nw * sizeof(*w));
-		qsort(w, nw, sizeof(*w), cmp_double);
-		r->seconds = nw % 2 ? w[nw / 2] : (w[nw / 2 - 1] + w[nw / 2]) / 2;
-	} else {
-		r->seconds = r->step_s[0];
-	}
+	r->seconds = warm_median(r);
 	for (uint32_t i = 0; i < n; i++)
 		oob_send_u64(fds[i], CMD_END);
 reap:
@@ -887,16 +892,7 @@ int wsrun_rank(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, str
 				r->transformed += ch->rows * ch->cols * sizeof(uint16_t);
 		}
 	ret = c.trainer ? trainer_main(&c) : inference_main(&c);
-	if (r->steps > 1) {   /* the median of the warm steps */
-		double w[WSRUN_MAX_STEPS];
-		uint32_t nw = r->steps - 1;
-
-		memcpy(w, r->step_s + 1, nw * sizeof(*w));
-		qsort(w, nw, sizeof(*w), cmp_double);
-		r->seconds = nw % 2 ? w[nw / 2] : (w[nw / 2 - 1] + w[nw / 2]) / 2;
-	} else {
-		r->seconds = r->step_s[0];
-	}
+	r->seconds = warm_median(r);
 	/* the end barrier: a rank that failed alone is still there to be named */
 	if (!c.lost) {
 		char err[256];
