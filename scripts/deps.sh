@@ -48,8 +48,9 @@ fi
 pkgs=(build-essential pkg-config libfabric-dev libfabric-bin libhwloc-dev libjson-c-dev
       libcurl4-openssl-dev libibverbs-dev ibverbs-providers rdma-core)
 if [ "$what" = test ]; then
-	# etcd-server: tests/integration/test_rdzv starts one (etcd-client: etcdctl, by hand)
-	pkgs+=(etcd-server etcd-client qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest
+	# etcd-server: tests/integration/test_rdzv starts one (etcd-client: etcdctl);
+	# iproute2, nftables, curl: the cluster test bed (tests/cluster)
+	pkgs+=(etcd-server etcd-client iproute2 nftables curl qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest
 	       groff-base man-db linux-image-amd64 linux-headers-amd64 linux-image-6.12-amd64
 	       linux-headers-6.12-amd64 dpkg-dev debhelper dh-dkms lintian mmdebstrap)
 fi

@@ -36,6 +36,7 @@
 struct fab_slot {
 	struct fi_context2 fctx;
 	void *user;
+	uint32_t peer;
 	struct fab_slot *next_free;
 };
 
@@ -61,12 +62,14 @@ struct xfer_rail {
 	/* ... also on a zero-byte write: libfabric 1.17's shm never completes
 	 * one (an immediate alone) with that flag, so there it goes without */
 	bool delivery_zero_ok;
-	bool shm;               /* libfabric's shm provider (its quirks) */
 	bool small_in_order;    /* see fab_post: small writes need no delivery-complete */
 	int wait_fd;            /* the CQ's wait fd, or -1 */
 	uint64_t next_key;
 	fi_addr_t peers[XFER_MAX_PEERS];
-	bool posted[XFER_MAX_PEERS];   /* work was ever posted to the peer (shm: see remove) */
+	bool posted[XFER_MAX_PEERS];   /* work was ever posted to the peer (see remove) */
+	uint32_t inflight[XFER_MAX_PEERS];   /* posted and not completed */
+	bool rxm;               /* tcp;ofi_rxm or verbs;ofi_rxm */
+	bool abandoned;         /* see fab_close */
 	struct fab_chunk *chunks;
 	struct fab_slot *free_slots;
 	uint64_t max_msg;
@@ -170,6 +173,15 @@ static void fab_close(struct xfer_rail *r)
 {
 	if (!r)
 		return;
+	/* libfabric 1.17's rxm crashes (SIGSEGV in fi_close of the endpoint)
+	 * when a connection still holds writes to a peer that stopped
+	 * answering without closing it (a host's cable cut: its socket
+	 * retransmits for minutes; tests/cluster/run.sh). Such a rail is
+	 * left open, whole: it makes no progress once the engine's worker is
+	 * gone, and the process's exit takes it. A peer that died (its
+	 * socket reset) completes its writes with errors and costs nothing. */
+	if (r->abandoned)
+		return;
 	if (r->ep)
 		fi_close(&r->ep->fid);
 	if (r->av)
@@ -218,6 +230,7 @@ static int fab_open_once(const struct xfer_rail_attr *a, struct xfer_rail **out)
 	r->max_msg = r->info->ep_attr->max_msg_size;
 	r->delivery_ok = true;   /* until the provider refuses the flag */
 	r->delivery_zero_ok = strncmp(r->info->fabric_attr->prov_name, "shm", 3) != 0;
+	r->rxm = strstr(r->info->fabric_attr->prov_name, "ofi_rxm") != NULL;
 	if (r->info->domain_attr->cq_data_size < 4) {
 		ret = -EOPNOTSUPP;   /* immediates need 32 bits of CQ data */
 		goto err;
@@ -235,7 +248,6 @@ static int fab_open_once(const struct xfer_rail_attr *a, struct xfer_rail **out)
 		 * on every such write. Providers without wait fds are polled. */
 		bool shm = strncmp(r->info->fabric_attr->prov_name, "shm", 3) == 0;
 
-		r->shm = shm;
 		r->small_in_order = shm && a->num_rails == 1;
 
 		cqa.wait_obj = shm ? FI_WAIT_NONE : FI_WAIT_FD;
@@ -404,15 +416,20 @@ static int fab_add_peer(struct xfer_rail *r, uint32_t peer, const void *addr, si
 static void fab_remove_peer(struct xfer_rail *r, uint32_t peer)
 {
 	if (peer < XFER_MAX_PEERS && r->peers[peer] != FI_ADDR_NOTAVAIL) {
-		/* shm 1.17 unmaps the peer's region on fi_av_remove while its
-		 * progress still reaches into it for commands and responses in
-		 * flight (a SIGSEGV in fi_cq_read once a peer that died with work
-		 * in flight is removed): there the entry stays, unused, until the
-		 * rail closes. A peer never posted to (an add undone because a
-		 * later rail refused it) has nothing in flight: its entry goes, or
-		 * failed adds would fill shm's 256-entry AV. */
-		if (!r->shm || !r->posted[peer])
+		/* A peer posted to keeps its entry, unused, until the rail
+		 * closes: libfabric 1.17 frees what the entry holds while work
+		 * in flight still points at it. shm unmaps the peer's region
+		 * (a SIGSEGV in fi_cq_read once a peer that died with work in
+		 * flight is removed); tcp;ofi_rxm drops the connection under its
+		 * queued writes (a SIGSEGV in fi_close of the endpoint, seen when
+		 * a host's cable is cut mid-transfer: tests/cluster/run.sh). A
+		 * peer never posted to (an add undone because a later rail
+		 * refused it) has nothing in flight: its entry goes, or failed
+		 * adds would fill shm's 256-entry AV. */
+		if (!r->posted[peer])
 			fi_av_remove(r->av, &r->peers[peer], 1, 0);
+		if (r->rxm && r->inflight[peer])
+			r->abandoned = true;
 		r->peers[peer] = FI_ADDR_NOTAVAIL;
 		r->posted[peer] = false;
 	}
@@ -501,6 +518,7 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 		if (!s)
 			return i ? i : -ENOMEM;
 		s->user = w->ctx;
+		s->peer = peer;
 		/* Delivery-complete makes shm (1.17) send even a 4 KiB page by
 		 * its SAR protocol: rounds of both sides' progress and a response
 		 * per page, 5-10x slower with an idle receiver (issue 12). It is
@@ -537,6 +555,7 @@ static int fab_post(struct xfer_rail *r, uint32_t peer, const struct xfer_wr *wr
 		if (ret)
 			return i ? i : fab_err((int)ret);
 		r->free_slots = s->next_free;
+		r->inflight[peer]++;
 	}
 	return i;
 }
@@ -549,6 +568,7 @@ static void *slot_done(struct xfer_rail *r, void *op_context)
 	if (!s)
 		return NULL;
 	user = s->user;
+	r->inflight[s->peer]--;
 	s->next_free = r->free_slots;
 	r->free_slots = s;
 	return user;

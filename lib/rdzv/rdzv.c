@@ -465,15 +465,30 @@ static void never_arrived(struct xfer_rdzv *r, const char *what, const char *nam
 		r->rank, r->job, nmiss > 1 ? "s" : "", list, what, name, r->timeout_ms, r->url);
 }
 
+/* The deadline passed in a store request that failed: the ranks missing at
+ * the last answer never arrived, and the store stopped answering (both are
+ * said: a dead etcd reads as ranks that never came otherwise). */
+static int cut_off(struct xfer_rdzv *r, const char *what, const char *name,
+		   const uint32_t *missing, size_t nmiss)
+{
+	char store[256];
+	size_t len;
+
+	snprintf(store, sizeof(store), "%s", r->ops->error(r->st));
+	never_arrived(r, what, name, missing, nmiss);
+	len = strlen(r->err);
+	snprintf(r->err + len, sizeof(r->err) - len, "; the store's last answer: %s", store);
+	memcpy(tls_err, r->err, sizeof(r->err));
+	return -ETIMEDOUT;
+}
+
 /* A store request failed: past the deadline the ranks still missing never
  * arrived (-ETIMEDOUT, naming them); before it, the store's own error. */
 static int poll_failed(struct xfer_rdzv *r, int ret, uint64_t deadline, const char *what,
 		       const char *name, const uint32_t *missing, size_t nmiss)
 {
-	if (xfer_now_ns() >= deadline) {
-		never_arrived(r, what, name, missing, nmiss);
-		return -ETIMEDOUT;
-	}
+	if (xfer_now_ns() >= deadline)
+		return cut_off(r, what, name, missing, nmiss);
 	return store_fail(r, ret, what);
 }
 
@@ -517,7 +532,7 @@ static int validate(struct xfer_rdzv *r, const char *what, const char *name, siz
 static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, const char *prefix,
 		    bool keys_only, uint64_t deadline, struct rdzv_kv **out, size_t *n_out)
 {
-	size_t plen = strlen(prefix), nmiss = 0, nsuspect = 0;
+	size_t plen = strlen(prefix), nmiss = 0, nsuspect = 0, counted = 0;
 	bool polled = false;
 	uint64_t backoff_us = 1000, last_liveness = 0;
 	uint32_t *missing = malloc(r->world * sizeof(*missing));
@@ -549,19 +564,20 @@ static int wait_all(struct xfer_rdzv *r, const char *what, const char *name, con
 				ret = poll_failed(r, ret, deadline, what, name, missing, nmiss);
 				break;
 			}
-			if (n < r->world && xfer_now_ns() < deadline) {
+			/* a read only when the count moved, so the ranks named
+			 * missing at a timeout are those of the last arrivals */
+			if (n < r->world && n == counted && xfer_now_ns() < deadline) {
 				rdzv_sleep_until(backoff_us, deadline);
 				backoff_us = backoff_us * 2 > 50000 ? 50000 : backoff_us * 2;
 				continue;
 			}
+			counted = n;
 			n = 0;
 		}
 		ret = r->ops->range(r->st, prefix, true, &kvs, &n, deadline);
 		if (ret && polled && xfer_now_ns() >= deadline) {
-			/* A poll cut off by the deadline: the ranks missing at the
-			 * last answer never arrived. */
-			never_arrived(r, what, name, missing, nmiss);
-			ret = -ETIMEDOUT;
+			/* A poll cut off by the deadline */
+			ret = cut_off(r, what, name, missing, nmiss);
 			break;
 		}
 		if (ret) {

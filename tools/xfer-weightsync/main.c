@@ -366,8 +366,11 @@ static int run_launched(struct opts *op, struct out *o, const struct xfer_ws_sch
 	out_str(o, "job", l.job);
 	out_str(o, "node", l.node);
 	/* generous: ranks started by hand or by a slow launcher arrive late */
+	double t0 = xfer_now_s();
+
 	rc = launch_join(&op->launch, (uint32_t)(op->run.timeout_ms > 0 ? op->run.timeout_ms : 30000) + 30000,
 			 &l, err, sizeof(err));
+	out_f64(o, "join_s", xfer_now_s() - t0);
 	if (rc) {
 		return out_fail(o, 0, "%s", err);
 	}
@@ -412,6 +415,8 @@ static int cmd_run(struct opts *op, struct out *o)
 	}
 	xfer_ws_schedule_free(s);
 	out_u64(o, "steps", r.steps);
+	if (op->launch.url)
+		out_f64(o, "setup_s", r.setup_s);
 	out_f64(o, "first_step_s", r.step_s[0]);
 	if (o->json) {
 		json_object *a = json_object_new_array();
@@ -439,6 +444,7 @@ static int cmd_run(struct opts *op, struct out *o)
 	out_u64(o, "gathered", r.gathered);
 	out_u64(o, "tensors_checked", r.tensors_checked);
 	out_u64(o, "mismatches", r.mismatches);
+	out_u64(o, "stray_bytes", r.stray);
 	out_u64(o, "failed_ranks", r.failed_ranks);
 	if (rc) {
 		/* keep the figures beside the error: they say who failed */

@@ -30,6 +30,7 @@ struct report {
 	uint32_t pad;
 	double seconds, gather_s, prepare_s, wait_s, cpu_s;
 	uint64_t bytes, gathered, staged, checked, mismatches;
+	uint64_t stray;            /* bytes written outside every write's destination */
 };
 
 /* Coordinator -> child, per step: inference ranks get CMD_CLEAR, answer
@@ -92,6 +93,7 @@ struct child {
 	bool trainer;
 	uint32_t rank;
 	xfer_engine *e;
+	double start;              /* launcher mode: when the rank began setting up */
 };
 
 static int recv_blobs(int fd, uint8_t (*blobs)[BLOB_MAX], uint32_t *lens, uint32_t n);
@@ -286,7 +288,7 @@ static int expect_build(const struct child *c, uint8_t *exp, uint64_t *bad)
 
 /* Compare every write of the schedule into this rank with what it must
  * have left (exp): counts into rep. */
-static void check_step(const struct child *c, const uint8_t *buf, const uint8_t *exp,
+static void check_step(const struct child *c, uint8_t *buf, const uint8_t *exp, uint64_t len,
 		       struct report *rep)
 {
 	const struct xfer_ws_schedule *s = c->s;
@@ -304,6 +306,23 @@ static void check_step(const struct child *c, const uint8_t *buf, const uint8_t 
 		     memcmp(buf + w->scale_offset, exp + w->scale_offset, ch->scale_bytes)))
 			rep->mismatches++;
 	}
+	/* No byte outside the destinations: with each write's range copied
+	 * from exp (whose other bytes are 0, as buf's were at the step's
+	 * start), buf must now equal exp as a whole. buf is cleared before
+	 * the next step, so overwriting it here costs nothing. */
+	for (uint64_t i = 0; i < s->nwrites; i++) {
+		const struct xfer_ws_write *w = &s->writes[i];
+		const struct xfer_ws_chunk *ch = &s->chunks[w->chunk];
+
+		if (w->dst_rank != c->rank)
+			continue;
+		memcpy(buf + w->dst_offset, exp + w->dst_offset, ch->out_bytes);
+		if (ch->scale_bytes)
+			memcpy(buf + w->scale_offset, exp + w->scale_offset, ch->scale_bytes);
+	}
+	if (memcmp(buf, exp, len))
+		for (uint64_t k = 0; k < len; k++)
+			rep->stray += buf[k] != exp[k];
 }
 
 static int inference_main(struct child *c)
@@ -339,6 +358,8 @@ static int inference_main(struct child *c)
 	if (!c->lost)
 		ret = all_blobs(c, "desc", ret, desc, dlen, blobs, lens, false);
 
+	if (c->l)
+		c->res->setup_s = xfer_now_s() - c->start;
 	/* One step each: clear, wait for every write and barrier, check. */
 	for (uint32_t step = 0; !ret; step++) {
 		uint64_t cmd;
@@ -369,7 +390,7 @@ static int inference_main(struct child *c)
 		memset(&rep, 0, sizeof(rep));
 		rep.cpu_s = xfer_cpu_s() - c0;
 		if (!ret) {
-			check_step(c, buf, exp, &rep);
+			check_step(c, buf, exp, ir->buf_bytes, &rep);
 			rep.mismatches += bad;   /* a reference outside fp8's rounding */
 		}
 		rep.status = ret;
@@ -470,6 +491,8 @@ static int trainer_main(struct child *c)
 
 		ret = xfer_ws_trainer_exec_create(s, &io, &a, &x);
 	}
+	if (c->l)
+		c->res->setup_s = xfer_now_s() - c->start;
 	/* One step per CMD_GO; a set-up error is reported at the first. */
 	for (uint32_t step = 0; !c->lost; step++) {
 		if (c->l ? step == c->steps || step_barrier(c, step)
@@ -655,6 +678,7 @@ static void account(const struct xfer_ws_schedule *s, const struct wsrun_opts *o
 			r->bytes += rep->bytes;
 		r->tensors_checked += rep->checked;
 		r->mismatches += rep->mismatches;
+		r->stray += rep->stray;
 	}
 }
 
@@ -849,8 +873,8 @@ reap:
 		if (work / ncopy > r->bound_s)
 			r->bound_s = work / ncopy;
 	}
-	if (!ret && (r->failed_ranks || r->mismatches))
-		ret = r->mismatches ? -EIO : -ECONNABORTED;
+	if (!ret && (r->failed_ranks || r->mismatches || r->stray))
+		ret = r->mismatches || r->stray ? -EIO : -ECONNABORTED;
 	free(fds);
 	free(pids);
 	free(blobs);
@@ -873,7 +897,8 @@ int wsrun_rank(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, str
 	long ncores = sysconf(_SC_NPROCESSORS_ONLN);
 	struct child c = { .s = s, .o = &eff, .fd = -1, .l = l, .res = r,
 			   .steps = o->steps ? o->steps : 1, .trainer = l->rank < s->ntrainers,
-			   .rank = l->rank < s->ntrainers ? l->rank : l->rank - s->ntrainers };
+			   .rank = l->rank < s->ntrainers ? l->rank : l->rank - s->ntrainers,
+			   .start = xfer_now_s() };
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -903,8 +928,8 @@ int wsrun_rank(const struct xfer_ws_schedule *s, const struct wsrun_opts *o, str
 		if (cr && !ret)
 			ret = cr;
 	}
-	if (r->failed_ranks || r->mismatches)
-		return r->mismatches && !r->failed_ranks ? -EIO : -ECONNABORTED;
+	if (r->failed_ranks || r->mismatches || r->stray)
+		return (r->mismatches || r->stray) && !r->failed_ranks ? -EIO : -ECONNABORTED;
 	if (ret && !r->error[0])
 		snprintf(r->error, sizeof(r->error), "%s rank %u: set-up failed",
 			 c.trainer ? "trainer" : "inference", c.rank);

@@ -54,7 +54,12 @@ struct wsrun_result {
 	uint64_t gathered;
 	uint64_t tensors_checked;  /* over all steps */
 	uint64_t mismatches;
+	uint64_t stray;            /* bytes found outside every write's destination */
 	uint32_t failed_ranks;     /* processes that reported an error or died */
+	/* launcher mode, this rank's set-up after the rendezvous: engine,
+	 * registrations, addresses and descriptors exchanged, peers added (the
+	 * connections themselves are made by the first step's writes) */
+	double setup_s;
 	char error[256];
 };
 
