@@ -281,6 +281,9 @@ refused "--rdzv: 'http://x': etcd://host:port[,host:port] or file:///shared/dir"
 	"xfer-bench --rdzv http://x" "$bench" --rdzv http://x
 refused "--node: 'nosuchif0': neither an IPv4 address nor an up interface" "xfer-moe --node nosuchif0" \
 	"$moe" run --rdzv "$u" --job bad9 --rank 0 --world-size 4 --node nosuchif0
+refused "torchrun's run id is 'none' (its default), the same for every run: give --job ID" \
+	"xfer-weightsync under torchrun without --rdzv-id" RANK=0 WORLD_SIZE=6 LOCAL_RANK=0 \
+	TORCHELASTIC_RUN_ID=none "$ws" run $wsargs --rdzv "$u"
 # nothing of the jobs is left in the file store (but the killed rank's
 # job: its keys go with the leases, a second after the test)
 left=$(find "$tmp/store" -mindepth 1 -maxdepth 1 ! -name 'kill*' ! -name 'wkill*' 2>/dev/null | head -3)

@@ -84,6 +84,15 @@ static int pick_job(const struct launch_opts *lo, struct launch *l, char *err, s
 			 "(TORCHELASTIC_RUN_ID, SLURM_JOB_ID, OMPI_MCA_ess_base_jobid)");
 		return -EINVAL;
 	}
+	/* torchrun's run id is 'none' unless --rdzv-id is given: every such
+	 * run would be one job, and a rank of the last run still in its lease
+	 * would be taken for this run's */
+	if (!lo->job && !getenv("XFER_JOB") && j == getenv("TORCHELASTIC_RUN_ID") &&
+	    !strcmp(j, "none")) {
+		snprintf(err, errlen, "torchrun's run id is 'none' (its default), the same for every "
+			 "run: give --job ID, $XFER_JOB, or torchrun --rdzv-id ID");
+		return -EINVAL;
+	}
 	if (strlen(j) > XFER_RDZV_MAX_JOB) {
 		snprintf(err, errlen, "job id '%.40s...' is longer than %u characters", j,
 			 XFER_RDZV_MAX_JOB);
