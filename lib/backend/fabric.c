@@ -68,8 +68,8 @@ struct xfer_rail {
 	fi_addr_t peers[XFER_MAX_PEERS];
 	bool posted[XFER_MAX_PEERS];   /* work was ever posted to the peer (see remove) */
 	uint32_t inflight[XFER_MAX_PEERS];   /* posted and not completed */
+	bool stranded[XFER_MAX_PEERS];       /* removed with writes in flight (see fab_close) */
 	bool rxm;               /* tcp;ofi_rxm or verbs;ofi_rxm */
-	bool abandoned;         /* see fab_close */
 	struct fab_chunk *chunks;
 	struct fab_slot *free_slots;
 	uint64_t max_msg;
@@ -169,18 +169,44 @@ static int try_getinfo(const char *prov, const struct xfer_rail_attr *a, struct 
 	return *out ? 0 : -ENOMEM;
 }
 
+static int fab_poll(struct xfer_rail *r, struct xfer_cqe *out, int n);
+
+/*
+ * libfabric 1.17's rxm crashes (SIGSEGV in fi_close of the endpoint) when a
+ * connection still holds writes to a peer that stopped answering without
+ * closing it: a host's cable cut, its socket retransmitting for minutes
+ * (tests/cluster/run.sh). At close, the completions still to come from
+ * removed peers get 200 ms to arrive (a peer that died, its socket reset,
+ * fails its writes at once); if some never do, the rail is left open,
+ * whole: it makes no progress once the engine's worker is gone, and the
+ * process's exit takes it. True when it must be left.
+ */
+static bool stranded_writes(struct xfer_rail *r)
+{
+	uint64_t until = xfer_now_ns() + 200000000ull;
+	struct xfer_cqe c[64];
+
+	if (!r->rxm)
+		return false;
+	for (;;) {
+		bool left = false;
+
+		for (uint32_t p = 0; p < XFER_MAX_PEERS && !left; p++)
+			left = r->stranded[p] && r->inflight[p];
+		if (!left)
+			return false;
+		if (xfer_now_ns() >= until)
+			return true;
+		if (fab_poll(r, c, (int)ARRAY_SIZE(c)) <= 0)
+			usleep(1000);
+	}
+}
+
 static void fab_close(struct xfer_rail *r)
 {
 	if (!r)
 		return;
-	/* libfabric 1.17's rxm crashes (SIGSEGV in fi_close of the endpoint)
-	 * when a connection still holds writes to a peer that stopped
-	 * answering without closing it (a host's cable cut: its socket
-	 * retransmits for minutes; tests/cluster/run.sh). Such a rail is
-	 * left open, whole: it makes no progress once the engine's worker is
-	 * gone, and the process's exit takes it. A peer that died (its
-	 * socket reset) completes its writes with errors and costs nothing. */
-	if (r->abandoned)
+	if (stranded_writes(r))
 		return;
 	if (r->ep)
 		fi_close(&r->ep->fid);
@@ -428,8 +454,8 @@ static void fab_remove_peer(struct xfer_rail *r, uint32_t peer)
 		 * adds would fill shm's 256-entry AV. */
 		if (!r->posted[peer])
 			fi_av_remove(r->av, &r->peers[peer], 1, 0);
-		if (r->rxm && r->inflight[peer])
-			r->abandoned = true;
+		if (r->inflight[peer])
+			r->stranded[peer] = true;
 		r->peers[peer] = FI_ADDR_NOTAVAIL;
 		r->posted[peer] = false;
 	}

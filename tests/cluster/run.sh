@@ -21,7 +21,8 @@
 # Needs root, iproute2, nftables, tc and etcd; SKIPs without. Uses $XFER_BUILD
 # (default build); $XFER_CLUSTER_CASES limits the cases (words of: ws moe
 # bench rdzv loss rate cut kill after etcd). Prints TAP. Everything is
-# removed at the end, failed or not; a failed run's logs are kept in
+# removed at the end, failed or not; a failed run's logs (or with
+# XFER_CLUSTER_KEEP=1 any run's) are kept in
 # tests/out/cluster/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,7 +50,7 @@ fi
 rm -f "${TMPDIR:-/tmp}/bed.$$"
 o=$BED_OUT
 keep_logs() {
-	if [ "$fail" != 0 ] && [ -d "$o" ]; then
+	if { [ "$fail" != 0 ] || [ -n "${XFER_CLUSTER_KEEP:-}" ]; } && [ -d "$o" ]; then
 		rm -rf "$root/tests/out/cluster"
 		mkdir -p "$root/tests/out" && cp -r "$o" "$root/tests/out/cluster"
 	fi
