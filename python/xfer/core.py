@@ -410,6 +410,8 @@ class Engine:
         """xfer_engine_add_peer(3): add a peer from its address (bytes);
         returns the peer index. -EINVAL: a malformed address;
         -EPROTO: another provider's; -ECONNREFUSED: its process is gone."""
+        if not isinstance(address, (bytes, bytearray, memoryview)):
+            raise TypeError(f"xfer: an address is bytes, not {type(address).__name__}")
         address = bytes(address)
         p = c_uint32()
         _check(L.engine_add_peer(self._handle(), address, len(address), byref(p)),
@@ -482,7 +484,7 @@ class Engine:
         if ret < 0:
             raise _error(ret, "xfer_write", f"{nbytes} bytes from offset {src_offset} of "
                          f"{src.nbytes} to offset {dst_offset} of {dst.nbytes}")
-        return Op(h.value, self, src)
+        return Op(h.value, self, src, "xfer_write")
 
     def imm(self, peer: int, imm: int) -> "Op":
         """xfer_imm(3): the immediate `imm` alone to `peer`."""
@@ -493,7 +495,7 @@ class Engine:
             raise TypeError(f"xfer_imm: {exc}") from None
         if ret < 0:
             raise _error(ret, "xfer_imm", f"peer {peer}")
-        return Op(h.value, self, None)
+        return Op(h.value, self, None, "xfer_imm")
 
     def write_paged(self, src: "Region", dst: "RemoteRegion", src_pages: Any, dst_pages: Any,
                     page_size: int, imm: Optional[int] = None, src_stride: int = 0,
@@ -537,7 +539,7 @@ class Engine:
         ret = L.write_paged(self._h, byref(p), None, byref(h))
         if ret < 0:
             raise _error(ret, "xfer_write_paged", f"{sn} pages of {page_size} bytes")
-        return Op(h.value, self, src)
+        return Op(h.value, self, src, "xfer_write_paged")
 
     def scatter(self, src: "Region", dsts: Iterable[Tuple["RemoteRegion", int, int, int]],
                 imm: Optional[int] = None) -> "Op":
@@ -563,7 +565,7 @@ class Engine:
                         0 if imm is None else L.OP_IMM, 0 if imm is None else imm, None, byref(h))
         if ret < 0:
             raise _error(ret, "xfer_scatter", f"{len(rows)} destinations")
-        return Op(h.value, self, src)
+        return Op(h.value, self, src, "xfer_scatter")
 
     def barrier(self, peers: Sequence[int], imm: int) -> "Op":
         """xfer_barrier(3): the immediate `imm` to each of `peers`."""
@@ -573,7 +575,7 @@ class Engine:
         ret = L.barrier(self._handle(), arr, len(peers), _u32(imm, "imm"), None, byref(h))
         if ret < 0:
             raise _error(ret, "xfer_barrier", f"peers {peers}")
-        return Op(h.value, self, None)
+        return Op(h.value, self, None, "xfer_barrier")
 
     # -- immediate counters
     def imm_count(self, imm: int) -> int:
@@ -705,6 +707,8 @@ class Engine:
         self._flags.clear()
 
     def __del__(self):
+        if getattr(self, "_h", None) is None:
+            return
         try:
             self.close(timeout=0)
         except Exception:   # interpreter shutdown: the module may be gone
@@ -775,10 +779,11 @@ class Region:
     def descriptor(self) -> bytes:
         """xfer_mr_descriptor(3): the bytes a peer imports
         (Engine.import_region). -EPERM for a region without remote_write."""
+        h = self._handle()
         if self._desc is None:
             buf = ctypes.create_string_buffer(L.DESC_MAX)
             n = c_size_t(L.DESC_MAX)
-            _check(L.mr_descriptor(self._handle(), buf, byref(n)), "xfer_mr_descriptor")
+            _check(L.mr_descriptor(h, buf, byref(n)), "xfer_mr_descriptor")
             self._desc = buf.raw[:n.value]
         return self._desc
 
@@ -814,7 +819,7 @@ class Region:
         self.close()
 
     def __del__(self):
-        h = self._h
+        h = getattr(self, "_h", None)   # None too when __init__ failed
         if h is None:
             return
         try:
@@ -873,7 +878,7 @@ class RemoteRegion:
     def close(self) -> None:
         """xfer_rmr_free(3). Operations already submitted are unaffected
         (they hold a copy). Closing twice is harmless."""
-        h = self._h
+        h = getattr(self, "_h", None)
         if h is None:
             return
         self._h = None
@@ -899,13 +904,14 @@ class Op:
     A handle stays readable after its engine closed (an operation
     cancelled by the close says ECANCELED)."""
 
-    __slots__ = ("_h", "engine", "_src", "_status")
+    __slots__ = ("_h", "engine", "_src", "_status", "call")
 
-    def __init__(self, h: int, engine: Engine, src: Optional[Region]):
+    def __init__(self, h: int, engine: Engine, src: Optional[Region], call: str):
         self._h = h
         self.engine = engine
         self._src = src
         self._status = None
+        self.call = call   # the C function that submitted it, for errors
 
     def _op(self) -> int:
         h = self._h
@@ -931,7 +937,7 @@ class Op:
         if st is None:
             return False
         if st < 0:
-            raise _error(st, "operation")
+            raise _error(st, self.call, "the operation's status")
         return True
 
     def wait(self, timeout: Optional[float] = None) -> None:
@@ -954,7 +960,7 @@ class Op:
                                      f"still in progress after {timeout} s")
             self._status = r
         if self._status < 0:
-            raise _error(self._status, "operation")
+            raise _error(self._status, self.call, "the operation's status")
 
     def close(self) -> None:
         """xfer_op_release(3): drop the handle (the operation goes on).
@@ -966,7 +972,7 @@ class Op:
             self._src = None
 
     def __del__(self):
-        h = self._h
+        h = getattr(self, "_h", None)
         if h is not None:
             self._h = None
             L.op_release(h)
@@ -1056,7 +1062,7 @@ class Watch:
 
     def remove(self) -> None:
         """xfer_watch_remove(3). Harmless twice or after the engine closed."""
-        h = self._h
+        h = getattr(self, "_h", None)
         if h is None:
             return
         self._h = None
