@@ -796,20 +796,23 @@ class Region:
         return s.value
 
     def close(self) -> None:
-        """xfer_mr_dereg(3). Raises XferError EBUSY (the region stays
-        registered) while an operation or a watch still reads it. Closing
-        twice, or after the engine closed, is harmless."""
+        """xfer_mr_dereg(3), and the buffer is let go (``buffer`` becomes
+        None). Raises XferError EBUSY (the region stays registered) while an
+        operation or a watch still reads it. Closing twice, or after the
+        engine closed, is harmless."""
         h = self._h
         if h is None:
             return
         if self.engine._h is None:   # the engine released it
             self._h = None
+            self.buffer = None
             return
         ret = L.mr_dereg(h)
         if ret == _EBUSY:
             raise _error(ret, "xfer_mr_dereg", "an operation or watch still uses the region")
         self._h = None
         self.engine._mrs.pop(h, None)
+        self.buffer = None   # the buffer is the caller's again (resizable, collectable)
         _check(ret, "xfer_mr_dereg")
 
     def __enter__(self) -> "Region":
