@@ -50,3 +50,40 @@ def lpair():
     p = Pair("local")
     yield p
     p.close()
+
+
+# ---- TAP for tests/run.sh ------------------------------------------------------
+# With XFER_TAP=<file>, one TAP line per test goes there as it ends
+# ("ok N - id", "not ok N - id", "ok N - id # SKIP reason"); tests/python/run.sh
+# prints the file so that tests/run.sh counts each test.
+_tap = {"n": 0, "f": None}
+
+
+def pytest_configure(config):
+    path = os.environ.get("XFER_TAP")
+    if path:
+        _tap["f"] = open(path, "w", buffering=1)
+
+
+def pytest_runtest_logreport(report):
+    f = _tap["f"]
+    if f is None:
+        return
+    name = report.nodeid.replace("tests/python/", "")
+    if report.when == "call" or (report.when == "setup" and not report.passed) or \
+            (report.when == "teardown" and report.failed):
+        _tap["n"] += 1
+        n = _tap["n"]
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
+            f.write(f"ok {n} - {name} # SKIP {reason.replace('Skipped: ', '')}\n")
+        elif report.passed:
+            f.write(f"ok {n} - {name}\n")
+        else:
+            f.write(f"not ok {n} - {name}{' (' + report.when + ')' if report.when != 'call' else ''}\n")
+
+
+def pytest_unconfigure(config):
+    if _tap["f"] is not None:
+        _tap["f"].write(f"1..{_tap['n']}\n")
+        _tap["f"].close()
