@@ -107,7 +107,7 @@ class Launch(Structure):
 def _candidates() -> list[str]:
     """Where libxfer.so is looked for, in order: $XFER_LIB; the build
     folder of the checkout this package sits in ($XFER_BUILD, else build);
-    the system's library path."""
+    the LIBDIR make install-python wrote; the system's library path."""
     out = []
     env = os.environ.get("XFER_LIB")
     if env:
@@ -117,6 +117,11 @@ def _candidates() -> list[str]:
     if os.path.isfile(os.path.join(root, "include", "xfer.h")):
         build = os.environ.get("XFER_BUILD", "build")
         out.append(os.path.join(root, build, "lib", "libxfer.so.0"))
+    try:   # written by make install-python: the LIBDIR it installed for
+        from ._paths import LIBDIR   # type: ignore[import]
+        out.append(os.path.join(LIBDIR, "libxfer.so.0"))
+    except ImportError:
+        pass
     found = ctypes.util.find_library("xfer")
     if found:
         out.append(found)

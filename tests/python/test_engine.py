@@ -118,3 +118,32 @@ def test_docs_read_like_man_pages():
         for m, f in vars(cls).items():
             if not m.startswith("_") and callable(f):
                 assert f.__doc__, f"{cls.__name__}.{m}"
+
+
+def test_library_not_found_names_the_paths(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XFER_LIB=str(tmp_path / "nope.so"), XFER_BUILD="no-such-build",
+               PYTHONPATH=os.path.dirname(os.path.dirname(xfer.__file__)),
+               PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([sys.executable, "-c", "import xfer"], env=env, capture_output=True,
+                       text=True)
+    if "libxfer.so not found" not in r.stderr and r.returncode == 0:
+        pytest.skip("libxfer.so.0 is installed on the system path")
+    assert r.returncode != 0 and "ImportError: xfer: libxfer.so not found" in r.stderr
+    assert "nope.so (no such file)" in r.stderr and "no-such-build/lib/libxfer.so.0" in r.stderr
+
+
+def test_library_from_xfer_lib():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XFER_LIB=os.path.realpath(xfer.LIBRARY),
+               PYTHONPATH=os.path.dirname(os.path.dirname(xfer.__file__)),
+               PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([sys.executable, "-c", "import xfer; print(xfer.LIBRARY)"], env=env,
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == os.path.realpath(xfer.LIBRARY)
