@@ -1,7 +1,7 @@
 # The Python binding (python/xfer: ctypes over libxfer.so, no compiler).
 # make test runs its pytest suite through tests/python/run.sh (TAP, one line
 # per test; SKIP without python3-pytest / python3-numpy); `make test-python`
-# alone; `make bench-python` its per-operation cost next to xfer-bench's.
+# alone (`make test-python SANITIZE=1`: against build-san under ASan+UBSan); `make bench-python` its per-operation cost next to xfer-bench's.
 # `make install-python` copies the package to PYTHONDIR (Debian's python3
 # reads /usr/lib/python3/dist-packages and /usr/local/lib/python3.X/
 # dist-packages) with the LIBDIR it was installed for, where it then looks

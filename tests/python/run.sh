@@ -5,7 +5,8 @@
 # report as TAP comments. Exits 77 (SKIP, with the reason) without
 # /usr/bin/python3, pytest or numpy (scripts/deps.sh test installs
 # python3-pytest, python3-numpy and python3-torch); the torch tests skip
-# alone without torch. The library is $XFER_BUILD/lib's (default build/).
+# alone without torch. The library is $XFER_BUILD/lib's (default build/;
+# a build-san one runs under ASan+UBSan).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 py=${XFER_PYTHON:-/usr/bin/python3}
@@ -16,6 +17,14 @@ for m in pytest numpy; do
 done
 lib=${XFER_BUILD:-build}/lib/libxfer.so.0
 [ -e "$lib" ] || { echo "not ok 1 - $lib is not built (make)"; exit 1; }
+# A sanitizer build (make test-python SANITIZE=1: build-san) is loaded into
+# a Python that is not: the sanitizers' runtimes go first (and leaks are
+# the interpreter's, not counted).
+case "${XFER_BUILD:-build}" in
+*-san)
+	export LD_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $(${CC:-cc} -print-file-name=libubsan.so)"
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} ;;
+esac
 tap=$(mktemp) log=$(mktemp)
 trap 'rm -f "$tap" "$log"' EXIT
 # No bytecode or cache in the tree (make deb hashes the files git would see).
