@@ -20,6 +20,7 @@ except ImportError:   # pragma: no cover - the tests need numpy
     _np = None
 
 _U32 = _np.dtype(_np.uint32) if _np is not None else None
+_I32 = _np.dtype(_np.int32) if _np is not None else None
 _EINPROGRESS = -_errno.EINPROGRESS
 _ETIMEDOUT = -_errno.ETIMEDOUT
 _EBUSY = -_errno.EBUSY
@@ -189,7 +190,9 @@ def _indices(x: Any, what: str) -> Tuple[int, int, Any]:
             c = _c_char_from_buffer(arr)
             return _addressof(c), arr.size, (arr, c)
     elif hasattr(x, "data_ptr") and hasattr(x, "numpy"):
-        arr = x.detach().cpu().numpy()
+        if x.device.type != "cpu":   # a block table on the GPU: copied here
+            x = x.cpu()
+        arr = x.detach().numpy() if x.requires_grad else x.numpy()
     elif isinstance(x, array.array) and x.typecode == "I" and x.itemsize == 4:
         return x.buffer_info()[0], len(x), x
     else:
@@ -201,6 +204,12 @@ def _indices(x: Any, what: str) -> Tuple[int, int, Any]:
             raise TypeError(f"xfer: {what} must be a sequence of ints, a numpy array or a "
                             f"tensor ({exc})") from None
         return a.buffer_info()[0], len(a), a
+    if arr.dtype is _I32 and arr.flags.c_contiguous:
+        # int32 block tables (vLLM's): the same bits as uint32 once no
+        # value is negative; no copy
+        if arr.size and arr.min() < 0:
+            raise ValueError(f"xfer: {what} holds a value outside 0..2^32-1")
+        arr = arr.view(_np.uint32)
     if arr.dtype != _np.uint32 or not arr.flags.c_contiguous:
         if arr.dtype.kind not in "iu":
             raise TypeError(f"xfer: {what} must hold integers, not {arr.dtype}")
