@@ -105,3 +105,8 @@ __all__ = [
     "DEFAULT_TIMEOUT_MS",
 ]
 __version__ = "0.1.0"
+
+for _c in (Engine, EngineInfo, Expectation, HostBuffer, Op, RailStats, Region, RemoteRegion, Watch,
+           XferError, XferTimeoutError, DictStore, Launch, Rendezvous, RdzvError, RdzvTimeoutError):
+    _c.__module__ = "xfer"   # xfer.XferError in tracebacks and help(), not xfer.core's
+del _c
