@@ -4,7 +4,8 @@
 #   deps.sh test    also etcd (the rendezvous tests), qemu, Debian kernels and headers,
 #                   busybox (kmod/verbs guests), the kernel's kselftest harness headers,
 #                   groff and man-db (tests/man.sh), debhelper, dh-dkms, lintian and
-#                   mmdebstrap (tests/deb.sh)
+#                   mmdebstrap (tests/deb.sh), python3-pytest, python3-numpy and
+#                   python3-torch (the Python binding's tests, tests/python)
 #   deps.sh kselftest  only the harness headers
 set -euo pipefail
 what=${1:-build}
@@ -52,7 +53,8 @@ if [ "$what" = test ]; then
 	# iproute2, nftables, curl: the cluster test bed (tests/cluster)
 	pkgs+=(etcd-server etcd-client iproute2 nftables curl qemu-system-x86 busybox-static cpio xz-utils kmod dkms perftest
 	       groff-base man-db linux-image-amd64 linux-headers-amd64 linux-image-6.12-amd64
-	       linux-headers-6.12-amd64 dpkg-dev debhelper dh-dkms lintian mmdebstrap)
+	       linux-headers-6.12-amd64 dpkg-dev debhelper dh-dkms lintian mmdebstrap
+	       python3-pytest python3-numpy python3-torch)   # tests/python (torch: CPU)
 fi
 
 missing=()

@@ -157,6 +157,10 @@ static int try_getinfo(const char *prov, const struct xfer_rail_attr *a, struct 
 	}
 	ret = fi_getinfo(FAB_VERSION, node, NULL, flags, h, &list);
 	fi_freeinfo(h);
+	/* No provider of that name here: libfabric says -FI_ENODATA; the API
+	 * promises -ENODEV (xfer_engine_create(3)). */
+	if (ret == -FI_ENODATA)
+		return -ENODEV;
 	if (ret)
 		return fab_err(ret);
 	struct fi_info *pick = pick_domain(list, a->device, a->index);
