@@ -13,8 +13,9 @@ PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREF
 
 .PHONY: test-python bench-python install-python
 install-python:
-	install -d $(DESTDIR)$(PYTHONDIR)/xfer
+	install -d $(DESTDIR)$(PYTHONDIR)/xfer/connectors
 	install -m 0644 python/xfer/*.py $(DESTDIR)$(PYTHONDIR)/xfer/
+	install -m 0644 python/xfer/connectors/*.py $(DESTDIR)$(PYTHONDIR)/xfer/connectors/
 	echo 'LIBDIR = "$(LIBDIR)"   # written by make install-python' > $(DESTDIR)$(PYTHONDIR)/xfer/_paths.py
 
 test-python: lib
