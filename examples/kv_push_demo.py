@@ -42,6 +42,8 @@ def args_of(argv):
     a.add_argument("--head-dim", type=int, default=128)
     a.add_argument("--tokens", type=int, default=2048)
     a.add_argument("--layer-ms", type=float, default=2.0)
+    a.add_argument("--requests", type=int, default=2,
+                   help="one after the other; the first pays connection set-up and first touch")
     a.add_argument("--role", choices=["prefill", "decode"], help=argparse.SUPPRESS)
     a.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return a.parse_args(argv)
@@ -70,50 +72,62 @@ def side(o):
     g = torch.Generator().manual_seed(99)
     kv = {n: (torch.randn(shape, generator=g).to(torch.bfloat16) if prod
               else torch.zeros(shape, dtype=torch.bfloat16)) for n in names}
+    for t in kv.values() if not prod else ():
+        t.zero_()     # touched, as a serving engine's cache is (calloc leaves it unmapped)
     work.register_kv_caches(kv)
     nb = (o.tokens + o.block_size - 1) // o.block_size
-    table = [int(b) for b in np.random.default_rng(1 if prod else 2).permutation(o.blocks)[:nb]]
-    req = Request("demo-1", list(range(o.tokens)),
-                  {"do_remote_decode": True} if prod else {"do_remote_prefill": True})
-    n, _ = sched.get_num_new_matched_tokens(req, 0)
-    sched.update_state_after_alloc(req, table, n)
-    meta = sched.build_connector_meta(None)
-    work.bind_connector_metadata(meta)
+    if o.requests * nb > o.blocks:
+        sys.exit(f"kv_push_demo: {o.requests} requests of {nb} blocks need more than {o.blocks}")
+    perm = [int(b) for b in np.random.default_rng(1 if prod else 2).permutation(o.blocks)]
     page = o.block_size * o.heads * o.head_dim * 2
+    res = []
+    for i in range(o.requests):
+        # the prefill reuses its blocks (same data); the decode's are disjoint
+        table = perm[:nb] if prod else perm[i * nb:(i + 1) * nb]
+        req = Request(f"demo-{i}", list(range(o.tokens)),
+                      {"do_remote_decode": True} if prod else {"do_remote_prefill": True})
+        n, _ = sched.get_num_new_matched_tokens(req, 0)
+        sched.update_state_after_alloc(req, table, n)
+        work.bind_connector_metadata(sched.build_connector_meta(None))
+        if prod:
+            store.wait([f"demo/decode_ready{i}"], datetime.timedelta(seconds=60))
+            store.set(f"demo/prefill_table{i}", json.dumps(table))
+            t0 = time.monotonic()
+            for name in names:
+                time.sleep(o.layer_ms / 1000)          # this layer's attention and MLP
+                work.save_kv_layer(name, kv[name], None)
+            t_saved = time.monotonic()
+            while not (work.get_finished(set())[0] or set()):
+                time.sleep(0.0002)
+            t1 = time.monotonic()
+            nbytes = o.layers * 2 * nb * page
+            res.append({"bytes": nbytes, "seconds": t1 - t0, "after_last_layer_s": t1 - t_saved,
+                        "push_GBps": nbytes / max(t1 - t0 - o.layers * o.layer_ms / 1000, 1e-9) / 1e9})
+        else:
+            work.start_load_kv(None)
+            store.set(f"demo/decode_ready{i}", "1")
+            arrived = []
+            for name in names:
+                work.wait_for_layer_load(name)
+                arrived.append(time.monotonic())
+            while not (work.get_finished(set())[1] or set()):
+                time.sleep(0.0002)
+            ptable = json.loads(store.get(f"demo/prefill_table{i}"))
+            res.append({"arrival_ms": [round((t - arrived[0]) * 1000, 2) for t in arrived],
+                        "table": table, "ptable": ptable})
+        work.clear_connector_metadata()
     if prod:
-        store.wait(["demo/decode_ready"], datetime.timedelta(seconds=60))
-        store.set("demo/prefill_table", json.dumps(table))
-        t0 = time.monotonic()
-        for name in names:
-            time.sleep(o.layer_ms / 1000)          # this layer's attention and MLP
-            work.save_kv_layer(name, kv[name], None)
-        t_saved = time.monotonic()
-        while not (work.get_finished(set())[0] or set()):
-            time.sleep(0.0002)
-        t1 = time.monotonic()
-        nbytes = o.layers * 2 * nb * page
-        print(json.dumps({"role": "prefill", "bytes": nbytes, "seconds": t1 - t0,
-                          "after_last_layer_s": t1 - t_saved,
-                          "push_GBps": nbytes / max(t1 - t0 - o.layers * o.layer_ms / 1000, 1e-9) / 1e9}))
+        print(json.dumps({"role": "prefill", "requests": res}))
     else:
-        work.start_load_kv(None)
-        store.set("demo/decode_ready", "1")
-        t0 = time.monotonic()
-        arrived = []
-        for name in names:
-            work.wait_for_layer_load(name)
-            arrived.append(time.monotonic() - t0)
-        while not (work.get_finished(set())[1] or set()):
-            time.sleep(0.0002)
-        ptable = json.loads(store.get("demo/prefill_table"))
         g = torch.Generator().manual_seed(99)
         bad = 0
         for name in names:
             src = torch.randn(shape, generator=g).to(torch.bfloat16)
             want = torch.zeros(shape, dtype=torch.bfloat16)
-            want[:, table] = src[:, ptable]
+            for r in res:
+                want[:, r["table"]] = src[:, r["ptable"]]
             bad += not torch.equal(kv[name].view(torch.int16), want.view(torch.int16))
-        print(json.dumps({"role": "decode", "arrival_ms": [round(t * 1000, 2) for t in arrived],
+        print(json.dumps({"role": "decode", "requests": [{"arrival_ms": r["arrival_ms"]} for r in res],
                           "layers_bad": bad, "failed": work.failed,
                           "bytes_checked": sum(t.numel() * 2 for t in kv.values())}))
     store.set(f"demo/{o.role}_done", "1")
@@ -145,13 +159,15 @@ def main():
     del store
     d, p = out["decode"], out["prefill"]
     page = o.block_size * o.heads * o.head_dim * 2
-    print(f"{o.layers} layers, {(o.tokens + o.block_size - 1) // o.block_size} blocks of "
+    print(f"{o.requests} requests, {o.layers} layers, {(o.tokens + o.block_size - 1) // o.block_size} blocks of "
           f"{page // 1024} KiB per K and V, provider {o.provider}, a layer computed every {o.layer_ms} ms")
-    for i, t in enumerate(d["arrival_ms"]):
-        print(f"  layer {i:3d} arrived at decode {t - d['arrival_ms'][0]:8.2f} ms after layer 0")
-    print(f"pushed {p['bytes'] / 2**20:.1f} MiB in {p['seconds'] * 1000:.1f} ms "
-          f"({p['after_last_layer_s'] * 1000:.2f} ms after the last layer was computed); "
-          f"{p['push_GBps']:.2f} GB/s besides the compute")
+    for k, (dr, pr) in enumerate(zip(d["requests"], p["requests"])):
+        print(f"request {k}:")
+        for i, t in enumerate(dr["arrival_ms"]):
+            print(f"  layer {i:3d} arrived at decode {t:8.2f} ms after layer 0")
+        print(f"  pushed {pr['bytes'] / 2**20:.1f} MiB in {pr['seconds'] * 1000:.1f} ms "
+              f"({pr['after_last_layer_s'] * 1000:.2f} ms after the last layer was computed); "
+              f"{pr['push_GBps']:.2f} GB/s besides the compute")
     ok = d["layers_bad"] == 0 and not d["failed"]
     print(f"decode checked {d['bytes_checked'] / 2**20:.1f} MiB of its KV cache: "
           f"{'every byte as pushed' if ok else 'MISMATCH'}")
