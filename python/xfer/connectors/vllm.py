@@ -127,6 +127,7 @@ class XferConnector(KVConnectorBase_V1):
         self._send: Dict[str, dict] = {}      # prefill: request -> ops, remote
         self._peers: Dict[bytes, Tuple[int, List[xfer.RemoteRegion]]] = {}
         self.failed: Dict[str, str] = {}      # request -> why (reported, blocks freed)
+        self._aborted_ids: Set[str] = set()   # prefill: never sent again, even if still in a step's metadata
         self.layer_times: Dict[str, List[float]] = {}   # decode: arrival per layer
 
     # ================= scheduler side =================
@@ -237,6 +238,8 @@ class XferConnector(KVConnectorBase_V1):
             return
         l = self.layers.index(layer_name)
         for rid, s in meta.send.items():
+            if rid in self._aborted_ids:
+                continue
             st = self._send.setdefault(rid, {"ops": [], "remote": None, "error": None})
             if st["error"]:
                 continue
@@ -285,7 +288,8 @@ class XferConnector(KVConnectorBase_V1):
         a decode keeps waiting for what is on its way into their blocks
         (until it arrived, or the deadline) before reporting them."""
         for rid in rids:
-            if self.is_producer:
+            if self.is_producer and rid not in self._aborted_ids:
+                self._aborted_ids.add(rid)
                 st = self._send.setdefault(rid, {"ops": [], "remote": None, "error": None})
                 st["error"] = st["error"] or "aborted"
 
